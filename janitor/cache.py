@@ -1,0 +1,322 @@
+"""Claude Code's on-disk layout: discover sessions (transcript + every piece keyed by its id).
+
+Read-only. Never follows symlinks, never descends into another filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .model import Piece, Session
+
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+TODO_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+                     r"(?:-agent-[^/]*)?\.json$")
+DEBUG_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\.txt$")
+DIR_STORES = ("file-history", "session-env", "tasks")
+NEVER_TOUCHED = {"memory"}  # projects/<enc>/memory/: Claude Code's auto-memory
+
+TAIL_CHUNK = 64 * 1024
+TAIL_MAX = 1024 * 1024  # never read more than this from a transcript's end, whatever its size
+HEAD_MAX = 64 * 1024
+
+
+@dataclass
+class ScanResult:
+    sessions: list[Session] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # paths left alone, relative to their root
+    files_seen: int = 0
+
+
+# ---- reading a transcript's tail ---------------------------------------------------------------
+
+def parse_timestamp(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        v = float(value)
+        return v / 1000.0 if v > 1e11 else v
+    if isinstance(value, str) and value:
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    return None
+
+
+def _records(lines: list[bytes]) -> list[dict]:
+    out = []
+    for line in lines:
+        line = line.strip()
+        if not line or line[:1] != b"{":
+            continue
+        try:
+            rec = json.loads(line)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+@dataclass
+class TailInfo:
+    last_time: float | None = None
+    cwd: str | None = None
+    bytes_read: int = 0
+
+
+def read_tail(fd: int, size: int) -> TailInfo:
+    """Newest record timestamp (and cwd) from the end of a transcript: reads at most TAIL_MAX bytes.
+
+    Lines without timestamps, malformed JSON and invalid UTF-8 are skipped. Cost does not depend on
+    the transcript's size.
+    """
+    info = TailInfo()
+    want = min(TAIL_CHUNK, size)
+    while True:
+        start = size - want
+        buf = os.pread(fd, want, start)
+        info.bytes_read = len(buf)
+        lines = buf.split(b"\n")
+        if start > 0:
+            lines = lines[1:]  # the first line is cut
+        for rec in reversed(_records(lines)):
+            if info.last_time is None:
+                info.last_time = parse_timestamp(rec.get("timestamp"))
+            if info.cwd is None and isinstance(rec.get("cwd"), str):
+                info.cwd = rec["cwd"]
+            if info.last_time is not None and info.cwd is not None:
+                return info
+        if info.last_time is not None or start == 0 or want >= TAIL_MAX:
+            break
+        want = min(want * 4, TAIL_MAX, size)
+    if info.cwd is None and size > want:
+        head = os.pread(fd, min(HEAD_MAX, size), 0)
+        for rec in _records(head.split(b"\n")[:-1]):
+            if isinstance(rec.get("cwd"), str):
+                info.cwd = rec["cwd"]
+                break
+    return info
+
+
+# ---- walking ---------------------------------------------------------------------------------------
+
+def _dir_usage(path: str, dev: int) -> tuple[int, float, int]:
+    """(bytes of regular files, newest mtime, entries) under a dir; no symlinks followed, no mounts crossed."""
+    total = 0
+    newest = 0.0
+    count = 0
+    stack = [path]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                count += 1
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_mtime > newest:
+                    newest = st.st_mtime
+                if stat.S_ISDIR(st.st_mode):
+                    if st.st_dev == dev:
+                        stack.append(e.path)
+                elif stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+    return total, newest, count
+
+
+def _piece(root: str, rel: str, store: str, st: os.stat_result) -> tuple[Piece, int]:
+    if stat.S_ISDIR(st.st_mode):
+        b, newest, n = _dir_usage(os.path.join(root, rel), st.st_dev)
+        return Piece(rel, store, True, b, max(newest, st.st_mtime), st.st_ino, st.st_dev, st.st_mtime_ns,
+                     st.st_size), n + 1
+    return Piece(rel, store, False, st.st_size, st.st_mtime, st.st_ino, st.st_dev, st.st_mtime_ns,
+                 st.st_size), 1
+
+
+def _entries(path: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(path) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _lstat(e: os.DirEntry) -> os.stat_result | None:
+    try:
+        return e.stat(follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
+              read_transcripts: bool = True) -> ScanResult:
+    """Discover every session under one Claude config dir."""
+    res = ScanResult()
+    r = str(root)
+    root_dev = os.lstat(r).st_dev
+    by_id: dict[str, Session] = {}
+
+    projects = os.path.join(r, "projects")
+    for pe in sorted(_entries(projects), key=lambda e: e.name):
+        prel = f"projects/{pe.name}"
+        pst = _lstat(pe)
+        if pst is None:
+            continue
+        if not stat.S_ISDIR(pst.st_mode):
+            res.unknown.append(prel + (" (symlink, not followed)" if stat.S_ISLNK(pst.st_mode) else ""))
+            continue
+        if pst.st_dev != root_dev:
+            res.unknown.append(prel + " (another filesystem, not entered)")
+            continue
+        entries = _entries(pe.path)
+        dirs: dict[str, tuple[os.DirEntry, os.stat_result]] = {}
+        found: dict[str, Session] = {}
+        for e in entries:
+            st = _lstat(e)
+            if st is None:
+                continue
+            res.files_seen += 1
+            if e.name.endswith(".jsonl") and stat.S_ISREG(st.st_mode) and len(e.name) > 6:
+                sid = e.name[:-6]
+                s = Session(session_id=sid, root=r, project=pe.name)
+                piece, _ = _piece(r, f"{prel}/{e.name}", "transcript", st)
+                s.pieces.append(piece)
+                if read_transcripts:
+                    _read_transcript(s, e.path, st)
+                found[sid] = s
+            elif stat.S_ISDIR(st.st_mode) and e.name not in NEVER_TOUCHED:
+                dirs[e.name] = (e, st)
+            elif e.name in NEVER_TOUCHED:
+                continue
+            else:
+                kind = "symlink, not followed" if stat.S_ISLNK(st.st_mode) else "not a session file"
+                res.unknown.append(f"{prel}/{e.name} ({kind})")
+        for name, (e, st) in sorted(dirs.items()):
+            if st.st_dev != root_dev:
+                res.unknown.append(f"{prel}/{name} (another filesystem, not entered)")
+                continue
+            s = found.get(name)
+            if s is None and UUID_RE.match(name):
+                s = found[name] = Session(session_id=name, root=r, project=pe.name,
+                                          notes=["no transcript; per-session folder only"])
+            if s is None:
+                res.unknown.append(f"{prel}/{name}/ (not a session folder)")
+                continue
+            piece, n = _piece(r, f"{prel}/{name}", "session-dir", st)
+            res.files_seen += n - 1
+            s.pieces.append(piece)
+        for sid, s in found.items():
+            if sid in by_id:
+                # The same id in two projects: keep them apart; side stores attach to the first.
+                res.sessions.append(s)
+            else:
+                by_id[sid] = s
+                res.sessions.append(s)
+        if progress:
+            progress(len(entries))
+
+    orphans: dict[str, Session] = {}
+
+    def attach(sid: str, rel: str, store: str, st: os.stat_result) -> None:
+        s = by_id.get(sid) or orphans.get(sid)
+        if s is None:
+            s = orphans[sid] = Session(session_id=sid, root=r, project="",
+                                       notes=["side files only: no transcript found"])
+        piece, n = _piece(r, rel, store, st)
+        res.files_seen += n
+        s.pieces.append(piece)
+
+    for store in DIR_STORES:
+        for e in _entries(os.path.join(r, store)):
+            st = _lstat(e)
+            if st is None:
+                continue
+            if stat.S_ISDIR(st.st_mode) and UUID_RE.match(e.name) and st.st_dev == root_dev:
+                attach(e.name, f"{store}/{e.name}", store, st)
+            else:
+                res.unknown.append(f"{store}/{e.name}")
+    for store, rx in (("todos", TODO_RE), ("debug", DEBUG_RE)):
+        for e in _entries(os.path.join(r, store)):
+            st = _lstat(e)
+            if st is None:
+                continue
+            m = rx.match(e.name)
+            if m and stat.S_ISREG(st.st_mode):
+                attach(m.group(1), f"{store}/{e.name}", store, st)
+            elif not (store == "debug" and e.name == "latest"):
+                res.unknown.append(f"{store}/{e.name}")
+    res.sessions.extend(orphans.values())
+    return res
+
+
+def _read_transcript(s: Session, path: str, st: os.stat_result) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        s.notes.append("transcript vanished during the scan")
+        return
+    except OSError as e:
+        s.unreadable = f"cannot open transcript: {e.strerror}"
+        return
+    try:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
+            s.unreadable = "transcript changed while being read"
+            return
+        info = read_tail(fd, fst.st_size)
+    except OSError as e:
+        s.unreadable = f"cannot read transcript: {e.strerror}"
+        return
+    finally:
+        os.close(fd)
+    s.last_record_time = info.last_time
+    s.project_path = info.cwd
+
+
+def scan(roots: list[Path], *, progress: Callable[[int], None] | None = None) -> ScanResult:
+    out = ScanResult()
+    for root in roots:
+        res = scan_root(root, progress=progress)
+        out.sessions += res.sessions
+        out.unknown += [f"{root}/{u}" for u in res.unknown]
+        out.files_seen += res.files_seen
+    return out
+
+
+def apply_pins(sessions: list[Session], pins: set[str]) -> None:
+    for s in sessions:
+        if s.session_id in pins:
+            s.pinned = True
+
+
+def load_pins(path: Path) -> set[str]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError) as e:
+        from .model import ConfigError
+
+        raise ConfigError(f"pins file {path} is unreadable: {e}; fix or remove it") from None
+    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+        from .model import ConfigError
+
+        raise ConfigError(f"pins file {path} must be a JSON list of session ids")
+    return set(data)

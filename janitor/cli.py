@@ -1,0 +1,193 @@
+"""The `janitor` command line: parse, call the core, render. Core modules are imported lazily so that
+`janitor --help` starts fast."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    click.echo(f"janitor: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Map JanitorError to one clear line and its exit code; a traceback only with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .model import JanitorError
+
+        try:
+            return fn(*args, **kwargs)
+        except JanitorError as e:
+            fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None and ctx.find_root().params.get("debug"):
+                raise
+            fail(f"unexpected {type(e).__name__}: {e} (re-run with --debug for a traceback)", EXIT_PARTIAL)
+
+    return wrapper
+
+
+def cache_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--claude-dir and --config, shared by every command that reads the cache."""
+    fn = click.option("--config", "config_path", metavar="FILE", type=click.Path(dir_okay=False),
+                      help="Janitor config (TOML). Default: config.toml in the user config dir "
+                           "(see `janitor doctor`).")(fn)
+    fn = click.option("--claude-dir", "claude_dirs", multiple=True, metavar="DIR",
+                      help="Claude Code config dir to sweep (repeatable). Default: $CLAUDE_CONFIG_DIR, "
+                           "else ~/.claude.")(fn)
+    return fn
+
+
+def make_env(claude_dirs: tuple[str, ...], config_path: str | None, **kw: Any) -> Any:
+    from .paths import claude_dirs as find_dirs
+    from .paths import janitor_dirs
+    from .sweep import Env
+
+    return Env(roots=find_dirs(claude_dirs), dirs=janitor_dirs(), config_path=config_path, **kw)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
+@click.version_option(package_name="claude-janitor", prog_name="janitor")
+def cli(debug: bool) -> None:
+    """Retention and cache janitor for Claude Code transcripts.
+
+    Finds every session under ~/.claude (or $CLAUDE_CONFIG_DIR), decides from the retention policy
+    which have expired, and deletes or archives them, recording every action in a tamper-evident
+    audit log. `janitor report` shows what a sweep would do without changing anything.
+
+    Exit codes: 0 ok, 1 some actions failed, 2 usage or config error, 3 another sweep is running.
+    """
+
+
+def _now(now: float | None) -> float:
+    import time
+
+    return time.time() if now is None else now
+
+
+now_option = click.option("--now", "now", type=float, hidden=True,
+                          help="Pretend the time is this Unix timestamp (testing).")
+
+
+@cli.command()
+@cache_options
+@click.option("--dry-run", is_flag=True, help="Decide and check everything, change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--older-than", metavar="DURATION",
+              help='Expire sessions inactive longer than this for this run ("7d", "12h"); '
+                   "project rules with their own retention still apply.")
+@click.option("--action", type=click.Choice(["delete", "archive"]), help="Override the action for this run.")
+@click.option("--force", is_flag=True, help="Proceed even if the mass-removal guard trips.")
+@click.option("--wait", type=float, default=0.0, metavar="SECONDS",
+              help="Wait up to this long for another running sweep to finish (default: exit 3 at once).")
+@now_option
+@handle_errors
+def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, as_json: bool,
+          older_than: str | None, action: str | None, force: bool, wait: float, now: float | None) -> None:
+    """Delete or archive expired sessions now (one-shot).
+
+    Sessions that are active (within `grace`), pinned, unreadable or changed since the scan are kept.
+    """
+    from . import report
+    from .safefs import SweepLock
+    from .sweep import run
+
+    env = make_env(claude_dirs, config_path, older_than=older_than, action=action, force=force)
+    if dry_run:
+        res = run(env, _now(now), dry_run=True, actors=_actors())
+    else:
+        with SweepLock(env.dirs.lock_file, wait=wait):
+            res = run(env, _now(now), dry_run=False, actors=_actors())
+    if as_json:
+        click.echo(report.to_json(res, all_sessions=False))
+    else:
+        click.echo("\n".join(report.summary_lines(res)))
+    sys.exit(res.exit_code)
+
+
+def _actors() -> Any:
+    """The action implementations; archive is added by the archive module when present."""
+    from .model import Action
+    from .sweep import delete_session
+
+    actors = {Action.DELETE: delete_session}
+    try:
+        from .archive import archive_actor
+    except ImportError:
+        return actors
+    actors[Action.ARCHIVE] = archive_actor
+    return actors
+
+
+@cli.command()
+@cache_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--older-than", metavar="DURATION", help="Report as if the default window were this.")
+@click.option("--action", type=click.Choice(["delete", "archive"]), help="Report as if this were the action.")
+@now_option
+@handle_errors
+def report(claude_dirs: tuple[str, ...], config_path: str | None, fmt: str, older_than: str | None,
+           action: str | None, now: float | None) -> None:
+    """Show what a sweep would do, session by session, changing nothing.
+
+    Every session is listed with its decision, the reason or rule behind it, last activity, age,
+    size and paths, grouped by project with the bytes a sweep would reclaim.
+    """
+    from . import report as rep
+    from .sweep import run
+
+    env = make_env(claude_dirs, config_path, older_than=older_than, action=action)
+    res = run(env, _now(now), dry_run=True, actors=_actors())
+    render = {"table": rep.to_table, "json": rep.to_json, "markdown": rep.to_markdown}[fmt]
+    click.echo(render(res))
+
+
+@cli.group()
+def audit() -> None:
+    """The audit log: where it is, and whether it is intact."""
+
+
+@audit.command("path")
+def audit_path() -> None:
+    """Print the audit log's path."""
+    from .paths import janitor_dirs
+
+    click.echo(str(janitor_dirs().audit_log))
+
+
+@audit.command("verify")
+@click.option("--file", "file", type=click.Path(dir_okay=False), help="Verify this log instead.")
+@handle_errors
+def audit_verify(file: str | None) -> None:
+    """Check the hash chain: exit 1 if any record was edited, reordered, removed or cut off."""
+    from pathlib import Path
+
+    from .audit import verify
+    from .paths import janitor_dirs
+
+    ok, msg, _ = verify(Path(file) if file else janitor_dirs().audit_log)
+    click.echo(msg, err=not ok)
+    sys.exit(0 if ok else 1)
+
+
+def main() -> None:
+    cli(prog_name="janitor")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,310 @@
+"""Janitor TOML config + Claude Code's settings hierarchy → one validated Policy.
+
+All problems in a file are gathered and reported together, each with its key path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .durations import DurationError, parse_duration
+from .model import Action, ConfigError, Policy, Rule, Session, Window
+from .paths import managed_settings_files
+
+CLAUDE_DEFAULT_DAYS = 30
+
+# Every key the config understands, with a one-line description (also used by `janitor doctor`).
+TOP_KEYS: dict[str, str] = {
+    "retention": 'default window: "30d", "12h", "forever" (default: Claude Code\'s cleanupPeriodDays)',
+    "action": 'what to do with expired sessions: "delete" or "archive"',
+    "grace": 'sessions active within this window are never touched (default "1h")',
+    "keep_last": "always keep the N most recent sessions of each project (default 0)",
+    "archive_dir": "where archives go (default: the platformdirs data dir)",
+    "archive_retention": 'how long archives are kept (default "forever")',
+    "max_delete_count": "refuse a run that would remove more than this many sessions without --force",
+    "max_delete_percent": "refuse a run that would remove more than this % of sessions without --force",
+    "sweep_interval": 'daemon: how often to run a full sweep (default "1d")',
+    "sweep_cron": 'daemon: crontab expression for the full sweep (instead of sweep_interval)',
+    "audit_sink": 'also send audit records to "journald" or "syslog"',
+    "rule": "per-project rules: [[rule]] tables",
+}
+RULE_KEYS: dict[str, str] = {
+    "project": "glob matched against the project path (e.g. \"~/work/*\") or its encoded dir name",
+    "retention": "this project's window",
+    "action": "this project's action",
+    "keep_last": "this project's keep_last",
+}
+ACTIONS = {"delete": Action.DELETE, "archive": Action.ARCHIVE}
+
+
+@dataclass
+class RawConfig:
+    path: Path | None
+    data: dict[str, Any]
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+    near = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def read_toml(path: Path | None, *, required: bool) -> RawConfig:
+    if path is None:
+        return RawConfig(None, {})
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file {path} does not exist") from None
+        return RawConfig(None, {})
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path}: invalid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path}: cannot read: {e.strerror}") from None
+    return RawConfig(path, data)
+
+
+def _duration(value: object, where: str, errors: list[str], *, allow_forever: bool = True,
+              allow_zero: bool = False) -> float | None:
+    try:
+        return parse_duration(value, allow_forever=allow_forever, allow_zero=allow_zero)
+    except DurationError as e:
+        errors.append(f"{where}: {e}")
+        return None
+
+
+def _action(value: object, where: str, errors: list[str]) -> Action | None:
+    if not isinstance(value, str) or value not in ACTIONS:
+        errors.append(f"{where}: must be \"delete\" or \"archive\", got {value!r}")
+        return None
+    return ACTIONS[value]
+
+
+def _nonneg_int(value: object, where: str, errors: list[str]) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        errors.append(f"{where}: must be a whole number ≥ 0, got {value!r}")
+        return None
+    return value
+
+
+def build_policy(raw: RawConfig, *, older_than: str | None = None, action: str | None = None) -> Policy:
+    """Validate the janitor config (plus one-run overrides) into a Policy. Claude windows come later."""
+    errors: list[str] = []
+    where_file = str(raw.path) if raw.path else "config"
+    data = raw.data
+    policy = Policy()
+    src = f"janitor config {raw.path}" if raw.path else "janitor config"
+    for key in data:
+        if key not in TOP_KEYS:
+            errors.append(f"{where_file}: unknown key {key!r}{_suggest(key, TOP_KEYS)}")
+
+    if "retention" in data:
+        secs = _duration(data["retention"], f"{where_file}: retention", errors)
+        if not any(e.startswith(f"{where_file}: retention") for e in errors):
+            policy.retention = Window(secs, src)
+            policy.sources["retention"] = src
+    if "grace" in data:
+        g = _duration(data["grace"], f"{where_file}: grace", errors, allow_forever=False, allow_zero=True)
+        if g is not None:
+            policy.grace = g
+            policy.sources["grace"] = src
+    if "action" in data:
+        a = _action(data["action"], f"{where_file}: action", errors)
+        if a is not None:
+            policy.action = a
+            policy.sources["action"] = src
+    if "keep_last" in data:
+        k = _nonneg_int(data["keep_last"], f"{where_file}: keep_last", errors)
+        if k is not None:
+            policy.keep_last = k
+            policy.sources["keep_last"] = src
+    if "archive_dir" in data:
+        if not isinstance(data["archive_dir"], str) or not data["archive_dir"].strip():
+            errors.append(f"{where_file}: archive_dir: must be a path string")
+        else:
+            policy.archive_dir = os.path.abspath(os.path.expanduser(data["archive_dir"]))
+            policy.sources["archive_dir"] = src
+    if "archive_retention" in data:
+        secs = _duration(data["archive_retention"], f"{where_file}: archive_retention", errors)
+        policy.archive_retention = Window(secs, src)
+    if "max_delete_count" in data:
+        policy.max_delete_count = _nonneg_int(data["max_delete_count"], f"{where_file}: max_delete_count",
+                                              errors)
+    if "max_delete_percent" in data:
+        v = data["max_delete_percent"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100:
+            errors.append(f"{where_file}: max_delete_percent: must be a number from 0 to 100, got {v!r}")
+        else:
+            policy.max_delete_percent = float(v)
+    if "sweep_interval" in data:
+        _duration(data["sweep_interval"], f"{where_file}: sweep_interval", errors, allow_forever=False)
+    if "sweep_cron" in data and not isinstance(data["sweep_cron"], str):
+        errors.append(f"{where_file}: sweep_cron: must be a crontab string like \"0 3 * * *\"")
+    if "audit_sink" in data and data["audit_sink"] not in ("journald", "syslog", "none"):
+        errors.append(f"{where_file}: audit_sink: must be \"journald\", \"syslog\" or \"none\", "
+                      f"got {data['audit_sink']!r}")
+
+    rules = data.get("rule", [])
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        errors.append(f"{where_file}: rule: must be [[rule]] tables")
+        rules = []
+    for i, r in enumerate(rules):
+        where = f"{where_file}: rule[{i + 1}]"
+        for key in r:
+            if key not in RULE_KEYS:
+                errors.append(f"{where}: unknown key {key!r}{_suggest(key, RULE_KEYS)}")
+        pattern = r.get("project")
+        if not isinstance(pattern, str) or not pattern.strip():
+            errors.append(f"{where}: project: a glob string is required")
+            continue
+        retention = policy.retention.seconds if policy.retention else None
+        retention_set = "retention" in r
+        if retention_set:
+            n = len(errors)
+            retention = _duration(r["retention"], f"{where}: retention", errors)
+            if len(errors) > n:
+                continue
+        act = _action(r["action"], f"{where}: action", errors) if "action" in r else None
+        keep = _nonneg_int(r["keep_last"], f"{where}: keep_last", errors) if "keep_last" in r else None
+        policy.rules.append(Rule(pattern=pattern, retention=retention, action=act, keep_last=keep,
+                                 retention_set=retention_set, index=i))
+
+    if older_than is not None:
+        try:
+            secs = parse_duration(older_than, allow_forever=False)
+        except DurationError as e:
+            errors.append(f"--older-than: {e}")
+        else:
+            policy.retention = Window(secs, "--older-than")
+            policy.sources["retention"] = "--older-than"
+    if action is not None:
+        a = _action(action, "--action", errors)
+        if a is not None:
+            policy.action = a
+            policy.sources["action"] = "--action"
+
+    if errors:
+        raise ConfigError("; ".join(errors) if len(errors) < 2 else
+                          f"{len(errors)} problems:\n  " + "\n  ".join(errors))
+    return policy
+
+
+# ---- Claude Code's settings ---------------------------------------------------------------------
+
+def read_settings(path: Path) -> dict[str, Any] | None:
+    """A Claude settings file as a dict; None if it does not exist. ConfigError if broken."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"settings file {path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"settings file {path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
+                          ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"settings file {path}: expected a JSON object at the top level")
+    return data
+
+
+def cleanup_days(data: dict[str, Any] | None, path: Path) -> int | None:
+    if not data or "cleanupPeriodDays" not in data:
+        return None
+    v = data["cleanupPeriodDays"]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ConfigError(f"settings file {path}: cleanupPeriodDays must be a whole number ≥ 1, got {v!r} "
+                          "(Claude Code rejects this file too)")
+    return v
+
+
+def _window(days: int, source: str) -> Window:
+    return Window(days * 86400.0, source)
+
+
+def claude_layers(root: Path) -> list[tuple[Path, dict[str, Any] | None]]:
+    """User settings, then managed settings files (later wins), for one Claude config dir."""
+    layers: list[tuple[Path, dict[str, Any] | None]] = []
+    user = root / "settings.json"
+    layers.append((user, read_settings(user)))
+    for f in managed_settings_files():
+        layers.append((f, read_settings(f)))
+    return layers
+
+
+def claude_root_window(root: Path) -> Window:
+    """Claude Code's effective cleanupPeriodDays for a config dir: managed wins over the user's."""
+    win = _window(CLAUDE_DEFAULT_DAYS, "Claude Code default (30 days)")
+    user = root / "settings.json"
+    d = cleanup_days(read_settings(user), user)
+    if d is not None:
+        win = _window(d, f"cleanupPeriodDays in {user}")
+    managed = _managed_window()
+    return managed or win
+
+
+def _managed_window() -> Window | None:
+    win = None
+    for f in managed_settings_files():
+        d = cleanup_days(read_settings(f), f)
+        if d is not None:
+            win = _window(d, f"cleanupPeriodDays in {f} (managed)")
+    return win
+
+
+def project_window(root_window: Window, project_path: str) -> Window:
+    """The window for one project's sessions: its own settings apply to it (managed still wins)."""
+    managed = _managed_window()
+    if managed:
+        return managed
+    win = root_window
+    for name in ("settings.json", "settings.local.json"):
+        f = Path(project_path) / ".claude" / name
+        d = cleanup_days(read_settings(f), f)
+        if d is not None:
+            win = _window(d, f"cleanupPeriodDays in {f} (applies to this project only)")
+    return win
+
+
+def resolve_claude_windows(policy: Policy, roots: list[Path], sessions: list[Session]) -> None:
+    """Fill in Claude Code's effective window per root and per project (I/O: reads settings files)."""
+    for root in roots:
+        policy.claude_root_windows[str(root)] = claude_root_window(root)
+    cache: dict[tuple[str, str], Window | str] = {}
+    for s in sessions:
+        key = (s.root, s.project)
+        if key in policy.claude_windows or key in policy.project_doubts or not s.project_path:
+            continue
+        rw = policy.claude_root_windows.get(s.root) or _window(CLAUDE_DEFAULT_DAYS, "default")
+        ck = (s.root, s.project_path)
+        if ck not in cache:
+            try:
+                cache[ck] = project_window(rw, s.project_path)
+            except ConfigError as e:
+                cache[ck] = str(e)
+        got = cache[ck]
+        if isinstance(got, str):
+            policy.project_doubts[key] = f"project settings unreadable, kept: {got}"
+        else:
+            policy.claude_windows[key] = got
+
+
+def default_config_path() -> Path:
+    from .paths import janitor_dirs
+
+    return janitor_dirs().config_file
+
+
+def load_policy(config: str | None, *, older_than: str | None = None, action: str | None = None) -> Policy:
+    path = Path(config) if config else default_config_path()
+    raw = read_toml(path, required=config is not None)
+    return build_policy(raw, older_than=older_than, action=action)

@@ -1,0 +1,167 @@
+"""Plain data shared by every layer. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    KEEP = "keep"
+    DELETE = "delete"
+    ARCHIVE = "archive"
+
+
+class JanitorError(Exception):
+    """An error the user must fix; carries the process exit code."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ConfigError(JanitorError):
+    """Broken config, settings or usage: exit 2, nothing changed."""
+
+
+class LockBusy(JanitorError):
+    """Another sweep holds the lock."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One top-level filesystem entry that belongs to a session.
+
+    ``rel`` is relative to the Claude config dir (``root``) and never contains ``..``.
+    ``ino``/``dev``/``size``/``mtime_ns`` are what the scan saw of the entry itself (lstat), so the
+    executor can refuse to act on something that was swapped in since.
+    """
+
+    rel: str
+    store: str  # transcript | session-dir | file-history | session-env | tasks | todos | debug
+    is_dir: bool
+    bytes: int
+    mtime: float  # newest mtime of anything inside (seconds since the epoch)
+    ino: int = 0
+    dev: int = 0
+    mtime_ns: int = 0
+    size: int = 0  # lstat size of the entry itself
+
+
+@dataclass(slots=True)
+class Session:
+    session_id: str
+    root: str  # the Claude config dir this session lives under
+    project: str  # encoded project dir name under projects/, or "" for orphaned side files
+    project_path: str | None = None  # the real cwd, from the transcript's records, when known
+    pieces: list[Piece] = field(default_factory=list)
+    last_record_time: float | None = None  # newest record timestamp in the transcript tail
+    unreadable: str | None = None  # why the session could not be read; such sessions are kept
+    pinned: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.bytes for p in self.pieces)
+
+    @property
+    def newest_mtime(self) -> float | None:
+        return max((p.mtime for p in self.pieces), default=None)
+
+    @property
+    def last_activity(self) -> float | None:
+        times = [t for t in (self.newest_mtime, self.last_record_time) if t is not None]
+        return max(times) if times else None
+
+    @property
+    def transcript(self) -> Piece | None:
+        for p in self.pieces:
+            if p.store == "transcript":
+                return p
+        return None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.root, self.project, self.session_id)
+
+    @property
+    def display_project(self) -> str:
+        return self.project_path or self.project or "(orphaned side files)"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    pattern: str
+    retention: float | None  # seconds; None = forever
+    action: Action | None = None
+    keep_last: int | None = None
+    retention_set: bool = False  # whether the rule names its own retention
+    index: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"rule #{self.index + 1} ({self.pattern})"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A retention window and where its value came from."""
+
+    seconds: float | None  # None = forever
+    source: str
+
+
+@dataclass(slots=True)
+class Policy:
+    action: Action = Action.DELETE
+    grace: float = 3600.0
+    keep_last: int = 0
+    rules: list[Rule] = field(default_factory=list)
+    # The window used when no rule sets one. None here means "per project from Claude Code's settings",
+    # resolved through ``claude_windows`` below.
+    retention: Window | None = None
+    # Claude Code's effective window per (root, project): filled in by config.resolve_claude_windows.
+    claude_windows: dict[tuple[str, str], Window] = field(default_factory=dict)
+    # Default Claude window per root (user + managed settings).
+    claude_root_windows: dict[str, Window] = field(default_factory=dict)
+    # Sessions whose project settings could not be read: kept, with the reason.
+    project_doubts: dict[tuple[str, str], str] = field(default_factory=dict)
+    archive_dir: str | None = None
+    archive_retention: Window | None = None
+    max_delete_count: int | None = None
+    max_delete_percent: float | None = None
+    sources: dict[str, str] = field(default_factory=dict)  # key -> where its value came from
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    session: Session
+    action: Action
+    reason: str
+    rule: str | None = None
+    expires_at: float | None = None  # when a kept session would expire (for the daemon's wake-up)
+
+
+@dataclass(slots=True)
+class Plan:
+    now: float
+    decisions: list[Decision]
+    unknown: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def to_act(self) -> list[Decision]:
+        return [d for d in self.decisions if d.action is not Action.KEEP]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    decision: Decision
+    result: str  # ok | failed | skipped | vanished | dry-run
+    error: str | None = None
+    archive: str | None = None

@@ -1,0 +1,122 @@
+"""The retention policy: pure. decide(sessions, policy, now) -> Plan. No I/O, no clock.
+
+Order of reasons, first that applies wins (every kept session says why):
+  unreadable / in doubt → kept
+  pinned → kept
+  no activity time → kept
+  last activity in the future → kept (clock skew)
+  active within ``grace`` → kept
+  retention "forever" → kept
+  among the ``keep_last`` most recent of its project → kept
+  age ≤ window → kept (expires exactly when age exceeds the window: a session whose last activity is
+    exactly ``window`` seconds old is kept; one second more and it expires)
+  otherwise → the rule's or the default action
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections import defaultdict
+
+from .durations import human_duration
+from .model import Action, Decision, Plan, Policy, Rule, Session, Window
+
+DEFAULT_CLAUDE = Window(30 * 86400.0, "Claude Code default (30 days)")
+
+
+def match_rule(session: Session, rules: list[Rule]) -> Rule | None:
+    """First rule (in file order) whose glob matches the project path or its encoded dir name."""
+    for rule in rules:
+        pat = os.path.expanduser(rule.pattern)
+        for cand in (session.project_path, session.project):
+            if cand and (fnmatch.fnmatchcase(cand, pat) or fnmatch.fnmatchcase(cand.rstrip("/"), pat.rstrip("/"))):
+                return rule
+    return None
+
+
+def window_for(session: Session, policy: Policy, rule: Rule | None) -> Window:
+    if rule is not None and rule.retention_set:
+        return Window(rule.retention, rule.label)
+    if policy.retention is not None:
+        return policy.retention
+    key = (session.root, session.project)
+    if key in policy.claude_windows:
+        return policy.claude_windows[key]
+    return policy.claude_root_windows.get(session.root, DEFAULT_CLAUDE)
+
+
+def _recent_ids(sessions: list[Session], policy: Policy) -> dict[tuple[str, str, str], int]:
+    """Rank (1 = newest) of each session within its project, by last activity."""
+    by_project: dict[tuple[str, str], list[Session]] = defaultdict(list)
+    for s in sessions:
+        if s.last_activity is not None:
+            by_project[(s.root, s.project)].append(s)
+    ranks: dict[tuple[str, str, str], int] = {}
+    for group in by_project.values():
+        group.sort(key=lambda s: s.last_activity or 0.0, reverse=True)
+        for i, s in enumerate(group, 1):
+            ranks[s.key] = i
+    return ranks
+
+
+def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Decision:
+    keep = Action.KEEP
+    if s.unreadable:
+        return Decision(s, keep, f"unreadable, kept: {s.unreadable}")
+    doubt = policy.project_doubts.get((s.root, s.project))
+    if doubt:
+        return Decision(s, keep, doubt)
+    if s.pinned:
+        return Decision(s, keep, "pinned")
+    last = s.last_activity
+    if last is None:
+        return Decision(s, keep, "no activity time could be determined, kept")
+    if last > now:
+        return Decision(s, keep, f"last activity is {human_duration(last - now)} in the future "
+                                 "(clock skew?), counted as active")
+    age = now - last
+    rule = match_rule(s, policy.rules)
+    win = window_for(s, policy, rule)
+    rule_label = rule.label if rule else None
+    expires_at = None if win.seconds is None else last + max(win.seconds, policy.grace)
+    if age <= policy.grace:
+        return Decision(s, keep, f"active within grace ({human_duration(policy.grace)})", rule_label,
+                        expires_at=expires_at)
+    if win.seconds is None:
+        return Decision(s, keep, f"retention forever ({win.source})", rule_label)
+    keep_last = rule.keep_last if rule and rule.keep_last is not None else policy.keep_last
+    if keep_last and rank is not None and rank <= keep_last:
+        return Decision(s, keep, f"among the {keep_last} most recent sessions of its project (keep_last)",
+                        rule_label)
+    if age <= win.seconds:
+        return Decision(s, keep, f"within retention {human_duration(win.seconds)} ({win.source})",
+                        rule_label, expires_at=expires_at)
+    action = rule.action if rule and rule.action else policy.action
+    return Decision(s, action, f"inactive {human_duration(age)} > retention "
+                               f"{human_duration(win.seconds)} ({win.source})", rule_label)
+
+
+def decide(sessions: list[Session], policy: Policy, now: float) -> Plan:
+    ranks = _recent_ids(sessions, policy)
+    decisions = [decide_one(s, policy, now, ranks.get(s.key)) for s in sessions]
+    return Plan(now=now, decisions=decisions)
+
+
+def next_expiry(plan: Plan) -> float | None:
+    """The earliest moment a currently kept session will expire (for the daemon's wake-up)."""
+    times = [d.expires_at for d in plan.decisions if d.action is Action.KEEP and d.expires_at is not None]
+    return min(times) if times else None
+
+
+def guard(plan: Plan, policy: Policy, total: int) -> str | None:
+    """Mass-removal guard: a message when the plan removes more than the configured cap."""
+    n = len(plan.to_act)
+    if policy.max_delete_count is not None and n > policy.max_delete_count:
+        return (f"refusing to remove {n} sessions in one run: more than max_delete_count = "
+                f"{policy.max_delete_count}. If the clock is right and this is intended, re-run with --force")
+    if policy.max_delete_percent is not None and total and 100.0 * n / total > policy.max_delete_percent:
+        return (f"refusing to remove {n} of {total} sessions ({100.0 * n / total:.0f}%) in one run: more than "
+                f"max_delete_percent = {policy.max_delete_percent:g}%. If the clock is right and this is "
+                "intended, re-run with --force")
+    return None

@@ -1,0 +1,231 @@
+"""Safe filesystem operations: everything relative to an open root dir fd, nothing follows a symlink,
+nothing crosses into another filesystem, nothing leaves the root."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import resource
+import stat
+import time
+from pathlib import Path
+
+from .model import ConfigError, LockBusy, Piece
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Changed(Exception):
+    """The entry on disk is not the one the scan saw: act on nothing."""
+
+
+class Unsafe(Exception):
+    """Acting would leave the root, follow a symlink or cross a mount: refused."""
+
+
+def validate_root(path: Path) -> Path:
+    """Refuse roots that are missing, not dirs, symlinks, '/', or the home dir itself."""
+    p = Path(os.path.abspath(path))
+    if not os.path.lexists(p):
+        raise ConfigError(f"Claude config dir {p} does not exist (pass --claude-dir or set CLAUDE_CONFIG_DIR)")
+    if os.path.islink(p):
+        raise ConfigError(f"Claude config dir {p} is a symlink; refusing to sweep through it. "
+                          f"Pass the real path: {os.path.realpath(p)}")
+    if not p.is_dir():
+        raise ConfigError(f"Claude config dir {p} is not a directory")
+    real = Path(os.path.realpath(p))
+    home = Path(os.path.realpath(Path.home()))
+    if real == Path(real.anchor) or real == home:
+        raise ConfigError(f"refusing to use {p} as a Claude config dir: it is {'/' if real == Path(real.anchor) else 'your home directory'}")
+    return p
+
+
+def raise_fd_limit() -> None:
+    """Deep trees are removed holding one fd per level: lift the soft fd limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def _check_rel(rel: str) -> list[str]:
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise Unsafe(f"path {rel!r} is not a plain path inside the root")
+    return parts
+
+
+class Root:
+    """An open Claude config dir. All operations go through its fd."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.fd = os.open(self.path, DIR_FLAGS)
+        self.dev = os.fstat(self.fd).st_dev
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Root:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open_parent(self, rel: str) -> tuple[int, str]:
+        """fd of the dir holding ``rel`` (caller closes it) and the last component's name."""
+        parts = _check_rel(rel)
+        fd = os.dup(self.fd)
+        try:
+            for comp in parts[:-1]:
+                nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+                if os.fstat(fd).st_dev != self.dev:
+                    raise Unsafe(f"{rel}: crosses into another filesystem")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, parts[-1]
+
+    def lstat(self, rel: str) -> os.stat_result:
+        pfd, name = self.open_parent(rel)
+        try:
+            return os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(pfd)
+
+    def check_unchanged(self, piece: Piece) -> os.stat_result:
+        """lstat the piece and raise Changed if it is not what the scan saw."""
+        st = self.lstat(piece.rel)
+        same = st.st_ino == piece.ino and st.st_dev == piece.dev and stat.S_ISDIR(st.st_mode) == piece.is_dir
+        if same and not piece.is_dir:
+            same = st.st_size == piece.size and st.st_mtime_ns == piece.mtime_ns
+        if same and piece.is_dir:
+            same = st.st_mtime_ns == piece.mtime_ns
+        if not same:
+            raise Changed(f"{piece.rel} changed since the scan")
+        return st
+
+    def remove(self, rel: str) -> None:
+        """Remove a file or a whole tree at ``rel``; never follows symlinks or crosses mounts."""
+        pfd, name = self.open_parent(rel)
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                if st.st_dev != self.dev:
+                    raise Unsafe(f"{rel}: is a mount point; not entered")
+                rmtree_at(pfd, name, self.dev)
+            else:
+                os.unlink(name, dir_fd=pfd)
+        finally:
+            os.close(pfd)
+
+
+def rmtree_at(parent_fd: int, name: str, dev: int) -> None:
+    """Remove directory ``name`` under ``parent_fd`` and everything in it.
+
+    Iterative (no recursion limit), one fd per level of depth. Symlinks are unlinked, never followed;
+    a mount point inside raises Unsafe and is left alone.
+    """
+    raise_fd_limit()
+    root_fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    if os.fstat(root_fd).st_dev != dev:
+        os.close(root_fd)
+        raise Unsafe(f"{name}: is a mount point; not entered")
+    # stack of (fd, name in parent); the parent of stack[i] is stack[i-1] (or parent_fd for i == 0)
+    stack: list[tuple[int, str]] = [(root_fd, name)]
+    try:
+        while stack:
+            fd, _ = stack[-1]
+            descended = False
+            with os.scandir(fd) as it:
+                for e in it:
+                    try:
+                        is_dir = e.is_dir(follow_symlinks=False)
+                    except OSError:
+                        is_dir = False
+                    if is_dir:
+                        try:
+                            cfd = os.open(e.name, DIR_FLAGS, dir_fd=fd)
+                        except FileNotFoundError:
+                            continue
+                        except OSError as err:
+                            if err.errno in (errno.ELOOP, errno.ENOTDIR):  # swapped for a symlink/file
+                                _unlink_quiet(e.name, fd)
+                                continue
+                            raise
+                        if os.fstat(cfd).st_dev != dev:
+                            os.close(cfd)
+                            raise Unsafe(f"{e.name}: is a mount point; not entered")
+                        stack.append((cfd, e.name))
+                        descended = True
+                        break
+                    _unlink_quiet(e.name, fd)
+            if descended:
+                continue
+            fd, nm = stack.pop()
+            os.close(fd)
+            pfd = stack[-1][0] if stack else parent_fd
+            try:
+                os.rmdir(nm, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
+    finally:
+        for fd, _ in stack:
+            os.close(fd)
+
+
+def _unlink_quiet(name: str, dir_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def fsync_dir(path: str | Path) -> None:
+    fd = os.open(str(path), DIR_FLAGS)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SweepLock:
+    """An exclusive flock on the state dir's lock file: one sweep at a time (daemon or one-shot)."""
+
+    def __init__(self, path: Path, *, wait: float = 0.0) -> None:
+        self.path = path
+        self.wait = wait
+        self.fd = -1
+
+    def __enter__(self) -> SweepLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(self.fd)
+                    self.fd = -1
+                    raise LockBusy(f"another sweep is running (lock {self.path} is held); "
+                                   "try again later or pass --wait SECONDS") from None
+                time.sleep(0.1)
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()}\n".encode())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1

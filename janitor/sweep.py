@@ -1,0 +1,230 @@
+"""Orchestration: scan → plan → execute → record. Dry-run and real runs share this one path; the only
+difference is that a dry run stops short of the mutation (and of the audit records of mutations)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import cache, config, policy
+from .audit import AuditLog
+from .model import Action, ConfigError, Decision, Outcome, Plan, Policy
+from .paths import JanitorDirs
+from .safefs import Changed, Root, Unsafe, validate_root
+
+BATCH = 256  # intents recorded (and fsync'd) per batch before acting on it
+
+
+@dataclass
+class Env:
+    """Everything the core needs from the outside world, passed in (the CLI builds it)."""
+
+    roots: list[Path]
+    dirs: JanitorDirs
+    config_path: str | None = None
+    older_than: str | None = None
+    action: str | None = None
+    force: bool = False
+
+
+@dataclass
+class RunResult:
+    plan: Plan
+    policy: Policy
+    outcomes: list[Outcome] = field(default_factory=list)
+    dry_run: bool = True
+    files_seen: int = 0
+    guard: str | None = None
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.result == "failed"]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+ProgressFn = Callable[[int], None]
+
+
+def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None) -> tuple[Plan, Policy, int]:
+    """Read config and settings, scan the cache and decide. Reads only; raises ConfigError on bad input."""
+    pol = config.load_policy(env.config_path, older_than=env.older_than, action=env.action)
+    roots = [validate_root(r) for r in env.roots]
+    if pol.archive_dir:
+        _check_archive_dir(Path(pol.archive_dir), roots)
+    # Claude settings are validated before anything is scanned: a broken one stops the run.
+    for r in roots:
+        config.claude_root_window(r)
+    res = cache.scan(roots, progress=progress)
+    cache.apply_pins(res.sessions, cache.load_pins(env.dirs.pins_file))
+    config.resolve_claude_windows(pol, roots, res.sessions)
+    plan = policy.decide(res.sessions, pol, now)
+    plan.unknown = res.unknown
+    plan.warnings += warnings_for(pol, roots)
+    return plan, pol, res.files_seen
+
+
+def _check_archive_dir(archive: Path, roots: list[Path]) -> None:
+    real = Path(os.path.realpath(archive))
+    for r in roots:
+        rr = Path(os.path.realpath(r))
+        if real == rr or rr in real.parents:
+            raise ConfigError(f"archive_dir {archive} is inside the swept tree {r}; choose a place outside it")
+
+
+def warnings_for(pol: Policy, roots: list[Path]) -> list[str]:
+    """Cases where Claude Code's own sweep may delete sessions before the janitor archives them."""
+    out: list[str] = []
+    uses_archive = pol.action is Action.ARCHIVE or any(r.action is Action.ARCHIVE for r in pol.rules)
+    if not uses_archive:
+        return out
+    for r in roots:
+        cw = pol.claude_root_windows.get(str(r))
+        if cw is None or cw.seconds is None:
+            continue
+        windows = []
+        if pol.action is Action.ARCHIVE:
+            windows.append(("the default window", pol.retention.seconds if pol.retention else cw.seconds))
+        for rule in pol.rules:
+            if (rule.action or pol.action) is Action.ARCHIVE:
+                windows.append((rule.label, rule.retention if rule.retention_set else
+                                (pol.retention.seconds if pol.retention else cw.seconds)))
+        for label, secs in windows:
+            if secs is None or secs >= cw.seconds:
+                days = cw.seconds / 86400
+                out.append(
+                    f"Claude Code deletes sessions in {r} after {days:g} days ({cw.source}), but {label} archives "
+                    f"only after {'never' if secs is None else f'{secs / 86400:g} days'}: Claude Code may "
+                    f"delete sessions before they are archived. Fix: set a janitor retention shorter than "
+                    f"{days:g} days, or raise cleanupPeriodDays in {r}/settings.json above the archive window.")
+    return out
+
+
+def _record(d: Decision, phase: str, result: str, error: str | None = None,
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    s = d.session
+    rec: dict[str, Any] = {
+        "action": d.action.value,
+        "phase": phase,
+        "session_id": s.session_id,
+        "root": s.root,
+        "project": s.project,
+        "paths": [p.rel for p in s.pieces],
+        "bytes": s.bytes,
+        "reason": d.reason,
+        "result": result,
+    }
+    if d.rule:
+        rec["rule"] = d.rule
+    if error:
+        rec["error"] = error
+    if extra:
+        rec.update(extra)
+    return rec
+
+
+def delete_session(root: Root, d: Decision) -> None:
+    """Remove every piece of a session; the transcript goes last so a failure leaves it findable."""
+    pieces = sorted(d.session.pieces, key=lambda p: p.store == "transcript")
+    for p in pieces:
+        root.remove(p.rel)
+
+
+def check_session(root: Root, d: Decision) -> str | None:
+    """None if every piece is as scanned; 'vanished' if all are gone; else raises Changed."""
+    gone = 0
+    for p in d.session.pieces:
+        try:
+            root.check_unchanged(p)
+        except FileNotFoundError:
+            gone += 1
+    if gone == len(d.session.pieces):
+        return "vanished"
+    if gone:
+        raise Changed("some pieces vanished since the scan")
+    return None
+
+
+Actor = Callable[[Root, Decision], dict[str, Any] | None]
+
+
+def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: ProgressFn | None = None,
+            actors: dict[Action, Actor] | None = None) -> list[Outcome]:
+    """Act on the plan. Dry runs perform every check but the mutation and write no audit records."""
+    actors = actors or {Action.DELETE: delete_session}
+    audit = None if dry_run else AuditLog(env.dirs.audit_log, sinks=_sinks(env))
+    todo = plan.to_act
+    outcomes: list[Outcome] = []
+    roots: dict[str, Root] = {}
+    try:
+        for i in range(0, len(todo), BATCH):
+            batch = todo[i:i + BATCH]
+            if audit:
+                audit.append([_record(d, "intent", "pending") for d in batch])
+            results = []
+            for d in batch:
+                o = _act_one(d, roots, dry_run, actors)
+                outcomes.append(o)
+                results.append(_record(d, "result", o.result, o.error,
+                                       {"archive": o.archive} if o.archive else None))
+                if progress:
+                    progress(1)
+            if audit:
+                audit.append(results)
+    finally:
+        for r in roots.values():
+            r.close()
+    return outcomes
+
+
+def _act_one(d: Decision, roots: dict[str, Root], dry_run: bool, actors: dict[Action, Actor]) -> Outcome:
+    root = roots.get(d.session.root)
+    try:
+        if root is None:
+            root = roots[d.session.root] = Root(d.session.root)
+        if check_session(root, d) == "vanished":
+            return Outcome(d, "vanished")
+        if dry_run:
+            return Outcome(d, "dry-run")
+        actor = actors.get(d.action)
+        if actor is None:
+            return Outcome(d, "failed", f"action {d.action.value!r} is not available")
+        extra = actor(root, d) or {}
+        return Outcome(d, "ok", archive=extra.get("archive"))
+    except Changed as e:
+        return Outcome(d, "skipped", f"changed since the scan, kept: {e}")
+    except Unsafe as e:
+        return Outcome(d, "failed", f"refused: {e}")
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        return Outcome(d, "failed", f"{e.strerror or e}{where}")
+
+
+def _sinks(env: Env) -> tuple[str, ...]:
+    try:
+        raw = config.read_toml(Path(env.config_path) if env.config_path else config.default_config_path(),
+                               required=False).data
+    except ConfigError:
+        return ()
+    sink = raw.get("audit_sink")
+    return (sink,) if sink in ("journald", "syslog") else ()
+
+
+def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = None,
+        actors: dict[Action, Actor] | None = None) -> RunResult:
+    """The whole sweep: plan, guard, execute."""
+    plan, pol, seen = build_plan(env, now, progress=progress)
+    result = RunResult(plan=plan, policy=pol, dry_run=dry_run, files_seen=seen)
+    msg = policy.guard(plan, pol, len(plan.decisions))
+    if msg and not env.force:
+        if dry_run:
+            result.guard = msg
+        else:
+            raise ConfigError(msg)
+    result.outcomes = execute(plan, pol, env, dry_run=dry_run, progress=None, actors=actors)
+    return result

@@ -1,0 +1,117 @@
+"""Generate realistic Claude Code caches on real disk, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DAY = 86400.0
+
+
+def encode(cwd: str) -> str:
+    return "".join(c if c.isascii() and c.isalnum() else "-" for c in cwd)
+
+
+def record(sid: str, cwd: str, t: float, i: int, kind: str = "user", text: str = "hello") -> dict:
+    from datetime import UTC, datetime
+
+    return {
+        "parentUuid": None if i == 0 else f"u{i - 1}",
+        "isSidechain": False,
+        "userType": "external",
+        "cwd": cwd,
+        "sessionId": sid,
+        "version": "2.1.331",
+        "gitBranch": "main",
+        "type": kind,
+        "uuid": f"u{i}",
+        "timestamp": datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z"),
+        "message": {"role": kind, "content": text},
+    }
+
+
+def set_times(path: Path, t: float) -> None:
+    os.utime(path, (t, t), follow_symlinks=False)
+
+
+@dataclass
+class GenSession:
+    session_id: str
+    project: str
+    cwd: str
+    last: float
+    paths: list[Path] = field(default_factory=list)
+
+
+def make_session(root: Path, cwd: str, last: float, *, sid: str | None = None, records: int = 5,
+                 side: bool = True, pad: int = 0, rng: random.Random | None = None) -> GenSession:
+    """One session: transcript with ``records`` lines ending at ``last``, plus side stores."""
+    rng = rng or random.Random(0)
+    sid = sid or str(uuid.UUID(int=rng.getrandbits(128)))
+    proj = root / "projects" / encode(cwd)
+    proj.mkdir(parents=True, exist_ok=True)
+    g = GenSession(sid, encode(cwd), cwd, last)
+    tr = proj / f"{sid}.jsonl"
+    with open(tr, "w") as f:
+        for i in range(records):
+            t = last - (records - 1 - i) * 60
+            f.write(json.dumps(record(sid, cwd, t, i, "user" if i % 2 == 0 else "assistant",
+                                      "x" * pad if pad else f"message {i}")) + "\n")
+        f.write(json.dumps({"type": "last-prompt", "sessionId": sid}) + "\n")  # no timestamp
+    os.chmod(tr, 0o600)
+    set_times(tr, last)
+    g.paths.append(tr)
+    if side:
+        sdir = proj / sid / "subagents"
+        sdir.mkdir(parents=True)
+        (sdir / "agent-a1.jsonl").write_text(json.dumps(record(sid, cwd, last - 120, 0)) + "\n")
+        (proj / sid / "tool-results").mkdir()
+        (proj / sid / "tool-results" / "r1.txt").write_text("result\n")
+        fh = root / "file-history" / sid
+        fh.mkdir(parents=True)
+        (fh / "abc@v1").write_text("old file content\n")
+        se = root / "session-env" / sid
+        se.mkdir(parents=True)
+        tk = root / "tasks" / sid
+        tk.mkdir(parents=True)
+        (tk / "1.json").write_text("{}")
+        td = root / "todos"
+        td.mkdir(exist_ok=True)
+        (td / f"{sid}-agent-{sid}.json").write_text("[]")
+        dbg = root / "debug"
+        dbg.mkdir(exist_ok=True)
+        (dbg / f"{sid}.txt").write_text("debug line\n")
+        for p in [proj / sid, fh, se, tk, td / f"{sid}-agent-{sid}.json", dbg / f"{sid}.txt"]:
+            g.paths.append(p)
+        for p in sorted([*proj.joinpath(sid).rglob("*"), *fh.rglob("*"), *tk.rglob("*")], reverse=True):
+            set_times(p, last - 60)
+        for p in g.paths[1:]:
+            set_times(p, last - 60)
+    return g
+
+
+def make_cache(root: Path, now: float, *, projects: int = 6, per_project: int = 8, seed: int = 1,
+               max_age_days: float = 120, side: bool = True, extras: bool = True) -> list[GenSession]:
+    """A cache with many projects and sessions of many ages, side stores, and the odd hostile entry."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+    for p in range(projects):
+        cwd = f"/home/dev/src/project-{p}" if p % 3 else f"/home/dev/work/client {p}"
+        for _ in range(per_project):
+            age = rng.uniform(0, max_age_days) * DAY
+            out.append(make_session(root, cwd, now - age, side=side, rng=rng))
+    if extras:
+        (root / "history.jsonl").write_text(json.dumps({"display": "hi", "timestamp": 1}) + "\n")
+        mem = root / "projects" / encode("/home/dev/src/project-1") / "memory"
+        mem.mkdir(parents=True, exist_ok=True)
+        (mem / "MEMORY.md").write_text("remember\n")
+        set_times(mem / "MEMORY.md", now - 400 * DAY)
+        (root / "projects" / "README.txt").write_text("not a project\n")
+        (root / "shell-snapshots").mkdir(exist_ok=True)
+        (root / "shell-snapshots" / "snapshot-bash-1.sh").write_text("export A=1\n")
+    return out
