@@ -82,8 +82,8 @@ class AuditLog:
             pass
         # No (or a broken) head: continue from the log's own last record.
         last = None
-        for last in iter_records(self.path):
-            pass
+        for rec in iter_records(self.path):
+            last = rec
         if last is None:
             return 0, GENESIS
         return int(last.get("seq", 0)), str(last.get("hash", GENESIS))

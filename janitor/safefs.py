@@ -37,7 +37,8 @@ def validate_root(path: Path) -> Path:
     real = Path(os.path.realpath(p))
     home = Path(os.path.realpath(Path.home()))
     if real == Path(real.anchor) or real == home:
-        raise ConfigError(f"refusing to use {p} as a Claude config dir: it is {'/' if real == Path(real.anchor) else 'your home directory'}")
+        what = "/" if real == Path(real.anchor) else "your home directory"
+        raise ConfigError(f"refusing to use {p} as a Claude config dir: it is {what}")
     return p
 
 

@@ -50,8 +50,7 @@ class GenSession:
 def make_session(root: Path, cwd: str, last: float, *, sid: str | None = None, records: int = 5,
                  side: bool = True, pad: int = 0, rng: random.Random | None = None) -> GenSession:
     """One session: transcript with ``records`` lines ending at ``last``, plus side stores."""
-    rng = rng or random.Random(0)
-    sid = sid or str(uuid.UUID(int=rng.getrandbits(128)))
+    sid = sid or (str(uuid.UUID(int=rng.getrandbits(128), version=4)) if rng else str(uuid.uuid4()))
     proj = root / "projects" / encode(cwd)
     proj.mkdir(parents=True, exist_ok=True)
     g = GenSession(sid, encode(cwd), cwd, last)

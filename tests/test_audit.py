@@ -1,0 +1,74 @@
+"""The hash-chained audit log detects edits, reordering, removal and truncation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from janitor.audit import AuditLog, verify
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> AuditLog:
+    a = AuditLog(tmp_path / "log" / "audit.jsonl")
+    a.append([{"action": "delete", "phase": "intent", "session_id": f"s{i}", "result": "pending"}
+              for i in range(3)])
+    a.append([{"action": "delete", "phase": "result", "session_id": f"s{i}", "result": "ok"} for i in range(3)])
+    return a
+
+
+def lines(a: AuditLog) -> list[str]:
+    return a.path.read_text().splitlines(keepends=True)
+
+
+def test_intact_log_verifies_and_is_private(log: AuditLog):
+    ok, msg, n = verify(log.path)
+    assert ok and n == 6, msg
+    assert (log.path.stat().st_mode & 0o777) == 0o600
+    assert [json.loads(x)["seq"] for x in lines(log)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_edited_record_detected(log: AuditLog):
+    ls = lines(log)
+    ls[2] = ls[2].replace('"s2"', '"s9"')
+    log.path.write_text("".join(ls))
+    ok, msg, _ = verify(log.path)
+    assert not ok and "edited" in msg
+
+
+def test_reordered_records_detected(log: AuditLog):
+    ls = lines(log)
+    ls[1], ls[2] = ls[2], ls[1]
+    log.path.write_text("".join(ls))
+    ok, msg, _ = verify(log.path)
+    assert not ok and ("reordered" in msg)
+
+
+def test_removed_middle_record_detected(log: AuditLog):
+    ls = lines(log)
+    del ls[3]
+    log.path.write_text("".join(ls))
+    assert not verify(log.path)[0]
+
+
+@pytest.mark.parametrize("cut", ["whole-records", "mid-line", "everything"])
+def test_truncation_detected(log: AuditLog, cut: str):
+    data = log.path.read_text()
+    if cut == "whole-records":
+        log.path.write_text("".join(lines(log)[:4]))
+    elif cut == "mid-line":
+        log.path.write_text(data[:-20])
+    else:
+        log.path.unlink()
+    ok, msg, _ = verify(log.path)
+    assert not ok, msg
+
+
+def test_chain_continues_across_appends_and_without_head(log: AuditLog):
+    log.head_path.unlink()
+    log.append([{"action": "delete", "phase": "intent", "session_id": "x", "result": "pending"}])
+    recs = [json.loads(x) for x in lines(log)]
+    assert recs[-1]["seq"] == 7 and recs[-1]["prev"] == recs[-2]["hash"]
+    assert verify(log.path)[0]
