@@ -208,7 +208,7 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             else:
                 kind = "symlink, not followed" if stat.S_ISLNK(st.st_mode) else "not a session file"
                 res.unknown.append(f"{prel}/{e.name} ({kind})")
-        for name, (e, st) in sorted(dirs.items()):
+        for name, (_entry, st) in sorted(dirs.items()):
             if st.st_dev != root_dev:
                 res.unknown.append(f"{prel}/{name} (another filesystem, not entered)")
                 continue
