@@ -56,7 +56,11 @@ def make_env(claude_dirs: tuple[str, ...], config_path: str | None, **kw: Any) -
     from .paths import janitor_dirs
     from .sweep import Env
 
-    return Env(roots=find_dirs(claude_dirs), dirs=janitor_dirs(), config_path=config_path, **kw)
+    import os
+
+    default_root = not claude_dirs and not os.environ.get("CLAUDE_CONFIG_DIR")
+    return Env(roots=find_dirs(claude_dirs), dirs=janitor_dirs(), config_path=config_path,
+               default_root=default_root, **kw)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

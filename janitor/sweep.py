@@ -3,6 +3,7 @@ difference is that a dry run stops short of the mutation (and of the audit recor
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class Env:
     older_than: str | None = None
     action: str | None = None
     force: bool = False
+    default_root: bool = False  # roots came from the default (~/.claude), not from the user
 
 
 @dataclass
@@ -54,6 +56,12 @@ ProgressFn = Callable[[int], None]
 def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None) -> tuple[Plan, Policy, int]:
     """Read config and settings, scan the cache and decide. Reads only; raises ConfigError on bad input."""
     pol = config.load_policy(env.config_path, older_than=env.older_than, action=env.action)
+    skipped: list[str] = []
+    if env.default_root and not any(os.path.lexists(r) for r in env.roots):
+        # Nobody asked for this dir: a machine without Claude Code has nothing to sweep.
+        skipped = [f"no Claude Code cache at {r}: nothing to do (pass --claude-dir or set CLAUDE_CONFIG_DIR)"
+                   for r in env.roots]
+        env = dataclasses.replace(env, roots=[])
     roots = [validate_root(r) for r in env.roots]
     if pol.archive_dir:
         _check_archive_dir(Path(pol.archive_dir), roots)
@@ -65,7 +73,7 @@ def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None) -> t
     config.resolve_claude_windows(pol, roots, res.sessions)
     plan = policy.decide(res.sessions, pol, now)
     plan.unknown = res.unknown
-    plan.warnings += warnings_for(pol, roots)
+    plan.warnings += skipped + warnings_for(pol, roots)
     return plan, pol, res.files_seen
 
 

@@ -194,3 +194,17 @@ def test_help_explains_itself(jenv):
         assert cmd in p.stdout
     s = run_cli(["sweep", "--help"], jenv)
     assert "--dry-run" in s.stdout and "--older-than" in s.stdout
+
+
+def test_default_cache_missing_is_nothing_to_do(jenv, tmp_path):
+    env = dict(jenv, HOME=str(tmp_path / "fresh-home"))
+    p = run_cli(["report"], env)
+    assert p.returncode == 0, p.stderr
+    assert "no Claude Code cache" in p.stdout
+
+
+def test_readme_test_command_is_what_ci_runs():
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text().split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
+    assert "janitor report" in readme[0]
+    assert readme[1] in (root / ".ci" / "run").read_text()
