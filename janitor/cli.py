@@ -52,11 +52,11 @@ def cache_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def make_env(claude_dirs: tuple[str, ...], config_path: str | None, **kw: Any) -> Any:
+    import os
+
     from .paths import claude_dirs as find_dirs
     from .paths import janitor_dirs
     from .sweep import Env
-
-    import os
 
     default_root = not claude_dirs and not os.environ.get("CLAUDE_CONFIG_DIR")
     return Env(roots=find_dirs(claude_dirs), dirs=janitor_dirs(), config_path=config_path,
