@@ -9,7 +9,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,8 +54,8 @@ def parse_timestamp(value: object) -> float | None:
     return None
 
 
-def _records(lines: list[bytes]) -> list[dict]:
-    out = []
+def _records(lines: Iterable[bytes]) -> Iterator[dict]:
+    """JSON objects from ``lines``, parsed lazily (callers stop early), skipping anything malformed."""
     for line in lines:
         line = line.strip()
         if not line or line[:1] != b"{":
@@ -65,8 +65,7 @@ def _records(lines: list[bytes]) -> list[dict]:
         except (ValueError, UnicodeDecodeError, RecursionError):
             continue
         if isinstance(rec, dict):
-            out.append(rec)
-    return out
+            yield rec
 
 
 @dataclass
@@ -91,7 +90,7 @@ def read_tail(fd: int, size: int) -> TailInfo:
         lines = buf.split(b"\n")
         if start > 0:
             lines = lines[1:]  # the first line is cut
-        for rec in reversed(_records(lines)):
+        for rec in _records(reversed(lines)):  # newest first; only as many lines as needed are parsed
             if info.last_time is None:
                 info.last_time = parse_timestamp(rec.get("timestamp"))
             if info.cwd is None and isinstance(rec.get("cwd"), str):
