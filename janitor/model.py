@@ -63,6 +63,7 @@ class Session:
     last_record_time: float | None = None  # newest record timestamp in the transcript tail
     unreadable: str | None = None  # why the session could not be read; such sessions are kept
     pinned: bool = False
+    in_use: str | None = None  # another process has it open for writing or locked: kept
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -2,6 +2,7 @@
 
 Order of reasons, first that applies wins (every kept session says why):
   unreadable / in doubt → kept
+  in use by another process (open for writing, or locked) → kept
   pinned → kept
   no activity time → kept
   last activity in the future → kept (clock skew)
@@ -67,6 +68,8 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
     doubt = policy.project_doubts.get((s.root, s.project))
     if doubt:
         return Decision(s, keep, doubt)
+    if s.in_use:
+        return Decision(s, keep, f"in use, kept: {s.in_use}")
     if s.pinned:
         return Decision(s, keep, "pinned")
     last = s.last_activity

@@ -1,0 +1,130 @@
+"""Is another process using a session right now? (Linux: /proc; elsewhere: a probing flock.)
+
+A transcript that another process holds open for writing, or holds a lock on, belongs to a live
+session: it is never deleted or archived, whatever its age.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass, field
+
+from .model import Session
+
+
+@dataclass
+class InUse:
+    """Files open for writing or locked by other processes: by (dev, ino), and by the top-level piece
+    (relative to its root) that the open file lies inside."""
+
+    inodes: dict[tuple[int, int], str] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    available: bool = False
+
+    def pieces(self, roots: list[str]) -> dict[tuple[str, str], str]:
+        """(root, piece rel) → reason, for every open path inside one of ``roots``."""
+        out: dict[tuple[str, str], str] = {}
+        for path, reason in self.paths.items():
+            for r in roots:
+                if not path.startswith(r.rstrip("/") + "/"):
+                    continue
+                parts = path[len(r.rstrip("/")) + 1:].split("/")
+                depth = 3 if parts[0] == "projects" else 2
+                for d in range(1, min(depth, len(parts)) + 1):
+                    out[(r, "/".join(parts[:d]))] = reason
+        return out
+
+    def why(self, session: Session, by_piece: dict[tuple[str, str], str]) -> str | None:
+        for p in session.pieces:
+            hit = by_piece.get((session.root, p.rel))
+            if hit is None and not p.is_dir:
+                hit = self.inodes.get((p.dev, p.ino))
+            if hit:
+                return hit
+        return None
+
+
+def mark_in_use(sessions: list[Session], roots: list[str]) -> InUse:
+    """Set ``session.in_use`` for every session another process is using."""
+    inuse = scan_in_use()
+    by_piece = inuse.pieces(roots)
+    for s in sessions:
+        s.in_use = inuse.why(s, by_piece)
+    return inuse
+
+
+def _dev_from_majmin(text: str) -> int | None:
+    try:
+        major, minor = (int(x, 16) for x in text.split(":"))
+    except ValueError:
+        return None
+    return os.makedev(major, minor)
+
+
+def scan_in_use() -> InUse:
+    """Every file another process has open for writing (from /proc/*/fd) or locked (/proc/locks)."""
+    out = InUse()
+    if not os.path.isdir("/proc/self/fd"):
+        return out
+    out.available = True
+    me = os.getpid()
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return out
+    for pid in pids:
+        if pid == me:
+            continue
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    flags_line = next((ln for ln in f if ln.startswith("flags:")), "")
+                flags = int(flags_line.split()[1], 8) if flags_line else 0
+                if flags & os.O_ACCMODE == os.O_RDONLY:
+                    continue
+                target = os.readlink(f"{fd_dir}/{fd}")
+                if not target.startswith("/"):
+                    continue
+                st = os.stat(f"{fd_dir}/{fd}")
+            except (OSError, ValueError, IndexError):
+                continue
+            reason = f"open for writing by process {pid}"
+            out.inodes[(st.st_dev, st.st_ino)] = reason
+            out.paths[target] = reason
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (blocked waiters have "->")
+                if "->" in parts or len(parts) < 6:
+                    continue
+                dev_s, _, ino_s = parts[5].rpartition(":")
+                dev = _dev_from_majmin(dev_s)
+                if dev is None or parts[4] == str(me):
+                    continue
+                out.inodes[(dev, int(ino_s))] = f"locked ({parts[1]}) by process {parts[4]}"
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def probe_lock(path: str) -> str | None:
+    """Portable fallback: is someone holding a lock on this file? (We take and drop a shared flock.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        return "locked by another process"
+    finally:
+        os.close(fd)
