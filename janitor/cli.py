@@ -111,16 +111,43 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
     from .sweep import run
 
     env = make_env(claude_dirs, config_path, older_than=older_than, action=action, force=force)
+    stop = _stop_on_signals()
     if dry_run:
-        res = run(env, _now(now), dry_run=True, actors=_actors())
+        res = run(env, _now(now), dry_run=True, actors=_actors(), should_stop=stop.is_set)
     else:
         with SweepLock(env.dirs.lock_file, wait=wait):
-            res = run(env, _now(now), dry_run=False, actors=_actors())
+            res = run(env, _now(now), dry_run=False, actors=_actors(), should_stop=stop.is_set)
     if as_json:
         click.echo(report.to_json(res, all_sessions=False))
     else:
         click.echo("\n".join(report.summary_lines(res)))
+    if stop.is_set():
+        click.echo(f"janitor: stopped by {stop.signame} between sessions; nothing is half done", err=True)
+        sys.exit(128 + stop.signum)
     sys.exit(res.exit_code)
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.signum = 0
+        self.signame = ""
+
+    def is_set(self) -> bool:
+        return bool(self.signum)
+
+
+def _stop_on_signals() -> _Stop:
+    """SIGTERM/SIGINT ask the sweep to stop after the session in hand (no half-done session)."""
+    import signal
+
+    stop = _Stop()
+
+    def handler(signum: int, _frame: object) -> None:
+        stop.signum, stop.signame = signum, signal.Signals(signum).name
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
 
 
 def _actors() -> Any:

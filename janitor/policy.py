@@ -112,9 +112,19 @@ def next_expiry(plan: Plan) -> float | None:
     return min(times) if times else None
 
 
+GUARD_ALL_MIN = 5
+
+
 def guard(plan: Plan, policy: Policy, total: int) -> str | None:
-    """Mass-removal guard: a message when the plan removes more than the configured cap."""
+    """Mass-removal guard: a message when the plan removes more than the configured cap, or removes every
+    session at once (at least GUARD_ALL_MIN of them): the sign of a clock that jumped forward."""
     n = len(plan.to_act)
+    timed = [d for d in plan.decisions if d.session.last_activity is not None and not d.session.pinned]
+    if n >= GUARD_ALL_MIN and n == len(timed):
+        newest = max(d.session.last_activity or 0.0 for d in timed)
+        return (f"refusing to remove all {n} sessions in one run: even the newest was last active "
+                f"{human_duration(plan.now - newest)} ago. If the system clock jumped forward this would "
+                "wipe the cache. If the clock is right and this is intended, re-run with --force")
     if policy.max_delete_count is not None and n > policy.max_delete_count:
         return (f"refusing to remove {n} sessions in one run: more than max_delete_count = "
                 f"{policy.max_delete_count}. If the clock is right and this is intended, re-run with --force")

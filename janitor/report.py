@@ -12,6 +12,15 @@ from .model import Action, Decision, Outcome
 from .sweep import RunResult
 
 
+def shown(text: str) -> str:
+    """A name as it can be printed safely: control characters and undecodable bytes escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else
+                   (f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c.encode("unicode_escape").decode())
+                   for c in text)
+
+
 def iso(t: float | None) -> str | None:
     if t is None:
         return None
@@ -98,7 +107,7 @@ def to_json(res: RunResult, *, all_sessions: bool = True) -> str:
 def _grouped(res: RunResult) -> list[tuple[str, list[Decision]]]:
     groups: dict[str, list[Decision]] = defaultdict(list)
     for d in res.plan.decisions:
-        groups[d.session.display_project].append(d)
+        groups[shown(d.session.display_project)].append(d)
     out = []
     for name in sorted(groups):
         ds = sorted(groups[name], key=lambda d: d.session.last_activity or 0, reverse=True)
@@ -112,9 +121,9 @@ def _cells(d: Decision, now: float, outcome: Outcome | None) -> list[str]:
     decision = d.action.value
     if outcome is not None and outcome.result not in ("ok", "dry-run"):
         decision += f" ({outcome.result})"
-    return [s.session_id, decision, iso(last) or "-", human_duration(None if last is None else now - last)
+    return [shown(s.session_id), decision, iso(last) or "-", human_duration(None if last is None else now - last)
             if last is not None else "-", human_bytes(s.bytes),
-            (outcome.error if outcome and outcome.error else d.reason)]
+            shown(outcome.error if outcome and outcome.error else d.reason)]
 
 
 HEAD = ["SESSION", "DECISION", "LAST ACTIVITY", "AGE", "SIZE", "REASON"]

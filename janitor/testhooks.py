@@ -1,8 +1,9 @@
 """Fault-injection points for the crash and race tests. Inert unless the variables are set.
 
 JANITOR_TEST_KILL_AT=NAME[:N]   the process SIGKILLs itself the N-th time (default 1st) it reaches NAME.
-JANITOR_TEST_PAUSE_AT=NAME:DIR  at NAME, create DIR/NAME.reached and wait (≤ 60 s) until DIR/NAME.go exists,
-                                so a test can change the tree between two steps of a real run.
+JANITOR_TEST_PAUSE_AT=NAME[@N]:DIR  the N-th time (default 1st) at NAME, create DIR/NAME.reached and wait
+                                (≤ 60 s) until DIR/NAME.go exists, so a test can change the tree (or send a
+                                signal) between two steps of a real run.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def point(name: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
     if pause:
         want, _, folder = pause.partition(":")
-        if want == name and _counts[name] == 1:
+        want, _, n = want.partition("@")
+        if want == name and _counts[name] == int(n or 1):
             open(os.path.join(folder, f"{name}.reached"), "w").close()
             deadline = time.monotonic() + 60
             while not os.path.exists(os.path.join(folder, f"{name}.go")) and time.monotonic() < deadline:

@@ -144,3 +144,17 @@ def test_decide_is_pure_and_deterministic():
     a = [(d.session.session_id, d.action, d.reason) for d in decide(sessions, Policy(), NOW).decisions]
     b = [(d.session.session_id, d.action, d.reason) for d in decide(sessions, Policy(), NOW).decisions]
     assert a == b and len(a) == len(sessions)
+
+
+def test_guard_trips_when_every_session_would_go_like_after_a_clock_jump():
+    sessions = [sess(a * DAY, sid=f"s{a}") for a in (1, 5, 10, 20, 25)]
+    later = NOW + 365 * DAY
+    plan = decide(sessions, Policy(), later)
+    assert len(plan.to_act) == 5
+    msg = guard(plan, Policy(), 5)
+    assert msg and "clock" in msg and "--force" in msg and "366d" in msg
+    # the same cache today: nothing near all of it goes
+    assert guard(decide(sessions, Policy(), NOW), Policy(), 5) is None
+    # fewer than 5: a tiny cache is not guarded by this rule
+    plan4 = decide(sessions[:4], Policy(), later)
+    assert guard(plan4, Policy(), 4) is None
