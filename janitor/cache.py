@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .model import Piece, Session
+from .safefs import DIR_FLAGS, raise_fd_limit
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 TODO_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
@@ -111,42 +112,76 @@ def read_tail(fd: int, size: int) -> TailInfo:
 
 # ---- walking ---------------------------------------------------------------------------------------
 
-def _dir_usage(path: str, dev: int) -> tuple[int, float, int]:
-    """(bytes of regular files, newest mtime, entries) under a dir; no symlinks followed, no mounts crossed."""
+def _dir_usage(path: str, dev: int) -> tuple[int, float, int, str | None]:
+    """(bytes of regular files, newest mtime, entries, problem) under a dir.
+
+    Walks by dir fd (no path-length limit at any depth), one fd per level; never follows a symlink,
+    never enters another filesystem. ``problem`` says what could not be read: such a session is in doubt.
+    """
     total = 0
     newest = 0.0
     count = 0
-    stack = [path]
-    while stack:
-        d = stack.pop()
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        with it:
+    problem: str | None = None
+
+    def listing(fd: int) -> list[str]:
+        nonlocal total, newest, count, problem
+        subdirs = []
+        with os.scandir(fd) as it:
             for e in it:
                 count += 1
                 try:
                     st = e.stat(follow_symlinks=False)
-                except OSError:
+                except FileNotFoundError:
+                    continue
+                except OSError as err:
+                    problem = problem or f"cannot stat {e.name!r}: {err.strerror}"
                     continue
                 if st.st_mtime > newest:
                     newest = st.st_mtime
                 if stat.S_ISDIR(st.st_mode):
                     if st.st_dev == dev:
-                        stack.append(e.path)
+                        subdirs.append(e.name)
                 elif stat.S_ISREG(st.st_mode):
                     total += st.st_size
-    return total, newest, count
+        return subdirs
+
+    try:
+        top = os.open(path, DIR_FLAGS)
+        stack = [(top, listing(top))]
+    except FileNotFoundError:
+        return 0, 0.0, 0, None
+    except OSError as err:
+        return 0, 0.0, 0, f"cannot read {path}: {err.strerror}"
+    raise_fd_limit()
+    while stack:
+        fd, subdirs = stack[-1]
+        if not subdirs:
+            os.close(fd)
+            stack.pop()
+            continue
+        name = subdirs.pop()
+        try:
+            cfd = os.open(name, DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            problem = problem or f"cannot open {name!r}: {err.strerror}"
+            continue
+        try:
+            stack.append((cfd, listing(cfd)))
+        except OSError as err:
+            os.close(cfd)
+            problem = problem or f"cannot list {name!r}: {err.strerror}"
+    return total, newest, count, problem
 
 
-def _piece(root: str, rel: str, store: str, st: os.stat_result) -> tuple[Piece, int]:
+def _piece(root: str, rel: str, store: str, st: os.stat_result) -> tuple[Piece, int, str | None]:
     if stat.S_ISDIR(st.st_mode):
-        b, newest, n = _dir_usage(os.path.join(root, rel), st.st_dev)
+        b, newest, n, problem = _dir_usage(os.path.join(root, rel), st.st_dev)
         return Piece(rel, store, True, b, max(newest, st.st_mtime), st.st_ino, st.st_dev, st.st_mtime_ns,
-                     st.st_size), n + 1
+                     st.st_size), n + 1, problem
     return Piece(rel, store, False, st.st_size, st.st_mtime, st.st_ino, st.st_dev, st.st_mtime_ns,
-                 st.st_size), 1
+                 st.st_size), 1, None
 
 
 def _entries(path: str) -> list[os.DirEntry]:
@@ -195,7 +230,7 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             if e.name.endswith(".jsonl") and stat.S_ISREG(st.st_mode) and len(e.name) > 6:
                 sid = e.name[:-6]
                 s = Session(session_id=sid, root=r, project=pe.name)
-                piece, _ = _piece(r, f"{prel}/{e.name}", "transcript", st)
+                piece, _, _ = _piece(r, f"{prel}/{e.name}", "transcript", st)
                 s.pieces.append(piece)
                 if read_transcripts:
                     _read_transcript(s, e.path, st)
@@ -218,9 +253,11 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             if s is None:
                 res.unknown.append(f"{prel}/{name}/ (not a session folder)")
                 continue
-            piece, n = _piece(r, f"{prel}/{name}", "session-dir", st)
+            piece, n, problem = _piece(r, f"{prel}/{name}", "session-dir", st)
             res.files_seen += n - 1
             s.pieces.append(piece)
+            if problem:
+                s.unreadable = s.unreadable or f"{prel}/{name}: {problem}"
         for sid, s in found.items():
             if sid in by_id:
                 # The same id in two projects: keep them apart; side stores attach to the first.
@@ -238,9 +275,11 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
         if s is None:
             s = orphans[sid] = Session(session_id=sid, root=r, project="",
                                        notes=["side files only: no transcript found"])
-        piece, n = _piece(r, rel, store, st)
+        piece, n, problem = _piece(r, rel, store, st)
         res.files_seen += n
         s.pieces.append(piece)
+        if problem:
+            s.unreadable = s.unreadable or f"{rel}: {problem}"
 
     for store in DIR_STORES:
         for e in _entries(os.path.join(r, store)):
