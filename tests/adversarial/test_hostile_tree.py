@@ -14,7 +14,7 @@ import pytest
 from cachegen import DAY, make_session, set_times
 from conftest import run_cli, run_json
 
-from .helpers import ROOT_ONLY, intact_or_gone, tree_state
+from .helpers import ROOT_ONLY, intact_or_gone
 
 
 @ROOT_ONLY
