@@ -216,6 +216,125 @@ def audit_verify(file: str | None) -> None:
     sys.exit(0 if ok else 1)
 
 
+# ---- archives --------------------------------------------------------------------------------------
+
+def _archive_dir(config_path: str | None) -> Any:
+    from .archive import archive_dir_for
+    from .config import load_policy
+    from .paths import janitor_dirs
+
+    return archive_dir_for(load_policy(config_path), janitor_dirs())
+
+
+config_option = click.option("--config", "config_path", metavar="FILE", type=click.Path(dir_okay=False),
+                             help="Janitor config (TOML), for archive_dir. Default: config.toml in the user "
+                                  "config dir.")
+
+
+@cli.group("archive")
+def archive_group() -> None:
+    """Session archives (made by `action = "archive"`): list and check them.
+
+    Each archive holds one whole session with a manifest of every file's sha256; bring one back with
+    `janitor restore SESSION_ID`.
+    """
+
+
+@archive_group.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the archives as JSON.")
+@click.option("--verify", "full", is_flag=True,
+              help="Read every archive in full and check it against its manifest (exit 1 if any fails).")
+@handle_errors
+def archive_list(config_path: str | None, as_json: bool, full: bool) -> None:
+    """List the archives, oldest first: when, which session, original and stored size, project."""
+    import json
+
+    from .archive import list_archives, render_list
+
+    adir = _archive_dir(config_path)
+    archives = list_archives(adir, full=full)
+    if as_json:
+        click.echo(json.dumps({"archive_dir": str(adir), "archives": [a.to_dict() for a in archives]},
+                              indent=2, ensure_ascii=True))
+    else:
+        click.echo(render_list(archives, adir, verified=full))
+    sys.exit(EXIT_PARTIAL if any(a.error for a in archives) else EXIT_OK)
+
+
+@cli.command()
+@click.argument("session_id")
+@click.option("--project", metavar="PATH",
+              help="The session's project (its path, or its encoded dir name under projects/), when the same "
+                   "id was archived from more than one place.")
+@click.option("--archive", "archive_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Restore from this archive file (default: the newest archive of the session).")
+@click.option("--claude-dir", "claude_dir", metavar="DIR",
+              help="Restore into this Claude config dir (default: the one it was archived from).")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--wait", type=float, default=0.0, metavar="SECONDS",
+              help="Wait up to this long for a running sweep to finish (default: exit 3 at once).")
+@handle_errors
+def restore(session_id: str, project: str | None, archive_file: str | None, claude_dir: str | None,
+            config_path: str | None, as_json: bool, wait: float) -> None:
+    """Put an archived session back where it was, so `claude --resume` finds it again.
+
+    Every piece returns to its original path with its original modes and mtimes. The archive is verified
+    in full first and treated as untrusted: absolute paths, `..`, links and anything outside the
+    session's own places are refused. A live file in the way is never overwritten. The archive is kept.
+    """
+    import json
+    from pathlib import Path
+
+    from . import archive as arc
+    from .audit import AuditLog
+    from .paths import janitor_dirs
+    from .safefs import SweepLock, Unsafe
+    from .sweep import Env, _sinks
+
+    dirs = janitor_dirs()
+    info = None
+    try:
+        if archive_file:
+            info = arc.read_header(Path(archive_file))
+            if info.session_id != session_id:
+                fail(f"{archive_file} holds session {info.session_id}, not {session_id}")
+        else:
+            info = arc.find_archive(_archive_dir(config_path), session_id, project=project)
+        with SweepLock(dirs.lock_file, wait=wait):
+            audit_log = AuditLog(dirs.audit_log, sinks=_sinks(Env(roots=[], dirs=dirs, config_path=config_path)))
+            res = arc.restore(info, target_root=Path(claude_dir) if claude_dir else None, audit=audit_log)
+    except arc.ArchiveInvalid as e:
+        fail(f"archive {info.path if info else archive_file} is not usable: {e}; nothing was restored",
+             EXIT_PARTIAL)
+    except Unsafe as e:
+        fail(f"refused: {e}; nothing was restored", EXIT_PARTIAL)
+    except OSError as e:
+        fail(f"restore failed: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}; "
+             "nothing was restored", EXIT_PARTIAL)
+    h = res.header
+    if as_json:
+        click.echo(json.dumps({"session_id": session_id, "archive": str(res.archive), "root": res.root,
+                               "project_path": h.get("project_path"), "restored": res.restored,
+                               "already_present": res.already, "files": res.files, "bytes": res.bytes},
+                              indent=2, ensure_ascii=True))
+        return
+    where = h.get("project_path") or h.get("project") or "(no project)"
+    if not res.restored:
+        click.echo(f"session {session_id} is already in place in {res.root} (identical to {res.archive}); "
+                   "nothing to do")
+        return
+    click.echo(f"restored session {session_id} ({where}) from {res.archive}")
+    click.echo(f"  into {res.root}: {len(res.restored)} pieces, {res.files} files, {res.bytes} bytes")
+    for rel in res.already:
+        click.echo(f"  already in place, left as it was: {rel}")
+    if h.get("project_path"):
+        click.echo(f"resume it with: cd {h['project_path']!r} && claude --resume {session_id}")
+    click.echo("note: the files keep their original times, so the next sweep archives the session again "
+               "unless it is resumed (or pinned) first; the archive itself is kept.")
+
+
 def main() -> None:
     cli(prog_name="janitor")
 

@@ -100,6 +100,7 @@ def to_json(res: RunResult, *, all_sessions: bool = True) -> str:
         "totals": totals(res),
         "unknown": res.plan.unknown,
         "warnings": res.plan.warnings + ([res.guard] if res.guard else []),
+        "archives": getattr(res, "archives", None),
     }
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
@@ -195,4 +196,8 @@ def summary_lines(res: RunResult) -> list[str]:
         lines.append(f"warning: {w}")
     if res.guard:
         lines.append(f"guard: {res.guard}")
+    if getattr(res, "archives", None):
+        from .archive import summary_lines as archive_lines
+
+        lines += archive_lines(res.archives, res.dry_run)
     return lines

@@ -40,6 +40,7 @@ class RunResult:
     dry_run: bool = True
     files_seen: int = 0
     guard: str | None = None
+    archives: dict[str, Any] | None = None  # archive maintenance: temp leftovers, pruned archives, errors
 
     @property
     def failed(self) -> list[Outcome]:
@@ -47,7 +48,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 1 if self.failed or (self.archives and self.archives.get("errors")) else 0
 
 
 ProgressFn = Callable[[int], None]
@@ -63,8 +64,8 @@ def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None) -> t
                    for r in env.roots]
         env = dataclasses.replace(env, roots=[])
     roots = [validate_root(r) for r in env.roots]
-    if pol.archive_dir:
-        _check_archive_dir(Path(pol.archive_dir), roots)
+    if pol.archive_dir or uses_archive(pol):
+        _check_archive_dir(Path(pol.archive_dir) if pol.archive_dir else env.dirs.archive_dir, roots)
     # Claude settings are validated before anything is scanned: a broken one stops the run.
     for r in roots:
         config.claude_root_window(r)
@@ -85,31 +86,53 @@ def _check_archive_dir(archive: Path, roots: list[Path]) -> None:
             raise ConfigError(f"archive_dir {archive} is inside the swept tree {r}; choose a place outside it")
 
 
+def uses_archive(pol: Policy) -> bool:
+    return pol.action is Action.ARCHIVE or any((r.action or pol.action) is Action.ARCHIVE for r in pol.rules)
+
+
+def _days(secs: float) -> str:
+    return f"{secs / 86400:g} days" if secs >= 86400 else f"{secs / 3600:g} hours"
+
+
 def warnings_for(pol: Policy, roots: list[Path]) -> list[str]:
-    """Cases where Claude Code's own sweep may delete sessions before the janitor archives them."""
+    """Cases where Claude Code's own sweep may delete sessions before the janitor archives them.
+
+    Claude Code hard-deletes by file mtime once a session is older than cleanupPeriodDays, machine-wide,
+    with the settings of whichever project it was started in: the shortest window known under a root is
+    the one that counts. An archive window (never less than ``grace``) that is not shorter loses the race."""
     out: list[str] = []
-    uses_archive = pol.action is Action.ARCHIVE or any(r.action is Action.ARCHIVE for r in pol.rules)
-    if not uses_archive:
+    if not uses_archive(pol):
         return out
     for r in roots:
-        cw = pol.claude_root_windows.get(str(r))
-        if cw is None or cw.seconds is None:
+        known = [pol.claude_root_windows.get(str(r))]
+        known += [w for (root, _), w in sorted(pol.claude_windows.items()) if root == str(r)]
+        finite = [w for w in known if w is not None and w.seconds is not None]
+        if not finite:
             continue
-        windows = []
+        cw = min(finite, key=lambda w: w.seconds or 0.0)
+        assert cw.seconds is not None
+        default = pol.retention.seconds if pol.retention else cw.seconds
+        windows: list[tuple[str, float | None]] = []
         if pol.action is Action.ARCHIVE:
-            windows.append(("the default window", pol.retention.seconds if pol.retention else cw.seconds))
+            windows.append(("the janitor's default retention"
+                            + ("" if pol.retention else " (Claude Code's own window)"), default))
         for rule in pol.rules:
             if (rule.action or pol.action) is Action.ARCHIVE:
-                windows.append((rule.label, rule.retention if rule.retention_set else
-                                (pol.retention.seconds if pol.retention else cw.seconds)))
+                windows.append((rule.label, rule.retention if rule.retention_set else default))
         for label, secs in windows:
-            if secs is None or secs >= cw.seconds:
-                days = cw.seconds / 86400
-                out.append(
-                    f"Claude Code deletes sessions in {r} after {days:g} days ({cw.source}), but {label} archives "
-                    f"only after {'never' if secs is None else f'{secs / 86400:g} days'}: Claude Code may "
-                    f"delete sessions before they are archived. Fix: set a janitor retention shorter than "
-                    f"{days:g} days, or raise cleanupPeriodDays in {r}/settings.json above the archive window.")
+            eff = None if secs is None else max(secs, pol.grace)
+            if eff is not None and eff < cw.seconds:
+                continue
+            when = "never (retention forever)" if eff is None else f"only after {_days(eff)}"
+            safe = max(cw.seconds * 0.8, cw.seconds - 3 * 86400, 3600.0)
+            suggest = f"{safe / 86400:.0f}d" if safe >= 86400 else f"{safe / 3600:.0f}h"
+            out.append(
+                f"Claude Code deletes sessions in {r} once they are {_days(cw.seconds)} old ({cw.source}), "
+                f"but {label} archives them {when}: Claude Code may delete sessions before they are "
+                f"archived. Fix: set a shorter retention for the janitor (e.g. retention = \"{suggest}\" in "
+                f"its config{', or in that rule' if label.startswith('rule') else ''}), or raise "
+                f"cleanupPeriodDays in {r}/settings.json (and any project's .claude/settings.json that sets "
+                f"it) above the archive window.")
     return out
 
 
@@ -234,5 +257,13 @@ def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = No
             result.guard = msg
         else:
             raise ConfigError(msg)
+    try:
+        from . import archive
+    except ImportError:  # zstandard missing: delete still works, archive reports itself unavailable
+        archive = None  # type: ignore[assignment]
+    if archive is not None:
+        actors, result.archives = archive.prepare(
+            pol, env.dirs, now, actors or {Action.DELETE: delete_session}, dry_run=dry_run,
+            audit=None if dry_run else AuditLog(env.dirs.audit_log, sinks=_sinks(env)))
     result.outcomes = execute(plan, pol, env, dry_run=dry_run, progress=None, actors=actors)
     return result

@@ -1,0 +1,1227 @@
+"""Archives: one verified, compressed file per session; restore; archive retention.
+
+An archive is a zstd-compressed POSIX (pax) tar stream holding, in this order:
+
+  janitor-archive.json   header: session id, root, project, project path, archived_at, the pieces
+  data/<rel> ...         every dir and file of every piece, ``rel`` relative to the Claude config dir,
+                         with its mode and mtime (exact mtime_ns is in the manifest)
+  MANIFEST.json          each data member's path, type, mode, mtime_ns, size and sha256, and the header's
+                         sha256
+
+so it can be read without the janitor: ``zstd -dc X.tar.zst | tar -tv``. Archives live under
+``<archive dir>/<project dir name>/<session id>.<UTC stamp>[-N].tar.zst``.
+
+Writing follows one order, so that a crash at any point leaves every session either intact in the cache
+or in a verified archive: write to a temp name (``.<name>.partial-<random>``, 0600) → fsync → drop it from
+the page cache → re-read and verify it against the manifest → link it to its final name (never replacing
+anything) → fsync the dir → re-check that nothing changed since it was read → only then delete the
+originals. Temp files are never taken for archives and are removed by the next sweep.
+
+Restore treats archives as untrusted input: every member must be a plain file or dir inside one of the
+session's own pieces (no absolute paths, no ``..``, no links or devices, nothing but the session's known
+store paths), the whole archive is verified before anything is written, and live files are never
+overwritten.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import hashlib
+import json
+import os
+import re
+import secrets
+import stat
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import zstandard
+
+from . import testhooks
+from .audit import AuditLog
+from .cache import DIR_STORES, TODO_RE
+from .durations import human_bytes, human_duration
+from .model import Action, Decision, JanitorError, Policy, Window
+from .paths import JanitorDirs, encode_project
+from .safefs import DIR_FLAGS, Changed, Root, Unsafe, validate_root
+
+FORMAT = "claude-janitor-archive"
+VERSION = 1
+SUFFIX = ".tar.zst"
+HEADER_NAME = "janitor-archive.json"
+MANIFEST_NAME = "MANIFEST.json"
+DATA = "data/"
+PARTIAL = ".partial-"
+RESTORE_TMP = ".janitor-restore-"
+# zstd level 10: on real-shaped transcripts (benchmarks/archive_compression.py) about as fast as gzip -6
+# but ~1.5x smaller; decompression ~3.5x faster than gzip.
+LEVEL = 10
+CHUNK = 1 << 20
+MAX_META = 64 << 20  # the header and the manifest are JSON; refuse anything absurd
+FILE_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class ArchiveInvalid(Exception):
+    """An archive that cannot be read, or does not match its own manifest, or is unsafe to restore."""
+
+
+def iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))
+
+
+def safe_name(text: str, limit: int = 120) -> str:
+    """A file name for ``text``: [A-Za-z0-9._-] only, not hidden, bounded; hashed when altered."""
+    clean = re.sub(r"[^A-Za-z0-9._-]", "_", text) or "_"
+    if clean.startswith("."):
+        clean = "_" + clean[1:]
+    if clean != text or len(clean) > limit:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        clean = f"{clean[:limit - 13]}-{digest}"
+    return clean
+
+
+def project_dir_name(project: str) -> str:
+    return safe_name(project) if project else "_no-project"
+
+
+# ---- walking a session's pieces (dirfd-relative, no symlinks followed, no mounts crossed) ---------
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    rel: str
+    st: os.stat_result
+    dir_fd: int  # the dir holding it (valid only while the walk is suspended at this entry)
+    name: str
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.st.st_mode)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return name
+    return "not a regular file or directory"
+
+
+def _check_entry(rel: str, st: os.stat_result, dev: int) -> None:
+    if stat.S_ISREG(st.st_mode):
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise Unsafe(f"{rel} is {_kind(st.st_mode)}; only sessions made of plain files and directories "
+                     "are archived (kept)")
+    if st.st_dev != dev:
+        raise Unsafe(f"{rel} is on another filesystem; not entered (kept)")
+
+
+def walk(root: Root, rel: str, *, ino: int | None = None) -> Iterator[Entry]:
+    """Every dir and file at and under ``rel`` (dirs before their contents, names sorted).
+
+    Iterative: one fd per level of depth. With ``ino``, the top entry must be that inode (else Changed).
+    Anything that is not a regular file or dir raises Unsafe; something vanishing raises Changed."""
+    pfd, name = root.open_parent(rel)
+    stack: list[tuple[int, str, list[str]]] = []
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        if ino is not None and st.st_ino != ino:
+            raise Changed(f"{rel} changed since the scan")
+        _check_entry(rel, st, root.dev)
+        if not stat.S_ISDIR(st.st_mode):
+            yield Entry(rel, st, pfd, name)
+            return
+        fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+        stack.append((fd, rel, []))
+        stack[-1][2].extend(sorted(os.listdir(fd), reverse=True))
+        if os.fstat(fd).st_ino != st.st_ino:
+            raise Changed(f"{rel} changed while being read")
+        yield Entry(rel, st, pfd, name)
+        while stack:
+            dfd, drel, names = stack[-1]
+            if not names:
+                os.close(dfd)
+                stack.pop()
+                continue
+            n = names.pop()
+            crel = f"{drel}/{n}"
+            try:
+                cst = os.stat(n, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise Changed(f"{crel} vanished while being read") from None
+            _check_entry(crel, cst, root.dev)
+            if stat.S_ISDIR(cst.st_mode):
+                cfd = os.open(n, DIR_FLAGS, dir_fd=dfd)
+                stack.append((cfd, crel, []))
+                stack[-1][2].extend(sorted(os.listdir(cfd), reverse=True))
+                if os.fstat(cfd).st_ino != cst.st_ino:
+                    raise Changed(f"{crel} changed while being read")
+            yield Entry(crel, cst, dfd, n)
+    except FileNotFoundError as e:
+        raise Changed(f"{rel}: {e.strerror} while being read") from None
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
+        os.close(pfd)
+
+
+Identity = tuple[str, int, int, int]  # kind, ino, size, mtime_ns
+
+
+def _ident(st: os.stat_result) -> Identity:
+    return ("dir" if stat.S_ISDIR(st.st_mode) else "file", st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def snapshot(root: Root, d: Decision) -> dict[str, Identity]:
+    """What every entry of the session is right now (no contents read)."""
+    out: dict[str, Identity] = {}
+    for p in d.session.pieces:
+        for e in walk(root, p.rel, ino=p.ino):
+            out[e.rel] = _ident(e.st)
+    return out
+
+
+# ---- writing ------------------------------------------------------------------------------------
+
+class _HashReader:
+    """Reads exactly ``size`` bytes from ``fd``, hashing them; a file that shrinks raises Changed."""
+
+    def __init__(self, fd: int, size: int, rel: str) -> None:
+        self.fd, self.left, self.rel = fd, size, rel
+        self.sha = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        parts = []
+        while n > 0:
+            b = os.read(self.fd, min(n, CHUNK))
+            if not b:
+                raise Changed(f"{self.rel} shrank while being archived")
+            parts.append(b)
+            n -= len(b)
+            self.left -= len(b)
+        data = b"".join(parts)
+        self.sha.update(data)
+        return data
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=True, indent=1).encode() + b"\n"
+
+
+def _add_bytes(tf: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
+    import io
+
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mtime, ti.mode = len(data), int(mtime), 0o600
+    tf.addfile(ti, io.BytesIO(data))
+
+
+def make_header(d: Decision, now: float) -> dict[str, Any]:
+    s = d.session
+    return {
+        "format": FORMAT, "version": VERSION,
+        "session_id": s.session_id, "root": s.root, "project": s.project, "project_path": s.project_path,
+        "archived_at": now, "archived_at_iso": iso(now),
+        "last_activity": s.last_activity, "reason": d.reason, "rule": d.rule, "bytes": s.bytes,
+        "pieces": [{"rel": p.rel, "store": p.store, "is_dir": p.is_dir} for p in s.pieces],
+    }
+
+
+def write_archive(out: IO[bytes], root: Root, d: Decision, header: dict[str, Any], *,
+                  level: int = LEVEL) -> tuple[dict[str, Any], dict[str, Identity]]:
+    """Stream the session into ``out``: returns the manifest and the identity of every entry read."""
+    idents: dict[str, Identity] = {}
+    members: list[dict[str, Any]] = []
+    zw = zstandard.ZstdCompressor(level=level, write_checksum=True).stream_writer(out, closefd=False)
+    tf = tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=CHUNK)
+    hb = _json_bytes(header)
+    _add_bytes(tf, HEADER_NAME, hb, header["archived_at"])
+    for p in d.session.pieces:
+        for e in walk(root, p.rel, ino=p.ino):
+            ti = tarfile.TarInfo(DATA + e.rel)
+            ti.mode = stat.S_IMODE(e.st.st_mode)
+            if e.is_dir:
+                ti.type = tarfile.DIRTYPE
+                ti.mtime = e.st.st_mtime_ns / 1e9
+                tf.addfile(ti)
+                members.append({"path": e.rel, "type": "dir", "mode": ti.mode, "mtime_ns": e.st.st_mtime_ns})
+                idents[e.rel] = _ident(e.st)
+                continue
+            fd = os.open(e.name, FILE_OPEN, dir_fd=e.dir_fd)
+            try:
+                before = os.fstat(fd)
+                if not stat.S_ISREG(before.st_mode) or before.st_ino != e.st.st_ino:
+                    raise Changed(f"{e.rel} changed while being archived")
+                ti.size, ti.mtime = before.st_size, before.st_mtime_ns / 1e9
+                reader = _HashReader(fd, before.st_size, e.rel)
+                tf.addfile(ti, reader)
+                after = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if _ident(after) != _ident(before):
+                raise Changed(f"{e.rel} was written to while being archived")
+            members.append({"path": e.rel, "type": "file", "mode": ti.mode, "mtime_ns": before.st_mtime_ns,
+                            "size": before.st_size, "sha256": reader.sha.hexdigest()})
+            idents[e.rel] = _ident(before)
+            testhooks.point("archive-member")
+    manifest = {
+        "format": FORMAT, "version": VERSION, "header_sha256": hashlib.sha256(hb).hexdigest(),
+        "members": members,
+        "files": sum(1 for m in members if m["type"] == "file"),
+        "bytes": sum(m.get("size", 0) for m in members),
+    }
+    _add_bytes(tf, MANIFEST_NAME, _json_bytes(manifest), header["archived_at"])
+    tf.close()
+    zw.close()
+    out.flush()
+    return manifest, idents
+
+
+# ---- reading and verifying ----------------------------------------------------------------------
+
+class Sink(Protocol):
+    def begin(self, member: dict[str, Any]) -> None: ...
+    def data(self, chunk: bytes) -> None: ...
+    def end(self) -> None: ...
+
+
+def _need(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ArchiveInvalid(msg)
+
+
+def _plain_rel(rel: object) -> str:
+    _need(isinstance(rel, str) and bool(rel), f"member path {rel!r} is not a string")
+    assert isinstance(rel, str)
+    parts = rel.split("/")
+    _need(not rel.startswith("/"), f"member path {rel!r} is absolute")
+    _need(".." not in parts, f"member path {rel!r} contains '..'")
+    _need(all(p not in ("", ".") for p in parts) and "\0" not in rel,
+          f"member path {rel!r} is not a plain relative path")
+    return rel
+
+
+def piece_allowed(rel: str, is_dir: bool, session_id: str, project: str) -> bool:
+    """Is ``rel`` one of the places a piece of this session can live? (The only places restore writes.)"""
+    parts = rel.split("/")
+    if project and len(parts) == 3 and parts[:2] == ["projects", project]:
+        if parts[2] == f"{session_id}.jsonl":
+            return not is_dir
+        return parts[2] == session_id and is_dir and session_id != "memory"
+    if len(parts) != 2:
+        return False
+    store, name = parts
+    if store in DIR_STORES:
+        return is_dir and name == session_id
+    if store == "todos":
+        m = TODO_RE.match(name)
+        return not is_dir and m is not None and m.group(1) == session_id
+    if store == "debug":
+        return not is_dir and name == f"{session_id}.txt"
+    return False
+
+
+def check_header(h: object) -> dict[str, Any]:
+    _need(isinstance(h, dict), "header is not a JSON object")
+    assert isinstance(h, dict)
+    _need(h.get("format") == FORMAT, f"not a {FORMAT} header")
+    _need(h.get("version") == VERSION, f"unsupported archive version {h.get('version')!r}")
+    sid, project = h.get("session_id"), h.get("project")
+    _need(isinstance(sid, str) and bool(sid) and "/" not in sid and sid not in (".", "..") and "\0" not in sid,
+          f"bad session id {sid!r}")
+    _need(isinstance(project, str) and "/" not in project and project not in (".", "..")
+          and "\0" not in project, f"bad project {project!r}")
+    _need(isinstance(h.get("root"), str) and h["root"].startswith("/"), "bad root")
+    _need(isinstance(h.get("archived_at"), int | float) and not isinstance(h.get("archived_at"), bool),
+          "bad archived_at")
+    pieces = h.get("pieces")
+    _need(isinstance(pieces, list) and bool(pieces), "no pieces")
+    assert isinstance(pieces, list)
+    seen = set()
+    for p in pieces:
+        _need(isinstance(p, dict) and isinstance(p.get("is_dir"), bool), f"bad piece {p!r}")
+        rel = _plain_rel(p.get("rel"))
+        _need(piece_allowed(rel, p["is_dir"], sid, project),  # type: ignore[arg-type]
+              f"piece {rel!r} is not a place this session's files can live; refusing it")
+        _need(rel not in seen, f"piece {rel!r} listed twice")
+        seen.add(rel)
+    return h
+
+
+def _piece_of(rel: str, pieces: dict[str, bool]) -> str | None:
+    for prel in pieces:
+        if rel == prel or rel.startswith(prel + "/"):
+            return prel
+    return None
+
+
+@dataclass
+class ArchiveInfo:
+    path: Path
+    header: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] | None = None
+    size: int = 0
+    error: str | None = None
+
+    @property
+    def session_id(self) -> str:
+        return str(self.header.get("session_id", ""))
+
+    @property
+    def archived_at(self) -> float:
+        return float(self.header.get("archived_at", 0.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        h = self.header
+        out: dict[str, Any] = {"path": str(self.path), "archive_bytes": self.size}
+        if h:
+            out.update({
+                "session_id": h.get("session_id"), "root": h.get("root"), "project": h.get("project"),
+                "project_path": h.get("project_path"), "archived_at": iso(h.get("archived_at")),
+                "last_activity": iso(h.get("last_activity")), "bytes": h.get("bytes"),
+                "reason": h.get("reason"), "paths": [p.get("rel") for p in h.get("pieces", [])],
+            })
+        if self.manifest is not None:
+            out["files"] = self.manifest.get("files")
+            out["verified"] = self.error is None
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def _open_stream(f: IO[bytes]) -> tuple[Any, tarfile.TarFile]:
+    zr = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=False, closefd=False)
+    return zr, tarfile.open(fileobj=zr, mode="r|")
+
+
+def _read_meta(tf: tarfile.TarFile, m: tarfile.TarInfo | None, name: str) -> tuple[bytes, Any]:
+    _need(m is not None, f"{name} is missing (truncated archive?)")
+    assert m is not None
+    _need(m.name == name and m.isreg(), f"expected {name}, found {m.name!r}")
+    _need(m.size <= MAX_META, f"{name} is too large")
+    ef = tf.extractfile(m)
+    assert ef is not None
+    raw = ef.read()
+    try:
+        return raw, json.loads(raw)
+    except ValueError as e:
+        raise ArchiveInvalid(f"{name} is not valid JSON: {e}") from None
+
+
+def _read(f: IO[bytes], *, header_only: bool = False, sink: Sink | None = None
+          ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    zr, tf = _open_stream(f)
+    hb, header = _read_meta(tf, tf.next(), HEADER_NAME)
+    check_header(header)
+    if header_only:
+        return header, None
+    pieces = {p["rel"]: p["is_dir"] for p in header["pieces"]}
+    seen: list[dict[str, Any]] = []
+    dirs: set[str] = set()
+    names: set[str] = set()
+    while True:
+        m = tf.next()
+        _need(m is not None, f"{MANIFEST_NAME} is missing (truncated archive?)")
+        assert m is not None
+        if m.name == MANIFEST_NAME:
+            break
+        _need(m.name.startswith(DATA), f"unexpected member {m.name!r}")
+        rel = _plain_rel(m.name[len(DATA):])
+        _need(rel not in names, f"member {rel!r} appears twice")
+        names.add(rel)
+        _need(m.isreg() or m.isdir(), f"member {rel!r} is a link or special file; refusing it")
+        prel = _piece_of(rel, pieces)
+        _need(prel is not None, f"member {rel!r} is outside the session's pieces")
+        assert prel is not None
+        if rel == prel:
+            _need(m.isdir() == pieces[prel], f"member {rel!r} is not the kind of piece the header says")
+        else:
+            _need(rel.rsplit("/", 1)[0] in dirs, f"member {rel!r} comes before its directory")
+        _need(0 <= m.mode <= 0o7777, f"member {rel!r} has a bad mode")
+        entry: dict[str, Any] = {"path": rel, "type": "dir" if m.isdir() else "file", "mode": m.mode}
+        if sink:
+            sink.begin(entry)
+        if m.isdir():
+            dirs.add(rel)
+        else:
+            ef = tf.extractfile(m)
+            assert ef is not None
+            sha = hashlib.sha256()
+            n = 0
+            while chunk := ef.read(CHUNK):
+                sha.update(chunk)
+                n += len(chunk)
+                if sink:
+                    sink.data(chunk)
+            _need(n == m.size, f"member {rel!r} is cut short")
+            entry.update(size=n, sha256=sha.hexdigest())
+        if sink:
+            sink.end()
+        seen.append(entry)
+    mb, manifest = _read_meta(tf, m, MANIFEST_NAME)
+    _need(isinstance(manifest, dict) and manifest.get("format") == FORMAT, "manifest is not a janitor manifest")
+    _need(manifest.get("header_sha256") == hashlib.sha256(hb).hexdigest(), "header does not match the manifest")
+    listed = manifest.get("members")
+    _need(isinstance(listed, list) and len(listed) == len(seen),
+          f"manifest lists {len(listed) if isinstance(listed, list) else '?'} members, archive holds {len(seen)}")
+    for want, got in zip(listed, seen, strict=True):
+        _need(isinstance(want, dict) and isinstance(want.get("mtime_ns"), int), f"bad manifest entry {want!r}")
+        exp = {k: v for k, v in want.items() if k != "mtime_ns"}
+        _need(exp == got, f"{got['path']}: does not match the manifest (expected "
+                          f"{exp.get('sha256', exp.get('type'))}, found {got.get('sha256', got.get('type'))})")
+    _need(tf.next() is None, "unexpected members after the manifest")
+    while zr.read(CHUNK):  # to the end of the zstd frame, so its checksum is checked too
+        pass
+    return header, manifest
+
+
+def _wrap(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except ArchiveInvalid:
+        raise
+    except (tarfile.TarError, zstandard.ZstdError, EOFError, ValueError, KeyError, TypeError,
+            AttributeError) as e:
+        raise ArchiveInvalid(f"unreadable: {e}") from None
+
+
+def _open_archive(path: Path, dir_fd: int | None = None) -> IO[bytes]:
+    fd = os.open(path, FILE_OPEN, dir_fd=dir_fd)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ArchiveInvalid("not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb", buffering=CHUNK)
+
+
+def read_header(path: Path) -> ArchiveInfo:
+    """The header alone (fast: the first member). Raises ArchiveInvalid or OSError."""
+    with _open_archive(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        header, _ = _wrap(lambda: _read(f, header_only=True))
+    return ArchiveInfo(path, header, None, size)
+
+
+def verify(path: Path, *, sink: Sink | None = None, dir_fd: int | None = None) -> ArchiveInfo:
+    """Read the whole archive and check every member against the manifest. Raises ArchiveInvalid/OSError."""
+    with _open_archive(path, dir_fd) as f:
+        size = os.fstat(f.fileno()).st_size
+        header, manifest = _wrap(lambda: _read(f, sink=sink))
+    return ArchiveInfo(path, header, manifest, size)
+
+
+def list_archives(archive_dir: Path, *, full: bool = False) -> list[ArchiveInfo]:
+    """Every archive under ``archive_dir`` (temp files are never included), oldest first.
+
+    Unreadable ones are included with ``error`` set. ``full`` verifies each one completely."""
+    out: list[ArchiveInfo] = []
+    for path in archive_files(archive_dir):
+        try:
+            out.append(verify(path) if full else read_header(path))
+        except (ArchiveInvalid, OSError) as e:
+            out.append(ArchiveInfo(path, {}, {} if full else None, _size(path), _err(e)))
+    out.sort(key=_age_key)
+    return out
+
+
+def _age_key(a: ArchiveInfo) -> tuple[float, int, str]:
+    """Oldest first: by archived_at, then by the -N a later archive of the same second got."""
+    m = re.search(r"-(\d+)" + re.escape(SUFFIX) + "$", a.path.name)
+    return (a.archived_at, int(m.group(1)) if m else 0, str(a.path))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return 0
+
+
+def _err(e: BaseException) -> str:
+    if isinstance(e, OSError):
+        return f"{e.strerror or e}"
+    return str(e)
+
+
+def archive_files(archive_dir: Path) -> list[Path]:
+    """Final archive names only: ``<dir>/<project>/<name>.tar.zst``, regular files, not hidden."""
+    out: list[Path] = []
+    try:
+        projects = sorted(os.scandir(archive_dir), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    for pe in projects:
+        if pe.name.startswith(".") or not pe.is_dir(follow_symlinks=False):
+            continue
+        with os.scandir(pe.path) as it:
+            for e in sorted(it, key=lambda e: e.name):
+                if (not e.name.startswith(".") and e.name.endswith(SUFFIX)
+                        and e.is_file(follow_symlinks=False)):
+                    out.append(Path(e.path))
+    return out
+
+
+def partial_files(archive_dir: Path) -> list[Path]:
+    """Leftover temp files of interrupted archive writes."""
+    out: list[Path] = []
+    try:
+        projects = list(os.scandir(archive_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    for pe in projects:
+        if not pe.is_dir(follow_symlinks=False):
+            continue
+        with os.scandir(pe.path) as it:
+            out += [Path(e.path) for e in it if e.name.startswith(".") and PARTIAL in e.name
+                    and not e.is_dir(follow_symlinks=False)]
+    return sorted(out)
+
+
+# ---- the store: where archives go, and the archive action ------------------------------------------
+
+def _mkdirs_private(path: Path) -> None:
+    """Create ``path`` and any missing parents with mode 0700, each made durable in its parent."""
+    missing = []
+    p = path
+    while not os.path.lexists(p):
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(d, 0o700)
+        _fsync_dir(d.parent)
+
+
+def _fsync_dir(path: Path | None = None, fd: int | None = None) -> None:
+    own = fd is None
+    if own:
+        fd = os.open(str(path), DIR_FLAGS)
+    assert fd is not None
+    try:
+        os.fsync(fd)
+    finally:
+        if own:
+            os.close(fd)
+
+
+def _drop_cache(fd: int) -> None:
+    if hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+
+
+def _covers(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Does the ``old`` manifest hold every dir and (identical) file of the ``new`` one?"""
+    have = {m["path"]: m for m in old["members"]}
+    for m in new["members"]:
+        o = have.get(m["path"])
+        if o is None or o["type"] != m["type"]:
+            return False
+        if m["type"] == "file" and any(o.get(k) != m.get(k) for k in ("size", "sha256", "mtime_ns", "mode")):
+            return False
+    return True
+
+
+@dataclass
+class ArchiveStore:
+    """Where this run's archives go and the time they are stamped with."""
+
+    dir: Path
+    now: float
+    level: int = LEVEL
+
+    def archive(self, root: Root, d: Decision) -> Path:
+        """Archive the session and delete its originals (see the module docstring for the order)."""
+        s = d.session
+        target = self.dir / project_dir_name(s.project)
+        _mkdirs_private(target)
+        dfd = os.open(target, DIR_FLAGS)
+        try:
+            final, idents = self._write_verify_publish(root, d, dfd, target)
+            testhooks.point("archive-published")
+            os.fsync(dfd)
+            testhooks.point("archive-synced")
+        finally:
+            os.close(dfd)
+        try:
+            self._delete_originals(root, d, idents)
+        except Changed:
+            raise
+        except OSError as e:
+            raise OSError(e.errno, f"archived to {final}, but removing the originals failed: "
+                                   f"{e.strerror or e} (the next sweep finishes the job)", e.filename) from None
+        return final
+
+    def _write_verify_publish(self, root: Root, d: Decision, dfd: int, target: Path
+                              ) -> tuple[Path, dict[str, Identity]]:
+        s = d.session
+        base = f"{safe_name(s.session_id)}.{_stamp(self.now)}"
+        tmp = f".{base}{PARTIAL}{secrets.token_hex(6)}"
+        header = make_header(d, self.now)
+        try:
+            fd = os.open(tmp, NEW_FILE, 0o600, dir_fd=dfd)
+            with os.fdopen(fd, "wb", buffering=CHUNK) as out:
+                os.fchmod(fd, 0o600)
+                manifest, idents = write_archive(out, root, d, header, level=self.level)
+                testhooks.point("archive-written")
+                os.fsync(fd)
+                _drop_cache(fd)
+            testhooks.point("archive-fsynced")
+            got = verify(Path(tmp), dir_fd=dfd)
+            if got.header != header or got.manifest != manifest:
+                raise ArchiveInvalid("what was read back differs from what was written")
+            testhooks.point("archive-verified")
+            existing = self._covering(target, s, manifest)
+            if existing is not None:
+                os.unlink(tmp, dir_fd=dfd)
+                return existing, idents
+            name = self._publish(tmp, base, dfd)
+        except (Changed, Unsafe):
+            _unlink_quiet(tmp, dfd)
+            raise
+        except ArchiveInvalid as e:
+            _unlink_quiet(tmp, dfd)
+            raise OSError(errno.EIO, f"archive did not verify, originals kept: {e}", str(target)) from None
+        except OSError as e:
+            _unlink_quiet(tmp, dfd)
+            raise OSError(e.errno, f"archive not written, originals kept: {e.strerror or e}",
+                          str(target)) from None
+        except BaseException:
+            _unlink_quiet(tmp, dfd)
+            raise
+        return target / name, idents
+
+    def _publish(self, tmp: str, base: str, dfd: int) -> str:
+        """Give the verified temp file its final name without ever replacing an existing file."""
+        for i in range(10_000):
+            name = f"{base}-{i}{SUFFIX}" if i else f"{base}{SUFFIX}"
+            try:
+                os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+                    raise
+                # No hard links here: claim the name exclusively, then move onto our own placeholder.
+                try:
+                    os.close(os.open(name, NEW_FILE, 0o600, dir_fd=dfd))
+                except FileExistsError:
+                    continue
+                os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                return name
+            testhooks.point("archive-linked")
+            os.unlink(tmp, dir_fd=dfd)
+            return name
+        raise OSError(errno.EEXIST, "no free archive name", base)
+
+    def _covering(self, target: Path, s: Any, manifest: dict[str, Any]) -> Path | None:
+        """An existing verified archive of this same session that already holds everything (identical).
+
+        That happens when a sweep was interrupted while deleting the originals, or when a restored
+        session expires again unchanged: no second archive is made, the originals just go."""
+        prefix = f"{safe_name(s.session_id)}."
+        for path in reversed(archive_files(self.dir)):
+            if path.parent != target or not path.name.startswith(prefix):
+                continue
+            try:
+                info = verify(path)
+            except (ArchiveInvalid, OSError):
+                continue
+            h = info.header
+            if (h["session_id"], h["root"], h["project"]) == (s.session_id, s.root, s.project) \
+                    and info.manifest is not None and _covers(info.manifest, manifest):
+                return path
+        return None
+
+    def _delete_originals(self, root: Root, d: Decision, idents: dict[str, Identity]) -> None:
+        now = snapshot(root, d)
+        if now != idents:
+            changed = sorted(k for k in set(now) | set(idents) if now.get(k) != idents.get(k))
+            raise Changed(f"{changed[0]} changed while being archived; originals kept")
+        pieces = sorted(d.session.pieces, key=lambda p: p.store == "transcript")
+        for p in pieces:
+            testhooks.point("archive-delete")
+            root.remove(p.rel)
+
+
+def _unlink_quiet(name: str, dfd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except FileNotFoundError:
+        pass
+
+
+def archive_actor(root: Root, d: Decision, *, store: ArchiveStore | None = None) -> dict[str, Any]:
+    """The sweep's archive action: returns {"archive": path}. ``store`` is bound by ``prepare``."""
+    if store is None:
+        raise TypeError("archive_actor needs an ArchiveStore (sweep.run binds it through archive.prepare)")
+    return {"archive": str(store.archive(root, d))}
+
+
+def archive_dir_for(pol: Policy, dirs: JanitorDirs) -> Path:
+    return Path(pol.archive_dir) if pol.archive_dir else dirs.archive_dir
+
+
+# ---- run-time maintenance: bind the actor, clean temp leftovers, prune old archives -------------------
+
+def prepare(pol: Policy, dirs: JanitorDirs, now: float, actors: dict[Action, Any], *, dry_run: bool,
+            audit: AuditLog | None) -> tuple[dict[Action, Any], dict[str, Any] | None]:
+    """Before a sweep acts: bind the archive actor to this run's store, remove temp files left by an
+    interrupted run (real runs only; the caller holds the sweep lock) and prune archives past
+    ``archive_retention`` (dry runs only report them). Returns the actors and a summary (or None)."""
+    adir = archive_dir_for(pol, dirs)
+    actors = dict(actors)
+    act = actors.setdefault(Action.ARCHIVE, archive_actor)
+    if act is archive_actor:
+        actors[Action.ARCHIVE] = functools.partial(archive_actor, store=ArchiveStore(adir, now))
+    if not os.path.isdir(adir):
+        return actors, None
+    info: dict[str, Any] = {"dir": str(adir), "partials": [], "pruned": [], "errors": []}
+    for p in partial_files(adir):
+        if dry_run:
+            info["partials"].append({"path": str(p), "result": "dry-run"})
+            continue
+        try:
+            p.unlink()
+            info["partials"].append({"path": str(p), "result": "removed"})
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            info["errors"].append(f"cannot remove leftover temp file {p}: {e.strerror}")
+    info["pruned"] = prune(adir, pol.archive_retention, now, dry_run=dry_run, audit=audit, errors=info["errors"])
+    return actors, info
+
+
+def prune(archive_dir: Path, retention: Window | None, now: float, *, dry_run: bool, audit: AuditLog | None,
+          errors: list[str] | None = None) -> list[dict[str, Any]]:
+    """Remove archives older than ``retention`` (by the archived_at in their header), audited.
+
+    An archive archived exactly ``retention`` ago is kept. Unreadable archives are never pruned."""
+    if retention is None or retention.seconds is None:
+        return []
+    errors = errors if errors is not None else []
+    todo: list[tuple[ArchiveInfo, dict[str, Any]]] = []
+    for a in list_archives(archive_dir):
+        if a.error:
+            errors.append(f"archive {a.path} is unreadable ({a.error}); kept, not pruned")
+            continue
+        age = now - a.archived_at
+        if age <= retention.seconds:
+            continue
+        rec = {"action": "prune-archive", "archive": str(a.path), "session_id": a.session_id,
+               "root": a.header.get("root"), "project": a.header.get("project"),
+               "archived_at": iso(a.archived_at), "bytes": a.size,
+               "reason": f"archived {human_duration(age)} ago > archive_retention "
+                         f"{human_duration(retention.seconds)} ({retention.source})"}
+        todo.append((a, rec))
+    if not todo or dry_run:
+        return [{**rec, "result": "dry-run"} for _, rec in todo] if dry_run else []
+    if audit:
+        audit.append([{**rec, "phase": "intent", "result": "pending"} for _, rec in todo])
+    out = []
+    for a, rec in todo:
+        try:
+            a.path.unlink()
+            _fsync_dir(a.path.parent)
+            res = {**rec, "result": "ok"}
+        except FileNotFoundError:
+            res = {**rec, "result": "vanished"}
+        except OSError as e:
+            res = {**rec, "result": "failed", "error": f"{e.strerror or e}"}
+            errors.append(f"cannot prune archive {a.path}: {e.strerror or e}")
+        out.append(res)
+    if audit:
+        audit.append([{**r, "phase": "result"} for r in out])
+    return out
+
+
+def summary_lines(info: dict[str, Any] | None, dry_run: bool) -> list[str]:
+    """Lines for the sweep/report summary about archive maintenance."""
+    if not info:
+        return []
+    lines = []
+    verb = "would prune" if dry_run else "pruned"
+    pruned = [p for p in info["pruned"] if p["result"] in ("ok", "dry-run")]
+    if pruned:
+        lines.append(f"archives: {verb} {len(pruned)} past archive_retention "
+                     f"({human_bytes(sum(p['bytes'] for p in pruned))}) in {info['dir']}")
+        lines += [f"  {p['archive']} ({p['reason']})" for p in pruned[:20]]
+        if len(pruned) > 20:
+            lines.append(f"  … and {len(pruned) - 20} more (see --json)")
+    partials = info["partials"]
+    if partials:
+        lines.append(f"archives: {'would remove' if dry_run else 'removed'} {len(partials)} leftover temp "
+                     "file(s) of an interrupted run")
+    lines += [f"archive error: {e}" for e in info["errors"]]
+    return lines
+
+
+# ---- finding and restoring ---------------------------------------------------------------------
+
+def _project_matches(h: dict[str, Any], project: str) -> bool:
+    cands = {h.get("project"), h.get("project_path")}
+    if project in cands:
+        return True
+    expanded = os.path.abspath(os.path.expanduser(project))
+    return expanded in cands or encode_project(expanded) == h.get("project")
+
+
+def find_archive(archive_dir: Path, session_id: str, *, project: str | None = None) -> ArchiveInfo:
+    """The newest archive of ``session_id`` (in ``project`` if given). JanitorError if none or ambiguous."""
+    prefix = f"{safe_name(session_id)}."
+    found = []
+    for path in archive_files(archive_dir):
+        if not path.name.startswith(prefix):
+            continue
+        try:
+            a = read_header(path)
+        except (ArchiveInvalid, OSError):
+            continue
+        if a.session_id == session_id and (project is None or _project_matches(a.header, project)):
+            found.append(a)
+    if not found:
+        where = f" of project {project}" if project else ""
+        raise JanitorError(f"no archive of session {session_id}{where} in {archive_dir} "
+                           "(see `janitor archive list`)", 1)
+    places = {(a.header["root"], a.header["project"]) for a in found}
+    if len(places) > 1:
+        opts = ", ".join(sorted(a.header.get("project_path") or a.header["project"] for a in found))
+        raise JanitorError(f"session {session_id} was archived from more than one place ({opts}); "
+                           "choose one with --project or --archive", 2)
+    return max(found, key=_age_key)
+
+
+@dataclass
+class RestoreResult:
+    archive: Path
+    header: dict[str, Any]
+    root: str
+    restored: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)  # identical live pieces, left as they are
+    files: int = 0
+    bytes: int = 0
+
+
+def _tmp_prefix(session_id: str) -> str:
+    return f"{RESTORE_TMP}{hashlib.sha256(session_id.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}-"
+
+
+def _ensure_parent(root: Root, rel: str) -> tuple[int, str]:
+    """fd (caller closes) of the dir that will hold ``rel``, creating missing dirs 0700 (no symlinks)."""
+    parts = rel.split("/")
+    fd = os.dup(root.fd)
+    try:
+        for comp in parts[:-1]:
+            try:
+                nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(comp, 0o700, dir_fd=fd)
+                    os.fsync(fd)
+                except FileExistsError:
+                    pass
+                nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise Unsafe(f"{rel}: a parent is a symlink or not a directory; not restored") from None
+                raise
+            os.close(fd)
+            fd = nfd
+            if os.fstat(fd).st_dev != root.dev:
+                raise Unsafe(f"{rel}: a parent is on another filesystem; not restored")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, parts[-1]
+
+
+def _live_members(root: Root, rel: str) -> list[dict[str, Any]]:
+    """A manifest of what lives at ``rel`` now (contents hashed)."""
+    out = []
+    for e in walk(root, rel):
+        m: dict[str, Any] = {"path": e.rel, "type": "dir" if e.is_dir else "file",
+                             "mode": stat.S_IMODE(e.st.st_mode)}
+        if not e.is_dir:
+            fd = os.open(e.name, FILE_OPEN, dir_fd=e.dir_fd)
+            try:
+                r = _HashReader(fd, os.fstat(fd).st_size, e.rel)
+                while r.read(CHUNK):
+                    pass
+            finally:
+                os.close(fd)
+            m.update(size=e.st.st_size, sha256=r.sha.hexdigest(), mtime_ns=e.st.st_mtime_ns)
+        out.append(m)
+    return out
+
+
+def _same_as_archived(live: list[dict[str, Any]], archived: list[dict[str, Any]]) -> bool:
+    def key(ms: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted((m["path"], m["type"], *((m["mode"] & 0o777, m["size"], m["sha256"], m["mtime_ns"])
+                                               if m["type"] == "file" else ())) for m in ms)
+    return key(live) == key(archived)
+
+
+class _Extractor:
+    """Writes verified members into temp names beside each piece's final place."""
+
+    def __init__(self, root: Root, pieces: dict[str, bool], skip: set[str], prefix: str,
+                 manifest: dict[str, Any]) -> None:
+        self.root, self.pieces, self.skip, self.prefix = root, pieces, skip, prefix
+        self.meta = {m["path"]: m for m in manifest["members"]}
+        self.parents: dict[str, tuple[int, str]] = {}  # piece rel → (parent fd, final name)
+        self.temps: dict[str, str] = {}  # piece rel → temp name in the parent
+        self.dirs: list[tuple[str, list[str], int, int]] = []  # piece, inner parts, mode, mtime_ns
+        self.out: IO[bytes] | None = None
+        self.cur: dict[str, Any] | None = None
+        self.files = 0
+        self.bytes = 0
+
+    def _open_inner(self, prel: str, parts: list[str]) -> int:
+        pfd, _ = self.parents[prel]
+        fd = os.open(self.temps[prel], DIR_FLAGS, dir_fd=pfd)
+        try:
+            for comp in parts:
+                nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def begin(self, member: dict[str, Any]) -> None:
+        rel = member["path"]
+        prel = _piece_of(rel, self.pieces)
+        assert prel is not None
+        self.cur = None
+        if prel in self.skip:
+            return
+        meta = self.meta[rel]
+        mode = meta["mode"] & 0o777
+        if rel == prel:
+            pfd, name = _ensure_parent(self.root, prel)
+            self.parents[prel] = (pfd, name)
+            tmp = self.prefix + secrets.token_hex(6)
+            self.temps[prel] = tmp
+            dfd, leaf, parts = pfd, tmp, []
+            close = False
+        else:
+            parts = rel[len(prel) + 1:].split("/")
+            dfd, leaf, close = self._open_inner(prel, parts[:-1]), parts[-1], True
+        try:
+            if member["type"] == "dir":
+                os.mkdir(leaf, 0o700, dir_fd=dfd)
+                self.dirs.append((prel, parts, mode, meta["mtime_ns"]))
+            else:
+                fd = os.open(leaf, NEW_FILE, 0o600, dir_fd=dfd)
+                self.out = os.fdopen(fd, "wb", buffering=CHUNK)
+                self.cur = meta
+        finally:
+            if close:
+                os.close(dfd)
+
+    def data(self, chunk: bytes) -> None:
+        if self.out is not None:
+            self.out.write(chunk)
+
+    def end(self) -> None:
+        if self.out is None or self.cur is None:
+            return
+        out, meta, self.out = self.out, self.cur, None
+        with out:
+            out.flush()
+            os.fchmod(out.fileno(), meta["mode"] & 0o777)
+            os.fsync(out.fileno())
+            os.utime(out.fileno(), ns=(meta["mtime_ns"], meta["mtime_ns"]))
+        self.files += 1
+        self.bytes += meta["size"]
+
+    def finish_dirs(self) -> None:
+        """Modes and mtimes of the restored dirs, deepest first (after their contents are in)."""
+        for prel, parts, mode, mtime_ns in sorted(self.dirs, key=lambda x: -len(x[1])):
+            fd = self._open_inner(prel, parts)
+            try:
+                os.fchmod(fd, mode | 0o700)  # the owner keeps rwx, so the tree stays manageable
+                os.fsync(fd)
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+            finally:
+                os.close(fd)
+
+    def abort(self) -> None:
+        if self.out is not None:
+            self.out.close()
+            self.out = None
+        for prel, tmp in self.temps.items():
+            pfd, _ = self.parents[prel]
+            _remove_at(self.root, pfd, tmp)
+
+    def close(self) -> None:
+        for pfd, _ in self.parents.values():
+            os.close(pfd)
+        self.parents.clear()
+
+
+def _remove_at(root: Root, pfd: int, name: str) -> None:
+    from .safefs import rmtree_at
+
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        rmtree_at(pfd, name, root.dev)
+    else:
+        os.unlink(name, dir_fd=pfd)
+
+
+def _clean_restore_temps(root: Root, pieces: dict[str, bool], prefix: str) -> None:
+    """Temp entries left by an interrupted restore of this session (we hold the sweep lock)."""
+    parents = {rel.rsplit("/", 1)[0] for rel in pieces}
+    for prel in parents:
+        try:
+            pfd, _ = root.open_parent(prel + "/x")
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        try:
+            for n in os.listdir(pfd):
+                if n.startswith(prefix):
+                    _remove_at(root, pfd, n)
+        finally:
+            os.close(pfd)
+
+
+def restore(info: ArchiveInfo, *, target_root: Path | None = None, audit: AuditLog | None = None
+            ) -> RestoreResult:
+    """Put every piece of the archived session back at its path with its modes and mtimes.
+
+    The archive is verified in full first; a live entry in the way that is not identical to the archived
+    one is never overwritten (JanitorError, exit 1). An identical one is left as it is, so a restore cut
+    short can simply be run again. The archive itself is kept."""
+    full = verify(info.path)
+    h, manifest = full.header, full.manifest
+    assert manifest is not None
+    sid = h["session_id"]
+    root_path = validate_root(Path(target_root or h["root"]))
+    pieces = {p["rel"]: p["is_dir"] for p in h["pieces"]}
+    res = RestoreResult(info.path, h, str(root_path))
+    prefix = _tmp_prefix(sid)
+    by_piece: dict[str, list[dict[str, Any]]] = {p: [] for p in pieces}
+    for m in manifest["members"]:
+        by_piece[_piece_of(m["path"], pieces) or ""].append(m)
+    base = {"action": "restore", "session_id": sid, "root": str(root_path), "project": h["project"],
+            "archive": str(info.path), "paths": list(pieces), "bytes": manifest.get("bytes", 0)}
+    with Root(root_path) as root:
+        _clean_restore_temps(root, pieces, prefix)
+        for rel in pieces:
+            try:
+                root.lstat(rel)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if _same_as_archived(_live_members(root, rel), by_piece[rel]):
+                res.already.append(rel)
+                continue
+            raise JanitorError(f"{root_path}/{rel} already exists and differs from the archive: refusing to "
+                               "overwrite a live file (move it away first if you want the archived one)", 1)
+        if len(res.already) == len(pieces):
+            return res
+        if audit:
+            audit.append([{**base, "phase": "intent", "result": "pending"}])
+        ex = _Extractor(root, pieces, set(res.already), prefix, manifest)
+        published: list[tuple[int, str]] = []
+        try:
+            again = _wrap(lambda: verify(info.path, sink=ex))
+            if again.manifest != manifest or again.header != h:
+                raise ArchiveInvalid("the archive changed while being restored")
+            ex.finish_dirs()
+            testhooks.point("restore-extracted")
+            order = sorted((p for p in pieces if p not in res.already), key=lambda p: p.endswith(".jsonl"))
+            for rel in order:
+                pfd, name = ex.parents[rel]
+                tmp = ex.temps[rel]
+                if pieces[rel]:
+                    if _exists(pfd, name):
+                        raise FileExistsError(errno.EEXIST, "appeared during the restore", f"{root_path}/{rel}")
+                    os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+                    mt = next(m["mtime_ns"] for m in by_piece[rel] if m["path"] == rel)
+                    fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+                    try:
+                        os.utime(fd, ns=(mt, mt))
+                    finally:
+                        os.close(fd)
+                else:
+                    os.link(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd, follow_symlinks=False)
+                    os.unlink(tmp, dir_fd=pfd)
+                published.append((pfd, name))
+                os.fsync(pfd)
+                res.restored.append(rel)
+                testhooks.point("restore-published")
+            res.files, res.bytes = ex.files, ex.bytes
+        except BaseException as e:
+            ex.abort()
+            for pfd, name in published:
+                _remove_at(root, pfd, name)
+            if audit:
+                audit.append([{**base, "phase": "result", "result": "failed", "error": _err(e)}])
+            if isinstance(e, FileExistsError):
+                raise JanitorError(f"{e.filename} {e.strerror}: refusing to overwrite a live file; "
+                                   "nothing was restored", 1) from None
+            raise
+        finally:
+            ex.close()
+    if audit:
+        audit.append([{**base, "phase": "result", "result": "ok", "restored": res.restored,
+                       "already_present": res.already}])
+    return res
+
+
+def _exists(dfd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+# ---- rendering (plain text; the CLI prints it) -----------------------------------------------------
+
+def render_list(archives: list[ArchiveInfo], archive_dir: Path, *, verified: bool) -> str:
+    if not archives:
+        return f"no archives in {archive_dir}"
+    rows = [["ARCHIVED", "SESSION", "SIZE", "STORED"] + (["CHECK"] if verified else []) + ["PROJECT"]]
+    for a in archives:
+        h = a.header
+        check = ["ok" if a.error is None else "INVALID"] if verified else []
+        if not h:
+            rows.append(["-", "-", "-", human_bytes(a.size)] + check + [f"{a.path}: {a.error}"])
+            continue
+        rows.append([iso(a.archived_at) or "-", a.session_id, human_bytes(int(h.get("bytes") or 0)),
+                     human_bytes(a.size)] + check + [str(h.get("project_path") or h.get("project") or "-")])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1] for r in rows]
+    bad = sum(1 for a in archives if a.error)
+    lines.append("")
+    lines.append(f"{len(archives)} archives in {archive_dir}, {human_bytes(sum(a.size for a in archives))}"
+                 + (f"; {bad} unreadable or not matching their manifest" if bad else ""))
+    for a in archives:
+        if a.error and a.header:
+            lines.append(f"  {a.path}: {a.error}")
+    return "\n".join(lines)
