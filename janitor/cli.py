@@ -335,6 +335,160 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
                "unless it is resumed (or pinned) first; the archive itself is kept.")
 
 
+# ---- daemon, status, service -------------------------------------------------------------------------
+
+@cli.command()
+@cache_options
+@click.option("-v", "--verbose", is_flag=True, help="Log every step (debug level).")
+@handle_errors
+def daemon(claude_dirs: tuple[str, ...], config_path: str | None, verbose: bool) -> None:
+    """Run in the foreground, sweeping as sessions expire (for systemd, launchd or a terminal).
+
+    A full sweep runs at start and then every `sweep_interval` (default 1d) or on `sweep_cron`; between
+    them the cache is watched, and each session is acted on the moment it expires. SIGTERM/SIGINT stop
+    after the session in hand; SIGHUP reloads the config. Exit 3 if a daemon is already running.
+    See `janitor service install` to run it as a service.
+    """
+    from .daemon import run
+
+    sys.exit(run(make_env(claude_dirs, config_path), verbose=verbose))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@handle_errors
+def status(as_json: bool) -> None:
+    """Is a daemon running? Its last and next sweep, next expiry wake-up, and the index size."""
+    import json
+
+    from .daemon import status as get_status
+    from .paths import janitor_dirs
+
+    st = get_status(janitor_dirs())
+    if as_json:
+        click.echo(json.dumps(st, indent=2, sort_keys=True))
+        return
+    click.echo("\n".join(_status_lines(st)))
+
+
+def _status_lines(st: dict[str, Any]) -> list[str]:
+    def when(v: Any) -> str:
+        return str(v).replace("T", " ").replace("+00:00", " UTC") if v else "-"
+
+    if st["running"]:
+        lines = [f"daemon: running (pid {st.get('pid') or '?'}) since {when(st.get('started'))}"]
+    elif st.get("started"):
+        lines = [f"daemon: not running (last ran {when(st.get('started'))} to {when(st.get('stopped'))})"]
+    else:
+        lines = ["daemon: not running (never started; see `janitor daemon` or `janitor service install`)"]
+    if st.get("roots"):
+        lines.append(f"  watching: {', '.join(st['roots'])}; full sweep {st.get('schedule', '-')}")
+    for root, how in (st.get("watching") or {}).items():
+        if how != "ok":
+            lines.append(f"  not watched: {root}: {how} (full scans only)")
+    last = st.get("last_sweep")
+    if last:
+        counts = ", ".join(f"{k} {last[k]}" for k in ("acted", "failed", "skipped") if last.get(k))
+        err = f"; error: {last['error']}" if last.get("error") else ""
+        lines.append(f"  last sweep: {when(last.get('finished') or last.get('started'))} ({last.get('kind')}"
+                     f"{', ' + counts if counts else ''}){err}")
+    if st.get("last_full_sweep"):
+        lines.append(f"  last full sweep: {when(st['last_full_sweep'])}")
+    if st["running"]:
+        lines.append(f"  next sweep: {when(st.get('next_sweep'))}")
+        lines.append(f"  next expiry: {when(st.get('next_expiry'))}")
+    n = st.get("index_sessions")
+    lines.append(f"  index: {'none yet' if n is None else f'{n} sessions'} ({st['index']})")
+    return lines
+
+
+@cli.group()
+def service() -> None:
+    """Run the daemon (or a daily one-shot sweep) as a systemd user service or a launchd agent."""
+
+
+def _backend(systemd: bool, launchd: bool) -> str:
+    from .service import default_backend
+
+    if systemd and launchd:
+        fail("choose one of --systemd and --launchd")
+    return "systemd" if systemd else "launchd" if launchd else default_backend()
+
+
+backend_options = [
+    click.option("--systemd", is_flag=True, help="Use a systemd user service (default on Linux)."),
+    click.option("--launchd", is_flag=True, help="Use a launchd agent (default on macOS)."),
+]
+
+
+def _with_backend(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(backend_options):
+        fn = opt(fn)
+    return fn
+
+
+@service.command("install")
+@cache_options
+@_with_backend
+@click.option("--timer", is_flag=True,
+              help="Install a daily one-shot `janitor sweep` on a timer instead of the resident daemon.")
+@click.option("--at", "at", metavar="HH:MM", help="With --timer: the time of day to sweep (default 03:30).")
+@click.option("--print", "print_only", is_flag=True, help="Print the rendered files; install nothing.")
+@handle_errors
+def service_install(claude_dirs: tuple[str, ...], config_path: str | None, systemd: bool, launchd: bool,
+                    timer: bool, at: str | None, print_only: bool) -> None:
+    """Render the unit files (or plist) with this machine's paths, install and start them.
+
+    systemd: ~/.config/systemd/user/, then `systemctl --user daemon-reload` and `enable --now`.
+    launchd: ~/Library/LaunchAgents/, then `launchctl bootstrap gui/$UID`. Installing the daemon removes
+    the timer variant and vice versa.
+    """
+    from . import service as svc
+    from .paths import claude_dirs as find_dirs
+    from .paths import janitor_dirs
+
+    backend = _backend(systemd, launchd)
+    setup = svc.setup_for(find_dirs(claude_dirs), janitor_dirs(), config_path, at=at)
+    if print_only:
+        rendered: dict[str, Any] = (svc.render_systemd(setup, timer=timer) if backend == "systemd"
+                                    else svc.render_launchd(setup, timer=timer))
+        where = svc.systemd_unit_dir() if backend == "systemd" else svc.launchd_agent_dir()
+        for name, data in rendered.items():
+            click.echo(f"# {where / name}", err=True)
+            click.echo(data if isinstance(data, str) else data.decode(), nl=False)
+        return
+    res = svc.install(setup, backend, timer=timer)
+    for p in res.removed:
+        click.echo(f"removed {p}")
+    for p in res.files:
+        click.echo(f"wrote {p}")
+    click.echo("\n".join(res.lines))
+
+
+@service.command("uninstall")
+@_with_backend
+@handle_errors
+def service_uninstall(systemd: bool, launchd: bool) -> None:
+    """Stop and disable the service (daemon or timer) and remove its files."""
+    from . import service as svc
+
+    res = svc.uninstall(_backend(systemd, launchd))
+    for p in res.removed:
+        click.echo(f"removed {p}")
+    click.echo("\n".join(res.lines))
+
+
+@service.command("status")
+@_with_backend
+@handle_errors
+def service_status(systemd: bool, launchd: bool) -> None:
+    """Which service files are installed, and whether the service manager has them enabled and running."""
+    from . import service as svc
+
+    res = svc.service_status(_backend(systemd, launchd))
+    click.echo("\n".join(res.lines))
+
+
 def main() -> None:
     cli(prog_name="janitor")
 

@@ -1,0 +1,884 @@
+"""`janitor daemon`: keep the cache swept without polling.
+
+Jobs (APScheduler 3, one worker thread, so two sweeps never overlap in this process):
+  full   the periodic full sweep: scan everything, decide, act, and rebuild the index from what is on disk
+         (the source of truth). Every ``sweep_interval`` (default 1d) or on ``sweep_cron``; also once at
+         start and after a config reload.
+  wake   a one-off wake-up at the earliest moment an indexed session may expire. It re-reads only the
+         sessions that are due, decides them, acts through sweep.execute (which re-checks every piece on
+         disk before acting) and moves itself to the next due time.
+  gone   a moment after transcripts disappear: those the janitor did not remove itself (per the audit log)
+         are recorded as ``external-delete`` (e.g. Claude Code's own cleanup).
+
+A watchdog observer (watch.py) keeps the index (index.py) current as transcripts come, grow, move and go.
+When file events are unavailable or were lost (watch limits, queue overflow), wake-ups fall back to full
+scans until a full scan has rebuilt the index.
+
+Every sweep takes the same lock as `janitor sweep` (safefs.SweepLock); if a one-shot sweep holds it, the
+daemon retries later rather than waiting in line. SIGTERM/SIGINT stop after the session in hand; SIGHUP
+reloads the config. The daemon's state (pid, last/next sweep, next wake-up) is in JanitorDirs.daemon_state
+for `janitor status`. Under systemd (Type=notify) it reports READY=1/RELOADING=1/STOPPING=1/STATUS= and
+answers WATCHDOG_USEC pings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import config, policy
+from .durations import DurationError, human_duration, parse_duration
+from .index import Entry, Index, Key, count_sessions, rescan
+from .model import Action, ConfigError, Decision, JanitorError, LockBusy, Outcome, Plan, Policy, Session
+from .paths import JanitorDirs
+from .sweep import Env
+from .watch import Change, Watcher, transcript_parts
+
+log = logging.getLogger("janitor.daemon")
+
+DEFAULT_INTERVAL = 86400.0
+RETRY_BUSY = (5.0, 300.0)  # first and longest wait before retrying when a one-shot sweep holds the lock
+RETRY_FAILED = (30.0, 3600.0)  # same, after a sweep failed
+GONE_DELAY = 1.0  # let a burst of deletions settle before judging who made them
+GONE_PATIENCE = 600.0  # how long to wait for a janitor sweep's result record before judging
+MIN_STEP = 1.0  # a kept session is looked at again no sooner than this (no busy loop at the boundary)
+RECHECK_CHANGED = 60.0  # a session changed or in use while acting: look again after this
+RECHECK_FAILED = 3600.0
+AUDIT_PATIENCE_PRUNE = 3600.0
+
+
+# ---- systemd notification ----------------------------------------------------------------------------
+
+def sd_notify(message: str) -> bool:
+    """Send ``message`` (e.g. "READY=1") to the service manager at $NOTIFY_SOCKET; False if there is none."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr or addr[0] not in "/@":
+        return False
+    target = "\0" + addr[1:] if addr[0] == "@" else addr
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(target)
+            s.sendall(message.encode())
+        return True
+    except OSError as e:
+        log.debug("sd_notify(%r) failed: %s", message, e)
+        return False
+
+
+# ---- the daemon's instance lock and state file -----------------------------------------------------
+
+def daemon_lock_path(dirs: JanitorDirs) -> Path:
+    return dirs.state / "daemon.lock"
+
+
+class DaemonLock:
+    """One daemon per state dir: an flock held for the daemon's life (its pid written inside)."""
+
+    def __init__(self, dirs: JanitorDirs) -> None:
+        self.path = daemon_lock_path(dirs)
+        self.fd = -1
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise LockBusy(f"a janitor daemon is already running (pid {pid or '?'}; lock {self.path})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def running_pid(dirs: JanitorDirs) -> int | None:
+    """The pid of the daemon holding this state dir's daemon lock, or None if no daemon holds it."""
+    path = daemon_lock_path(dirs)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                pid = int(os.pread(fd, 32, 0).decode().strip())
+            except ValueError:
+                return -1
+            return pid if _alive(pid) else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_state(dirs: JanitorDirs) -> dict[str, Any]:
+    try:
+        data = json.loads(dirs.daemon_state.read_text())
+    except (FileNotFoundError, ValueError, OSError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def status(dirs: JanitorDirs) -> dict[str, Any]:
+    """What `janitor status` shows: is a daemon running, its last and next sweep, the index size."""
+    st = read_state(dirs)
+    pid = running_pid(dirs)
+    out: dict[str, Any] = {
+        "running": pid is not None,
+        "pid": pid if pid and pid > 0 else None,
+        "state_file": str(dirs.daemon_state),
+        "index": str(dirs.index_db),
+        "index_sessions": count_sessions(dirs.index_db),
+    }
+    for k in ("started", "stopped", "roots", "schedule", "last_sweep", "last_full_sweep", "next_sweep",
+              "next_expiry", "watching", "index_trusted", "version"):
+        if k in st:
+            out[k] = st[k]
+    if pid is None:
+        out.pop("next_sweep", None)
+        out.pop("next_expiry", None)
+    return out
+
+
+# ---- config --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Schedule:
+    interval: float | None = DEFAULT_INTERVAL
+    cron: str | None = None
+
+    def describe(self) -> str:
+        return f"cron {self.cron!r}" if self.cron else f"every {human_duration(self.interval)}"
+
+    def trigger(self) -> Any:
+        if self.cron:
+            from apscheduler.triggers.cron import CronTrigger
+
+            return CronTrigger.from_crontab(self.cron)
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        return IntervalTrigger(seconds=self.interval or DEFAULT_INTERVAL, timezone=UTC)
+
+
+def load_settings(env: Env) -> tuple[Policy, Schedule]:
+    """The janitor config as the daemon uses it: the policy and the full-sweep schedule. ConfigError if bad."""
+    path = Path(env.config_path) if env.config_path else config.default_config_path()
+    raw = config.read_toml(path, required=env.config_path is not None)
+    pol = config.build_policy(raw)
+    interval, cron = raw.data.get("sweep_interval"), raw.data.get("sweep_cron")
+    where = str(raw.path) if raw.path else "config"
+    if interval is not None and cron is not None:
+        raise ConfigError(f"{where}: set sweep_interval or sweep_cron, not both")
+    if cron is not None:
+        try:
+            from apscheduler.triggers.cron import CronTrigger
+
+            CronTrigger.from_crontab(cron)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{where}: sweep_cron: not a crontab expression ({e}); "
+                              'use five fields like "30 3 * * *"') from None
+        return pol, Schedule(None, cron)
+    if interval is not None:
+        try:
+            secs = parse_duration(interval, allow_forever=False)
+        except DurationError as e:
+            raise ConfigError(f"{where}: sweep_interval: {e}") from None
+        return pol, Schedule(secs)
+    return pol, Schedule()
+
+
+def shortest_expiry(pol: Policy) -> float | None:
+    """A lower bound of how long after its last activity any session can expire under ``pol``
+    (None: never). Used to schedule the first look at a session seen only by the watcher."""
+    windows: list[float | None] = []
+    # Without a janitor retention the window is Claude Code's cleanupPeriodDays, a whole number ≥ 1 day.
+    windows.append(pol.retention.seconds if pol.retention is not None else 86400.0)
+    windows += [r.retention for r in pol.rules if r.retention_set]
+    finite = [w for w in windows if w is not None]
+    if not finite:
+        return None
+    return max(min(finite), pol.grace)
+
+
+def uses_keep_last(pol: Policy) -> bool:
+    return bool(pol.keep_last) or any(r.keep_last for r in pol.rules)
+
+
+def plan_for(env: Env, sessions: list[Session], now: float, pol: Policy) -> Plan:
+    """Decide a subset of sessions (already read from disk) the way a full sweep decides them."""
+    from . import sweep
+
+    fn = getattr(sweep, "plan_for", None)
+    if fn is not None:
+        return fn(env, sessions, now, pol=pol)
+    from . import activity, cache
+    from .safefs import validate_root
+
+    roots = [validate_root(r) for r in env.roots]
+    for r in roots:
+        config.claude_root_window(r)
+    cache.apply_pins(sessions, cache.load_pins(env.dirs.pins_file))
+    activity.mark_in_use(sessions, [str(r) for r in roots])
+    config.resolve_claude_windows(pol, roots, sessions)
+    return policy.decide(sessions, pol, now)
+
+
+def default_actors() -> dict[Action, Any]:
+    from .sweep import delete_session
+
+    actors: dict[Action, Any] = {Action.DELETE: delete_session}
+    try:
+        from .archive import archive_actor  # type: ignore[attr-defined]
+    except ImportError:
+        return actors
+    actors[Action.ARCHIVE] = archive_actor
+    return actors
+
+
+# ---- who removed it? ----------------------------------------------------------------------------------
+
+class AuditFollower:
+    """Follows the audit log (from a position kept in the index) to learn which sessions janitor sweeps
+    (this daemon or a one-shot) removed: a session that disappears without one is an external delete."""
+
+    ACTIONS = {"delete", "archive"}
+
+    def __init__(self, path: Path, index: Index) -> None:
+        self.path = path
+        self.index = index
+        self.acts: dict[tuple[str, str], tuple[str, float]] = {}  # (root, sid) -> (state, when read)
+        self.ino, self.pos = 0, 0
+        saved = index.get_meta("audit_pos")
+        if saved:
+            try:
+                ino, pos = saved.split(":")
+                self.ino, self.pos = int(ino), int(pos)
+            except ValueError:
+                pass
+        else:
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                self.ino, self.pos = st.st_ino, st.st_size  # nothing before our first start matters
+
+    def poll(self) -> None:
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            self.ino, self.pos = 0, 0
+            return
+        with f:
+            st = os.fstat(f.fileno())
+            if st.st_ino != self.ino or st.st_size < self.pos:
+                self.ino, self.pos = st.st_ino, 0  # a new or rewritten log: read it from the start
+            f.seek(self.pos)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # only whole records
+        now = time.monotonic()
+        for line in data[:end].splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(rec, dict) or rec.get("action") not in self.ACTIONS:
+                continue
+            key = (str(rec.get("root")), str(rec.get("session_id")))
+            if rec.get("phase") == "intent":
+                self.acts[key] = ("pending", now)
+            elif rec.get("phase") == "result":
+                result = rec.get("result")
+                self.acts[key] = ("janitor" if result == "ok" else "not-janitor", now)
+        self.pos += end
+        self.index.set_meta("audit_pos", f"{self.ino}:{self.pos}")
+        for k, (_, t) in list(self.acts.items()):
+            if now - t > AUDIT_PATIENCE_PRUNE:
+                del self.acts[k]
+
+    def state(self, root: str, sid: str) -> str | None:
+        """"janitor" (removed by a sweep), "pending" (a sweep means to; no result yet) or None."""
+        got = self.acts.get((root, sid))
+        if got is None or got[0] == "not-janitor":
+            return None
+        return got[0]
+
+
+# ---- the daemon ------------------------------------------------------------------------------------
+
+class _Stopping(Exception):
+    pass
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+
+
+class Daemon:
+    def __init__(self, env: Env, *, actors: dict[Action, Any] | None = None,
+                 observer_factory: Any = None, debounce: float = 0.5) -> None:
+        self.env = env
+        self.dirs = env.dirs
+        self.roots = [str(r) for r in env.roots]
+        self.policy, self.schedule = load_settings(env)
+        self.actors = actors or default_actors()
+        self.index = Index(self.dirs.index_db)
+        self.follower = AuditFollower(self.dirs.audit_log, self.index)
+        self.stop_event = threading.Event()
+        self.watcher = Watcher(self.roots, self.on_changes, self.on_overflow, debounce=debounce,
+                               observer_factory=observer_factory)
+        self.scheduler: Any = None
+        # Why the index cannot be trusted right now (a full scan is needed); None when it can.
+        self.untrusted: str | None = "not built yet"
+        self.gone: dict[Key, tuple[Entry, float, str]] = {}  # disappeared: entry, first seen, how
+        self._lock = threading.Lock()
+        self._wake_at: float | None = None
+        self._failures = 0
+        self._busy_retries = 0
+        self._not_before = 0.0  # no wake-up before this (backing off after a busy lock or a failure)
+        self.started = time.time()
+        self.last_sweep: dict[str, Any] | None = None
+        self.last_full: float | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    def start(self, *, initial_sweep: bool = True) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        problems = self.watcher.start()
+        for root, why in problems.items():
+            log.warning("not watching %s: %s", root, why)
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        self.scheduler.add_job(self.full_sweep, self.schedule.trigger(), id="full", name="full sweep")
+        if initial_sweep:
+            self.scheduler.add_job(self.full_sweep, "date", run_date=datetime.now(UTC), id="full-now",
+                                   name="full sweep (start)")
+        wd = os.environ.get("WATCHDOG_USEC")
+        if wd and wd.isdigit() and int(wd) > 0 and os.environ.get("WATCHDOG_PID", str(os.getpid())) == str(
+                os.getpid()):
+            self.scheduler.add_job(sd_notify, "interval", seconds=int(wd) / 2e6, args=["WATCHDOG=1"],
+                                   id="watchdog", name="systemd watchdog ping")
+        self.scheduler.start()
+        log.info("daemon started: roots %s; full sweep %s", ", ".join(self.roots), self.schedule.describe())
+        self.write_state()
+
+    def stop(self) -> None:
+        """Stop after the session in hand: nothing is left half done."""
+        self.stop_event.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+        self.watcher.stop()
+        self.write_state(stopped=True)
+        self.index.close()
+        log.info("daemon stopped")
+
+    def reload(self) -> bool:
+        """SIGHUP: re-read the config; on success re-plan everything with a full sweep."""
+        try:
+            pol, sched = load_settings(self.env)
+        except JanitorError as e:
+            log.error("config not reloaded, keeping the previous one: %s", e)
+            return False
+        self.policy = pol
+        if sched != self.schedule:
+            self.schedule = sched
+            self.scheduler.reschedule_job("full", trigger=sched.trigger())
+        self.scheduler.add_job(self.full_sweep, "date", run_date=datetime.now(UTC), id="full-now",
+                               name="full sweep (reload)", replace_existing=True)
+        log.info("config reloaded; full sweep %s", self.schedule.describe())
+        self.write_state()
+        return True
+
+    # ---- state ---------------------------------------------------------------------------------------
+
+    def _job_time(self, job_id: str) -> float | None:
+        if self.scheduler is None:
+            return None
+        try:
+            job = self.scheduler.get_job(job_id)
+        except Exception:  # noqa: BLE001 - scheduler shut down
+            return None
+        nrt = getattr(job, "next_run_time", None) if job else None
+        return nrt.timestamp() if nrt else None
+
+    def write_state(self, *, stopped: bool = False) -> None:
+        from . import __version__
+
+        nxt = [t for t in (self._job_time("full"), self._job_time("full-now"), self._job_time("full-retry"))
+               if t is not None]
+        data: dict[str, Any] = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "started": _iso(self.started),
+            "roots": self.roots,
+            "schedule": self.schedule.describe(),
+            "last_sweep": self.last_sweep,
+            "last_full_sweep": _iso(self.last_full),
+            "next_sweep": None if stopped else _iso(min(nxt) if nxt else None),
+            "next_expiry": None if stopped else _iso(self._job_time("wake")),
+            "watching": {r: self.watcher.problems.get(r, "ok") for r in self.roots},
+            "index_trusted": self.untrusted is None,
+            "index_sessions": self.index.count(),
+        }
+        if stopped:
+            data["stopped"] = _iso(time.time())
+        try:
+            write_json_atomic(self.dirs.daemon_state, data)
+        except OSError as e:
+            log.warning("cannot write %s: %s", self.dirs.daemon_state, e)
+        if not stopped:
+            bits = [f"next sweep {data['next_sweep'] or '-'}", f"next expiry {data['next_expiry'] or '-'}",
+                    f"{data['index_sessions']} sessions indexed"]
+            sd_notify("STATUS=" + "; ".join(bits))
+
+    # ---- scheduling ------------------------------------------------------------------------------------
+
+    def _add_once(self, fn: Any, job_id: str, at: float, name: str) -> None:
+        if self.scheduler is None or self.stop_event.is_set():
+            return
+        with contextlib.suppress(Exception):  # the scheduler may be shutting down
+            self.scheduler.add_job(fn, "date", run_date=datetime.fromtimestamp(at, UTC), id=job_id, name=name,
+                                   replace_existing=True)
+
+    def reschedule_wake(self, *, force: bool = False) -> None:
+        """Move the wake-up job to the earliest due time in the index (or remove it)."""
+        with self._lock:
+            due = self.index.next_due()
+            if due is not None:
+                due = max(due, self._not_before)
+            if not force and due == self._wake_at:
+                return
+            self._wake_at = due
+            if self.scheduler is None or self.stop_event.is_set():
+                return
+            if due is None:
+                with contextlib.suppress(Exception):
+                    self.scheduler.remove_job("wake")
+            else:
+                self._add_once(self.wake, "wake", max(due, time.time()), "expiry wake-up")
+        self.write_state()
+
+    # ---- file events -------------------------------------------------------------------------------------
+
+    def on_overflow(self) -> None:
+        self.untrusted = "file events were lost (inotify queue overflow)"
+        self._add_once(self.full_sweep, "full-now", time.time() + 2.0, "full sweep (events lost)")
+
+    def on_changes(self, changes: list[Change]) -> None:
+        """Watcher batch → index. Runs in the watcher's flush thread."""
+        now = time.time()
+        pol = self.policy
+        low = shortest_expiry(pol)
+        keep_last = uses_keep_last(pol)
+        gone: list[Entry] = []
+        dir_gone: list[Change] = []
+        for ch in sorted(changes, key=lambda c: c.kind != "write"):  # writes first: a move is not a delete
+            if ch.kind == "dir-gone":
+                dir_gone.append(ch)
+                continue
+            parts = transcript_parts(ch.rel)
+            if parts is None:
+                continue
+            project, sid = parts
+            try:
+                st = os.lstat(os.path.join(ch.root, ch.rel))
+            except OSError:
+                st = None
+            if st is not None:  # written, or gone and already back
+                if not _is_reg(st):
+                    continue
+                new = self.index.seen(ch.root, project, sid, ch.rel, st.st_mtime,
+                                      None if low is None else st.st_mtime + low, now)
+                if new:
+                    log.debug("new session %s in %s", sid, project)
+                    if keep_last:
+                        self.index.wake_keep_last(ch.root, project, now + MIN_STEP)
+            else:
+                e = self.index.get((ch.root, project, sid))
+                if e is not None:
+                    gone.append(e)
+        for ch in dir_gone:
+            parts = ch.rel.split("/")
+            rows = (self.index.in_project(ch.root, parts[1]) if len(parts) == 2
+                    else [e for e in self.index.all() if e.root == ch.root and e.project])
+            gone += [e for e in rows if not (e.rel and os.path.lexists(os.path.join(e.root, e.rel)))]
+            if parts == ["projects"]:
+                self.untrusted = f"{ch.root}/projects was removed"
+        if gone:
+            self.note_gone(gone, "watch")
+        self.reschedule_wake()
+
+    def note_gone(self, entries: Iterable[Entry], how: str) -> None:
+        """Sessions that disappeared: judged by the `gone` job a moment later."""
+        now = time.time()
+        with self._lock:
+            for e in entries:
+                self.gone.setdefault(e.key, (e, now, how))
+            if not self.gone:
+                return
+        self._add_once(self.judge_gone, "gone", now + GONE_DELAY, "judge disappeared sessions")
+
+    # ---- jobs ---------------------------------------------------------------------------------------------
+
+    def full_sweep(self) -> None:
+        self._sweep(full=True)
+
+    def wake(self) -> None:
+        self._sweep(full=False)
+
+    def _sweep(self, *, full: bool) -> None:
+        if self.stop_event.is_set():
+            return
+        from .safefs import SweepLock
+
+        lock = SweepLock(self.dirs.lock_file, wait=0.0)
+        try:
+            lock.__enter__()
+        except LockBusy:
+            self._busy_retries += 1
+            delay = min(RETRY_BUSY[0] * 2 ** (self._busy_retries - 1), RETRY_BUSY[1])
+            log.info("another sweep holds %s; trying again in %s", self.dirs.lock_file, human_duration(delay))
+            self._not_before = time.time() + delay
+            if full:
+                self._add_once(self.full_sweep, "full-retry", self._not_before, "full sweep (retry)")
+            self.reschedule_wake(force=True)
+            return
+        self._busy_retries = 0
+        self._not_before = 0.0
+        kind = "full" if full or self.untrusted else "incremental"
+        started = time.time()
+        summary: dict[str, Any] = {"kind": kind, "started": _iso(started)}
+        try:
+            if kind == "full":
+                if not full:
+                    log.info("index not trusted (%s): full sweep instead", self.untrusted)
+                outcomes = self._full(started)
+            else:
+                outcomes = self._incremental(started)
+            summary.update(_count(outcomes))
+            self._failures = 0
+        except _Stopping:
+            summary["error"] = "stopped"
+        except JanitorError as e:
+            self._failures += 1
+            summary["error"] = str(e)
+            log.error("%s sweep failed: %s", kind, e)
+        except Exception as e:  # noqa: BLE001 - the daemon outlives a failing sweep
+            self._failures += 1
+            summary["error"] = f"unexpected {type(e).__name__}: {e}"
+            log.exception("%s sweep failed", kind)
+            self.untrusted = self.untrusted or "the last sweep failed"
+        finally:
+            lock.__exit__(None, None, None)
+        if self._failures:
+            self._not_before = time.time() + min(RETRY_FAILED[0] * 2 ** (self._failures - 1), RETRY_FAILED[1])
+        summary["finished"] = _iso(time.time())
+        if summary.get("acted") or kind == "full" or summary.get("error"):
+            self.last_sweep = summary
+            if summary.get("acted") or summary.get("error"):
+                log.info("%s sweep: %s", kind, ", ".join(f"{k} {v}" for k, v in summary.items()
+                                                         if k not in ("kind", "started", "finished")))
+        if self.gone:
+            self._add_once(self.judge_gone, "gone", time.time() + GONE_DELAY, "judge disappeared sessions")
+        self.reschedule_wake(force=True)
+
+    def _check_stop(self, _n: int = 0) -> None:
+        if self.stop_event.is_set():
+            raise _Stopping()
+
+    def _full(self, now: float) -> list[Outcome]:
+        from . import cache
+        from .safefs import validate_root
+        from .sweep import _check_archive_dir
+
+        pol = copy.deepcopy(self.policy)
+        was_untrusted = self.untrusted
+        before = {e.key: e for e in self.index.all()}
+        roots = [validate_root(Path(r)) for r in self.roots]
+        if pol.archive_dir:
+            _check_archive_dir(Path(pol.archive_dir), roots)
+        for r in roots:
+            config.claude_root_window(r)
+        self.watcher.ensure()
+        self.untrusted = None if self.watcher.healthy else "not all roots are watched"
+        res = cache.scan(roots, progress=self._check_stop)
+        self._check_stop()
+        plan = plan_for(self.env, res.sessions, now, pol)
+        outcomes = self._act(plan, pol, len(plan.decisions))
+        entries = self._entries(plan, outcomes, now)
+        for r in self.roots:
+            self.index.replace_root(r, [e for e in entries if e.root == r], since=now)
+        self.index.remove(_removed(outcomes))
+        seen = {d.session.key for d in plan.decisions}
+        gone = [e for k, e in before.items() if k not in seen]
+        if gone:
+            self.note_gone(gone, "full scan")
+        self.last_full = now
+        if was_untrusted and self.untrusted is None:
+            log.info("index rebuilt from a full scan: %d sessions", self.index.count())
+        return outcomes
+
+    def _incremental(self, now: float) -> list[Outcome]:
+        rows = self.index.due(now + 0.5)
+        if not rows:
+            return []
+        pol = copy.deepcopy(self.policy)
+        wanted: dict[str, set[tuple[str, str]]] = {}
+        for e in rows:
+            wanted.setdefault(e.root, set()).add((e.project, e.session_id))
+        if uses_keep_last(pol):  # a session's rank depends on its whole project
+            for e in rows:
+                if e.project:
+                    wanted[e.root] |= {(x.project, x.session_id) for x in self.index.in_project(e.root, e.project)}
+                    wanted[e.root] |= _project_transcripts(e.root, e.project)
+        sessions: list[Session] = []
+        gone: list[Entry] = []
+        for root, keys in wanted.items():
+            for (project, sid), s in rescan(root, sorted(keys)).items():
+                self._check_stop()
+                if s is None:
+                    e = self.index.get((root, project, sid))
+                    if e is not None:
+                        gone.append(e)
+                else:
+                    sessions.append(s)
+        log.debug("incremental sweep: %d due, %d read", len(rows), len(sessions))
+        plan = plan_for(self.env, sessions, now, pol)
+        outcomes = self._act(plan, pol, max(self.index.count(), len(sessions)), others=True)
+        self.index.put(self._entries(plan, outcomes, now))
+        self.index.remove(_removed(outcomes))
+        if gone:
+            self.note_gone(gone, "re-read")
+        return outcomes
+
+    def _act(self, plan: Plan, pol: Policy, total: int, *, others: bool = False) -> list[Outcome]:
+        """Guard, then sweep.execute (which re-checks each piece before acting; stops between sessions)."""
+        from .sweep import execute
+
+        if not plan.to_act:
+            return []
+        judged = plan
+        if others:
+            # The mass-removal guard must see the whole population, not just the sessions due now.
+            picked = {d.session.key for d in plan.decisions}
+            extra = [Decision(Session(e.session_id, e.root, e.project, last_record_time=e.last_activity),
+                              Action.KEEP, "indexed") for e in self.index.all() if e.key not in picked]
+            judged = Plan(now=plan.now, decisions=plan.decisions + extra)
+        msg = policy.guard(judged, pol, total)
+        if msg:
+            log.error("not acting: %s (run `janitor sweep --force` by hand if this is intended)", msg)
+            return []
+        kwargs: dict[str, Any] = {"dry_run": False, "actors": self.actors}
+        kwargs["should_stop"] = self.stop_event.is_set
+        return execute(plan, pol, self.env, **kwargs)
+
+    def _entries(self, plan: Plan, outcomes: list[Outcome], now: float) -> list[Entry]:
+        """Index rows for the sessions of a plan that are still there, each with when to look again."""
+        by_key = {o.decision.session.key: o for o in outcomes}
+        low = shortest_expiry(self.policy)
+        out: list[Entry] = []
+        for d in plan.decisions:
+            s = d.session
+            o = by_key.get(s.key)
+            if o is not None and o.result in ("ok", "vanished"):
+                continue
+            due: float | None = None
+            kl = False
+            if o is not None:
+                due = now + (RECHECK_FAILED if o.result == "failed" else RECHECK_CHANGED)
+                if o.result == "cancelled":
+                    due = now
+            elif d.action is not Action.KEEP:
+                due = None  # held back by the guard: left to the next full sweep
+            elif d.expires_at is not None:
+                due = d.expires_at
+            elif "(keep_last)" in d.reason:
+                kl = True
+            elif getattr(s, "in_use", None):
+                due = now + RECHECK_CHANGED
+            elif s.last_activity is not None and s.last_activity > now and low is not None:
+                due = s.last_activity + low  # clock skew: look again once it is no longer in the future
+            if due is not None:
+                due = max(due, now + MIN_STEP)
+            tr = s.transcript
+            out.append(Entry(s.root, s.project, s.session_id, tr.rel if tr else None, s.last_activity, s.bytes,
+                             due, kl, now, d.reason))
+        return out
+
+    def judge_gone(self) -> None:
+        """Sessions that disappeared: removed by a janitor sweep (per the audit log), moved, or external."""
+        from .audit import AuditLog
+        from .sweep import _sinks
+
+        self.follower.poll()
+        now = time.time()
+        records: list[dict[str, Any]] = []
+        drop: list[Key] = []
+        with self._lock:
+            items = list(self.gone.items())
+        later = False
+        for key, (e, since, how) in items:
+            root, project, sid = key
+            if e.rel and os.path.lexists(os.path.join(root, e.rel)):
+                drop.append(key)  # back again (moved back, restored): the watcher re-indexes it
+                continue
+            moved = [x for x in self.index.find_sid(root, sid) if x.project != project
+                     and x.rel and os.path.lexists(os.path.join(root, x.rel))]
+            who = self.follower.state(root, sid)
+            if who == "pending" and now - since < GONE_PATIENCE:
+                later = True
+                continue
+            drop.append(key)
+            if moved or who is not None:
+                continue
+            records.append({
+                "action": "external-delete", "phase": "observed", "session_id": sid, "root": root,
+                "project": project, "paths": [e.rel] if e.rel else [], "bytes": e.bytes,
+                "last_activity": _iso(e.last_activity),
+                "reason": "removed by another process, not by the janitor (e.g. Claude Code's own cleanup)",
+                "detected_by": how, "result": "gone"})
+        self.index.remove(drop)
+        with self._lock:
+            for k in drop:
+                self.gone.pop(k, None)
+            pending = bool(self.gone)
+        if records:
+            AuditLog(self.dirs.audit_log, sinks=_sinks(self.env)).append(records)
+            log.info("%d session(s) removed by another process: recorded as external-delete", len(records))
+        if pending:
+            self._add_once(self.judge_gone, "gone", now + (5.0 if later else GONE_DELAY),
+                           "judge disappeared sessions")
+        self.reschedule_wake()
+
+
+def _is_reg(st: os.stat_result) -> bool:
+    import stat
+
+    return stat.S_ISREG(st.st_mode)
+
+
+def _removed(outcomes: list[Outcome]) -> list[Key]:
+    return [o.decision.session.key for o in outcomes if o.result in ("ok", "vanished")]
+
+
+def _count(outcomes: list[Outcome]) -> dict[str, int]:
+    out = {"acted": 0, "failed": 0, "skipped": 0}
+    for o in outcomes:
+        if o.result in ("ok", "vanished"):
+            out["acted"] += 1
+        elif o.result == "failed":
+            out["failed"] += 1
+        else:
+            out["skipped"] += 1
+    return out
+
+
+def _project_transcripts(root: str, project: str) -> set[tuple[str, str]]:
+    out = set()
+    try:
+        with os.scandir(os.path.join(root, "projects", project)) as it:
+            for e in it:
+                if e.name.endswith(".jsonl") and len(e.name) > 6:
+                    out.add((project, e.name[:-6]))
+    except OSError:
+        pass
+    return out
+
+
+# ---- the foreground process ----------------------------------------------------------------------------
+
+class _JournalFormatter(logging.Formatter):
+    """Under systemd: "<prio>message" (journald reads the priority); elsewhere a timestamped line."""
+
+    PRIO = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def __init__(self, journal: bool) -> None:
+        super().__init__("%(message)s" if journal else "%(asctime)s janitor[%(process)d] %(levelname)s %(message)s")
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"<{self.PRIO.get(record.levelno, 6)}>{text}" if self.journal else text
+
+
+def setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JournalFormatter(bool(os.environ.get("JOURNAL_STREAM"))))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("watchdog").setLevel(logging.WARNING)
+
+
+SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def run(env: Env, *, verbose: bool = False) -> int:
+    """`janitor daemon`: run in the foreground until SIGTERM/SIGINT. Returns the exit code."""
+    setup_logging(verbose)
+    lock = DaemonLock(env.dirs)
+    lock.acquire()
+    # Signals are taken synchronously by the main thread (sigwait); every thread started from here on
+    # inherits the blocked mask, so no handler ever runs in the middle of a sweep.
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        d = Daemon(env)
+        d.start()
+        sd_notify("READY=1")
+        while True:
+            sig = signal.sigwait(SIGNALS)
+            if sig == signal.SIGHUP:
+                log.info("SIGHUP: reloading the config")
+                sd_notify("RELOADING=1")
+                d.reload()
+                sd_notify("READY=1")
+                continue
+            log.info("%s: stopping after the session in hand", signal.Signals(sig).name)
+            sd_notify("STOPPING=1")
+            d.stop()
+            return 0
+    finally:
+        lock.release()

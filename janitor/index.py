@@ -1,0 +1,330 @@
+"""The daemon's index of known sessions: sqlite in the state dir, fed by the watcher and by sweeps.
+
+The index is a cache of hints, never the source of truth. Each row says when its session should next be
+looked at (``due``): the exact expiry from the last decision, or, for a session seen only by the watcher, a
+lower bound of its expiry. A wrong hint can only make the daemon look too early (it then re-scans the
+session and decides from what is on disk) or too late (the periodic full scan catches up). Every row is
+replaced from disk by each full scan.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .model import Piece, Session
+
+SCHEMA_VERSION = "1"
+
+Key = tuple[str, str, str]  # (root, project, session_id), as Session.key
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    root TEXT NOT NULL,
+    project TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    rel TEXT,                 -- the transcript, relative to root (NULL: no transcript)
+    last_activity REAL,       -- newest activity known (seconds since the epoch)
+    bytes INTEGER NOT NULL DEFAULT 0,
+    due REAL,                 -- look at it again at this time; NULL: only at the next full scan
+    keep_last INTEGER NOT NULL DEFAULT 0,  -- kept only by keep_last: a new session in its project may expire it
+    decided REAL,             -- when it was last decided (NULL: only seen by the watcher)
+    reason TEXT,
+    touched REAL,             -- when the watcher last updated it
+    PRIMARY KEY (root, project, session_id)
+);
+CREATE INDEX IF NOT EXISTS sessions_due ON sessions(due) WHERE due IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    root: str
+    project: str
+    session_id: str
+    rel: str | None = None
+    last_activity: float | None = None
+    bytes: int = 0
+    due: float | None = None
+    keep_last: bool = False
+    decided: float | None = None
+    reason: str | None = None
+    touched: float | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.root, self.project, self.session_id)
+
+
+_COLS = "root, project, session_id, rel, last_activity, bytes, due, keep_last, decided, reason, touched"
+_MARKS = ",".join("?" * 11)
+
+
+def _entry(row: tuple) -> Entry:
+    return Entry(row[0], row[1], row[2], row[3], row[4], row[5] or 0, row[6], bool(row[7]), row[8], row[9], row[10])
+
+
+def _values(e: Entry) -> tuple:
+    return (e.root, e.project, e.session_id, e.rel, e.last_activity, e.bytes, e.due, int(e.keep_last),
+            e.decided, e.reason, e.touched)
+
+
+class Index:
+    """Thread-safe (one connection behind a lock): the watcher thread and the sweep thread both write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.Lock()
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError:
+            # A cache: if it is corrupt, set it aside and start over (the next full scan refills it).
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            os.replace(path, aside)
+            for suffix in ("-wal", "-shm"):
+                try:
+                    os.unlink(str(path) + suffix)
+                except FileNotFoundError:
+                    pass
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            version = None
+            if db.execute("SELECT name FROM sqlite_master WHERE name='meta'").fetchone():
+                row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                version = row[0] if row else None
+                if version != SCHEMA_VERSION:
+                    db.executescript("DROP TABLE IF EXISTS sessions; DROP TABLE IF EXISTS meta;")
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            db.execute("SELECT count(*) FROM sessions").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- reading ----------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM sessions").fetchone()[0])
+
+    def get(self, key: Key) -> Entry | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLS} FROM sessions WHERE root=? AND project=? AND session_id=?",
+                                   key).fetchone()
+        return _entry(row) if row else None
+
+    def all(self) -> list[Entry]:
+        with self._lock:
+            return [_entry(r) for r in self._db.execute(f"SELECT {_COLS} FROM sessions")]
+
+    def in_project(self, root: str, project: str) -> list[Entry]:
+        with self._lock:
+            return [_entry(r) for r in self._db.execute(
+                f"SELECT {_COLS} FROM sessions WHERE root=? AND project=?", (root, project))]
+
+    def due(self, until: float) -> list[Entry]:
+        """Rows whose ``due`` time is at or before ``until``, soonest first."""
+        with self._lock:
+            return [_entry(r) for r in self._db.execute(
+                f"SELECT {_COLS} FROM sessions WHERE due IS NOT NULL AND due <= ? ORDER BY due", (until,))]
+
+    def next_due(self) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT min(due) FROM sessions WHERE due IS NOT NULL").fetchone()
+        return row[0] if row else None
+
+    def by_transcript(self, root: str, rel: str) -> Entry | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLS} FROM sessions WHERE root=? AND rel=?", (root, rel)).fetchone()
+        return _entry(row) if row else None
+
+    # ---- writing ----------------------------------------------------------------------------------
+
+    def seen(self, root: str, project: str, session_id: str, rel: str, mtime: float, low_due: float | None,
+             now: float) -> bool:
+        """The watcher saw a transcript written: record its activity. True if the session is new.
+
+        ``low_due`` is a lower bound of its expiry computed from ``mtime``. An existing row keeps its
+        ``due`` when the activity moved forward (the real expiry only moved later: at worst the row is
+        looked at early, and then decided from disk); if the mtime moved back, ``due`` may only come
+        earlier."""
+        with self._tx():
+            cur = self._db.execute(
+                "UPDATE sessions SET rel=?, touched=?, "
+                "due=CASE WHEN ? < coalesce(last_activity, 0) THEN min(coalesce(due, ?), ?) ELSE due END, "
+                "last_activity=? WHERE root=? AND project=? AND session_id=?",
+                (rel, now, mtime, low_due, low_due, mtime, root, project, session_id))
+            if cur.rowcount:
+                return False
+            self._db.execute(f"INSERT INTO sessions ({_COLS}) VALUES ({_MARKS})",
+                             _values(Entry(root, project, session_id, rel, mtime, 0, low_due, touched=now)))
+            return True
+
+    def remove(self, keys: Iterable[Key]) -> None:
+        with self._tx():
+            self._db.executemany("DELETE FROM sessions WHERE root=? AND project=? AND session_id=?", list(keys))
+
+    def put(self, entries: Iterable[Entry]) -> None:
+        with self._tx():
+            self._db.executemany(f"INSERT OR REPLACE INTO sessions ({_COLS}) VALUES ({_MARKS})",
+                                 [_values(e) for e in entries])
+
+    def replace_root(self, root: str, entries: Iterable[Entry], *, since: float) -> None:
+        """A full scan of ``root`` that started at ``since``: its rows become ``entries``, plus the rows the
+        watcher touched after the scan started (sessions the scan may have missed)."""
+        with self._tx():
+            self._db.execute("DELETE FROM sessions WHERE root=? AND (touched IS NULL OR touched < ?)",
+                             (root, since))
+            self._db.executemany(f"INSERT OR REPLACE INTO sessions ({_COLS}) VALUES ({_MARKS})",
+                                 [_values(e) for e in entries])
+
+    def find_sid(self, root: str, session_id: str) -> list[Entry]:
+        with self._lock:
+            return [_entry(r) for r in self._db.execute(
+                f"SELECT {_COLS} FROM sessions WHERE root=? AND session_id=?", (root, session_id))]
+
+    def wake_keep_last(self, root: str, project: str, due: float) -> int:
+        """A new session appeared in a project: sessions kept only by keep_last there may now expire."""
+        with self._tx():
+            return self._db.execute(
+                "UPDATE sessions SET due=min(coalesce(due, ?), ?) WHERE root=? AND project=? AND keep_last=1",
+                (due, due, root, project)).rowcount
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def count_sessions(path: Path) -> int | None:
+    """Rows in the index at ``path``, read-only (for `janitor status`); None if there is no usable index."""
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        return int(db.execute("SELECT count(*) FROM sessions").fetchone()[0])
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+
+
+# ---- re-reading single sessions from disk --------------------------------------------------------
+
+def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Session | None]:
+    """Re-read the given (project, session_id) sessions of one Claude config dir from disk, each with every
+    piece a full scan (cache.scan_root) would give it; None for a session that is gone.
+
+    A session with ``project == ""`` is an orphan (side files only); it is reported gone once a transcript
+    for its id exists in any project (the full scan then attaches the side files to that session)."""
+    from . import cache
+
+    out: dict[tuple[str, str], Session | None] = {}
+    try:
+        root_dev = os.lstat(root).st_dev
+    except OSError:
+        return dict.fromkeys(wanted, None)
+    todos: dict[str, list[str]] | None = None
+
+    def lst(rel: str) -> os.stat_result | None:
+        try:
+            return os.lstat(os.path.join(root, rel))
+        except OSError:
+            return None
+
+    def _piece(s: Session, rel: str, store: str, st: os.stat_result) -> Piece:
+        got = cache._piece(root, rel, store, st)  # (piece, entries, problem) as in cache.scan_root
+        problem = got[2] if len(got) > 2 else None
+        if problem:
+            s.unreadable = s.unreadable or f"{rel}: {problem}"
+        return got[0]
+
+    projects: list[str] | None = None
+    for project, sid in wanted:
+        s = Session(session_id=sid, root=root, project=project)
+        if project:
+            pst = lst(f"projects/{project}")
+            if pst is None or not stat.S_ISDIR(pst.st_mode) or pst.st_dev != root_dev:
+                out[(project, sid)] = None
+                continue
+            rel = f"projects/{project}/{sid}.jsonl"
+            st = lst(rel)
+            if st is not None and stat.S_ISREG(st.st_mode):
+                s.pieces.append(_piece(s, rel, "transcript", st))
+                cache._read_transcript(s, os.path.join(root, rel), st)
+            rel = f"projects/{project}/{sid}"
+            st = lst(rel)
+            if (st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev
+                    and sid not in cache.NEVER_TOUCHED and (s.pieces or cache.UUID_RE.match(sid))):
+                if not s.pieces:
+                    s.notes.append("no transcript; per-session folder only")
+                s.pieces.append(_piece(s, rel, "session-dir", st))
+            if not s.pieces:
+                out[(project, sid)] = None
+                continue
+        else:
+            if projects is None:
+                projects = [e.name for e in cache._entries(os.path.join(root, "projects"))]
+            if any(os.path.lexists(os.path.join(root, "projects", p, f"{sid}.jsonl")) for p in projects):
+                out[(project, sid)] = None
+                continue
+            s.notes.append("side files only: no transcript found")
+        if cache.UUID_RE.match(sid):
+            for store in cache.DIR_STORES:
+                st = lst(f"{store}/{sid}")
+                if st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev:
+                    s.pieces.append(_piece(s, f"{store}/{sid}", store, st))
+        if todos is None:
+            todos = {}
+            for e in cache._entries(os.path.join(root, "todos")):
+                m = cache.TODO_RE.match(e.name)
+                if m:
+                    todos.setdefault(m.group(1), []).append(e.name)
+        for name in todos.get(sid, []):
+            st = lst(f"todos/{name}")
+            if st is not None and stat.S_ISREG(st.st_mode):
+                s.pieces.append(_piece(s, f"todos/{name}", "todos", st))
+        st = lst(f"debug/{sid}.txt")
+        if st is not None and stat.S_ISREG(st.st_mode) and cache.DEBUG_RE.match(f"{sid}.txt"):
+            s.pieces.append(_piece(s, f"debug/{sid}.txt", "debug", st))
+        out[(project, sid)] = s if s.pieces else None
+    return out
