@@ -25,11 +25,12 @@ class InUse:
     def pieces(self, roots: list[str]) -> dict[tuple[str, str], str]:
         """(root, piece rel) → reason, for every open path inside one of ``roots``."""
         out: dict[tuple[str, str], str] = {}
+        real = [(r, os.path.realpath(r).rstrip("/") + "/") for r in roots]  # /proc shows resolved paths
         for path, reason in self.paths.items():
-            for r in roots:
-                if not path.startswith(r.rstrip("/") + "/"):
+            for r, prefix in real:
+                if not path.startswith(prefix):
                     continue
-                parts = path[len(r.rstrip("/")) + 1:].split("/")
+                parts = path[len(prefix):].split("/")
                 depth = 3 if parts[0] == "projects" else 2
                 for d in range(1, min(depth, len(parts)) + 1):
                     out[(r, "/".join(parts[:d]))] = reason
@@ -47,7 +48,7 @@ class InUse:
 
 def mark_in_use(sessions: list[Session], roots: list[str]) -> InUse:
     """Set ``session.in_use`` for every session another process is using."""
-    inuse = scan_in_use()
+    inuse = scan_in_use(roots)
     by_piece = inuse.pieces(roots)
     for s in sessions:
         s.in_use = inuse.why(s, by_piece)
@@ -62,8 +63,10 @@ def _dev_from_majmin(text: str) -> int | None:
     return os.makedev(major, minor)
 
 
-def scan_in_use() -> InUse:
-    """Every file another process has open for writing (from /proc/*/fd) or locked (/proc/locks)."""
+def scan_in_use(roots: list[str] | None = None) -> InUse:
+    """Files other processes have open for writing (from /proc/*/fd; only those under ``roots`` when
+    given) or locked (/proc/locks)."""
+    prefixes = tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots) if roots is not None else ("/",)
     out = InUse()
     if not os.path.isdir("/proc/self/fd"):
         return out
@@ -83,13 +86,13 @@ def scan_in_use() -> InUse:
             continue
         for fd in fds:
             try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+                if not target.startswith(prefixes):
+                    continue
                 with open(f"/proc/{pid}/fdinfo/{fd}") as f:
                     flags_line = next((ln for ln in f if ln.startswith("flags:")), "")
                 flags = int(flags_line.split()[1], 8) if flags_line else 0
                 if flags & os.O_ACCMODE == os.O_RDONLY:
-                    continue
-                target = os.readlink(f"{fd_dir}/{fd}")
-                if not target.startswith("/"):
                     continue
                 st = os.stat(f"{fd_dir}/{fd}")
             except (OSError, ValueError, IndexError):
