@@ -1121,6 +1121,10 @@ def restore(info: ArchiveInfo, *, target_root: Path | None = None, audit: AuditL
     assert manifest is not None
     sid = h["session_id"]
     root_path = validate_root(Path(target_root or h["root"]))
+    if target_root is None and not os.path.isdir(root_path / "projects"):
+        # The header names the dir, and archives are untrusted: only go where Claude Code keeps sessions.
+        raise JanitorError(f"{root_path} (named by the archive) does not look like a Claude Code config dir "
+                           "(no projects/ in it); pass --claude-dir to restore into one", 1)
     pieces = {p["rel"]: p["is_dir"] for p in h["pieces"]}
     res = RestoreResult(info.path, h, str(root_path))
     prefix = _tmp_prefix(sid)
@@ -1168,8 +1172,7 @@ def restore(info: ArchiveInfo, *, target_root: Path | None = None, audit: AuditL
                     finally:
                         os.close(fd)
                 else:
-                    os.link(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd, follow_symlinks=False)
-                    os.unlink(tmp, dir_fd=pfd)
+                    _publish_file(pfd, tmp, name, f"{root_path}/{rel}")
                 published.append((pfd, name))
                 os.fsync(pfd)
                 res.restored.append(rel)
@@ -1191,6 +1194,22 @@ def restore(info: ArchiveInfo, *, target_root: Path | None = None, audit: AuditL
         audit.append([{**base, "phase": "result", "result": "ok", "restored": res.restored,
                        "already_present": res.already}])
     return res
+
+
+def _publish_file(pfd: int, tmp: str, name: str, shown: str) -> None:
+    """Give a restored file its name; never replaces a live one (FileExistsError)."""
+    try:
+        os.link(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd, follow_symlinks=False)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "appeared during the restore", shown) from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        if _exists(pfd, name):  # no hard links on this filesystem: check, then rename
+            raise FileExistsError(errno.EEXIST, "appeared during the restore", shown) from None
+        os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+        return
+    os.unlink(tmp, dir_fd=pfd)
 
 
 def _exists(dfd: int, name: str) -> bool:

@@ -201,11 +201,11 @@ def test_archive_list_shows_archives_and_never_temp_files(sessions, root, jenv, 
 
 
 def test_dry_run_archives_nothing(sessions, root, jenv, now):
-    write_config(jenv, CFG)
+    write_config(jenv, 'retention = "20d"\n')  # action from the command line
     before = {g.session_id: entries(root, g.session_id) for g in sessions}
-    p, doc = sweep(root, jenv, now, "--dry-run")
+    p, doc = sweep(root, jenv, now, "--dry-run", "--action", "archive")
     assert p.returncode == 0
-    assert {s["result"] for s in doc["sessions"]} == {"dry-run"}
+    assert {(s["decision"], s["result"]) for s in doc["sessions"]} == {("archive", "dry-run")}
     assert not adir_of(jenv).exists()
     assert {g.session_id: entries(root, g.session_id) for g in sessions} == before
 
@@ -374,6 +374,10 @@ def test_crafted_but_well_formed_archive_restores(root, jenv, tmp_path):
     header, members, _, _ = _hostile("outside-pieces", root, tmp_path)
     ok = craft(tmp_path / "ok.tar.zst", header, members[:1])
     p = run_cli(["restore", SID, "--archive", str(ok)], jenv)
+    # The header names the target dir: one without projects/ is no Claude dir, so not without --claude-dir.
+    assert p.returncode == 1 and "does not look like a Claude Code config dir" in p.stderr
+    assert list(root.iterdir()) == []
+    p = run_cli(["restore", SID, "--archive", str(ok), "--claude-dir", str(root)], jenv)
     assert p.returncode == 0, p.stderr
     assert (root / TR).read_bytes() == b'{"type":"user"}\n'
     assert (root / TR).stat().st_mtime == 1_700_000_000
