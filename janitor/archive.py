@@ -771,9 +771,9 @@ def _unlink_quiet(name: str, dfd: int) -> None:
 
 
 def archive_actor(root: Root, d: Decision, *, store: ArchiveStore | None = None) -> dict[str, Any]:
-    """The sweep's archive action: returns {"archive": path}. ``store`` is bound by ``prepare``."""
+    """The sweep's archive action: returns {"archive": path}. ``store`` is bound by ``bind``."""
     if store is None:
-        raise TypeError("archive_actor needs an ArchiveStore (sweep.run binds it through archive.prepare)")
+        raise TypeError("archive_actor needs an ArchiveStore (sweep.execute binds it through archive.bind)")
     return {"archive": str(store.archive(root, d))}
 
 
@@ -783,18 +783,24 @@ def archive_dir_for(pol: Policy, dirs: JanitorDirs) -> Path:
 
 # ---- run-time maintenance: bind the actor, clean temp leftovers, prune old archives -------------------
 
-def prepare(pol: Policy, dirs: JanitorDirs, now: float, actors: dict[Action, Any], *, dry_run: bool,
-            audit: AuditLog | None) -> tuple[dict[Action, Any], dict[str, Any] | None]:
-    """Before a sweep acts: bind the archive actor to this run's store, remove temp files left by an
-    interrupted run (real runs only; the caller holds the sweep lock) and prune archives past
-    ``archive_retention`` (dry runs only report them). Returns the actors and a summary (or None)."""
-    adir = archive_dir_for(pol, dirs)
+def bind(actors: dict[Action, Any], pol: Policy, dirs: JanitorDirs, now: float) -> dict[Action, Any]:
+    """The actors with the archive action bound to this run's archive dir and time (added if missing)."""
     actors = dict(actors)
     act = actors.setdefault(Action.ARCHIVE, archive_actor)
     if act is archive_actor:
-        actors[Action.ARCHIVE] = functools.partial(archive_actor, store=ArchiveStore(adir, now))
+        actors[Action.ARCHIVE] = functools.partial(archive_actor,
+                                                   store=ArchiveStore(archive_dir_for(pol, dirs), now))
+    return actors
+
+
+def maintain(pol: Policy, dirs: JanitorDirs, now: float, *, dry_run: bool, audit: AuditLog | None
+             ) -> dict[str, Any] | None:
+    """Once per sweep: remove temp files left by an interrupted run (real runs only; the caller holds the
+    sweep lock) and prune archives past ``archive_retention`` (dry runs only report both).
+    Returns a summary, or None when there is no archive dir."""
+    adir = archive_dir_for(pol, dirs)
     if not os.path.isdir(adir):
-        return actors, None
+        return None
     info: dict[str, Any] = {"dir": str(adir), "partials": [], "pruned": [], "errors": []}
     for p in partial_files(adir):
         if dry_run:
@@ -808,7 +814,7 @@ def prepare(pol: Policy, dirs: JanitorDirs, now: float, actors: dict[Action, Any
         except OSError as e:
             info["errors"].append(f"cannot remove leftover temp file {p}: {e.strerror}")
     info["pruned"] = prune(adir, pol.archive_retention, now, dry_run=dry_run, audit=audit, errors=info["errors"])
-    return actors, info
+    return info
 
 
 def prune(archive_dir: Path, retention: Window | None, now: float, *, dry_run: bool, audit: AuditLog | None,

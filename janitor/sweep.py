@@ -187,7 +187,7 @@ Actor = Callable[[Root, Decision], dict[str, Any] | None]
 def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: ProgressFn | None = None,
             actors: dict[Action, Actor] | None = None) -> list[Outcome]:
     """Act on the plan. Dry runs perform every check but the mutation and write no audit records."""
-    actors = actors or {Action.DELETE: delete_session}
+    actors = _with_archive(actors or {Action.DELETE: delete_session}, pol, env, plan.now)
     audit = None if dry_run else AuditLog(env.dirs.audit_log, sinks=_sinks(env))
     todo = plan.to_act
     outcomes: list[Outcome] = []
@@ -246,6 +246,20 @@ def _sinks(env: Env) -> tuple[str, ...]:
     return (sink,) if sink in ("journald", "syslog") else ()
 
 
+def _archive_module() -> Any:
+    try:
+        from . import archive
+    except ImportError:  # zstandard missing: delete still works, archive reports itself unavailable
+        return None
+    return archive
+
+
+def _with_archive(actors: dict[Action, Actor], pol: Policy, env: Env, now: float) -> dict[Action, Actor]:
+    """Bind the archive action to the archive dir and this run's time (callers of execute need not)."""
+    archive = _archive_module()
+    return actors if archive is None else archive.bind(actors, pol, env.dirs, now)
+
+
 def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = None,
         actors: dict[Action, Actor] | None = None) -> RunResult:
     """The whole sweep: plan, guard, execute."""
@@ -257,13 +271,10 @@ def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = No
             result.guard = msg
         else:
             raise ConfigError(msg)
-    try:
-        from . import archive
-    except ImportError:  # zstandard missing: delete still works, archive reports itself unavailable
-        archive = None  # type: ignore[assignment]
-    if archive is not None:
-        actors, result.archives = archive.prepare(
-            pol, env.dirs, now, actors or {Action.DELETE: delete_session}, dry_run=dry_run,
-            audit=None if dry_run else AuditLog(env.dirs.audit_log, sinks=_sinks(env)))
+    archive = _archive_module()
+    if archive is not None:  # temp files of an interrupted run, archive_retention
+        result.archives = archive.maintain(pol, env.dirs, now, dry_run=dry_run,
+                                           audit=None if dry_run else AuditLog(env.dirs.audit_log,
+                                                                               sinks=_sinks(env)))
     result.outcomes = execute(plan, pol, env, dry_run=dry_run, progress=None, actors=actors)
     return result

@@ -454,3 +454,22 @@ def test_race_warning_is_shown_by_report_and_sweep(sessions, root, jenv, now):
     write_config(jenv, 'action = "archive"\nretention = "10d"\n')
     _, rep = run_json(["report", "--format", "json", "--claude-dir", str(root), "--now", str(now)], jenv)
     assert not any(want in w for w in rep["warnings"])
+
+
+def test_execute_alone_binds_the_archive_action(sessions, root, jenv, now):
+    """Callers that plan and execute themselves (the daemon) pass the plain archive_actor: execute binds it
+    to the configured archive dir and the plan's time."""
+    from janitor.paths import janitor_dirs
+    from janitor.sweep import Env, build_plan, delete_session, execute
+
+    old_a, old_b, _ = sessions
+    write_config(jenv, CFG)
+    env = Env(roots=[root], dirs=janitor_dirs())
+    plan, pol, _ = build_plan(env, now)
+    outs = execute(plan, pol, env, dry_run=False,
+                   actors={Action.DELETE: delete_session, Action.ARCHIVE: archive.archive_actor})
+    assert sorted((o.decision.session.session_id, o.result) for o in outs) == sorted(
+        [(old_a.session_id, "ok"), (old_b.session_id, "ok")])
+    for o in outs:
+        info = archive.verify(Path(o.archive))
+        assert Path(o.archive).parent.parent == adir_of(jenv) and info.archived_at == now
