@@ -471,6 +471,8 @@ def _read(f: IO[bytes], *, header_only: bool = False, sink: Sink | None = None
         if sink:
             sink.end()
         seen.append(entry)
+    missing = sorted(set(pieces) - names)
+    _need(not missing, f"piece {missing[0]!r} is in the header but not in the archive" if missing else "")
     mb, manifest = _read_meta(tf, m, MANIFEST_NAME)
     _need(isinstance(manifest, dict) and manifest.get("format") == FORMAT, "manifest is not a janitor manifest")
     _need(manifest.get("header_sha256") == hashlib.sha256(hb).hexdigest(), "header does not match the manifest")
@@ -478,7 +480,8 @@ def _read(f: IO[bytes], *, header_only: bool = False, sink: Sink | None = None
     _need(isinstance(listed, list) and len(listed) == len(seen),
           f"manifest lists {len(listed) if isinstance(listed, list) else '?'} members, archive holds {len(seen)}")
     for want, got in zip(listed, seen, strict=True):
-        _need(isinstance(want, dict) and isinstance(want.get("mtime_ns"), int), f"bad manifest entry {want!r}")
+        _need(isinstance(want, dict) and type(want.get("mtime_ns")) is int and 0 <= want["mtime_ns"] < 1 << 62,
+              f"bad manifest entry {want!r}")
         exp = {k: v for k, v in want.items() if k != "mtime_ns"}
         _need(exp == got, f"{got['path']}: does not match the manifest (expected "
                           f"{exp.get('sha256', exp.get('type'))}, found {got.get('sha256', got.get('type'))})")
@@ -567,12 +570,18 @@ def archive_files(archive_dir: Path) -> list[Path]:
     for pe in projects:
         if pe.name.startswith(".") or not pe.is_dir(follow_symlinks=False):
             continue
-        with os.scandir(pe.path) as it:
-            for e in sorted(it, key=lambda e: e.name):
-                if (not e.name.startswith(".") and e.name.endswith(SUFFIX)
-                        and e.is_file(follow_symlinks=False)):
-                    out.append(Path(e.path))
+        out += _finals_in(Path(pe.path))
     return out
+
+
+def _finals_in(d: Path, prefix: str = "") -> list[Path]:
+    try:
+        with os.scandir(d) as it:
+            return [Path(e.path) for e in sorted(it, key=lambda e: e.name)
+                    if e.name.startswith(prefix) and not e.name.startswith(".") and e.name.endswith(SUFFIX)
+                    and e.is_file(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
 
 
 def partial_files(archive_dir: Path) -> list[Path]:
@@ -585,9 +594,12 @@ def partial_files(archive_dir: Path) -> list[Path]:
     for pe in projects:
         if not pe.is_dir(follow_symlinks=False):
             continue
-        with os.scandir(pe.path) as it:
-            out += [Path(e.path) for e in it if e.name.startswith(".") and PARTIAL in e.name
-                    and not e.is_dir(follow_symlinks=False)]
+        try:
+            with os.scandir(pe.path) as it:
+                out += [Path(e.path) for e in it if e.name.startswith(".") and PARTIAL in e.name
+                        and not e.is_dir(follow_symlinks=False)]
+        except PermissionError:
+            continue
     return sorted(out)
 
 
@@ -738,10 +750,7 @@ class ArchiveStore:
 
         That happens when a sweep was interrupted while deleting the originals, or when a restored
         session expires again unchanged: no second archive is made, the originals just go."""
-        prefix = f"{safe_name(s.session_id)}."
-        for path in reversed(archive_files(self.dir)):
-            if path.parent != target or not path.name.startswith(prefix):
-                continue
+        for path in reversed(_finals_in(target, f"{safe_name(s.session_id)}.")):
             try:
                 info = verify(path)
             except (ArchiveInvalid, OSError):

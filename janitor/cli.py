@@ -290,7 +290,7 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
     from . import archive as arc
     from .audit import AuditLog
     from .paths import janitor_dirs
-    from .safefs import SweepLock, Unsafe
+    from .safefs import Changed, SweepLock, Unsafe
     from .sweep import Env, _sinks
 
     dirs = janitor_dirs()
@@ -308,7 +308,7 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
     except arc.ArchiveInvalid as e:
         fail(f"archive {info.path if info else archive_file} is not usable: {e}; nothing was restored",
              EXIT_PARTIAL)
-    except Unsafe as e:
+    except (Unsafe, Changed) as e:
         fail(f"refused: {e}; nothing was restored", EXIT_PARTIAL)
     except OSError as e:
         fail(f"restore failed: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}; "

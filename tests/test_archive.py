@@ -348,6 +348,8 @@ def _hostile(kind: str, root: Path, outside: Path) -> tuple[dict, list, list | N
     if kind == "outside-pieces":
         return (_header(root, [(TR, False)]), [ok_file, (tar_member("debug/other.txt"), b"x")], None,
                 "outside the session's pieces")
+    if kind == "missing-piece":
+        return (_header(root, [(TR, False), (SD, True)]), [ok_file], None, "not in the archive")
     if kind == "tampered":
         good = {"path": TR, "type": "file", "mode": 0o600, "mtime_ns": int(1.7e18), "size": 16,
                 "sha256": "0" * 64}
@@ -356,7 +358,7 @@ def _hostile(kind: str, root: Path, outside: Path) -> tuple[dict, list, list | N
 
 
 @pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink", "hardlink", "foreign-place",
-                                  "outside-pieces", "tampered"])
+                                  "outside-pieces", "missing-piece", "tampered"])
 def test_restore_refuses_hostile_archives(kind, root, jenv, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
