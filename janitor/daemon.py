@@ -59,6 +59,7 @@ MIN_STEP = 1.0  # a kept session is looked at again no sooner than this (no busy
 RECHECK_CHANGED = 60.0  # a session changed or in use while acting: look again after this
 RECHECK_FAILED = 3600.0
 AUDIT_PATIENCE_PRUNE = 3600.0
+REWATCH = 600.0  # while a root cannot be watched, try again this often (a stat or two)
 
 
 # ---- systemd notification ----------------------------------------------------------------------------
@@ -624,6 +625,16 @@ class Daemon:
             self._add_once(self.judge_gone, "gone", time.time() + GONE_DELAY, "judge disappeared sessions")
         self.reschedule_wake(force=True)
 
+    def rewatch(self) -> None:
+        """Some root could not be watched (projects/ missing, watch limits): try again now and then."""
+        if self.stop_event.is_set():
+            return
+        if self.watcher.ensure():
+            self._add_once(self.rewatch, "rewatch", time.time() + REWATCH, "retry watching")
+        else:
+            log.info("all roots are watched again: rebuilding the index with a full sweep")
+            self._add_once(self.full_sweep, "full-now", time.time(), "full sweep (watching again)")
+
     def _check_stop(self, _n: int = 0) -> None:
         if self.stop_event.is_set():
             raise _Stopping()
@@ -641,7 +652,8 @@ class Daemon:
             _check_archive_dir(Path(pol.archive_dir), roots)
         for r in roots:
             config.claude_root_window(r)
-        self.watcher.ensure()
+        if self.watcher.ensure():
+            self._add_once(self.rewatch, "rewatch", time.time() + REWATCH, "retry watching")
         self.untrusted = None if self.watcher.healthy else "not all roots are watched"
         res = cache.scan(roots, progress=self._check_stop)
         self._check_stop()
@@ -651,8 +663,11 @@ class Daemon:
         for r in self.roots:
             self.index.replace_root(r, [e for e in entries if e.root == r], since=now)
         self.index.remove(_removed(outcomes))
-        seen = {d.session.key for d in plan.decisions}
-        gone = [e for k, e in before.items() if k not in seen]
+        # A transcript the index knew that is not there any more (the session may have left a folder).
+        scanned = {d.session.key: d.session for d in plan.decisions}
+        ours = set(_removed(outcomes))
+        gone = [e for k, e in before.items() if e.rel and k not in ours
+                and (k not in scanned or scanned[k].transcript is None)]
         if gone:
             self.note_gone(gone, "full scan")
         self.last_full = now
@@ -748,40 +763,49 @@ class Daemon:
         return out
 
     def judge_gone(self) -> None:
-        """Sessions that disappeared: removed by a janitor sweep (per the audit log), moved, or external."""
+        """Transcripts that disappeared: removed by a janitor sweep (per the audit log), moved to another
+        project, or removed by someone else (recorded as ``external-delete``, once per transcript)."""
         from .audit import AuditLog
         from .sweep import _sinks
 
         self.follower.poll()
         now = time.time()
         records: list[dict[str, Any]] = []
-        drop: list[Key] = []
+        done: list[Key] = []
         with self._lock:
             items = list(self.gone.items())
         later = False
         for key, (e, since, how) in items:
             root, project, sid = key
-            if e.rel and os.path.lexists(os.path.join(root, e.rel)):
-                drop.append(key)  # back again (moved back, restored): the watcher re-indexes it
+            if e.rel is None or os.path.lexists(os.path.join(root, e.rel)):
+                done.append(key)  # no transcript to judge, or it is back (moved back, restored)
+                if e.rel is None and (cur := self.index.get(key)) is not None and cur.rel is None:
+                    self.index.remove([key])  # leftovers without a transcript, gone too: nothing to say
                 continue
             moved = [x for x in self.index.find_sid(root, sid) if x.project != project
                      and x.rel and os.path.lexists(os.path.join(root, x.rel))]
             who = self.follower.state(root, sid)
             if who == "pending" and now - since < GONE_PATIENCE:
-                later = True
+                later = True  # a sweep means to remove it and has not said how that went yet
                 continue
-            drop.append(key)
+            done.append(key)
+            cur = self.index.get(key)
+            if who == "janitor":
+                self.index.remove([key])  # a sweep removed the whole session
+            elif cur is not None and cur.rel == e.rel:
+                # Whatever is left of the session (its folder, side files) is looked at again soon.
+                self.index.put([Entry(root, project, sid, None, cur.last_activity, cur.bytes, now + MIN_STEP,
+                                      False, cur.decided, cur.reason)])
             if moved or who is not None:
                 continue
             records.append({
                 "action": "external-delete", "phase": "observed", "session_id": sid, "root": root,
-                "project": project, "paths": [e.rel] if e.rel else [], "bytes": e.bytes,
+                "project": project, "paths": [e.rel], "bytes": e.bytes,
                 "last_activity": _iso(e.last_activity),
                 "reason": "removed by another process, not by the janitor (e.g. Claude Code's own cleanup)",
                 "detected_by": how, "result": "gone"})
-        self.index.remove(drop)
         with self._lock:
-            for k in drop:
+            for k in done:
                 self.gone.pop(k, None)
             pending = bool(self.gone)
         if records:

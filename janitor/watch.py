@@ -159,8 +159,10 @@ class Watcher:
     def _event_filter() -> list[type]:
         from watchdog import events as ev
 
-        return [ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileClosedEvent, ev.FileDeletedEvent,
-                ev.FileMovedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
+        wanted = [ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileClosedEvent, ev.FileDeletedEvent,
+                  ev.FileMovedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
+        attrib = getattr(ev, "FileAttribEvent", None)  # watchdog ≥ 5: touch/utime (mtime set back, too)
+        return wanted + ([attrib] if attrib else [])
 
     def _handler(self, root: str) -> Any:
         from watchdog.events import FileSystemEventHandler

@@ -1,0 +1,320 @@
+"""The daemon's logic in-process, on real files with real inotify (the scheduler is not started: the tests
+call the jobs themselves). The daemon as a real process is in test_daemon_process.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import time
+
+import pytest
+from cachegen import DAY, make_session
+from conftest import run_cli, wait_for, write_config
+
+from janitor import daemon as dm
+from janitor.audit import iter_records
+from janitor.model import Action, ConfigError, Policy, Rule, Window
+from janitor.paths import janitor_dirs
+from janitor.safefs import SweepLock
+from janitor.sweep import Env
+
+H = 3600.0
+
+
+@pytest.fixture
+def mkdaemon(jenv, root):
+    made = []
+
+    def make(config: str = 'retention = "1h"\ngrace = "0s"\n', *, watch: bool = True) -> dm.Daemon:
+        write_config(jenv, config)
+        (root / "projects").mkdir(exist_ok=True)
+        d = dm.Daemon(Env(roots=[root], dirs=janitor_dirs()), debounce=0.05)
+        if watch:
+            assert d.watcher.start() == {}
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.watcher.stop()
+        d.index.close()
+
+
+def audit(kind: str | None = None) -> list[dict]:
+    recs = list(iter_records(janitor_dirs().audit_log))
+    return [r for r in recs if kind is None or r.get("action") == kind]
+
+
+def indexed(d: dm.Daemon, sid: str) -> dm.Entry | None:
+    return next((e for e in d.index.all() if e.session_id == sid), None)
+
+
+def test_full_sweep_builds_the_index_and_incremental_sweeps_act_on_due_sessions(mkdaemon, root, monkeypatch):
+    now = time.time()
+    old = make_session(root, "/w/a", now - 2 * H)
+    soon = make_session(root, "/w/a", now - H + 2)  # expires in 2 s
+    other = make_session(root, "/w/b", now - 120)
+    d = mkdaemon()
+    d.full_sweep()
+    assert not old.paths[0].exists() and soon.paths[0].exists()
+    assert d.untrusted is None and d.last_sweep["kind"] == "full" and d.last_sweep["acted"] == 1
+    e = indexed(d, soon.session_id)
+    assert e.due == pytest.approx(now + 2, abs=1)  # exactly when it expires
+    assert indexed(d, old.session_id) is None and d.index.count() == 2
+    time.sleep(max(0.0, e.due - time.time()) + 0.05)
+    seen: list = []
+    real = dm.rescan
+    monkeypatch.setattr(dm, "rescan", lambda root, wanted: seen.append(sorted(wanted)) or real(root, wanted))
+    d.wake()
+    assert seen == [[(soon.project, soon.session_id)]]  # only the due session was read again
+    assert not any(p.exists() for p in soon.paths)
+    assert other.paths[0].exists()
+    assert d.last_sweep["kind"] == "incremental" and d.last_sweep["acted"] == 1
+    assert indexed(d, soon.session_id) is None
+    results = [r for r in audit("delete") if r["phase"] == "result"]
+    assert {r["session_id"] for r in results} == {old.session_id, soon.session_id}
+    assert all(r["result"] == "ok" for r in results)
+    d.judge_gone()
+    assert audit("external-delete") == []  # the janitor's own deletions are not external
+
+
+def test_new_transcripts_are_indexed_with_a_lower_bound_of_their_expiry(mkdaemon, root):
+    d = mkdaemon('retention = "2h"\ngrace = "0s"\n\n[[rule]]\nproject = "/w/short*"\nretention = "30m"\n')
+    d.full_sweep()
+    t0 = time.time()
+    g = make_session(root, "/w/long", t0, side=False)
+    assert wait_for(lambda: indexed(d, g.session_id) is not None)
+    e = indexed(d, g.session_id)
+    # The project is not known before its transcript is read: the shortest window anywhere is assumed.
+    assert e.due == pytest.approx(t0 + 1800, abs=2) and e.rel == f"projects/{g.project}/{g.session_id}.jsonl"
+    d.wake()  # not due yet: nothing read, nothing changed
+    assert indexed(d, g.session_id).due == pytest.approx(t0 + 1800, abs=2)
+    d.index.put([dataclasses.replace(e, due=time.time() - 1)])
+    d.wake()  # due: read and decided for real; now due exactly at its 2h expiry
+    assert indexed(d, g.session_id).due == pytest.approx(t0 + 2 * H, abs=2)
+    assert g.paths[0].exists()
+
+
+def test_deletions_by_others_are_audited_as_external_once(mkdaemon, root):
+    now = time.time()
+    a = make_session(root, "/w/a", now - 60)
+    b = make_session(root, "/w/a", now - 60)
+    d = mkdaemon()
+    d.full_sweep()
+    for p in a.paths:  # Claude Code's own cleanup removes the session
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    assert wait_for(lambda: bool(d.gone))
+    d.judge_gone()
+    ext = audit("external-delete")
+    assert [r["session_id"] for r in ext] == [a.session_id]
+    assert ext[0]["detected_by"] == "watch" and ext[0]["paths"] == [f"projects/{a.project}/{a.session_id}.jsonl"]
+    assert ext[0]["bytes"] > 0 and indexed(d, a.session_id).rel is None
+    # What may be left of it is looked at again: nothing is, so it leaves the index without another record.
+    time.sleep(max(0.0, indexed(d, a.session_id).due - time.time()) + 0.05)
+    d.wake()
+    d.judge_gone()
+    assert indexed(d, a.session_id) is None and len(audit("external-delete")) == 1
+    # Gone while unwatched: the full scan finds it.
+    d.watcher.stop()
+    b.paths[0].unlink()
+    d.full_sweep()
+    d.judge_gone()
+    ext = audit("external-delete")
+    assert [(r["session_id"], r["detected_by"]) for r in ext] == [(a.session_id, "watch"),
+                                                                  (b.session_id, "full scan")]
+    d.full_sweep()
+    d.judge_gone()
+    assert len(audit("external-delete")) == 2
+
+
+def test_a_one_shot_sweeps_deletions_are_not_external(mkdaemon, root, jenv):
+    now = time.time()
+    a = make_session(root, "/w/a", now - 1800)
+    d = mkdaemon()
+    d.full_sweep()
+    assert indexed(d, a.session_id) is not None
+    p = run_cli(["sweep", "--claude-dir", str(root), "--older-than", "10m"], jenv)
+    assert p.returncode == 0, p.stderr
+    assert not a.paths[0].exists()
+    assert wait_for(lambda: bool(d.gone))
+    d.judge_gone()
+    assert audit("external-delete") == [] and indexed(d, a.session_id) is None
+
+
+def test_a_moved_transcript_is_not_a_deletion(mkdaemon, root):
+    now = time.time()
+    a = make_session(root, "/w/a", now - 60, side=False)
+    d = mkdaemon()
+    d.full_sweep()
+    dest = root / "projects" / "-w-elsewhere"
+    dest.mkdir()
+    os.rename(a.paths[0], dest / a.paths[0].name)
+    assert wait_for(lambda: bool(d.gone) and any(e.project == "-w-elsewhere" for e in d.index.all()))
+    d.judge_gone()
+    assert audit("external-delete") == []
+    assert [e.project for e in d.index.find_sid(str(root), a.session_id) if e.rel] == ["-w-elsewhere"]
+    time.sleep(max(0.0, (d.index.next_due() or 0) - time.time()) + 0.05)
+    d.wake()  # the old place is looked at again: nothing left there
+    d.judge_gone()
+    assert [e.project for e in d.index.find_sid(str(root), a.session_id)] == ["-w-elsewhere"]
+    assert audit("external-delete") == []
+
+
+def test_keep_last_sessions_are_looked_at_again_when_a_newer_one_appears(mkdaemon, root):
+    now = time.time()
+    a = make_session(root, "/w/a", now - 3 * H, side=False)
+    d = mkdaemon('retention = "1h"\ngrace = "0s"\nkeep_last = 1\n')
+    d.full_sweep()
+    assert a.paths[0].exists() and indexed(d, a.session_id).keep_last
+    assert indexed(d, a.session_id).due is None
+    b = make_session(root, "/w/a", now, side=False)
+    assert wait_for(lambda: indexed(d, b.session_id) is not None)
+    assert indexed(d, a.session_id).due is not None
+    time.sleep(max(0.0, indexed(d, a.session_id).due - time.time()))
+    d.wake()
+    assert not a.paths[0].exists() and b.paths[0].exists()
+
+
+def test_a_lost_event_stream_makes_the_next_wake_up_a_full_scan(mkdaemon, root):
+    d = mkdaemon()
+    d.full_sweep()
+    assert d.untrusted is None
+    d.on_overflow()
+    assert d.untrusted
+    d.wake()
+    assert d.last_sweep["kind"] == "full" and d.untrusted is None
+
+
+def test_without_file_events_the_daemon_relies_on_full_scans(jenv, root):
+    write_config(jenv, 'retention = "1h"\ngrace = "0s"\n')
+    (root / "projects").mkdir()
+    a = make_session(root, "/w/a", time.time() - 2 * H, side=False)
+    d = dm.Daemon(Env(roots=[root], dirs=janitor_dirs()), observer_factory=NoInotify)
+    try:
+        assert "limit" in d.watcher.start()[str(root)]
+        d.wake()
+        assert d.last_sweep["kind"] == "full" and d.untrusted  # still not trusted: not watched
+        assert not a.paths[0].exists()
+        d.write_state()
+        st = json.loads(janitor_dirs().daemon_state.read_text())
+        assert "limit" in st["watching"][str(root)] and st["index_trusted"] is False
+    finally:
+        d.watcher.stop()
+        d.index.close()
+
+
+class NoInotify:
+    def __init__(self) -> None:
+        raise OSError(24, "inotify instance limit reached")
+
+
+def test_the_mass_removal_guard_holds_the_daemon_back(mkdaemon, root):
+    now = time.time()
+    gs = [make_session(root, f"/w/p{i}", now - 5 * H, side=False) for i in range(6)]
+    d = mkdaemon()
+    d.full_sweep()
+    assert all(g.paths[0].exists() for g in gs)
+    assert all(indexed(d, g.session_id).due is None for g in gs)  # left to a person (or the next full sweep)
+    assert audit("delete") == []
+
+
+def test_a_busy_lock_is_retried_later_not_waited_for(mkdaemon, root):
+    a = make_session(root, "/w/a", time.time() - 2 * H, side=False)
+    d = mkdaemon()
+    with SweepLock(janitor_dirs().lock_file):
+        t = time.monotonic()
+        d.full_sweep()
+        assert time.monotonic() - t < 1.0
+        assert a.paths[0].exists() and d._not_before > time.time()
+    d.full_sweep()
+    assert not a.paths[0].exists() and d._not_before == 0.0
+
+
+def test_a_broken_settings_file_fails_the_sweep_not_the_daemon(mkdaemon, root):
+    a = make_session(root, "/w/a", time.time() - 2 * H, side=False)
+    (root / "settings.json").write_text("{ not json")
+    d = mkdaemon()
+    d.full_sweep()
+    assert a.paths[0].exists() and "invalid JSON" in d.last_sweep["error"] and d._failures == 1
+    (root / "settings.json").write_text("{}")
+    d.full_sweep()
+    assert not a.paths[0].exists() and d._failures == 0
+
+
+# ---- settings, state, notification ---------------------------------------------------------------
+
+def test_load_settings(jenv, root):
+    env = Env(roots=[root], dirs=janitor_dirs())
+    write_config(jenv, 'sweep_interval = "6h"\n')
+    assert dm.load_settings(env)[1] == dm.Schedule(6 * H)
+    write_config(jenv, 'sweep_cron = "30 3 * * *"\n')
+    sched = dm.load_settings(env)[1]
+    assert sched.cron == "30 3 * * *" and "cron" in sched.describe()
+    fields = {f.name: str(f) for f in sched.trigger().fields}
+    assert (fields["hour"], fields["minute"]) == ("3", "30")
+    write_config(jenv, "")
+    assert dm.load_settings(env)[1] == dm.Schedule(86400.0)
+    write_config(jenv, 'sweep_cron = "61 * * * *"\n')
+    with pytest.raises(ConfigError, match="sweep_cron"):
+        dm.load_settings(env)
+    write_config(jenv, 'sweep_cron = "0 3 * * *"\nsweep_interval = "1d"\n')
+    with pytest.raises(ConfigError, match="not both"):
+        dm.load_settings(env)
+    write_config(jenv, 'sweep_interval = "often"\n')
+    with pytest.raises(ConfigError, match="sweep_interval"):
+        dm.load_settings(env)
+
+
+def test_shortest_expiry():
+    assert dm.shortest_expiry(Policy(grace=0)) == 86400.0  # Claude Code's window is at least a day
+    assert dm.shortest_expiry(Policy(grace=7200, retention=Window(60, "x"))) == 7200
+    assert dm.shortest_expiry(Policy(grace=0, retention=Window(None, "x"))) is None
+    pol = Policy(grace=0, retention=Window(None, "x"),
+                 rules=[Rule("/a/*", 600.0, retention_set=True), Rule("/b/*", None, retention_set=True)])
+    assert dm.shortest_expiry(pol) == 600.0
+    assert dm.uses_keep_last(Policy(rules=[Rule("/a", None, Action.DELETE, keep_last=2)]))
+
+
+def test_sd_notify(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert dm.sd_notify("READY=1") is False
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        assert dm.sd_notify("READY=1") is True
+        assert s.recv(100) == b"READY=1"
+    name = f"janitor-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind("\0" + name)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert dm.sd_notify("STOPPING=1") is True
+        assert s.recv(100) == b"STOPPING=1"
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody-listens"))
+    assert dm.sd_notify("READY=1") is False
+
+
+def test_status_and_the_daemon_lock(jenv):
+    dirs = janitor_dirs()
+    st = dm.status(dirs)
+    assert st["running"] is False and st["index_sessions"] is None
+    lock = dm.DaemonLock(dirs)
+    lock.acquire()
+    try:
+        assert dm.running_pid(dirs) == os.getpid()
+        assert dm.status(dirs)["running"] is True
+        with pytest.raises(dm.LockBusy, match="already running"):
+            dm.DaemonLock(dirs).acquire()
+    finally:
+        lock.release()
+    assert dm.running_pid(dirs) is None
+
+
+def test_old_sessions_of_a_quiet_cache_need_no_wake_up(mkdaemon, root):
+    make_session(root, "/w/a", time.time() - 10 * DAY, side=False)
+    d = mkdaemon('retention = "forever"\n')
+    d.full_sweep()
+    assert d.index.count() == 1 and d.index.next_due() is None

@@ -1,0 +1,128 @@
+"""The daemon's sqlite index and the single-session re-read it drives."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from cachegen import DAY, make_cache, make_session
+
+from janitor import cache
+from janitor.index import Entry, Index, count_sessions, rescan
+
+
+def _e(sid: str, **kw) -> Entry:
+    base = {"root": "/r", "project": "p", "session_id": sid, "rel": f"projects/p/{sid}.jsonl"}
+    base.update(kw)
+    return Entry(**base)
+
+
+def test_seen_inserts_then_updates_keeping_due(tmp_path: Path) -> None:
+    ix = Index(tmp_path / "i.db")
+    assert ix.seen("/r", "p", "a", "projects/p/a.jsonl", 100.0, 130.0, now=200.0) is True
+    assert ix.get(("/r", "p", "a")).due == 130.0
+    # Newer activity: the real expiry only moved later, the early due stays (looked at early, then decided).
+    assert ix.seen("/r", "p", "a", "projects/p/a.jsonl", 150.0, 180.0, now=201.0) is False
+    e = ix.get(("/r", "p", "a"))
+    assert (e.last_activity, e.due, e.touched) == (150.0, 130.0, 201.0)
+    # Activity moved back (mtime set into the past): due may only come earlier.
+    ix.seen("/r", "p", "a", "projects/p/a.jsonl", 50.0, 80.0, now=202.0)
+    assert ix.get(("/r", "p", "a")).due == 80.0
+    assert ix.count() == 1
+
+
+def test_due_next_due_and_removal(tmp_path: Path) -> None:
+    ix = Index(tmp_path / "i.db")
+    ix.put([_e("a", due=10.0), _e("b", due=5.0), _e("c", due=None), _e("d", due=50.0)])
+    assert [e.session_id for e in ix.due(10.0)] == ["b", "a"]
+    assert ix.next_due() == 5.0
+    ix.remove([("/r", "p", "b"), ("/r", "p", "a")])
+    assert ix.next_due() == 50.0
+    ix.remove([("/r", "p", "d")])
+    assert ix.next_due() is None
+    assert ix.by_transcript("/r", "projects/p/c.jsonl").session_id == "c"
+    assert [e.project for e in ix.find_sid("/r", "c")] == ["p"]
+
+
+def test_replace_root_keeps_rows_the_watcher_touched_during_the_scan(tmp_path: Path) -> None:
+    ix = Index(tmp_path / "i.db")
+    ix.put([_e("old", due=1.0), _e("other-root", root="/s")])
+    ix.seen("/r", "p", "new", "projects/p/new.jsonl", 100.0, 110.0, now=1000.0)  # during the scan
+    ix.replace_root("/r", [_e("scanned", due=7.0)], since=999.0)
+    assert {e.session_id for e in ix.all()} == {"scanned", "new", "other-root"}
+
+
+def test_keep_last_rows_are_woken_by_a_new_session(tmp_path: Path) -> None:
+    ix = Index(tmp_path / "i.db")
+    ix.put([_e("kept", keep_last=True, due=None), _e("plain", due=None), _e("elsewhere", project="q",
+                                                                             keep_last=True)])
+    assert ix.wake_keep_last("/r", "p", 42.0) == 1
+    assert ix.get(("/r", "p", "kept")).due == 42.0
+    assert ix.get(("/r", "p", "plain")).due is None
+    assert ix.get(("/r", "q", "elsewhere")).due is None
+
+
+def test_persists_and_counts_read_only(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "i.db"
+    assert count_sessions(path) is None
+    ix = Index(path)
+    ix.put([_e("a"), _e("b")])
+    ix.set_meta("audit_pos", "1:2")
+    ix.close()
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert count_sessions(path) == 2
+    ix = Index(path)
+    assert ix.count() == 2 and ix.get_meta("audit_pos") == "1:2"
+
+
+def test_a_corrupt_index_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "i.db"
+    path.write_bytes(b"this is not a sqlite database" * 100)
+    ix = Index(path)
+    assert ix.count() == 0
+    assert list(tmp_path.glob("i.db.corrupt-*"))
+
+
+def test_an_old_schema_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "i.db"
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES "
+                     "('schema', '0'); CREATE TABLE sessions (x);")
+    db.close()
+    assert Index(path).count() == 0
+
+
+def test_rescan_gives_each_session_the_pieces_a_full_scan_gives(tmp_path: Path, now: float) -> None:
+    root = tmp_path / "claude"
+    make_cache(root, now, projects=3, per_project=3)
+    full = cache.scan_root(root)
+    want = [(s.project, s.session_id) for s in full.sessions]
+    got = rescan(str(root), want)
+    for s in full.sessions:
+        r = got[(s.project, s.session_id)]
+        assert r is not None, s.session_id
+        assert sorted(r.pieces, key=lambda p: p.rel) == sorted(s.pieces, key=lambda p: p.rel)
+        assert (r.last_record_time, r.project_path, r.unreadable) == (s.last_record_time, s.project_path,
+                                                                       s.unreadable)
+
+
+def test_rescan_reports_gone_sessions_and_orphans(tmp_path: Path, now: float) -> None:
+    root = tmp_path / "claude"
+    g = make_session(root, "/w/a", now - DAY)
+    orphan = make_session(root, "/w/b", now - DAY, sid="11111111-2222-3333-4444-555555555555")
+    # Make the second one an orphan (side files only), as Claude Code's own sweep leaves them.
+    orphan.paths[0].unlink()
+    import shutil
+
+    shutil.rmtree(orphan.paths[1])
+    got = rescan(str(root), [(g.project, g.session_id), ("", orphan.session_id),
+                             (g.project, "99999999-0000-0000-0000-000000000000"), ("nope", "x")])
+    assert got[(g.project, g.session_id)] is not None
+    o = got[("", orphan.session_id)]
+    assert o is not None and {p.store for p in o.pieces} == {"file-history", "session-env", "tasks", "todos",
+                                                             "debug"}
+    assert got[(g.project, "99999999-0000-0000-0000-000000000000")] is None
+    assert got[("nope", "x")] is None
+    # Once a transcript for the orphan's id exists, the orphan is no longer a session of its own.
+    make_session(root, "/w/c", now, sid=orphan.session_id, side=False)
+    assert rescan(str(root), [("", orphan.session_id)])[("", orphan.session_id)] is None

@@ -1,0 +1,162 @@
+"""The watcher on real inotify: transcript writes, moves and deletions reach the consumer in batches;
+overflow and watch limits degrade without crashing."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import wait_for
+
+from janitor.watch import Change, Watcher, transcript_parts
+
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="inotify is Linux-only")
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.changes: list[Change] = []
+        self.overflows = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, batch: list[Change]) -> None:
+        with self.lock:
+            self.changes += batch
+
+    def overflow(self) -> None:
+        self.overflows += 1
+
+    def has(self, kind: str, rel: str) -> bool:
+        with self.lock:
+            return any(c.kind == kind and c.rel == rel for c in self.changes)
+
+
+@pytest.fixture
+def watched(tmp_path: Path):
+    root = tmp_path / "claude"
+    (root / "projects" / "p").mkdir(parents=True)
+    sink = Sink()
+    w = Watcher([str(root)], sink, sink.overflow, debounce=0.05)
+    assert w.start() == {}
+    yield root, sink, w
+    w.stop()
+
+
+def test_transcript_parts() -> None:
+    assert transcript_parts("projects/p/abc.jsonl") == ("p", "abc")
+    assert transcript_parts("projects/p/abc/subagents/a.jsonl") is None
+    assert transcript_parts("projects/p/.jsonl") is None
+    assert transcript_parts("todos/x.jsonl") is None
+
+
+def test_create_append_move_delete_are_reported(watched) -> None:
+    root, sink, w = watched
+    t = root / "projects" / "p" / "s1.jsonl"
+    t.write_text("{}\n")
+    assert wait_for(lambda: sink.has("write", "projects/p/s1.jsonl"))
+    with open(t, "a") as f:
+        f.write("{}\n")
+    (root / "projects" / "q").mkdir()
+    os.rename(t, root / "projects" / "q" / "s1.jsonl")
+    assert wait_for(lambda: sink.has("gone", "projects/p/s1.jsonl") and sink.has("write", "projects/q/s1.jsonl"))
+    (root / "projects" / "q" / "s1.jsonl").unlink()
+    assert wait_for(lambda: sink.has("gone", "projects/q/s1.jsonl"))
+    # Subagent files and other things are not the index's business.
+    (root / "projects" / "q" / "s2").mkdir()
+    (root / "projects" / "q" / "s2" / "agent.jsonl").write_text("{}\n")
+    (root / "projects" / "q" / "notes.txt").write_text("x")
+    (root / "projects" / "q" / "s3.jsonl").write_text("{}\n")
+    assert wait_for(lambda: sink.has("write", "projects/q/s3.jsonl"))
+    assert not [c for c in sink.changes if "s2" in c.rel or "notes" in c.rel]
+
+
+def test_a_project_dir_moved_away_is_reported_gone(watched, tmp_path: Path) -> None:
+    root, sink, w = watched
+    (root / "projects" / "p" / "s1.jsonl").write_text("{}\n")
+    assert wait_for(lambda: sink.has("write", "projects/p/s1.jsonl"))
+    os.rename(root / "projects" / "p", tmp_path / "elsewhere")
+    assert wait_for(lambda: sink.has("dir-gone", "projects/p"))
+
+
+def test_a_new_project_dir_is_watched_too(watched) -> None:
+    root, sink, w = watched
+    (root / "projects" / "new").mkdir()
+    (root / "projects" / "new" / "s.jsonl").write_text("{}\n")
+    assert wait_for(lambda: sink.has("write", "projects/new/s.jsonl"))
+
+
+def test_overflow_warning_calls_back(watched) -> None:
+    root, sink, w = watched
+    # watchdog handles IN_Q_OVERFLOW itself and only logs it, with exactly this message.
+    logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events "
+                                                              "were lost")
+    assert sink.overflows == 1
+
+
+def test_watchdog_still_logs_the_overflow_we_listen_for() -> None:
+    import watchdog.observers.inotify_c as ic
+
+    src = Path(ic.__file__).read_text()
+    assert "queue overflowed" in src.lower()
+
+
+def test_missing_projects_dir_is_a_problem_until_it_appears(tmp_path: Path) -> None:
+    root = tmp_path / "claude"
+    root.mkdir()
+    sink = Sink()
+    w = Watcher([str(root)], sink, sink.overflow, debounce=0.05)
+    try:
+        problems = w.start()
+        assert "does not exist" in problems[str(root)] and not w.healthy
+        (root / "projects" / "p").mkdir(parents=True)
+        assert w.ensure() == {} and w.healthy
+        (root / "projects" / "p" / "s.jsonl").write_text("{}\n")
+        assert wait_for(lambda: sink.has("write", "projects/p/s.jsonl"))
+        # projects/ removed: the emitter stops; ensure() notices and re-watches once it is back.
+        shutil.rmtree(root / "projects")
+        assert wait_for(lambda: sink.has("dir-gone", "projects"))
+        assert wait_for(lambda: "does not exist" in w.ensure().get(str(root), ""))
+        (root / "projects").mkdir()
+        assert w.ensure() == {}
+    finally:
+        w.stop()
+
+
+class LimitedObserver:
+    """An observer whose watches fail as at the inotify watch limit (ENOSPC)."""
+
+    emitters: tuple = ()
+
+    def start(self) -> None:
+        pass
+
+    def schedule(self, *a, **kw):
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    def stop(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
+class NoInstances:
+    def __init__(self) -> None:
+        raise OSError(errno.EMFILE, "inotify instance limit reached")
+
+
+@pytest.mark.parametrize("factory", [LimitedObserver, NoInstances])
+def test_watch_limits_are_problems_not_crashes(tmp_path: Path, factory) -> None:
+    root = tmp_path / "claude"
+    (root / "projects").mkdir(parents=True)
+    sink = Sink()
+    w = Watcher([str(root)], sink, sink.overflow, observer_factory=factory)
+    problems = w.start()
+    assert "limit reached" in problems[str(root)]
+    assert not w.healthy
+    w.stop()
