@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
+import inspect
 import json
 import logging
 import os
@@ -249,11 +250,6 @@ def uses_keep_last(pol: Policy) -> bool:
 
 def plan_for(env: Env, sessions: list[Session], now: float, pol: Policy) -> Plan:
     """Decide a subset of sessions (already read from disk) the way a full sweep decides them."""
-    from . import sweep
-
-    fn = getattr(sweep, "plan_for", None)
-    if fn is not None:
-        return fn(env, sessions, now, pol=pol)
     from . import activity, cache
     from .safefs import validate_root
 
@@ -658,6 +654,7 @@ class Daemon:
         res = cache.scan(roots, progress=self._check_stop)
         self._check_stop()
         plan = plan_for(self.env, res.sessions, now, pol)
+        self._maintain_archives(pol, now)
         outcomes = self._act(plan, pol, len(plan.decisions))
         entries = self._entries(plan, outcomes, now)
         for r in self.roots:
@@ -725,9 +722,31 @@ class Daemon:
         if msg:
             log.error("not acting: %s (run `janitor sweep --force` by hand if this is intended)", msg)
             return []
-        kwargs: dict[str, Any] = {"dry_run": False, "actors": self.actors}
-        kwargs["should_stop"] = self.stop_event.is_set
-        return execute(plan, pol, self.env, **kwargs)
+        if "should_stop" in inspect.signature(execute).parameters:
+            return execute(plan, pol, self.env, dry_run=False, actors=self.actors,
+                           should_stop=self.stop_event.is_set)
+        outcomes: list[Outcome] = []  # an execute that cannot stop between sessions: one session at a time
+        for d in plan.to_act:
+            if self.stop_event.is_set():
+                break
+            outcomes += execute(Plan(plan.now, [d]), pol, self.env, dry_run=False, actors=self.actors)
+        return outcomes
+
+    def _maintain_archives(self, pol: Policy, now: float) -> None:
+        """Once per full sweep, as `janitor sweep` does: temp leftovers, archive_retention."""
+        try:
+            from . import archive
+        except ImportError:
+            return
+        if not hasattr(archive, "maintain"):
+            return
+        from .audit import AuditLog
+        from .sweep import _sinks
+
+        info = archive.maintain(pol, self.dirs, now, dry_run=False,
+                                audit=AuditLog(self.dirs.audit_log, sinks=_sinks(self.env)))
+        for err in (info or {}).get("errors", []):
+            log.warning("archives: %s", err)
 
     def _entries(self, plan: Plan, outcomes: list[Outcome], now: float) -> list[Entry]:
         """Index rows for the sessions of a plan that are still there, each with when to look again."""

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from cachegen import DAY, make_session
@@ -318,3 +319,35 @@ def test_old_sessions_of_a_quiet_cache_need_no_wake_up(mkdaemon, root):
     d = mkdaemon('retention = "forever"\n')
     d.full_sweep()
     assert d.index.count() == 1 and d.index.next_due() is None
+
+
+def test_plan_for_decides_like_a_full_sweep(jenv, root):
+    from cachegen import make_cache
+
+    from janitor import sweep
+
+    now = time.time()
+    make_cache(root, now, projects=3, per_project=4)
+    write_config(jenv, 'retention = "30d"\ngrace = "1h"\nkeep_last = 1\n')
+    env = Env(roots=[root], dirs=janitor_dirs())
+    plan, pol, _ = sweep.build_plan(env, now)
+    sessions = [d.session for d in plan.decisions]
+    for s in sessions:
+        s.pinned, s.in_use = False, None
+    again = dm.plan_for(env, sessions, now, dm.load_settings(env)[0])
+    assert [(d.session.key, d.action, d.reason, d.expires_at) for d in again.decisions] == \
+        [(d.session.key, d.action, d.reason, d.expires_at) for d in plan.decisions]
+
+
+def test_the_daemon_archives_when_the_action_is_archive(mkdaemon, root):
+    now = time.time()
+    a = make_session(root, "/w/a", now - 2 * H)
+    b = make_session(root, "/w/a", now - H + 2)
+    d = mkdaemon('retention = "1h"\ngrace = "0s"\naction = "archive"\n')
+    d.full_sweep()
+    time.sleep(max(0.0, indexed(d, b.session_id).due - time.time()) + 0.05)
+    d.wake()
+    assert not a.paths[0].exists() and not b.paths[0].exists()
+    done = [r for r in audit("archive") if r["phase"] == "result"]
+    assert {r["session_id"] for r in done} == {a.session_id, b.session_id}
+    assert all(r["result"] == "ok" and Path(r["archive"]).is_file() for r in done)
