@@ -102,7 +102,9 @@ def to_json(res: RunResult, *, all_sessions: bool = True) -> str:
         "warnings": res.plan.warnings + ([res.guard] if res.guard else []),
         "archives": getattr(res, "archives", None),
     }
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+    # ASCII JSON: names that are not valid UTF-8 stay representable (as \udcXX escapes) and the output is
+    # always valid UTF-8 for whatever consumes it.
+    return json.dumps(doc, indent=2, ensure_ascii=True)
 
 
 def _grouped(res: RunResult) -> list[tuple[str, list[Decision]]]:
@@ -186,10 +188,10 @@ def summary_lines(res: RunResult) -> list[str]:
         lines.append("results: " + ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
     for o in res.outcomes:
         if o.result in ("failed", "skipped"):
-            lines.append(f"{o.result}: {o.decision.session.session_id}: {o.error}")
+            lines.append(f"{o.result}: {shown(o.decision.session.session_id)}: {shown(o.error or '')}")
     if res.plan.unknown:
         lines.append(f"{len(res.plan.unknown)} unknown entries left alone:")
-        lines += [f"  {u}" for u in res.plan.unknown[:50]]
+        lines += [f"  {shown(u)}" for u in res.plan.unknown[:50]]
         if len(res.plan.unknown) > 50:
             lines.append(f"  … and {len(res.plan.unknown) - 50} more (see --format json)")
     for w in res.plan.warnings:
