@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cache, config, policy
+from . import activity, cache, config, policy, testhooks
 from .audit import AuditLog
-from .model import Action, ConfigError, Decision, Outcome, Plan, Policy
+from .model import Action, ConfigError, Decision, Outcome, Plan, Policy, Session
 from .paths import JanitorDirs
 from .safefs import Changed, Root, Unsafe, validate_root
 
@@ -71,6 +72,7 @@ def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None) -> t
         config.claude_root_window(r)
     res = cache.scan(roots, progress=progress)
     cache.apply_pins(res.sessions, cache.load_pins(env.dirs.pins_file))
+    activity.mark_in_use(res.sessions, [str(r) for r in roots])
     config.resolve_claude_windows(pol, roots, res.sessions)
     plan = policy.decide(res.sessions, pol, now)
     plan.unknown = res.unknown
@@ -184,22 +186,54 @@ def check_session(root: Root, d: Decision) -> str | None:
 Actor = Callable[[Root, Decision], dict[str, Any] | None]
 
 
+class InUseWatch:
+    """Re-reads which files other processes are using, at most every ``every`` seconds while acting."""
+
+    def __init__(self, roots: list[str], every: float = 2.0) -> None:
+        self.roots, self.every, self.at = roots, every, -1e9
+        self.inuse = activity.InUse()
+        self.by_piece: dict[tuple[str, str], str] = {}
+
+    def why(self, session: Session) -> str | None:
+        if time.monotonic() - self.at > self.every:
+            self.inuse = activity.scan_in_use(self.roots)
+            self.by_piece = self.inuse.pieces(self.roots)
+            self.at = time.monotonic()
+        return self.inuse.why(session, self.by_piece)
+
+
 def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: ProgressFn | None = None,
-            actors: dict[Action, Actor] | None = None) -> list[Outcome]:
-    """Act on the plan. Dry runs perform every check but the mutation and write no audit records."""
+            actors: dict[Action, Actor] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> list[Outcome]:
+    """Act on the plan. Dry runs perform every check but the mutation and write no audit records.
+
+    For every action an intent record is made durable before acting and a result record after.
+    ``should_stop`` is asked between sessions: a stop never leaves a session half done."""
     actors = _with_archive(actors or {Action.DELETE: delete_session}, pol, env, plan.now)
     audit = None if dry_run else AuditLog(env.dirs.audit_log, sinks=_sinks(env))
     todo = plan.to_act
     outcomes: list[Outcome] = []
     roots: dict[str, Root] = {}
+    watch = InUseWatch(sorted({d.session.root for d in todo}))
+    stopped = False
     try:
         for i in range(0, len(todo), BATCH):
             batch = todo[i:i + BATCH]
+            if stopped or (should_stop and should_stop()):
+                break
             if audit:
                 audit.append([_record(d, "intent", "pending") for d in batch])
+            testhooks.point("after-intent")
             results = []
             for d in batch:
-                o = _act_one(d, roots, dry_run, actors)
+                testhooks.point("before-session")
+                if stopped or (should_stop and should_stop()):
+                    stopped = True
+                    o = Outcome(d, "cancelled", "stopped before acting (signal); nothing changed")
+                else:
+                    busy = watch.why(d.session)
+                    o = (Outcome(d, "skipped", f"in use, kept: {busy}") if busy
+                         else _act_one(d, roots, dry_run, actors))
                 outcomes.append(o)
                 results.append(_record(d, "result", o.result, o.error,
                                        {"archive": o.archive} if o.archive else None))
@@ -261,9 +295,10 @@ def _with_archive(actors: dict[Action, Actor], pol: Policy, env: Env, now: float
 
 
 def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = None,
-        actors: dict[Action, Actor] | None = None) -> RunResult:
+        actors: dict[Action, Actor] | None = None, should_stop: Callable[[], bool] | None = None) -> RunResult:
     """The whole sweep: plan, guard, execute."""
     plan, pol, seen = build_plan(env, now, progress=progress)
+    testhooks.point("after-plan")
     result = RunResult(plan=plan, policy=pol, dry_run=dry_run, files_seen=seen)
     msg = policy.guard(plan, pol, len(plan.decisions))
     if msg and not env.force:
@@ -276,5 +311,6 @@ def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = No
         result.archives = archive.maintain(pol, env.dirs, now, dry_run=dry_run,
                                            audit=None if dry_run else AuditLog(env.dirs.audit_log,
                                                                                sinks=_sinks(env)))
-    result.outcomes = execute(plan, pol, env, dry_run=dry_run, progress=None, actors=actors)
+    result.outcomes = execute(plan, pol, env, dry_run=dry_run, progress=None, actors=actors,
+                              should_stop=should_stop)
     return result
