@@ -368,6 +368,7 @@ class Daemon:
         self.untrusted: str | None = "not built yet"
         self.gone: dict[Key, tuple[Entry, float, str]] = {}  # disappeared: entry, first seen, how
         self._lock = threading.Lock()
+        self._state_lock = threading.Lock()
         self._wake_at: float | None = None
         self._failures = 0
         self._busy_retries = 0
@@ -441,6 +442,10 @@ class Daemon:
         return nrt.timestamp() if nrt else None
 
     def write_state(self, *, stopped: bool = False) -> None:
+        with self._state_lock:
+            self._write_state(stopped)
+
+    def _write_state(self, stopped: bool) -> None:
         from . import __version__
 
         nxt = [t for t in (self._job_time("full"), self._job_time("full-now"), self._job_time("full-retry"))
@@ -711,14 +716,14 @@ class Daemon:
 
         if not plan.to_act:
             return []
-        judged = plan
-        if others:
-            # The mass-removal guard must see the whole population, not just the sessions due now.
+        msg = policy.guard(plan, pol, total)
+        if msg and others:
+            # The mass-removal guard must judge the whole population, not just the sessions due now (more
+            # kept sessions never make it trip, so this is only needed when it trips on the subset).
             picked = {d.session.key for d in plan.decisions}
             extra = [Decision(Session(e.session_id, e.root, e.project, last_record_time=e.last_activity),
                               Action.KEEP, "indexed") for e in self.index.all() if e.key not in picked]
-            judged = Plan(now=plan.now, decisions=plan.decisions + extra)
-        msg = policy.guard(judged, pol, total)
+            msg = policy.guard(Plan(now=plan.now, decisions=plan.decisions + extra), pol, total)
         if msg:
             log.error("not acting: %s (run `janitor sweep --force` by hand if this is intended)", msg)
             return []
@@ -915,7 +920,7 @@ def run(env: Env, *, verbose: bool = False) -> int:
             sig = signal.sigwait(SIGNALS)
             if sig == signal.SIGHUP:
                 log.info("SIGHUP: reloading the config")
-                sd_notify("RELOADING=1")
+                sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
                 d.reload()
                 sd_notify("READY=1")
                 continue

@@ -351,3 +351,14 @@ def test_the_daemon_archives_when_the_action_is_archive(mkdaemon, root):
     done = [r for r in audit("archive") if r["phase"] == "result"]
     assert {r["session_id"] for r in done} == {a.session_id, b.session_id}
     assert all(r["result"] == "ok" and Path(r["archive"]).is_file() for r in done)
+
+
+def test_the_guard_judges_a_wake_up_against_every_indexed_session(mkdaemon, root):
+    now = time.time()
+    keep = [make_session(root, f"/w/k{i}", now, side=False) for i in range(2)]
+    due = [make_session(root, f"/w/d{i}", now - H + 2, side=False) for i in range(5)]
+    d = mkdaemon()
+    d.full_sweep()
+    time.sleep(max(0.0, d.index.next_due() - time.time()) + 0.05)
+    d.wake()  # the 5 due sessions are all of the wake-up's plan, but not all of the cache: not a mass removal
+    assert not any(g.paths[0].exists() for g in due) and all(g.paths[0].exists() for g in keep)

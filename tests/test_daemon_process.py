@@ -137,11 +137,14 @@ def test_daemon_indexes_new_sessions_expires_them_promptly_and_stops_cleanly(sta
 
 def test_sighup_reloads_the_config(start, root, jenv):
     g = make_session(root, "/w/a", time.time() - 600, side=False)
-    d = start('retention = "1d"\ngrace = "0s"\n')
+    d = start('retention = "1d"\ngrace = "0s"\n', notify=True)
+    assert "READY=1" in d.notices("READY=1")
     assert wait_for(d.ready, timeout=20), d.output()
     assert g.paths[0].exists()
     write_config(jenv, 'retention = "5m"\ngrace = "0s"\n')
     d.proc.send_signal(signal.SIGHUP)
+    got = d.notices("READY=1")
+    assert any(n.startswith("RELOADING=1\nMONOTONIC_USEC=") for n in got) and got[-1] == "READY=1"
     assert wait_for(lambda: not g.paths[0].exists(), timeout=20), d.output()
     # A broken config is refused on reload; the daemon keeps going with the previous one.
     write_config(jenv, 'retention = "soon"\n')
