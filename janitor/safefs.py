@@ -3,12 +3,15 @@ nothing crosses into another filesystem, nothing leaves the root."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import resource
 import stat
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .model import ConfigError, LockBusy, Piece
@@ -42,8 +45,15 @@ def validate_root(path: Path) -> Path:
     return p
 
 
+_fd_limit_raised = False
+
+
 def raise_fd_limit() -> None:
-    """Deep trees are removed holding one fd per level: lift the soft fd limit to the hard one."""
+    """Deep trees are removed holding one fd per level: lift the soft fd limit to the hard one (once)."""
+    global _fd_limit_raised
+    if _fd_limit_raised:
+        return
+    _fd_limit_raised = True
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard if hard != resource.RLIM_INFINITY else 1 << 20
     if soft < want:
@@ -63,15 +73,72 @@ def _check_rel(rel: str) -> list[str]:
 class Root:
     """An open Claude config dir. All operations go through its fd."""
 
+    MAX_CACHED_DIRS = 1024
+
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self.fd = os.open(self.path, DIR_FLAGS)
         self.dev = os.fstat(self.fd).st_dev
+        # Parent dirs opened (component by component, no-follow, same filesystem) during this Root's life,
+        # kept open so that checking and removing 100k sessions does not re-walk their paths each time.
+        # A dir swapped for a symlink after it was opened is never followed: we keep acting on the opened
+        # one. Thread-safe; never evicted while the Root is open (past the cap, fds are opened per call).
+        self._dirs: dict[tuple[str, ...], int] = {}
+        self._lock = threading.Lock()
 
     def close(self) -> None:
+        with self._lock:
+            for fd in self._dirs.values():
+                os.close(fd)
+            self._dirs.clear()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def _open_dir(self, parent: int, name: str, parts: tuple[str, ...]) -> int:
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent)
+        if os.fstat(fd).st_dev != self.dev:
+            os.close(fd)
+            raise Unsafe(f"{'/'.join(parts)}: crosses into another filesystem")
+        return fd
+
+    def _cached_dir(self, parts: tuple[str, ...]) -> int | None:
+        """The cached fd of the dir at ``parts`` (opened now if need be); None once the cache is full."""
+        if not parts:
+            return self.fd
+        fd = self._dirs.get(parts)
+        if fd is not None:
+            return fd
+        with self._lock:
+            fd = self._dirs.get(parts)
+            if fd is not None:
+                return fd
+            if len(self._dirs) >= self.MAX_CACHED_DIRS:
+                return None
+        parent = self._cached_dir(parts[:-1])
+        if parent is None:
+            return None
+        fd = self._open_dir(parent, parts[-1], parts)
+        with self._lock:
+            if parts in self._dirs:  # another thread got there first
+                os.close(fd)
+                return self._dirs[parts]
+            self._dirs[parts] = fd
+        return fd
+
+    @contextlib.contextmanager
+    def parent(self, rel: str) -> Iterator[tuple[int, str]]:
+        """fd of the dir holding ``rel`` and the last component's name, for the duration of the block."""
+        parts = _check_rel(rel)
+        fd = self._cached_dir(tuple(parts[:-1]))
+        if fd is not None:
+            yield fd, parts[-1]
+            return
+        fd, name = self.open_parent(rel)
+        try:
+            yield fd, name
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> Root:
         return self
@@ -96,11 +163,8 @@ class Root:
         return fd, parts[-1]
 
     def lstat(self, rel: str) -> os.stat_result:
-        pfd, name = self.open_parent(rel)
-        try:
+        with self.parent(rel) as (pfd, name):
             return os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        finally:
-            os.close(pfd)
 
     def check_unchanged(self, piece: Piece) -> os.stat_result:
         """lstat the piece and raise Changed if it is not what the scan saw."""
@@ -114,19 +178,22 @@ class Root:
             raise Changed(f"{piece.rel} changed since the scan")
         return st
 
-    def remove(self, rel: str) -> None:
-        """Remove a file or a whole tree at ``rel``; never follows symlinks or crosses mounts."""
-        pfd, name = self.open_parent(rel)
-        try:
+    def remove(self, rel: str, expect: Piece | None = None) -> None:
+        """Remove a file or a whole tree at ``rel``; never follows symlinks or crosses mounts.
+
+        With ``expect``, the entry is checked once more right before removal and Changed is raised if it
+        is not the inode the scan saw."""
+        with self.parent(rel) as (pfd, name):
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if expect is not None and (st.st_ino != expect.ino or st.st_dev != expect.dev
+                                       or stat.S_ISDIR(st.st_mode) != expect.is_dir):
+                raise Changed(f"{rel} changed since the scan")
             if stat.S_ISDIR(st.st_mode):
                 if st.st_dev != self.dev:
                     raise Unsafe(f"{rel}: is a mount point; not entered")
                 rmtree_at(pfd, name, self.dev)
             else:
                 os.unlink(name, dir_fd=pfd)
-        finally:
-            os.close(pfd)
 
 
 def rmtree_at(parent_fd: int, name: str, dev: int) -> None:

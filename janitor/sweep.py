@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,11 +162,37 @@ def _record(d: Decision, phase: str, result: str, error: str | None = None,
     return rec
 
 
+WORKERS = 4  # sessions acted on concurrently: unlink/rmdir mostly wait on the journal, threads overlap that
+_pool_obj: Any = None
+
+
+def _pool() -> Any:
+    global _pool_obj
+    if _pool_obj is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool_obj = ThreadPoolExecutor(WORKERS, thread_name_prefix="janitor-act")
+    return _pool_obj
+
+
+def _workers() -> int:
+    # Fault-injection runs act on one session at a time, so that "the N-th session" is well defined.
+    if os.environ.get("JANITOR_TEST_KILL_AT") or os.environ.get("JANITOR_TEST_PAUSE_AT"):
+        return 1
+    return WORKERS
+
+
 def delete_session(root: Root, d: Decision) -> None:
     """Remove every piece of a session; the transcript goes last so a failure leaves it findable."""
     pieces = sorted(d.session.pieces, key=lambda p: p.store == "transcript")
-    for p in pieces:
-        root.remove(p.rel)
+    for i, p in enumerate(pieces):
+        try:
+            root.remove(p.rel, expect=p)  # re-checked right before removal
+        except Changed as e:
+            if not i:
+                raise
+            raise OSError(f"{e}; {i} of {len(pieces)} pieces were already removed, the rest left in place"
+                          ) from None
 
 
 def check_session(root: Root, d: Decision) -> str | None:
@@ -216,6 +243,23 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
     roots: dict[str, Root] = {}
     watch = InUseWatch(sorted({d.session.root for d in todo}))
     stopped = False
+    workers = _workers()
+    # Deletions run on a few threads, at most 2×workers sessions in flight; outcomes and result records
+    # stay in plan order, and each session is still checked, then removed, as a whole.
+    inflight: deque[tuple[Decision, Any]] = deque()
+    results: list[dict[str, Any]] = []
+
+    def finish(d: Decision, o: Outcome) -> None:
+        outcomes.append(o)
+        results.append(_record(d, "result", o.result, o.error, {"archive": o.archive} if o.archive else None))
+        if progress:
+            progress(1)
+
+    def drain(keep: int) -> None:
+        while len(inflight) > keep:
+            d0, fut = inflight.popleft()
+            finish(d0, fut.result())
+
     try:
         for i in range(0, len(todo), BATCH):
             batch = todo[i:i + BATCH]
@@ -224,7 +268,7 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
             if audit:
                 audit.append([_record(d, "intent", "pending") for d in batch])
             testhooks.point("after-intent")
-            results = []
+            results.clear()
             for d in batch:
                 testhooks.point("before-session")
                 if stopped or (should_stop and should_stop()):
@@ -232,19 +276,36 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
                     o = Outcome(d, "cancelled", "stopped before acting (signal); nothing changed")
                 else:
                     busy = watch.why(d.session)
-                    o = (Outcome(d, "skipped", f"in use, kept: {busy}") if busy
-                         else _act_one(d, roots, dry_run, actors))
-                outcomes.append(o)
-                results.append(_record(d, "result", o.result, o.error,
-                                       {"archive": o.archive} if o.archive else None))
-                if progress:
-                    progress(1)
+                    if busy:
+                        o = Outcome(d, "skipped", f"in use, kept: {busy}")
+                    elif workers > 1 and d.action is Action.DELETE and _open_root(d, roots):
+                        inflight.append((d, _pool().submit(_act_one, d, roots, dry_run, actors)))
+                        drain(2 * workers)
+                        continue
+                    else:
+                        drain(0)
+                        o = _act_one(d, roots, dry_run, actors)
+                drain(0)
+                finish(d, o)
+            drain(0)
             if audit:
-                audit.append(results)
+                audit.append(list(results))
     finally:
+        for _, fut in inflight:  # an exception above never leaves a session being acted on in the background
+            fut.exception()
         for r in roots.values():
             r.close()
     return outcomes
+
+
+def _open_root(d: Decision, roots: dict[str, Root]) -> bool:
+    """Open the session's root in the calling (main) thread; False if it cannot be (then act inline)."""
+    if d.session.root not in roots:
+        try:
+            roots[d.session.root] = Root(d.session.root)
+        except OSError:
+            return False
+    return True
 
 
 def _act_one(d: Decision, roots: dict[str, Root], dry_run: bool, actors: dict[Action, Actor]) -> Outcome:
