@@ -24,7 +24,7 @@ DEBUG_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-
 DIR_STORES = ("file-history", "session-env", "tasks")
 NEVER_TOUCHED = {"memory"}  # projects/<enc>/memory/: Claude Code's auto-memory
 
-TAIL_CHUNK = 64 * 1024
+TAIL_CHUNK = 16 * 1024  # first read; grows ×4 up to TAIL_MAX while no timestamped record is found
 TAIL_MAX = 1024 * 1024  # never read more than this from a transcript's end, whatever its size
 HEAD_MAX = 64 * 1024
 
@@ -76,6 +76,20 @@ class TailInfo:
     bytes_read: int = 0
 
 
+def _lines_newest_first(buf: bytes, *, cut_first: bool) -> Iterator[bytes]:
+    """The lines of ``buf`` from the last to the first, sliced lazily (a 64 KiB tail is not split whole).
+    With ``cut_first`` the first line is incomplete (the read started mid-line) and is skipped."""
+    end = len(buf)
+    while end > 0:
+        i = buf.rfind(b"\n", 0, end)
+        if i < 0:
+            if not cut_first:
+                yield buf[:end]
+            return
+        yield buf[i + 1:end]
+        end = i
+
+
 def read_tail(fd: int, size: int) -> TailInfo:
     """Newest record timestamp (and cwd) from the end of a transcript: reads at most TAIL_MAX bytes.
 
@@ -88,10 +102,7 @@ def read_tail(fd: int, size: int) -> TailInfo:
         start = size - want
         buf = os.pread(fd, want, start)
         info.bytes_read = len(buf)
-        lines = buf.split(b"\n")
-        if start > 0:
-            lines = lines[1:]  # the first line is cut
-        for rec in _records(reversed(lines)):  # newest first; only as many lines as needed are parsed
+        for rec in _records(_lines_newest_first(buf, cut_first=start > 0)):
             if info.last_time is None:
                 info.last_time = parse_timestamp(rec.get("timestamp"))
             if info.cwd is None and isinstance(rec.get("cwd"), str):

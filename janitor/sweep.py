@@ -243,7 +243,7 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
     roots: dict[str, Root] = {}
     watch = InUseWatch(sorted({d.session.root for d in todo}))
     stopped = False
-    workers = _workers()
+    workers = 1 if dry_run else _workers()  # dry runs only stat: nothing to overlap, threads only cost
     # Deletions run on a few threads, at most 2×workers sessions in flight; outcomes and result records
     # stay in plan order, and each session is still checked, then removed, as a whole.
     inflight: deque[tuple[Decision, Any]] = deque()
