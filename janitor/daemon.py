@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import fcntl
 import inspect
 import json
@@ -35,6 +36,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -286,6 +288,7 @@ class AuditFollower:
         self.path = path
         self.index = index
         self.acts: dict[tuple[str, str], tuple[str, float]] = {}  # (root, sid) -> (state, when read)
+        self.restored: set[tuple[str, str]] = set()  # (root, sid) brought back by `janitor restore`
         self.ino, self.pos = 0, 0
         saved = index.get_meta("audit_pos")
         if saved:
@@ -318,9 +321,14 @@ class AuditFollower:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if not isinstance(rec, dict) or rec.get("action") not in self.ACTIONS:
+            if not isinstance(rec, dict):
                 continue
             key = (str(rec.get("root")), str(rec.get("session_id")))
+            if rec.get("action") == "restore":
+                self.restored.add(key)
+                self.acts.pop(key, None)  # whatever a sweep did to it before is history now
+            if rec.get("action") not in self.ACTIONS:
+                continue
             if rec.get("phase") == "intent":
                 self.acts[key] = ("pending", now)
             elif rec.get("phase") == "result":
@@ -546,8 +554,9 @@ class Daemon:
             rows = (self.index.in_project(ch.root, parts[1]) if len(parts) == 2
                     else [e for e in self.index.all() if e.root == ch.root and e.project])
             gone += [e for e in rows if not (e.rel and os.path.lexists(os.path.join(e.root, e.rel)))]
-            if parts == ["projects"]:
+            if parts == ["projects"]:  # its watch is gone with it: rebuild (and re-watch) from a full scan
                 self.untrusted = f"{ch.root}/projects was removed"
+                self._add_once(self.full_sweep, "full-now", now + 5.0, "full sweep (projects/ removed)")
         if gone:
             self.note_gone(gone, "watch")
         self.reschedule_wake()
@@ -647,6 +656,8 @@ class Daemon:
 
         pol = copy.deepcopy(self.policy)
         was_untrusted = self.untrusted
+        self.follower.poll()
+        self.follower.restored.clear()  # a full sweep treats restored sessions like any other
         before = {e.key: e for e in self.index.all()}
         roots = [validate_root(Path(r)) for r in self.roots]
         if pol.archive_dir:
@@ -681,6 +692,15 @@ class Daemon:
         rows = self.index.due(now + 0.5)
         if not rows:
             return []
+        self.follower.poll()
+        held = [e for e in rows if (e.root, e.session_id) in self.follower.restored]
+        if held:
+            # Restored sessions keep their old times: they are left alone until the next full sweep, as
+            # they would be until the next `janitor sweep` without the daemon (resume or pin them first).
+            self.index.put([dataclasses.replace(e, due=None) for e in held])
+            rows = [e for e in rows if e not in held]
+            if not rows:
+                return []
         pol = copy.deepcopy(self.policy)
         wanted: dict[str, set[tuple[str, str]]] = {}
         for e in rows:
@@ -899,6 +919,8 @@ def setup_logging(verbose: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("watchdog").setLevel(logging.WARNING)
+    # watchdog re-adds a watch when a dir is renamed quickly (e.g. a restore's temp dir); harmless.
+    warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
 
 
 SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}

@@ -23,6 +23,7 @@ from janitor.safefs import SweepLock
 from janitor.sweep import Env
 
 H = 3600.0
+pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
 
 
 @pytest.fixture
@@ -362,3 +363,18 @@ def test_the_guard_judges_a_wake_up_against_every_indexed_session(mkdaemon, root
     time.sleep(max(0.0, d.index.next_due() - time.time()) + 0.05)
     d.wake()  # the 5 due sessions are all of the wake-up's plan, but not all of the cache: not a mass removal
     assert not any(g.paths[0].exists() for g in due) and all(g.paths[0].exists() for g in keep)
+
+
+def test_a_restored_session_waits_for_the_next_full_sweep(mkdaemon, root, jenv):
+    a = make_session(root, "/w/a", time.time() - 2 * H)
+    d = mkdaemon('retention = "1h"\ngrace = "0s"\naction = "archive"\n')
+    d.full_sweep()
+    assert not a.paths[0].exists()
+    p = run_cli(["restore", a.session_id], jenv)
+    assert p.returncode == 0, p.stderr
+    assert a.paths[0].exists()
+    assert wait_for(lambda: indexed(d, a.session_id) is not None)
+    d.wake()  # its old times say it expired, but it was just restored: not archived again at once
+    assert a.paths[0].exists() and indexed(d, a.session_id).due is None
+    d.full_sweep()  # as `janitor sweep` would
+    assert not a.paths[0].exists()
