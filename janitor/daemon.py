@@ -252,16 +252,13 @@ def uses_keep_last(pol: Policy) -> bool:
 
 def plan_for(env: Env, sessions: list[Session], now: float, pol: Policy) -> Plan:
     """Decide a subset of sessions (already read from disk) the way a full sweep decides them."""
-    from . import activity, cache
+    from . import sweep
     from .safefs import validate_root
 
     roots = [validate_root(r) for r in env.roots]
     for r in roots:
-        config.claude_root_window(r)
-    cache.apply_pins(sessions, cache.load_pins(env.dirs.pins_file))
-    activity.mark_in_use(sessions, [str(r) for r in roots])
-    config.resolve_claude_windows(pol, roots, sessions)
-    return policy.decide(sessions, pol, now)
+        config.claude_root_window(r)  # a broken settings file stops the sweep, as in a full one
+    return sweep.plan_for(sessions, pol, now, roots, env.dirs)
 
 
 def default_actors() -> dict[Action, Any]:
@@ -650,26 +647,20 @@ class Daemon:
             raise _Stopping()
 
     def _full(self, now: float) -> list[Outcome]:
-        from . import cache
-        from .safefs import validate_root
-        from .sweep import _check_archive_dir
+        from .sweep import build_plan
 
         pol = copy.deepcopy(self.policy)
         was_untrusted = self.untrusted
         self.follower.poll()
         self.follower.restored.clear()  # a full sweep treats restored sessions like any other
         before = {e.key: e for e in self.index.all()}
-        roots = [validate_root(Path(r)) for r in self.roots]
-        if pol.archive_dir:
-            _check_archive_dir(Path(pol.archive_dir), roots)
-        for r in roots:
-            config.claude_root_window(r)
         if self.watcher.ensure():
             self._add_once(self.rewatch, "rewatch", time.time() + REWATCH, "retry watching")
         self.untrusted = None if self.watcher.healthy else "not all roots are watched"
-        res = cache.scan(roots, progress=self._check_stop)
+        plan, pol, _ = build_plan(self.env, now, progress=self._check_stop, pol=pol)
         self._check_stop()
-        plan = plan_for(self.env, res.sessions, now, pol)
+        for w in plan.warnings:
+            log.warning("%s", w)
         self._maintain_archives(pol, now)
         outcomes = self._act(plan, pol, len(plan.decisions))
         entries = self._entries(plan, outcomes, now)

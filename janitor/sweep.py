@@ -56,9 +56,13 @@ class RunResult:
 ProgressFn = Callable[[int], None]
 
 
-def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None) -> tuple[Plan, Policy, int]:
-    """Read config and settings, scan the cache and decide. Reads only; raises ConfigError on bad input."""
-    pol = config.load_policy(env.config_path, older_than=env.older_than, action=env.action)
+def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None,
+               pol: Policy | None = None) -> tuple[Plan, Policy, int]:
+    """Read config and settings, scan the cache and decide. Reads only; raises ConfigError on bad input.
+
+    ``pol``: an already loaded policy to use instead of reading the config (the daemon's, kept until SIGHUP).
+    """
+    pol = pol or config.load_policy(env.config_path, older_than=env.older_than, action=env.action)
     skipped: list[str] = []
     if env.default_root and not any(os.path.lexists(r) for r in env.roots):
         # Nobody asked for this dir: a machine without Claude Code has nothing to sweep.
@@ -72,13 +76,19 @@ def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None) -> t
     for r in roots:
         config.claude_root_window(r)
     res = cache.scan(roots, progress=progress)
-    cache.apply_pins(res.sessions, cache.load_pins(env.dirs.pins_file))
-    activity.mark_in_use(res.sessions, [str(r) for r in roots])
-    config.resolve_claude_windows(pol, roots, res.sessions)
-    plan = policy.decide(res.sessions, pol, now)
+    plan = plan_for(res.sessions, pol, now, roots, env.dirs)
     plan.unknown = res.unknown
     plan.warnings += skipped + warnings_for(pol, roots)
     return plan, pol, res.files_seen
+
+
+def plan_for(sessions: list[Session], pol: Policy, now: float, roots: list[Path], dirs: JanitorDirs) -> Plan:
+    """Decide sessions already read from disk: every session of a scan, or the few the daemon re-read
+    because they may be due (pins, sessions in use and Claude Code's windows are applied the same way)."""
+    cache.apply_pins(sessions, cache.load_pins(dirs.pins_file))
+    activity.mark_in_use(sessions, [str(r) for r in roots])
+    config.resolve_claude_windows(pol, roots, sessions)
+    return policy.decide(sessions, pol, now)
 
 
 def _check_archive_dir(archive: Path, roots: list[Path]) -> None:

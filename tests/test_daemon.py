@@ -139,7 +139,7 @@ def test_a_one_shot_sweeps_deletions_are_not_external(mkdaemon, root, jenv):
     d.full_sweep()
     assert indexed(d, a.session_id) is not None
     p = run_cli(["sweep", "--claude-dir", str(root), "--older-than", "10m"], jenv)
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
     assert not a.paths[0].exists()
     assert wait_for(lambda: bool(d.gone))
     d.judge_gone()
@@ -174,7 +174,7 @@ def test_keep_last_sessions_are_looked_at_again_when_a_newer_one_appears(mkdaemo
     assert indexed(d, a.session_id).due is None
     b = make_session(root, "/w/a", now, side=False)
     assert wait_for(lambda: indexed(d, b.session_id) is not None)
-    assert indexed(d, a.session_id).due is not None
+    assert wait_for(lambda: indexed(d, a.session_id).due is not None)
     time.sleep(max(0.0, indexed(d, a.session_id).due - time.time()))
     d.wake()
     assert not a.paths[0].exists() and b.paths[0].exists()
