@@ -24,7 +24,7 @@ SYSTEMD_DAEMON = "claude-janitor.service"
 SYSTEMD_SWEEP = ("claude-janitor-sweep.service", "claude-janitor-sweep.timer")
 LAUNCHD_DAEMON = "org.claude-janitor.daemon"
 LAUNCHD_SWEEP = "org.claude-janitor.sweep"
-PASS_ENV = ("CLAUDE_JANITOR_MANAGED_DIR",)
+PASS_ENV = ("CLAUDE_JANITOR_MANAGED_DIR", "CLAUDE_JANITOR_POLICY")  # passed on to the service when set
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 
