@@ -70,7 +70,6 @@ class Daemon:
         finally:
             if self.sock:
                 self.sock.close()
-            self.log.close()
 
 
 @pytest.fixture
@@ -89,6 +88,7 @@ def start(root, jenv, tmp_path):
         if d.proc.poll() is None:
             d.proc.kill()
             d.proc.wait()
+        d.log.close()
 
 
 def records(kind: str) -> list[dict]:
@@ -151,7 +151,8 @@ def test_sighup_reloads_the_config(start, root, jenv):
     d.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "config not reloaded" in d.output(), timeout=10)
     assert d.proc.poll() is None
-    assert d.stop() == 0
+    assert d.stop(signal.SIGINT) == 0  # Ctrl-C in a terminal stops it as cleanly as SIGTERM
+    assert "SIGINT: stopping" in d.output() and "Traceback" not in d.output()
 
 
 def test_the_daemon_waits_politely_for_a_one_shot_sweep(start, root, jenv):
@@ -183,6 +184,7 @@ def test_sigterm_mid_sweep_leaves_no_session_half_done(start, root, jenv, tmp_pa
     finally:
         if d.proc.poll() is None:
             d.proc.kill()
+        d.log.close()
     recs = records("delete")
     intents = {r["session_id"] for r in recs if r["phase"] == "intent"}
     results = {r["session_id"]: r["result"] for r in recs if r["phase"] == "result"}
