@@ -95,13 +95,47 @@ def _nonneg_int(value: object, where: str, errors: list[str]) -> int | None:
     return value
 
 
-def build_policy(raw: RawConfig, *, older_than: str | None = None, action: str | None = None) -> Policy:
-    """Validate the janitor config (plus one-run overrides) into a Policy. Claude windows come later."""
+def build_policy(raw: RawConfig, *, older_than: str | None = None, action: str | None = None,
+                 managed: RawConfig | None = None) -> Policy:
+    """Validate the janitor config (plus one-run overrides) into a Policy. Claude windows come later.
+
+    ``managed`` is the system-wide policy file (config management / MDM): every key it sets wins over
+    the user's, key by key, like Claude Code's managed settings (``rule`` is one key: a managed rule list
+    replaces the user's). Each file is validated on its own, and all problems are reported together."""
+    if managed is not None and managed.path is not None:
+        problems = []
+        for layer in (managed, raw):
+            try:
+                build_policy(layer)
+            except ConfigError as e:
+                problems.append(str(e))
+        locked = [f"{flag}: {key} is set by the managed policy {managed.path} and cannot be overridden"
+                  for flag, key, given in (("--older-than", "retention", older_than),
+                                           ("--action", "action", action)) if given and key in managed.data]
+        if problems or locked:
+            raise ConfigError("\n".join(problems + locked))
+        msrc = f"managed policy {managed.path}"
+        merged = RawConfig(raw.path, {**raw.data, **managed.data})
+        return build_policy_layer(merged, older_than=older_than, action=action,
+                                  _key_sources=dict.fromkeys(managed.data, msrc))
+    return build_policy_layer(raw, older_than=older_than, action=action)
+
+
+def build_policy_layer(raw: RawConfig, *, older_than: str | None = None, action: str | None = None,
+                       _key_sources: dict[str, str] | None = None) -> Policy:
     errors: list[str] = []
     where_file = str(raw.path) if raw.path else "config"
     data = raw.data
     policy = Policy()
-    src = f"janitor config {raw.path}" if raw.path else "janitor config"
+    file_src = f"janitor config {raw.path}" if raw.path else "janitor config"
+    key_sources = _key_sources or {}
+
+    def src_of(key: str) -> str:
+        return key_sources.get(key, file_src)
+
+    for key in data:
+        if key in TOP_KEYS:
+            policy.sources[key] = src_of(key)
     for key in data:
         if key not in TOP_KEYS:
             errors.append(f"{where_file}: unknown key {key!r}{_suggest(key, TOP_KEYS)}")
@@ -109,32 +143,32 @@ def build_policy(raw: RawConfig, *, older_than: str | None = None, action: str |
     if "retention" in data:
         secs = _duration(data["retention"], f"{where_file}: retention", errors)
         if not any(e.startswith(f"{where_file}: retention") for e in errors):
-            policy.retention = Window(secs, src)
-            policy.sources["retention"] = src
+            policy.retention = Window(secs, src_of("retention"))
+            policy.sources["retention"] = src_of("retention")
     if "grace" in data:
         g = _duration(data["grace"], f"{where_file}: grace", errors, allow_forever=False, allow_zero=True)
         if g is not None:
             policy.grace = g
-            policy.sources["grace"] = src
+            policy.sources["grace"] = src_of("grace")
     if "action" in data:
         a = _action(data["action"], f"{where_file}: action", errors)
         if a is not None:
             policy.action = a
-            policy.sources["action"] = src
+            policy.sources["action"] = src_of("action")
     if "keep_last" in data:
         k = _nonneg_int(data["keep_last"], f"{where_file}: keep_last", errors)
         if k is not None:
             policy.keep_last = k
-            policy.sources["keep_last"] = src
+            policy.sources["keep_last"] = src_of("keep_last")
     if "archive_dir" in data:
         if not isinstance(data["archive_dir"], str) or not data["archive_dir"].strip():
             errors.append(f"{where_file}: archive_dir: must be a path string")
         else:
             policy.archive_dir = os.path.abspath(os.path.expanduser(data["archive_dir"]))
-            policy.sources["archive_dir"] = src
+            policy.sources["archive_dir"] = src_of("archive_dir")
     if "archive_retention" in data:
         secs = _duration(data["archive_retention"], f"{where_file}: archive_retention", errors)
-        policy.archive_retention = Window(secs, src)
+        policy.archive_retention = Window(secs, src_of("archive_retention"))
     if "max_delete_count" in data:
         policy.max_delete_count = _nonneg_int(data["max_delete_count"], f"{where_file}: max_delete_count",
                                               errors)
@@ -304,7 +338,25 @@ def default_config_path() -> Path:
     return janitor_dirs().config_file
 
 
-def load_policy(config: str | None, *, older_than: str | None = None, action: str | None = None) -> Policy:
+def read_managed_policy() -> RawConfig:
+    """The system-wide janitor policy (RawConfig(None, {}) when there is none)."""
+    from .paths import managed_policy_path
+
+    return read_toml(managed_policy_path(), required=False)
+
+
+def load_raw(config: str | None) -> tuple[RawConfig, RawConfig]:
+    """(the user's config, the managed policy) as read from disk; ConfigError if either is broken."""
     path = Path(config) if config else default_config_path()
-    raw = read_toml(path, required=config is not None)
-    return build_policy(raw, older_than=older_than, action=action)
+    return read_toml(path, required=config is not None), read_managed_policy()
+
+
+def effective_raw(config: str | None) -> dict[str, Any]:
+    """The config keys in force: the user's, with every key the managed policy sets replaced by its value."""
+    user, managed = load_raw(config)
+    return {**user.data, **managed.data}
+
+
+def load_policy(config: str | None, *, older_than: str | None = None, action: str | None = None) -> Policy:
+    raw, managed = load_raw(config)
+    return build_policy(raw, older_than=older_than, action=action, managed=managed)

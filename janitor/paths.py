@@ -38,6 +38,18 @@ def managed_settings_dir() -> Path:
     return Path("/etc/claude-code")
 
 
+POLICY_ENV = "CLAUDE_JANITOR_POLICY"
+
+
+def managed_policy_path() -> Path:
+    """The janitor's own system-wide policy file (rolled out by config management / MDM)."""
+    if os.environ.get(POLICY_ENV):
+        return Path(os.environ[POLICY_ENV])
+    if sys.platform == "darwin":
+        return Path("/Library/Application Support/claude-janitor/policy.toml")
+    return Path("/etc/claude-janitor/policy.toml")
+
+
 def managed_settings_files() -> list[Path]:
     """managed-settings.json then managed-settings.d/*.json in name order (later wins)."""
     base = managed_settings_dir()

@@ -343,8 +343,7 @@ def _act_one(d: Decision, roots: dict[str, Root], dry_run: bool, actors: dict[Ac
 
 def _sinks(env: Env) -> tuple[str, ...]:
     try:
-        raw = config.read_toml(Path(env.config_path) if env.config_path else config.default_config_path(),
-                               required=False).data
+        raw = config.effective_raw(env.config_path)  # the managed policy's audit_sink wins
     except ConfigError:
         return ()
     sink = raw.get("audit_sink")
@@ -366,9 +365,13 @@ def _with_archive(actors: dict[Action, Actor], pol: Policy, env: Env, now: float
 
 
 def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = None,
-        actors: dict[Action, Actor] | None = None, should_stop: Callable[[], bool] | None = None) -> RunResult:
-    """The whole sweep: plan, guard, execute."""
-    plan, pol, seen = build_plan(env, now, progress=progress)
+        actors: dict[Action, Actor] | None = None, should_stop: Callable[[], bool] | None = None,
+        phase: Callable[[str, int | None, str], ProgressFn] | None = None) -> RunResult:
+    """The whole sweep: plan, guard, execute.
+
+    ``phase(label, total, unit)``, if given, is told when scanning and acting start and returns the
+    counter for that phase (the CLI's progress line)."""
+    plan, pol, seen = build_plan(env, now, progress=phase("scanning", None, "entries") if phase else progress)
     testhooks.point("after-plan")
     result = RunResult(plan=plan, policy=pol, dry_run=dry_run, files_seen=seen)
     msg = policy.guard(plan, pol, len(plan.decisions))
@@ -382,6 +385,7 @@ def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = No
         result.archives = archive.maintain(pol, env.dirs, now, dry_run=dry_run,
                                            audit=None if dry_run else AuditLog(env.dirs.audit_log,
                                                                                sinks=_sinks(env)))
-    result.outcomes = execute(plan, pol, env, dry_run=dry_run, progress=None, actors=actors,
+    act_progress = phase("checking" if dry_run else "sweeping", len(plan.to_act), "sessions") if phase else None
+    result.outcomes = execute(plan, pol, env, dry_run=dry_run, progress=act_progress, actors=actors,
                               should_stop=should_stop)
     return result
