@@ -112,11 +112,13 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
 
     env = make_env(claude_dirs, config_path, older_than=older_than, action=action, force=force)
     stop = _stop_on_signals()
-    if dry_run:
-        res = run(env, _now(now), dry_run=True, actors=_actors(), should_stop=stop.is_set)
-    else:
-        with SweepLock(env.dirs.lock_file, wait=wait):
-            res = run(env, _now(now), dry_run=False, actors=_actors(), should_stop=stop.is_set)
+    with _progress(not as_json) as phase:
+        if dry_run:
+            res = run(env, _now(now), dry_run=True, actors=_actors(), should_stop=stop.is_set, phase=phase)
+        else:
+            with SweepLock(env.dirs.lock_file, wait=wait):
+                res = run(env, _now(now), dry_run=False, actors=_actors(), should_stop=stop.is_set,
+                          phase=phase)
     if as_json:
         click.echo(report.to_json(res, all_sessions=False))
     else:
@@ -167,25 +169,160 @@ def _actors() -> Any:
 @cli.command()
 @cache_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
-              show_default=True, help="Output format.")
+              show_default=True, help="Output format (markdown: for pasting into an issue or chat).")
 @click.option("--older-than", metavar="DURATION", help="Report as if the default window were this.")
 @click.option("--action", type=click.Choice(["delete", "archive"]), help="Report as if this were the action.")
+@click.option("--summary", is_flag=True, help="Only the per-project overview, not every session.")
+@click.option("--stores", is_flag=True, help="Disk usage per store instead (same as `janitor du`).")
 @now_option
 @handle_errors
 def report(claude_dirs: tuple[str, ...], config_path: str | None, fmt: str, older_than: str | None,
-           action: str | None, now: float | None) -> None:
+           action: str | None, summary: bool, stores: bool, now: float | None) -> None:
     """Show what a sweep would do, session by session, changing nothing.
 
-    Every session is listed with its decision, the reason or rule behind it, last activity, age,
-    size and paths, grouped by project with the bytes a sweep would reclaim.
+    Projects come first with their sessions, size and the bytes a sweep would reclaim; then every
+    session with its decision, the reason or rule behind it, last activity, age and size.
     """
     from . import report as rep
     from .sweep import run
 
     env = make_env(claude_dirs, config_path, older_than=older_than, action=action)
-    res = run(env, _now(now), dry_run=True, actors=_actors())
-    render = {"table": rep.to_table, "json": rep.to_json, "markdown": rep.to_markdown}[fmt]
-    click.echo(render(res))
+    with _progress(fmt != "json") as phase:
+        res = run(env, _now(now), dry_run=True, actors=_actors(), phase=phase)
+        usage = _store_usage(env, res, phase) if stores else None
+    if usage is not None:
+        click.echo(rep.stores_render(usage, res, fmt))
+        return
+    if fmt == "json":
+        click.echo(rep.to_json(res))
+    else:
+        click.echo(rep.to_markdown(res, sessions=not summary) if fmt == "markdown" else
+                   rep.to_table(res, sessions=not summary, color=_color()))
+
+
+def _color() -> bool:
+    import os
+
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _store_usage(env: Any, res: Any, phase: Any) -> list[tuple[str, list[Any]]]:
+    """(root, usage per store) for every Claude dir of the run, with the plan's reclaimable bytes."""
+    import os
+
+    from .usage import usage
+
+    count = phase("measuring", None, "entries") if phase else None
+    return [(str(r), usage(str(r), res.plan, count)) for r in env.roots if os.path.isdir(r)]
+
+
+@cli.command()
+@cache_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--older-than", metavar="DURATION", help="Count as reclaimable what this window would expire.")
+@now_option
+@handle_errors
+def du(claude_dirs: tuple[str, ...], config_path: str | None, fmt: str, older_than: str | None,
+       now: float | None) -> None:
+    """Disk usage per store (projects/, debug/, file-history/, shell-snapshots/ …), biggest first.
+
+    For each store: files, size, space on disk, oldest and newest file, and how much a sweep with
+    the current policy would reclaim from it. Changes nothing.
+    """
+    from . import report as rep
+    from .sweep import run
+
+    env = make_env(claude_dirs, config_path, older_than=older_than)
+    with _progress(fmt != "json") as phase:
+        res = run(env, _now(now), dry_run=True, actors=_actors(), phase=phase)
+        usage = _store_usage(env, res, phase)
+    click.echo(rep.stores_render(usage, res, fmt))
+
+
+@cli.command()
+@cache_options
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@now_option
+@handle_errors
+def doctor(claude_dirs: tuple[str, ...], config_path: str | None, as_json: bool, now: float | None) -> None:
+    """Where every setting comes from, and whether Claude Code is cleaning up on its own.
+
+    Shows the effective policy with the file each value came from (user config or the managed policy),
+    Claude Code's cleanupPeriodDays and its source (user or managed settings, projects that set their
+    own), when Claude Code's own sweep last ran (.last-cleanup), and the privacy settings Claude Code
+    honours (DISABLE_TELEMETRY …, from the environment or settings.json `env`). Exit 2 if any config or
+    settings file is broken.
+    """
+    import json
+
+    from .doctor import collect, render
+    from .paths import claude_dirs as find_dirs
+    from .paths import janitor_dirs
+
+    rep = collect(find_dirs(claude_dirs), config_path, janitor_dirs(), _now(now))
+    click.echo(json.dumps(rep, indent=2, ensure_ascii=True) if as_json else render(rep))
+    sys.exit(EXIT_USAGE if rep["problems"] else EXIT_OK)
+
+
+@cli.command()
+@click.argument("session_ids", nargs=-1, metavar="[SESSION_ID]...")
+@click.option("--claude-dir", "claude_dirs", multiple=True, metavar="DIR",
+              help="Claude Code config dir to look the session up in (repeatable).")
+@handle_errors
+def pin(session_ids: tuple[str, ...], claude_dirs: tuple[str, ...]) -> None:
+    """Protect sessions from every sweep (daemon included) until unpinned. No ids: list the pins."""
+    from . import pins
+    from .paths import claude_dirs as find_dirs
+    from .paths import janitor_dirs
+
+    path = janitor_dirs().pins_file
+    if not session_ids:
+        from .cache import load_pins
+
+        for sid in sorted(load_pins(path)):
+            click.echo(sid)
+        return
+    ids = [pins.check_id(s) for s in session_ids]
+    _, changed = pins.update(path, add=ids)
+    roots = find_dirs(claude_dirs)
+    for sid in ids:
+        where = pins.find_session(roots, sid)
+        state = "pinned" if sid in changed else "already pinned"
+        note = "" if where else f" (no transcript found under {', '.join(map(str, roots))}; pinned anyway)"
+        click.echo(f"{state}: {sid}{note}")
+
+
+@cli.command()
+@click.argument("session_ids", nargs=-1, required=True, metavar="SESSION_ID...")
+@handle_errors
+def unpin(session_ids: tuple[str, ...]) -> None:
+    """Let sweeps treat these sessions by the policy again."""
+    from . import pins
+    from .paths import janitor_dirs
+
+    ids = [pins.check_id(s) for s in session_ids]
+    _, changed = pins.update(janitor_dirs().pins_file, remove=ids)
+    for sid in ids:
+        click.echo(f"{'unpinned' if sid in changed else 'was not pinned'}: {sid}")
+
+
+class _progress:  # noqa: N801 - used as a context manager: `with _progress(enabled) as phase`
+    """The progress line for long runs (stderr, TTY only, never with JSON). Yields the run's phase hook."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar: Any = None
+        if enabled and sys.stderr.isatty():
+            from .progress import Progress
+
+            self.bar = Progress()
+
+    def __enter__(self) -> Any:
+        return self.bar.phase if self.bar else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar:
+            self.bar.close()
 
 
 @cli.group()

@@ -130,51 +130,189 @@ def _cells(d: Decision, now: float, outcome: Outcome | None) -> list[str]:
 
 
 HEAD = ["SESSION", "DECISION", "LAST ACTIVITY", "AGE", "SIZE", "REASON"]
+PROJECT_HEAD = ["PROJECT", "SESSIONS", "SIZE", "RECLAIMABLE", "OLDEST", "NEWEST"]
+_ANSI = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
 
 
-def to_table(res: RunResult) -> str:
+def _paint(text: str, style: str, color: bool) -> str:
+    return f"\x1b[{_ANSI[style]}m{text}\x1b[0m" if color and text else text
+
+
+def _row(cells: list[str], widths: list[int], right: set[int] = frozenset()) -> str:  # type: ignore[assignment]
+    out = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=False))]
+    return "  ".join(out).rstrip()
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
+
+
+def _age(now: float, t: float | None) -> str:
+    return "-" if t is None else human_duration(now - t)
+
+
+def project_rows(res: RunResult) -> list[dict[str, Any]]:
+    """One summary per project, the most reclaimable first."""
+    now = res.plan.now
+    rows = []
+    for name, ds in _grouped(res):
+        acts = [d.session.last_activity for d in ds if d.session.last_activity is not None]
+        gone = [d for d in ds if d.action is not Action.KEEP]
+        rows.append({"project": name, "sessions": len(ds), "bytes": sum(d.session.bytes for d in ds),
+                     "to_act": len(gone), "bytes_reclaimable": sum(d.session.bytes for d in gone),
+                     "oldest_age": None if not acts else now - min(acts),
+                     "newest_age": None if not acts else now - max(acts)})
+    rows.sort(key=lambda r: (-r["bytes_reclaimable"], -r["bytes"], r["project"]))
+    return rows
+
+
+def _project_cells(r: dict[str, Any]) -> list[str]:
+    rec = human_bytes(r["bytes_reclaimable"]) + (f" ({r['to_act']})" if r["to_act"] else "")
+    return [r["project"], str(r["sessions"]), human_bytes(r["bytes"]), rec if r["to_act"] else "-",
+            human_duration(r["oldest_age"]) if r["oldest_age"] is not None else "-",
+            human_duration(r["newest_age"]) if r["newest_age"] is not None else "-"]
+
+
+def _headline(res: RunResult) -> str:
+    t = totals(res)
+    n_proj = len({d.session.display_project for d in res.plan.decisions})
+    acting = t["delete"] + t["archive"]
+    verbs = " and ".join(f"{v} {t[k]}" for k, v in (("delete", "delete"), ("archive", "archive")) if t[k])
+    if res.dry_run:
+        what = (f"a sweep would {verbs} sessions, reclaiming {human_bytes(t['bytes_reclaimable'])}"
+                if acting else "a sweep would change nothing")
+    else:
+        what = (f"this sweep acted on {acting} sessions ({human_bytes(t['bytes_reclaimable'])})" if acting
+                else "nothing was due")
+    return (f"{t['sessions']} sessions in {n_proj} project{'s' if n_proj != 1 else ''}, "
+            f"{human_bytes(t['bytes'])}: {what}.")
+
+
+def to_table(res: RunResult, *, sessions: bool = True, color: bool = False) -> str:
     now = res.plan.now
     om = _outcome_map(res)
-    lines: list[str] = []
     title = "DRY RUN: nothing was changed" if res.dry_run else "SWEEP"
-    lines.append(title)
-    for name, ds in _grouped(res):
-        size = sum(d.session.bytes for d in ds)
-        reclaim = sum(d.session.bytes for d in ds if d.action is not Action.KEEP)
-        lines.append("")
-        lines.append(f"{name}  ({len(ds)} sessions, {human_bytes(size)}, "
-                     f"{human_bytes(reclaim)} reclaimable)")
-        rows = [HEAD] + [_cells(d, now, om.get(d.session.key)) for d in ds]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD) - 1)]
-        for r in rows:
-            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1])
+    lines = [_paint(f"{title} — {_when(now)} UTC", "bold", color), _headline(res), ""]
+    prows = project_rows(res)
+    cells = [PROJECT_HEAD] + [_project_cells(r) for r in prows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(PROJECT_HEAD))]
+    for i, c in enumerate(cells):
+        line = _row(c, widths, right={1, 2, 3, 4, 5})
+        lines.append(_paint(line, "bold", color) if i == 0 else line)
+    if sessions:
+        order = {r["project"]: i for i, r in enumerate(prows)}
+        for name, ds in sorted(_grouped(res), key=lambda g: order[g[0]]):
+            r = prows[order[name]]
+            lines.append("")
+            lines.append(_paint(name, "cyan", color) + f"  {len(ds)} sessions, {human_bytes(r['bytes'])}, "
+                         f"{human_bytes(r['bytes_reclaimable'])} reclaimable")
+            rows = [HEAD] + [_cells(d, now, om.get(d.session.key)) for d in ds]
+            for row, d in zip(rows[1:], ds, strict=True):
+                row[2] = _when(d.session.last_activity)
+            w = [max(len(row[i]) for row in rows) for i in range(len(HEAD) - 1)]
+            for j, row in enumerate(rows):
+                text = "  " + "  ".join(
+                    (c.rjust(wd) if k in (3, 4) else c.ljust(wd)) for k, (c, wd) in enumerate(zip(row[:-1], w,
+                                                                                                  strict=False)))
+                text += "  " + row[-1]
+                if j == 0:
+                    text = _paint(text, "bold", color)
+                elif color:
+                    dec = row[1]
+                    style = "red" if dec.startswith("delete") else "yellow" if dec.startswith("archive") else None
+                    if style:
+                        text = text.replace(dec.ljust(w[1]), _paint(dec, style, True) + " " * (w[1] - len(dec)), 1)
+                lines.append(text)
     lines.append("")
     lines += summary_lines(res)
+    if not sessions:
+        lines.append("(per-session detail: janitor report without --summary, or --format json)")
     return "\n".join(lines)
 
 
-def to_markdown(res: RunResult) -> str:
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(res: RunResult, *, sessions: bool = True) -> str:
     now = res.plan.now
     om = _outcome_map(res)
-    out = [f"# claude-janitor {'report (dry run)' if res.dry_run else 'sweep'} — {iso(now)}", ""]
-    for name, ds in _grouped(res):
-        reclaim = sum(d.session.bytes for d in ds if d.action is not Action.KEEP)
-        out.append(f"## `{name}`")
-        out.append("")
-        out.append(f"{len(ds)} sessions, {human_bytes(sum(d.session.bytes for d in ds))}, "
-                   f"{human_bytes(reclaim)} reclaimable")
-        out.append("")
-        out.append("| " + " | ".join(h.title() for h in HEAD) + " |")
-        out.append("|" + "---|" * len(HEAD))
-        for d in ds:
-            cells = [c.replace("|", "\\|") for c in _cells(d, now, om.get(d.session.key))]
-            cells[0] = f"`{cells[0]}`"
-            out.append("| " + " | ".join(cells) + " |")
-        out.append("")
+    out = [f"# claude-janitor {'report (dry run)' if res.dry_run else 'sweep'} — {_when(now)} UTC", "",
+           _headline(res), ""]
+    prows = project_rows(res)
+    out.append("| " + " | ".join(h.title() for h in PROJECT_HEAD) + " |")
+    out.append("|---|" + "---:|" * (len(PROJECT_HEAD) - 1))
+    for r in prows:
+        c = [_md(x) for x in _project_cells(r)]
+        c[0] = f"`{c[0]}`"
+        out.append("| " + " | ".join(c) + " |")
+    out.append("")
+    if sessions:
+        order = {r["project"]: i for i, r in enumerate(prows)}
+        for name, ds in sorted(_grouped(res), key=lambda g: order[g[0]]):
+            r = prows[order[name]]
+            out.append(f"## `{name}`")
+            out.append("")
+            out.append(f"<details><summary>{len(ds)} sessions, {human_bytes(r['bytes'])}, "
+                       f"{human_bytes(r['bytes_reclaimable'])} reclaimable</summary>")
+            out.append("")
+            out.append("| " + " | ".join(h.title() for h in HEAD) + " |")
+            out.append("|---|---|---|---:|---:|---|")
+            for d in ds:
+                cells = [_md(c) for c in _cells(d, now, om.get(d.session.key))]
+                cells[0] = f"`{cells[0]}`"
+                cells[2] = _when(d.session.last_activity)
+                if d.action is not Action.KEEP:
+                    cells[1] = f"**{cells[1]}**"
+                out.append("| " + " | ".join(cells) + " |")
+            out.append("")
+            out.append("</details>")
+            out.append("")
     out.append("## Totals")
     out.append("")
-    out += [f"- {line}" for line in summary_lines(res)]
+    out += [f"- {_md(line.strip())}" for line in summary_lines(res)]
     return "\n".join(out) + "\n"
+
+
+STORE_HEAD = ["STORE", "FILES", "SIZE", "ON DISK", "OLDEST", "NEWEST", "RECLAIMABLE", "WHAT"]
+
+
+def _store_cells(u: Any, now: float) -> list[str]:
+    name = u.store + ("/" if u.is_dir else "")
+    return [name, f"{u.files:,}", human_bytes(u.bytes), human_bytes(u.disk_bytes), _age(now, u.oldest),
+            _age(now, u.newest), human_bytes(u.reclaimable) if u.reclaimable else "-",
+            u.note + (" [per session]" if u.per_session else "")]
+
+
+def stores_render(usage: list[tuple[str, list[Any]]], res: RunResult, fmt: str) -> str:
+    """`janitor du`: per-store usage of each Claude dir (table, markdown or JSON)."""
+    now = res.plan.now
+    if fmt == "json":
+        doc = {"now": iso(now), "roots": [
+            {"root": root, "stores": [u.to_dict() for u in stores],
+             "total_bytes": sum(u.bytes for u in stores), "total_disk_bytes": sum(u.disk_bytes for u in stores),
+             "reclaimable_bytes": sum(u.reclaimable for u in stores)} for root, stores in usage]}
+        return json.dumps(doc, indent=2, ensure_ascii=True)
+    out: list[str] = []
+    for root, stores in usage:
+        disk = sum(u.disk_bytes for u in stores)
+        rec = sum(u.reclaimable for u in stores)
+        head = (f"{shown(root)}: {human_bytes(disk)} on disk in {sum(u.files for u in stores):,} files; "
+                f"a sweep would reclaim {human_bytes(rec)}")
+        rows = [_store_cells(u, now) for u in stores]
+        if fmt == "markdown":
+            out += [f"### Disk usage of `{shown(root)}`", "", head, "",
+                    "| " + " | ".join(h.title() for h in STORE_HEAD) + " |",
+                    "|---|" + "---:|" * 6 + "---|"]
+            out += ["| " + " | ".join([f"`{_md(shown(r[0]))}`"] + [_md(c) for c in r[1:]]) + " |" for r in rows]
+            out.append("")
+        else:
+            cells = [STORE_HEAD] + [[shown(r[0])] + r[1:] for r in rows]
+            widths = [max(len(c[i]) for c in cells) for i in range(len(STORE_HEAD))]
+            out += [head, ""] + [_row(c, widths, right={1, 2, 3, 4, 5, 6}) for c in cells] + [""]
+    if not usage:
+        out.append("no Claude config dir found")
+    return "\n".join(out).rstrip() + "\n"
 
 
 def summary_lines(res: RunResult) -> list[str]:

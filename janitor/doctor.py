@@ -1,0 +1,282 @@
+"""`janitor doctor`: the effective retention and where each value came from, Claude Code's own sweep
+status, and the privacy settings Claude Code honours. Read-only; reports broken config instead of stopping.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__, config
+from .durations import human_duration
+from .model import ConfigError, Policy
+from .paths import JanitorDirs, managed_policy_path, managed_settings_dir, managed_settings_files
+
+PRIVACY_VARS: dict[str, str] = {
+    "DISABLE_TELEMETRY": "no usage telemetry (Statsig)",
+    "DISABLE_ERROR_REPORTING": "no error reports (Sentry)",
+    "DISABLE_BUG_COMMAND": "no /bug command (which uploads the session transcript)",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "all of the above, and no auto-updater",
+}
+IMPLIES = "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"
+CLEANUP_EVERY = 24 * 3600.0  # Claude Code skips its sweep when .last-cleanup is younger than this
+
+
+def _truthy(v: str) -> str:
+    low = v.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return "on"
+    if low in ("", "0", "false", "no", "off"):
+        return "off"
+    return "set"
+
+
+def privacy(root: Path, environ: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Each privacy variable: its effective value and where it came from.
+
+    Claude Code applies settings.json's ``env`` object over its process environment, and managed settings
+    over the user's: process env < ~/.claude/settings.json env < managed settings env."""
+    environ = dict(os.environ) if environ is None else environ
+    layers: list[tuple[str, dict[str, Any]]] = [("environment", environ)]
+    for f in [root / "settings.json", *managed_settings_files()]:
+        try:
+            data = config.read_settings(f)
+        except ConfigError:
+            continue
+        env = data.get("env") if data else None
+        if isinstance(env, dict):
+            label = f"env in {f}" + (" (managed)" if f != root / "settings.json" else "")
+            layers.append((label, {k: str(v) for k, v in env.items()}))
+    out = []
+    for var, what in PRIVACY_VARS.items():
+        value = source = None
+        for label, env in layers:
+            if var in env:
+                value, source = env[var], label
+        out.append({"name": var, "effect": what, "value": value, "source": source,
+                    "state": "not set" if value is None else _truthy(value)})
+    umbrella = out[-1]
+    if umbrella["state"] == "on":
+        for item in out[:-1]:
+            if item["state"] != "on":
+                item["state"] = "on"
+                item["implied_by"] = IMPLIES
+    return out
+
+
+def last_cleanup(root: Path, now: float) -> dict[str, Any]:
+    """Claude Code's own sweep: when it last ran (the mtime of .last-cleanup) and when it may run again."""
+    f = root / ".last-cleanup"
+    try:
+        st = os.stat(f, follow_symlinks=False)
+    except FileNotFoundError:
+        return {"file": str(f), "last_run": None,
+                "status": "no record of a cleanup: it runs at the next Claude Code start"}
+    except OSError as e:
+        return {"file": str(f), "last_run": None, "status": f"unreadable: {e.strerror}"}
+    age = now - st.st_mtime
+    nxt = st.st_mtime + CLEANUP_EVERY
+    if age < 0:
+        status = "last run is in the future (clock skew?)"
+    elif age < CLEANUP_EVERY:
+        status = f"ran {human_duration(age)} ago; skipped by Claude Code for another {human_duration(nxt - now)}"
+    else:
+        status = f"ran {human_duration(age)} ago; due at the next Claude Code start"
+    return {"file": str(f), "last_run": st.st_mtime, "age_seconds": age, "next_allowed": nxt, "status": status}
+
+
+def _settings_layers(root: Path) -> list[dict[str, Any]]:
+    out = []
+    for f, managed in [(root / "settings.json", False), *((m, True) for m in managed_settings_files())]:
+        item: dict[str, Any] = {"file": str(f), "managed": managed, "exists": f.exists()}
+        try:
+            item["cleanupPeriodDays"] = config.cleanup_days(config.read_settings(f), f)
+        except ConfigError as e:
+            item["error"] = str(e)
+        out.append(item)
+    return out
+
+
+def _project_overrides(root: Path) -> list[dict[str, Any]]:
+    """Projects whose own .claude/settings*.json set cleanupPeriodDays (one transcript tail read per project).
+
+    Claude Code's sweep is machine-wide but uses the settings of the project it was started in: a short
+    window in one project deletes every project's sessions."""
+    from .cache import read_tail
+
+    out = []
+    try:
+        projects = sorted(os.scandir(root / "projects"), key=lambda e: e.name)
+    except OSError:
+        return out
+    for pe in projects:
+        if not pe.is_dir(follow_symlinks=False):
+            continue
+        try:
+            newest = max((e for e in os.scandir(pe.path) if e.name.endswith(".jsonl")
+                          and e.is_file(follow_symlinks=False)), key=lambda e: e.stat().st_mtime, default=None)
+        except OSError:
+            continue
+        if newest is None:
+            continue
+        try:
+            fd = os.open(newest.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            cwd = read_tail(fd, os.fstat(fd).st_size).cwd
+        except OSError:
+            cwd = None
+        finally:
+            os.close(fd)
+        if not cwd:
+            continue
+        for name in ("settings.json", "settings.local.json"):
+            f = Path(cwd) / ".claude" / name
+            try:
+                days = config.cleanup_days(config.read_settings(f), f)
+            except ConfigError as e:
+                out.append({"project": cwd, "file": str(f), "error": str(e)})
+                continue
+            if days is not None:
+                out.append({"project": cwd, "file": str(f), "cleanupPeriodDays": days})
+    return out
+
+
+def _fmt_window(seconds: float | None) -> str:
+    return "forever" if seconds is None else human_duration(seconds)
+
+
+def _policy_rows(pol: Policy, raw: dict[str, Any], dirs: JanitorDirs) -> list[dict[str, Any]]:
+    src = pol.sources
+    d = "default"
+    rows = [
+        ("retention", _fmt_window(pol.retention.seconds) if pol.retention else
+         "Claude Code's cleanupPeriodDays (per config dir / project, below)", src.get("retention", d)),
+        ("action", pol.action.value, src.get("action", d)),
+        ("grace", human_duration(pol.grace), src.get("grace", d)),
+        ("keep_last", str(pol.keep_last), src.get("keep_last", d)),
+        ("archive_dir", pol.archive_dir or str(dirs.archive_dir), src.get("archive_dir", d)),
+        ("archive_retention", _fmt_window(pol.archive_retention.seconds) if pol.archive_retention
+         else "forever", src.get("archive_retention", d)),
+        ("max_delete_count", "none" if pol.max_delete_count is None else str(pol.max_delete_count),
+         src.get("max_delete_count", d)),
+        ("max_delete_percent", "none" if pol.max_delete_percent is None else f"{pol.max_delete_percent:g}%",
+         src.get("max_delete_percent", d)),
+        ("sweep_interval", str(raw.get("sweep_interval", "1d")), src.get("sweep_interval", d)),
+        ("sweep_cron", str(raw.get("sweep_cron", "-")), src.get("sweep_cron", d)),
+        ("audit_sink", str(raw.get("audit_sink", "none")), src.get("audit_sink", d)),
+    ]
+    return [{"key": k, "value": v, "source": s} for k, v, s in rows]
+
+
+def collect(roots: list[Path], config_path: str | None, dirs: JanitorDirs, now: float) -> dict[str, Any]:
+    report: dict[str, Any] = {"version": __version__, "problems": []}
+    user_cfg = Path(config_path) if config_path else config.default_config_path()
+    mpath = managed_policy_path()
+    report["janitor"] = {
+        "config_file": str(user_cfg), "config_exists": user_cfg.exists(),
+        "managed_policy": str(mpath), "managed_policy_exists": mpath.exists(),
+        "claude_managed_settings_dir": str(managed_settings_dir()),
+        "state_dir": str(dirs.state), "audit_log": str(dirs.audit_log), "pins_file": str(dirs.pins_file),
+    }
+    try:
+        from .cache import load_pins
+
+        report["janitor"]["pinned_sessions"] = sorted(load_pins(dirs.pins_file))
+    except ConfigError as e:
+        report["problems"].append(str(e))
+    try:
+        pol = config.load_policy(config_path)
+        raw = config.effective_raw(config_path)
+    except ConfigError as e:
+        report["problems"].append(str(e))
+        pol = None
+    if pol is not None:
+        report["policy"] = _policy_rows(pol, raw, dirs)
+        report["rules"] = [{"project": r.pattern, "retention": _fmt_window(r.retention) if r.retention_set
+                            else "(default)", "action": r.action.value if r.action else "(default)",
+                            "keep_last": r.keep_last, "source": pol.sources.get("rule", "janitor config")}
+                           for r in pol.rules]
+    report["claude"] = []
+    for root in roots:
+        item: dict[str, Any] = {"dir": str(root), "exists": root.is_dir()}
+        try:
+            w = config.claude_root_window(root)
+            item["cleanup_window"] = _fmt_window(w.seconds)
+            item["cleanup_source"] = w.source
+            item["cleanup_managed"] = "(managed)" in w.source
+        except ConfigError as e:
+            report["problems"].append(str(e))
+        item["settings"] = _settings_layers(root)
+        item["last_cleanup"] = last_cleanup(root, now)
+        item["project_overrides"] = _project_overrides(root) if item["exists"] else []
+        for o in item["project_overrides"]:
+            if "error" in o:
+                report["problems"].append(o["error"])
+        item["privacy"] = privacy(root)
+        report["claude"].append(item)
+    return report
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def render(rep: dict[str, Any]) -> str:
+    from .report import shown
+
+    L: list[str] = [f"claude-janitor {rep['version']}", ""]
+    j = rep["janitor"]
+    L.append("Janitor")
+    L.append(f"  config file      {j['config_file']}{'' if j['config_exists'] else '  (none: defaults)'}")
+    L.append(f"  managed policy   {j['managed_policy']}{'  (in force)' if j['managed_policy_exists'] else '  (none)'}")
+    L.append(f"  audit log        {j['audit_log']}")
+    pins = j.get("pinned_sessions", [])
+    L.append(f"  pinned sessions  {len(pins)}" + (f": {', '.join(pins[:5])}{' …' if len(pins) > 5 else ''}"
+                                                  if pins else ""))
+    if "policy" in rep:
+        L += ["", "Effective policy (value, then where it came from)"]
+        w = max(len(r["key"]) for r in rep["policy"])
+        v = min(40, max(len(r["value"]) for r in rep["policy"]))
+        for r in rep["policy"]:
+            L.append(f"  {r['key'].ljust(w)}  {r['value'].ljust(v)}  {r['source']}")
+        for i, r in enumerate(rep.get("rules", []), 1):
+            L.append(f"  rule #{i}: {r['project']}  retention {r['retention']}, action {r['action']}"
+                     + (f", keep_last {r['keep_last']}" if r["keep_last"] is not None else "") + f"  ({r['source']})")
+    for c in rep["claude"]:
+        L += ["", f"Claude Code: {c['dir']}" + ("" if c["exists"] else "  (does not exist)")]
+        if "cleanup_window" in c:
+            L.append(f"  cleanupPeriodDays  {c['cleanup_window']}  from {c['cleanup_source']}")
+        for s in c["settings"]:
+            state = ("missing" if not s["exists"] else s.get("error") or
+                     (f"cleanupPeriodDays = {s['cleanupPeriodDays']}" if s.get("cleanupPeriodDays") is not None
+                      else "no cleanupPeriodDays"))
+            L.append(f"    {'managed' if s['managed'] else 'user   '}  {s['file']}: {state}")
+        for o in c["project_overrides"]:
+            if "error" in o:
+                L.append(f"    project  {o['file']}: {o['error']}")
+            else:
+                L.append(f"    project  {o['file']}: cleanupPeriodDays = {o['cleanupPeriodDays']} "
+                         "(when Claude Code starts there, its sweep applies this to every project)")
+        lc = c["last_cleanup"]
+        L.append(f"  own sweep          {lc['status']}" + (f" (last: {_when(lc['last_run'])})" if lc["last_run"]
+                                                           else ""))
+        L.append("  privacy (settings Claude Code honours)")
+        for p in c["privacy"]:
+            if p["state"] == "not set":
+                val = "not set"
+            elif p.get("implied_by"):
+                val = f"on (implied by {p['implied_by']}" + (
+                    f"; {p['name']}={shown(p['value'])} from {p['source']} does not turn it back on)"
+                    if p["value"] is not None else ")")
+            else:
+                val = f"{p['state']} ({p['name']}={shown(p['value'])} from {p['source']})"
+            L.append(f"    {p['name'].ljust(41)}  {val}")
+    if rep["problems"]:
+        L += ["", "Problems"] + [f"  {shown(p)}" for p in rep["problems"]]
+    else:
+        L += ["", "No problems found."]
+    return "\n".join(L)

@@ -1,0 +1,126 @@
+"""Disk usage per store of a Claude config dir (`janitor du`): which of projects/, debug/, file-history/,
+shell-snapshots/, paste-cache/ … holds the space, how old it is, and how much a sweep would reclaim.
+
+Read-only. Never follows symlinks, never enters another filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .model import Action, Plan
+
+# Which stores belong to sessions (the janitor removes them with their session) and what the others are.
+NOTES: dict[str, str] = {
+    "projects": "transcripts and per-session folders",
+    "file-history": "per-session snapshots of edited files",
+    "debug": "per-session debug logs",
+    "session-env": "per-session environment",
+    "tasks": "per-session task lists",
+    "todos": "per-session todo lists",
+    "shell-snapshots": "shell environment snapshots (not per session)",
+    "paste-cache": "pasted text (not per session)",
+    "image-cache": "pasted images (not per session)",
+    "plans": "plan-mode plans (not per session)",
+    "backups": "backups of Claude Code's config",
+    "history.jsonl": "prompt history: never trimmed by Claude Code",
+    "statsig": "feature-flag cache",
+    "telemetry": "telemetry queue",
+    "logs": "logs",
+}
+SESSION_STORES = {"projects", "file-history", "debug", "session-env", "tasks", "todos"}
+PIECE_STORE = {"transcript": "projects", "session-dir": "projects"}
+
+
+@dataclass
+class StoreUsage:
+    store: str
+    is_dir: bool
+    files: int = 0
+    dirs: int = 0
+    bytes: int = 0  # apparent size of regular files
+    disk_bytes: int = 0  # allocated blocks (what `du` shows)
+    oldest: float | None = None  # mtime of the oldest regular file
+    newest: float | None = None
+    reclaimable: int = 0  # bytes of sessions the plan would delete or archive
+    per_session: bool = False
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _add(u: StoreUsage, st: os.stat_result) -> None:
+    u.bytes += st.st_size
+    u.disk_bytes += getattr(st, "st_blocks", 0) * 512
+    u.files += 1
+    m = st.st_mtime
+    if u.oldest is None or m < u.oldest:
+        u.oldest = m
+    if u.newest is None or m > u.newest:
+        u.newest = m
+
+
+def measure(root: str, name: str, progress: Callable[[int], None] | None = None) -> StoreUsage:
+    path = os.path.join(root, name)
+    st = os.lstat(path)
+    u = StoreUsage(name, stat.S_ISDIR(st.st_mode), per_session=name in SESSION_STORES,
+                   note=NOTES.get(name, ""))
+    if stat.S_ISLNK(st.st_mode):
+        u.note = "symlink, not followed"
+        return u
+    if not u.is_dir:
+        if stat.S_ISREG(st.st_mode):
+            _add(u, st)
+        return u
+    dev = st.st_dev
+    stack = [path]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        n = 0
+        with it:
+            for e in it:
+                n += 1
+                try:
+                    est = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(est.st_mode):
+                    u.dirs += 1
+                    u.disk_bytes += getattr(est, "st_blocks", 0) * 512
+                    if est.st_dev == dev:
+                        stack.append(e.path)
+                elif stat.S_ISREG(est.st_mode):
+                    _add(u, est)
+        if progress:
+            progress(n)
+    return u
+
+
+def usage(root: str, plan: Plan | None = None, progress: Callable[[int], None] | None = None
+          ) -> list[StoreUsage]:
+    """Every top-level entry of one Claude config dir, biggest first, with reclaimable bytes from ``plan``."""
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    stores = [measure(root, n, progress) for n in names]
+    if plan is not None:
+        by_name = {u.store: u for u in stores}
+        for d in plan.decisions:
+            if d.action is Action.KEEP or d.session.root != root:
+                continue
+            for p in d.session.pieces:
+                u = by_name.get(PIECE_STORE.get(p.store, p.store))
+                if u is not None:
+                    u.reclaimable += p.bytes
+    stores.sort(key=lambda u: (-u.disk_bytes, u.store))
+    return stores
