@@ -194,3 +194,18 @@ def test_cli_prints_the_rendered_files(jenv, tmp_path: Path) -> None:
     assert not (Path(jenv["XDG_STATE_HOME"]) / "claude-janitor").exists()  # --print installs nothing
     p = run_cli(["service", "install", "--systemd", "--launchd", "--print"], jenv)
     assert p.returncode == 2
+
+
+def test_every_template_ships_in_the_wheel():
+    """pyproject maps systemd/ and launchd/ into the package: every template file must match its globs."""
+    import fnmatch
+    import tomllib
+
+    top = Path(__file__).parent.parent
+    conf = tomllib.loads((top / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for pkg, folder in conf["package-dir"].items():
+        globs = conf["package-data"][pkg]
+        files = [p.name for p in (top / folder).iterdir() if p.is_file()]
+        assert files, folder
+        for name in files:
+            assert any(fnmatch.fnmatch(name, g) for g in globs), (folder, name)
