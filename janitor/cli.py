@@ -410,11 +410,13 @@ def archive_list(config_path: str | None, as_json: bool, full: bool) -> None:
               help="Restore into this Claude config dir (default: the one it was archived from).")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--pin/--no-pin", default=True, show_default=True,
+              help="Pin the restored session so no sweep archives it again (`janitor unpin` undoes it).")
 @click.option("--wait", type=float, default=0.0, metavar="SECONDS",
               help="Wait up to this long for a running sweep to finish (default: exit 3 at once).")
 @handle_errors
 def restore(session_id: str, project: str | None, archive_file: str | None, claude_dir: str | None,
-            config_path: str | None, as_json: bool, wait: float) -> None:
+            config_path: str | None, as_json: bool, pin: bool, wait: float) -> None:
     """Put an archived session back where it was, so `claude --resume` finds it again.
 
     Every piece returns to its original path with its original modes and mtimes. The archive is verified
@@ -451,10 +453,21 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
         fail(f"restore failed: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}; "
              "nothing was restored", EXIT_PARTIAL)
     h = res.header
+    pinned = False
+    if pin:
+        from . import pins
+        from .model import ConfigError
+
+        try:
+            pins.update(dirs.pins_file, add=[session_id])
+            pinned = True
+        except ConfigError:
+            pass  # not a UUID-shaped id: cannot be pinned; the note below says what happens
     if as_json:
         click.echo(json.dumps({"session_id": session_id, "archive": str(res.archive), "root": res.root,
                                "project_path": h.get("project_path"), "restored": res.restored,
-                               "already_present": res.already, "files": res.files, "bytes": res.bytes},
+                               "already_present": res.already, "files": res.files, "bytes": res.bytes,
+                               "pinned": pinned},
                               indent=2, ensure_ascii=True))
         return
     where = h.get("project_path") or h.get("project") or "(no project)"
@@ -468,8 +481,12 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
         click.echo(f"  already in place, left as it was: {rel}")
     if h.get("project_path"):
         click.echo(f"resume it with: cd {h['project_path']!r} && claude --resume {session_id}")
-    click.echo("note: the files keep their original times, so the next sweep archives the session again "
-               "unless it is resumed (or pinned) first; the archive itself is kept.")
+    if pinned:
+        click.echo(f"pinned {session_id}: no sweep will take it again until `janitor unpin {session_id}`. "
+                   "Claude Code's own cleanup still deletes by file time, so resume it soon.")
+    else:
+        click.echo("note: the files keep their original times, so the next sweep archives the session again "
+                   "unless it is resumed (or pinned) first; the archive itself is kept.")
 
 
 # ---- daemon, status, service -------------------------------------------------------------------------

@@ -90,7 +90,11 @@ def test_archive_holds_every_piece_and_restore_puts_it_back(sessions, root, jenv
         assert entries(root, g.session_id) == before[g.session_id]  # contents, modes, mtimes (dirs too)
     assert leftovers(root) == []
 
-    # Claude Code (and the janitor) see it again: a report lists it as a session to archive.
+    # Claude Code (and the janitor) see it again; restore pinned it, so no sweep takes it again.
+    _, rep = run_json(["report", "--format", "json", "--claude-dir", str(root), "--now", str(now)], jenv)
+    got = {s["session_id"]: s for s in rep["sessions"]}[old_a.session_id]
+    assert (got["decision"], got["reason"]) == ("keep", "pinned")
+    assert run_cli(["unpin", old_a.session_id], jenv).returncode == 0
     _, rep = run_json(["report", "--format", "json", "--claude-dir", str(root), "--now", str(now)], jenv)
     assert {s["session_id"]: s["decision"] for s in rep["sessions"]}[old_a.session_id] == "archive"
 
@@ -126,8 +130,8 @@ def test_restored_session_expiring_unchanged_reuses_its_archive(sessions, root, 
     p, doc = sweep(root, jenv, now)
     first = Path(next(s["archive"] for s in doc["sessions"] if s["session_id"] == old_a.session_id))
     first_bytes = first.read_bytes()
-    assert run_cli(["restore", old_a.session_id], jenv).returncode == 0
-    again = run_cli(["restore", old_a.session_id], jenv)
+    assert run_cli(["restore", "--no-pin", old_a.session_id], jenv).returncode == 0
+    again = run_cli(["restore", "--no-pin", old_a.session_id], jenv)
     assert again.returncode == 0 and "already in place" in again.stdout
 
     p, doc = sweep(root, jenv, now + 3600)
@@ -144,7 +148,7 @@ def test_a_changed_session_gets_a_new_archive_and_the_old_one_is_never_overwritt
     p, doc = sweep(root, jenv, now)
     first = Path(next(s["archive"] for s in doc["sessions"] if s["session_id"] == old_a.session_id))
     first_bytes = first.read_bytes()
-    assert run_cli(["restore", old_a.session_id], jenv).returncode == 0
+    assert run_cli(["restore", "--no-pin", old_a.session_id], jenv).returncode == 0
     tr = root / "projects" / old_a.project / f"{old_a.session_id}.jsonl"
     mtime = tr.stat().st_mtime
     with open(tr, "a") as f:

@@ -370,7 +370,7 @@ def test_a_restored_session_waits_for_the_next_full_sweep(mkdaemon, root, jenv):
     d = mkdaemon('retention = "1h"\ngrace = "0s"\naction = "archive"\n')
     d.full_sweep()
     assert not a.paths[0].exists()
-    p = run_cli(["restore", a.session_id], jenv)
+    p = run_cli(["restore", "--no-pin", a.session_id], jenv)
     assert p.returncode == 0, p.stderr
     assert a.paths[0].exists()
     assert wait_for(lambda: indexed(d, a.session_id) is not None)
