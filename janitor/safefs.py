@@ -3,7 +3,6 @@ nothing crosses into another filesystem, nothing leaves the root."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
@@ -11,7 +10,6 @@ import resource
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from .model import ConfigError, LockBusy, Piece
@@ -126,19 +124,14 @@ class Root:
             self._dirs[parts] = fd
         return fd
 
-    @contextlib.contextmanager
-    def parent(self, rel: str) -> Iterator[tuple[int, str]]:
-        """fd of the dir holding ``rel`` and the last component's name, for the duration of the block."""
+    def parent(self, rel: str) -> tuple[int, str, bool]:
+        """(fd of the dir holding ``rel``, the last component's name, whether the caller must close the fd)."""
         parts = _check_rel(rel)
         fd = self._cached_dir(tuple(parts[:-1]))
         if fd is not None:
-            yield fd, parts[-1]
-            return
+            return fd, parts[-1], False
         fd, name = self.open_parent(rel)
-        try:
-            yield fd, name
-        finally:
-            os.close(fd)
+        return fd, name, True
 
     def __enter__(self) -> Root:
         return self
@@ -163,8 +156,12 @@ class Root:
         return fd, parts[-1]
 
     def lstat(self, rel: str) -> os.stat_result:
-        with self.parent(rel) as (pfd, name):
+        pfd, name, owned = self.parent(rel)
+        try:
             return os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        finally:
+            if owned:
+                os.close(pfd)
 
     def check_unchanged(self, piece: Piece) -> os.stat_result:
         """lstat the piece and raise Changed if it is not what the scan saw."""
@@ -182,11 +179,20 @@ class Root:
         """Remove a file or a whole tree at ``rel``; never follows symlinks or crosses mounts.
 
         With ``expect``, the entry is checked once more right before removal and Changed is raised if it
-        is not the inode the scan saw."""
-        with self.parent(rel) as (pfd, name):
+        is not the inode the scan saw (for a dir: the very dir opened for removal, by its fd)."""
+        pfd, name, owned = self.parent(rel)
+        try:
+            if expect is not None and expect.is_dir:
+                try:
+                    rmtree_at(pfd, name, self.dev, expect_ino=expect.ino)
+                except OSError as e:
+                    if e.errno in (errno.ENOTDIR, errno.ELOOP):  # swapped for a file or a symlink
+                        raise Changed(f"{rel} changed since the scan") from None
+                    raise
+                return
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
             if expect is not None and (st.st_ino != expect.ino or st.st_dev != expect.dev
-                                       or stat.S_ISDIR(st.st_mode) != expect.is_dir):
+                                       or stat.S_ISDIR(st.st_mode)):
                 raise Changed(f"{rel} changed since the scan")
             if stat.S_ISDIR(st.st_mode):
                 if st.st_dev != self.dev:
@@ -194,19 +200,27 @@ class Root:
                 rmtree_at(pfd, name, self.dev)
             else:
                 os.unlink(name, dir_fd=pfd)
+        finally:
+            if owned:
+                os.close(pfd)
 
 
-def rmtree_at(parent_fd: int, name: str, dev: int) -> None:
+def rmtree_at(parent_fd: int, name: str, dev: int, *, expect_ino: int | None = None) -> None:
     """Remove directory ``name`` under ``parent_fd`` and everything in it.
 
     Iterative (no recursion limit), one fd per level of depth. Symlinks are unlinked, never followed;
-    a mount point inside raises Unsafe and is left alone.
+    a mount point inside raises Unsafe and is left alone. With ``expect_ino``, the dir opened must be that
+    inode (else Changed, and nothing is removed).
     """
     raise_fd_limit()
     root_fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
-    if os.fstat(root_fd).st_dev != dev:
+    st = os.fstat(root_fd)
+    if st.st_dev != dev:
         os.close(root_fd)
         raise Unsafe(f"{name}: is a mount point; not entered")
+    if expect_ino is not None and st.st_ino != expect_ino:
+        os.close(root_fd)
+        raise Changed(f"{name} changed since the scan")
     # stack of (fd, name in parent); the parent of stack[i] is stack[i-1] (or parent_fd for i == 0)
     stack: list[tuple[int, str]] = [(root_fd, name)]
     try:
