@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .model import Piece, Session
-from .safefs import DIR_FLAGS, raise_fd_limit
+from .safefs import iter_tree
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 TODO_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
@@ -124,66 +124,20 @@ def read_tail(fd: int, size: int) -> TailInfo:
 # ---- walking ---------------------------------------------------------------------------------------
 
 def _dir_usage(path: str, dev: int) -> tuple[int, float, int, str | None]:
-    """(bytes of regular files, newest mtime, entries, problem) under a dir.
+    """(bytes of regular files, newest mtime, entries, problem) under a dir (see safefs.iter_tree).
 
-    Walks by dir fd (no path-length limit at any depth), one fd per level; never follows a symlink,
-    never enters another filesystem. ``problem`` says what could not be read: such a session is in doubt.
-    """
+    ``problem`` says what could not be read: such a session is in doubt, and kept."""
     total = 0
     newest = 0.0
     count = 0
-    problem: str | None = None
-
-    def listing(fd: int) -> list[str]:
-        nonlocal total, newest, count, problem
-        subdirs = []
-        with os.scandir(fd) as it:
-            for e in it:
-                count += 1
-                try:
-                    st = e.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                except OSError as err:
-                    problem = problem or f"cannot stat {e.name!r}: {err.strerror}"
-                    continue
-                if st.st_mtime > newest:
-                    newest = st.st_mtime
-                if stat.S_ISDIR(st.st_mode):
-                    if st.st_dev == dev:
-                        subdirs.append(e.name)
-                elif stat.S_ISREG(st.st_mode):
-                    total += st.st_size
-        return subdirs
-
-    try:
-        top = os.open(path, DIR_FLAGS)
-        stack = [(top, listing(top))]
-    except FileNotFoundError:
-        return 0, 0.0, 0, None
-    except OSError as err:
-        return 0, 0.0, 0, f"cannot read {path}: {err.strerror}"
-    raise_fd_limit()
-    while stack:
-        fd, subdirs = stack[-1]
-        if not subdirs:
-            os.close(fd)
-            stack.pop()
-            continue
-        name = subdirs.pop()
-        try:
-            cfd = os.open(name, DIR_FLAGS, dir_fd=fd)
-        except FileNotFoundError:
-            continue
-        except OSError as err:
-            problem = problem or f"cannot open {name!r}: {err.strerror}"
-            continue
-        try:
-            stack.append((cfd, listing(cfd)))
-        except OSError as err:
-            os.close(cfd)
-            problem = problem or f"cannot list {name!r}: {err.strerror}"
-    return total, newest, count, problem
+    problems: list[str] = []
+    for st in iter_tree(path, dev, problems):
+        count += 1
+        if st.st_mtime > newest:
+            newest = st.st_mtime
+        if stat.S_ISREG(st.st_mode):
+            total += st.st_size
+    return total, newest, count, problems[0] if problems else None
 
 
 def _piece(root: str, rel: str, store: str, st: os.stat_result) -> tuple[Piece, int, str | None]:

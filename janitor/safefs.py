@@ -10,6 +10,7 @@ import resource
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .model import ConfigError, LockBusy, Piece
@@ -59,6 +60,76 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
         except (ValueError, OSError):
             pass
+
+
+def iter_tree(path: str, dev: int, problems: list[str] | None = None) -> Iterator[os.stat_result]:
+    """The lstat of every entry below the dir ``path`` (not of ``path`` itself), read-only.
+
+    Walks by dir fd, so any depth works (no PATH_MAX), holding one fd per level; never follows a symlink
+    and never enters another filesystem (a mount point is yielded, not entered). What cannot be read is
+    described in ``problems``; entries vanishing meanwhile are skipped.
+    """
+    problems = problems if problems is not None else []
+
+    def listing(fd: int) -> tuple[list[os.stat_result], list[str]]:
+        stats, subdirs = [], []
+        with os.scandir(fd) as it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                except OSError as err:
+                    problems.append(f"cannot stat {e.name!r}: {err.strerror}")
+                    continue
+                stats.append(st)
+                if stat.S_ISDIR(st.st_mode) and st.st_dev == dev:
+                    subdirs.append(e.name)
+        return stats, subdirs
+
+    try:
+        top = os.open(path, DIR_FLAGS)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        problems.append(f"cannot read {path}: {err.strerror}")
+        return
+    raise_fd_limit()
+    stack: list[tuple[int, list[str]]] = []
+    try:
+        stats, subdirs = listing(top)
+    except OSError as err:
+        os.close(top)
+        problems.append(f"cannot list {path}: {err.strerror}")
+        return
+    stack.append((top, subdirs))
+    try:
+        yield from stats
+        while stack:
+            fd, subdirs = stack[-1]
+            if not subdirs:
+                os.close(fd)
+                stack.pop()
+                continue
+            name = subdirs.pop()
+            try:
+                cfd = os.open(name, DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                problems.append(f"cannot open {name!r}: {err.strerror}")
+                continue
+            try:
+                stats, csub = listing(cfd)
+            except OSError as err:
+                os.close(cfd)
+                problems.append(f"cannot list {name!r}: {err.strerror}")
+                continue
+            stack.append((cfd, csub))
+            yield from stats
+    finally:
+        for fd, _ in stack:
+            os.close(fd)
 
 
 def _check_rel(rel: str) -> list[str]:

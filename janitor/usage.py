@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .model import Action, Plan
+from .safefs import iter_tree
 
 # Which stores belong to sessions (the janitor removes them with their session) and what the others are.
 NOTES: dict[str, str] = {
@@ -77,31 +78,18 @@ def measure(root: str, name: str, progress: Callable[[int], None] | None = None)
         if stat.S_ISREG(st.st_mode):
             _add(u, st)
         return u
-    dev = st.st_dev
-    stack = [path]
-    while stack:
-        d = stack.pop()
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        n = 0
-        with it:
-            for e in it:
-                n += 1
-                try:
-                    est = e.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(est.st_mode):
-                    u.dirs += 1
-                    u.disk_bytes += getattr(est, "st_blocks", 0) * 512
-                    if est.st_dev == dev:
-                        stack.append(e.path)
-                elif stat.S_ISREG(est.st_mode):
-                    _add(u, est)
-        if progress:
-            progress(n)
+    n = 0
+    for est in iter_tree(path, st.st_dev):
+        n += 1
+        if stat.S_ISDIR(est.st_mode):
+            u.dirs += 1
+            u.disk_bytes += getattr(est, "st_blocks", 0) * 512
+        elif stat.S_ISREG(est.st_mode):
+            _add(u, est)
+        if progress and n % 1024 == 0:
+            progress(1024)
+    if progress:
+        progress(n % 1024)
     return u
 
 

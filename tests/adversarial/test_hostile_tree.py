@@ -151,6 +151,10 @@ def test_5000_level_nesting(root, jenv, now, deep_cleanup):
     p, doc = run_json(["report", "--format", "json", "--claude-dir", str(root), "--now", str(now)], jenv)
     assert p.returncode == 0, p.stderr
     assert doc["sessions"][0]["decision"] == "delete"
+    du = run_cli(["du", "--format", "json", "--claude-dir", str(root), "--now", str(now)], jenv)
+    assert du.returncode == 0, du.stderr
+    stores = {u["store"]: u for u in json.loads(du.stdout)["roots"][0]["stores"]}
+    assert stores["projects"]["dirs"] > 5000  # every level counted, past PATH_MAX
     p = run_cli(["sweep", "--claude-dir", str(root), "--now", str(now)], jenv)
     assert p.returncode == 0, p.stderr
     assert intact_or_gone(g.paths) == "gone"
