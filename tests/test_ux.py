@@ -286,3 +286,12 @@ def test_help_lists_the_new_commands(jenv):
     p = run_cli(["--help"], jenv)
     for cmd in ("doctor", "du", "pin", "unpin", "report", "sweep"):
         assert re.search(rf"^\s+{cmd}\s", p.stdout, re.M), cmd
+
+
+def test_shell_completion_as_documented(jenv):
+    p = run_cli([], {**jenv, "_JANITOR_COMPLETE": "bash_source"})
+    assert p.returncode == 0 and "_janitor_completion()" in p.stdout
+    env = {**jenv, "_JANITOR_COMPLETE": "bash_complete", "COMP_WORDS": "janitor report --format ", "COMP_CWORD": "3"}
+    assert run_cli([], env).stdout.split() == ["plain,table", "plain,json", "plain,markdown"]
+    env = {**env, "COMP_WORDS": "janitor d", "COMP_CWORD": "1"}
+    assert {"plain,doctor", "plain,du", "plain,daemon"} <= set(run_cli([], env).stdout.split())

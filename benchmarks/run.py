@@ -1,0 +1,314 @@
+"""Benchmarks: claude-janitor against `find` on identical copies of a generated cache, in one run.
+
+    python benchmarks/run.py --sizes 10000 100000 --work /work/bench-tmp
+
+For each size: generate a cache (benchmarks/gencache.py: transcripts, per-session folders, file-history,
+session-env, tasks, todos, debug, plus shared stores; some 10 MB and 100 MB transcripts), then measure
+
+  scan       `janitor sweep --dry-run` vs `find DIR -printf '%p %s %T@\\n'` (same tree, warm cache, median of 3,
+             alternating) → ratio, regular files/s and entries/s
+  sweep      `janitor sweep --older-than 31d` vs `find DIR -type f -mtime +30 -delete`, each on its own
+             `cp -a` copy (find's +30 means "31 whole days or more": the same sessions) → ratio; also vs
+             `find DIR -mtime +30 -delete`, which removes the emptied dirs too, as the janitor does
+  tail       last-activity read (cache.read_tail) of a 1 KB and a 100 MB transcript: time and bytes read
+  daemon     incremental sweep from the daemon's index (~1% of sessions due) vs a full dry-run scan of the
+             same tree; then `janitor daemon` idle: context switches and RSS over a quiet window
+  startup    `janitor --help` wall time (median of 15)
+
+Results go to benchmarks/out/results-<size>.json and a markdown table on stdout. Copies are deleted as soon
+as they are measured; the generated cache is kept unless --clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from gencache import generate  # noqa: E402
+
+JANITOR = [sys.executable, "-m", "janitor"]
+
+
+def sh(cmd: list[str], **kw) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
+    return time.perf_counter() - t
+
+
+def janitor_env(work: Path, name: str) -> dict[str, str]:
+    base = work / f"xdg-{name}"
+    env = dict(os.environ)
+    env.update({"XDG_CONFIG_HOME": str(base / "config"), "XDG_STATE_HOME": str(base / "state"),
+                "XDG_DATA_HOME": str(base / "data"), "XDG_CACHE_HOME": str(base / "cache"),
+                "CLAUDE_JANITOR_POLICY": str(base / "no-policy.toml"),
+                "CLAUDE_JANITOR_MANAGED_DIR": str(base / "no-managed")})
+    env.pop("CLAUDE_CONFIG_DIR", None)
+    return env
+
+
+def count_tree(root: Path) -> tuple[int, int]:
+    files = entries = 0
+    for _, dirs, fs in os.walk(root):
+        entries += len(dirs) + len(fs)
+        files += len(fs)
+    return files, entries
+
+
+def copy(src: Path, dst: Path) -> None:
+    if dst.exists():
+        shutil.rmtree(dst)
+    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+    subprocess.run(["sync"], check=True)
+
+
+def bench_scan(gen: Path, work: Path, files: int, entries: int, reps: int = 3) -> dict:
+    env = janitor_env(work, "scan")
+    fmt = "%p %s %T@\n"
+    sh(["find", str(gen), "-printf", fmt])  # warm the cache
+    sh([*JANITOR, "sweep", "--dry-run", "--older-than", "31d", "--force", "--claude-dir", str(gen)], env=env)
+    f_times, j_times = [], []
+    for _ in range(reps):
+        f_times.append(sh(["find", str(gen), "-printf", fmt]))
+        j_times.append(sh([*JANITOR, "sweep", "--dry-run", "--older-than", "31d", "--force", "--claude-dir",
+                           str(gen)], env=env))
+    f, j = statistics.median(f_times), statistics.median(j_times)
+    return {"find_printf_s": f, "janitor_dry_run_s": j, "ratio": j / f, "files_per_s": files / j,
+            "entries_per_s": entries / j, "find_entries_per_s": entries / f, "find_runs": f_times,
+            "janitor_runs": j_times}
+
+
+def bench_sweep(gen: Path, work: Path) -> dict:
+    a, b, c = work / "copy-find", work / "copy-janitor", work / "copy-find-dirs"
+    copy(gen, a)
+    before = count_tree(a)[0]
+    f = sh(["find", str(a), "-type", "f", "-mtime", "+30", "-delete"])
+    find_deleted = before - count_tree(a)[0]
+    shutil.rmtree(a)
+    copy(gen, c)  # files and the emptied dirs too (-delete implies -depth): the same work as the janitor's
+    fd = sh(["find", str(c), "-mtime", "+30", "-delete"])
+    shutil.rmtree(c)
+    copy(gen, b)
+    env = janitor_env(work, "sweep")
+    shutil.rmtree(work / "xdg-sweep", ignore_errors=True)
+    t = time.perf_counter()
+    p = subprocess.run([*JANITOR, "sweep", "--json", "--older-than", "31d", "--force", "--claude-dir", str(b)],
+                       env=env, capture_output=True, text=True)
+    j = time.perf_counter() - t
+    doc = json.loads(p.stdout)
+    left_files = count_tree(b)[0]
+    shutil.rmtree(b)
+    return {"find_delete_s": f, "janitor_sweep_s": j, "ratio": j / f, "find_files_deleted": find_deleted,
+            "find_delete_files_and_dirs_s": fd, "ratio_vs_find_files_and_dirs": j / fd,
+            "janitor_sessions_removed": doc["totals"]["results"].get("ok", 0),
+            "janitor_files_deleted": before - left_files, "janitor_exit": p.returncode}
+
+
+def bench_tail(work: Path) -> dict:
+    from cachegen import record
+
+    from janitor.cache import read_tail
+
+    d = work / "tail"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    line = (json.dumps(record("s", "/p", 1_700_000_000, 0, "user", "x" * 800)) + "\n").encode()
+    last = (json.dumps(record("s", "/p", 1_790_000_000, 1, "assistant", "done")) + "\n").encode()
+    files = {"1KB": line[:1024 - len(last)] + b"\n" + last}
+    big = line * (100 * 1024 * 1024 // len(line)) + last
+    files["100MB"] = big
+    files["100MB, last 5 MB line has no timestamp"] = line * (95 * 1024 * 1024 // len(line)) + last + \
+        b'{"type":"x","pad":"' + b"y" * (5 * 1024 * 1024) + b'"}\n'
+    out = {}
+    for name, data in files.items():
+        p = d / f"{len(out)}.jsonl"
+        p.write_bytes(data)
+        reps = 300
+        fd = os.open(p, os.O_RDONLY)
+        info = read_tail(fd, os.fstat(fd).st_size)
+        t = time.perf_counter()
+        for _ in range(reps):
+            read_tail(fd, os.fstat(fd).st_size)
+        us = (time.perf_counter() - t) / reps * 1e6
+        os.close(fd)
+        out[name] = {"size": len(data), "us_per_read": us, "bytes_read": info.bytes_read,
+                     "found_timestamp": info.last_time is not None}
+    shutil.rmtree(d)
+    return out
+
+
+def bench_daemon(gen: Path, work: Path, now: float) -> dict:
+    """Incremental sweep from the index vs a full scan; then an idle daemon's wake-ups and RSS."""
+    try:
+        from janitor import daemon as dmod
+    except ImportError:
+        return {"pending": "janitor.daemon is not there yet"}
+    from janitor.paths import janitor_dirs
+    from janitor.sweep import Env, build_plan
+
+    dcopy = work / "copy-daemon"
+    copy(gen, dcopy)
+    env_vars = janitor_env(work, "daemon")
+    shutil.rmtree(work / "xdg-daemon", ignore_errors=True)
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env_vars)
+    res: dict = {}
+    try:
+        env = Env(roots=[dcopy], dirs=janitor_dirs())
+        d = dmod.Daemon(env)
+        t = time.perf_counter()
+        outs = d._full(now)
+        res["daemon_first_full_sweep_s"] = time.perf_counter() - t
+        res["first_full_removed"] = sum(o.result == "ok" for o in outs)
+        entries = d.index.all()
+        dues = sorted(e.due for e in entries if e.due is not None)
+        res["indexed_sessions"] = len(entries)
+        k = max(1, len(dues) // 100)
+        t1, t2 = dues[k - 1], dues[2 * k - 1]
+        # The first wake-up after a full sweep also reads that sweep's audit records (once).
+        t = time.perf_counter()
+        outs = d._incremental(t1)
+        res["first_incremental_after_full_s"] = time.perf_counter() - t
+        res["first_incremental_acted"] = sum(o.result == "ok" for o in outs)
+        t = time.perf_counter()
+        plan, _, _ = build_plan(env, t2)
+        res["full_scan_s"] = time.perf_counter() - t
+        res["full_scan_sessions"] = len(plan.decisions)
+        t = time.perf_counter()
+        outs = d._incremental(t2)  # steady state: the next 1% of sessions come due
+        res["incremental_s"] = time.perf_counter() - t
+        res["incremental_due"] = k
+        res["incremental_acted"] = sum(o.result == "ok" for o in outs)
+        res["ratio"] = res["incremental_s"] / res["full_scan_s"]
+        t = time.perf_counter()
+        d._incremental(t2)  # nothing due any more
+        res["incremental_nothing_due_s"] = time.perf_counter() - t
+        d.index.close()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    res["idle"] = bench_idle(dcopy, env_vars)
+    shutil.rmtree(dcopy)
+    return res
+
+
+def _ctx(pid: int) -> int:
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+    return total
+
+
+def _status(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def bench_idle(root: Path, env: dict[str, str], window: float = 20.0) -> dict:
+    p = subprocess.Popen([*JANITOR, "daemon", "--claude-dir", str(root)], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    state = Path(env["XDG_STATE_HOME"]) / "claude-janitor" / "daemon.json"
+    deadline = time.monotonic() + 600
+    started = time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            st = json.loads(state.read_text())
+            if st.get("last_full_sweep") or (st.get("last_sweep") or {}).get("kind") == "full":
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    ready = time.monotonic() - started
+    time.sleep(2.0)  # let the post-sweep bookkeeping settle
+    threads = len(os.listdir(f"/proc/{p.pid}/task"))
+    c0 = _ctx(p.pid)
+    time.sleep(window)
+    c1 = _ctx(p.pid)
+    out = {"startup_and_full_sweep_s": ready, "window_s": window, "threads": threads,
+           "context_switches_in_window": c1 - c0, "rss_kb": _status(p.pid, "VmRSS"),
+           "peak_rss_kb": _status(p.pid, "VmHWM")}
+    try:
+        st = json.loads(state.read_text())
+        out["next_expiry"] = st.get("next_expiry")
+    except (OSError, ValueError):
+        pass
+    p.send_signal(signal.SIGTERM)
+    p.wait(120)
+    return out
+
+
+def bench_startup(work: Path, reps: int = 15) -> dict:
+    env = janitor_env(work, "startup")
+    sh([*JANITOR, "--help"], env=env)
+    runs = [sh([*JANITOR, "--help"], env=env) for _ in range(reps)]
+    exe = shutil.which("janitor")
+    script = [sh([exe, "--help"], env=env) for _ in range(reps)] if exe else []
+    base = [sh([sys.executable, "-c", "pass"]) for _ in range(reps)]
+    return {"python_m_janitor_help_ms": statistics.median(runs) * 1e3, "min_ms": min(runs) * 1e3,
+            "janitor_script_help_ms": statistics.median(script) * 1e3 if script else None,
+            "bare_python_ms": statistics.median(base) * 1e3}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10000])
+    ap.add_argument("--work", type=Path, default=Path("/work/bench-tmp"))
+    ap.add_argument("--only", nargs="*", default=["scan", "sweep", "tail", "daemon", "startup"])
+    ap.add_argument("--clean", action="store_true", help="delete the generated caches at the end")
+    a = ap.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    outdir = HERE / "out"
+    outdir.mkdir(exist_ok=True)
+    for n in a.sizes:
+        gen = a.work / f"gen-{n}"
+        meta = gen.with_suffix(".json")
+        if not gen.exists():
+            t = time.perf_counter()
+            info = generate(gen, sessions=n, big=5, huge=2)
+            info["generate_s"] = time.perf_counter() - t
+            meta.write_text(json.dumps(info))
+        info = json.loads(meta.read_text())
+        files, entries = count_tree(gen)
+        r: dict = {"sessions": n, "files": files, "entries": entries, "bytes": info["bytes"],
+                   "generate_s": info.get("generate_s")}
+        print(f"== {n} sessions: {files} files, {entries} entries", file=sys.stderr)
+        for step in a.only:
+            t = time.perf_counter()
+            if step == "scan":
+                r["scan"] = bench_scan(gen, a.work, files, entries)
+            elif step == "sweep":
+                r["sweep"] = bench_sweep(gen, a.work)
+            elif step == "tail":
+                r["tail"] = bench_tail(a.work)
+            elif step == "daemon":
+                r["daemon"] = bench_daemon(gen, a.work, info["now"])
+            elif step == "startup":
+                r["startup"] = bench_startup(a.work)
+            print(f"   {step}: {time.perf_counter() - t:.0f} s  {json.dumps(r.get(step), default=str)[:400]}",
+                  file=sys.stderr)
+            (outdir / f"results-{n}.json").write_text(json.dumps(r, indent=2, default=str))
+        if a.clean:
+            shutil.rmtree(gen)
+            meta.unlink()
+
+
+if __name__ == "__main__":
+    main()
