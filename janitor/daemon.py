@@ -209,8 +209,9 @@ class Schedule:
 def load_settings(env: Env) -> tuple[Policy, Schedule]:
     """The janitor config as the daemon uses it: the policy and the full-sweep schedule. ConfigError if bad."""
     pol = config.load_policy(env.config_path)  # as `janitor sweep` loads it
-    path = Path(env.config_path) if env.config_path else config.default_config_path()
-    raw = config.read_toml(path, required=env.config_path is not None)
+    user, managed = config.load_raw(env.config_path)
+    # A managed policy that sets the schedule sets all of it (a fleet's cron is not mixed with a user's interval).
+    raw = managed if {"sweep_interval", "sweep_cron"} & managed.data.keys() else user
     interval, cron = raw.data.get("sweep_interval"), raw.data.get("sweep_cron")
     where = str(raw.path) if raw.path else "config"
     if interval is not None and cron is not None:

@@ -33,6 +33,8 @@ def jenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
         "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
         "CLAUDE_JANITOR_MANAGED_DIR": str(tmp_path / "managed"),
+        # the janitor's own managed policy: never the machine's /etc/claude-janitor/policy.toml in tests
+        "CLAUDE_JANITOR_POLICY": str(tmp_path / "managed-janitor" / "policy.toml"),
     }
     for k, v in values.items():
         monkeypatch.setenv(k, v)

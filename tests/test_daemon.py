@@ -270,6 +270,19 @@ def test_load_settings(jenv, root):
         dm.load_settings(env)
 
 
+def test_managed_policy_sets_the_whole_schedule(jenv, root):
+    env = Env(roots=[root], dirs=janitor_dirs())
+    write_config(jenv, 'sweep_interval = "6h"\n')
+    managed = Path(jenv["CLAUDE_JANITOR_POLICY"])
+    managed.parent.mkdir(parents=True, exist_ok=True)
+    managed.write_text('sweep_cron = "15 2 * * *"\n')
+    sched = dm.load_settings(env)[1]
+    assert sched.cron == "15 2 * * *" and sched.interval is None  # the user's interval is not mixed in
+    managed.write_text('sweep_cron = "99 * * * *"\n')
+    with pytest.raises(ConfigError, match=str(managed)):
+        dm.load_settings(env)
+
+
 def test_shortest_expiry():
     assert dm.shortest_expiry(Policy(grace=0)) == 86400.0  # Claude Code's window is at least a day
     assert dm.shortest_expiry(Policy(grace=7200, retention=Window(60, "x"))) == 7200
