@@ -1,4 +1,4 @@
-"""Is another process using a session right now? (Linux: /proc; elsewhere: a probing flock.)
+"""Is another process using a session right now? (Linux: /proc; elsewhere nothing is detected.)
 
 A transcript that another process holds open for writing, or holds a lock on, belongs to a live
 session: it is never deleted or archived, whatever its age.
@@ -6,7 +6,6 @@ session: it is never deleted or archived, whatever its age.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from dataclasses import dataclass, field
 
@@ -20,7 +19,6 @@ class InUse:
 
     inodes: dict[tuple[int, int], str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
-    available: bool = False
 
     def pieces(self, roots: list[str]) -> dict[tuple[str, str], str]:
         """(root, piece rel) → reason, for every open path inside one of ``roots``."""
@@ -70,7 +68,6 @@ def scan_in_use(roots: list[str] | None = None) -> InUse:
     out = InUse()
     if not os.path.isdir("/proc/self/fd"):
         return out
-    out.available = True
     me = os.getpid()
     try:
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
@@ -115,19 +112,3 @@ def scan_in_use(roots: list[str] | None = None) -> InUse:
     except (OSError, ValueError):
         pass
     return out
-
-
-def probe_lock(path: str) -> str | None:
-    """Portable fallback: is someone holding a lock on this file? (We take and drop a shared flock.)"""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    except BlockingIOError:
-        return "locked by another process"
-    finally:
-        os.close(fd)

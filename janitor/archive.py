@@ -942,31 +942,14 @@ def _tmp_prefix(session_id: str) -> str:
 
 def _ensure_parent(root: Root, rel: str) -> tuple[int, str]:
     """fd (caller closes) of the dir that will hold ``rel``, creating missing dirs 0700 (no symlinks)."""
-    parts = rel.split("/")
-    fd = os.dup(root.fd)
     try:
-        for comp in parts[:-1]:
-            try:
-                nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                try:
-                    os.mkdir(comp, 0o700, dir_fd=fd)
-                    os.fsync(fd)
-                except FileExistsError:
-                    pass
-                nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
-            except OSError as e:
-                if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise Unsafe(f"{rel}: a parent is a symlink or not a directory; not restored") from None
-                raise
-            os.close(fd)
-            fd = nfd
-            if os.fstat(fd).st_dev != root.dev:
-                raise Unsafe(f"{rel}: a parent is on another filesystem; not restored")
-    except BaseException:
-        os.close(fd)
+        return root.open_parent(rel, create=True)
+    except Unsafe:
+        raise Unsafe(f"{rel}: a parent is on another filesystem; not restored") from None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise Unsafe(f"{rel}: a parent is a symlink or not a directory; not restored") from None
         raise
-    return fd, parts[-1]
 
 
 def _live_members(root: Root, rel: str) -> list[dict[str, Any]]:

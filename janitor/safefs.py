@@ -3,6 +3,7 @@ nothing crosses into another filesystem, nothing leaves the root."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -210,13 +211,23 @@ class Root:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def open_parent(self, rel: str) -> tuple[int, str]:
-        """fd of the dir holding ``rel`` (caller closes it) and the last component's name."""
+    def open_parent(self, rel: str, *, create: bool = False) -> tuple[int, str]:
+        """fd of the dir holding ``rel`` (caller closes it) and the last component's name.
+
+        With ``create``, missing parent dirs are made (0700, each fsync'd into its parent)."""
         parts = _check_rel(rel)
         fd = os.dup(self.fd)
         try:
             for comp in parts[:-1]:
-                nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
+                try:
+                    nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(comp, 0o700, dir_fd=fd)
+                        os.fsync(fd)
+                    nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
                 os.close(fd)
                 fd = nfd
                 if os.fstat(fd).st_dev != self.dev:
