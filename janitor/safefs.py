@@ -88,46 +88,39 @@ def iter_tree(path: str, dev: int, problems: list[str] | None = None) -> Iterato
                     subdirs.append(e.name)
         return stats, subdirs
 
-    try:
-        top = os.open(path, DIR_FLAGS)
-    except FileNotFoundError:
-        return
-    except OSError as err:
-        problems.append(f"cannot read {path}: {err.strerror}")
-        return
+    def enter(name: str, dir_fd: int | None) -> tuple[int, list[os.stat_result], list[str]] | None:
+        """Open and list one dir (fd left open for the caller), or note why not and return None."""
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            problems.append(f"cannot open {name!r}: {err.strerror}")
+            return None
+        try:
+            stats, subdirs = listing(fd)
+        except OSError as err:
+            os.close(fd)
+            problems.append(f"cannot list {name!r}: {err.strerror}")
+            return None
+        return fd, stats, subdirs
+
     raise_fd_limit()
     stack: list[tuple[int, list[str]]] = []
+    got = enter(path, None)
     try:
-        stats, subdirs = listing(top)
-    except OSError as err:
-        os.close(top)
-        problems.append(f"cannot list {path}: {err.strerror}")
-        return
-    stack.append((top, subdirs))
-    try:
-        yield from stats
-        while stack:
+        while got is not None or stack:
+            if got is not None:
+                fd, stats, subdirs = got
+                stack.append((fd, subdirs))
+                yield from stats
             fd, subdirs = stack[-1]
             if not subdirs:
                 os.close(fd)
                 stack.pop()
+                got = None
                 continue
-            name = subdirs.pop()
-            try:
-                cfd = os.open(name, DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                continue
-            except OSError as err:
-                problems.append(f"cannot open {name!r}: {err.strerror}")
-                continue
-            try:
-                stats, csub = listing(cfd)
-            except OSError as err:
-                os.close(cfd)
-                problems.append(f"cannot list {name!r}: {err.strerror}")
-                continue
-            stack.append((cfd, csub))
-            yield from stats
+            got = enter(subdirs.pop(), fd)
     finally:
         for fd, _ in stack:
             os.close(fd)
