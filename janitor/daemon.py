@@ -10,7 +10,8 @@ Jobs (APScheduler 3, one worker thread, so two sweeps never overlap in this proc
   gone   a moment after transcripts disappear: those the janitor did not remove itself (per the audit log)
          are recorded as ``external-delete`` (e.g. Claude Code's own cleanup).
 
-A watchdog observer (watch.py) keeps the index (index.py) current as transcripts come, grow, move and go.
+A watcher (watch.py: inotify on projects/ and each project dir) keeps the index (index.py) current as
+transcripts come, grow, move and go.
 When file events are unavailable or were lost (watch limits, queue overflow), wake-ups fall back to full
 scans until a full scan has rebuilt the index.
 
@@ -49,7 +50,7 @@ from .index import Entry, Index, Key, count_sessions, rescan
 from .model import Action, ConfigError, Decision, JanitorError, LockBusy, Outcome, Plan, Policy, Session
 from .paths import JanitorDirs
 from .sweep import Env
-from .watch import Change, Watcher, transcript_parts
+from .watch import Change, make_watcher, transcript_parts
 
 log = logging.getLogger("janitor.daemon")
 
@@ -367,8 +368,8 @@ class Daemon:
         self.index = Index(self.dirs.index_db)
         self.follower = AuditFollower(self.dirs.audit_log, self.index)
         self.stop_event = threading.Event()
-        self.watcher = Watcher(self.roots, self.on_changes, self.on_overflow, debounce=debounce,
-                               observer_factory=observer_factory)
+        self.watcher = make_watcher(self.roots, self.on_changes, self.on_overflow, debounce=debounce,
+                                    observer_factory=observer_factory)
         self.scheduler: Any = None
         # Why the index cannot be trusted right now (a full scan is needed); None when it can.
         self.untrusted: str | None = "not built yet"

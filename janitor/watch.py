@@ -1,9 +1,15 @@
-"""A watchdog observer on each root's projects/ tree, reporting transcript changes in batches.
+"""Watching each root's projects/ for transcript changes, reported in batches.
 
 Only what the index needs is reported: a transcript (``projects/<project>/<id>.jsonl``) written (created,
-appended, moved in) or gone (deleted, moved out), and a project dir (or projects/ itself) gone. Events are
-collected by the observer thread and handed over, coalesced per path, from a flush thread a moment later,
-so a transcript being appended to costs one index update per ``debounce`` seconds at most.
+appended, touched, moved in) or gone (deleted, moved out), and a project dir (or projects/ itself) gone.
+Events are collected by a reader thread and handed over, coalesced per path, from a flush thread a moment
+later, so a transcript being appended to costs one index update per ``debounce`` seconds at most.
+
+On Linux the watcher uses inotify directly and watches exactly two levels: projects/ and each project dir
+in it (1 + the number of projects watches). Per-session folders, subagent transcripts and tool results are
+never watched: a recursive watch would hold one watch per folder (~30k for a 10k-session cache, ~20 MB
+in the daemon) and wake the daemon for every file a sweep removes inside them. Elsewhere (macOS) watchdog
+watches projects/ recursively and the same changes are picked out of its events.
 
 Failures never crash the daemon: a root that cannot be watched (projects/ missing, inotify watch or
 instance limits) is reported in ``problems`` and retried by ``ensure()``; a kernel queue overflow (events
@@ -12,8 +18,12 @@ lost) calls ``on_overflow`` so the daemon falls back to a full scan.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import select
+import struct
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,27 +44,88 @@ class Change:
 def transcript_parts(rel: str) -> tuple[str, str] | None:
     """(project, session_id) if ``rel`` names a transcript directly inside a project dir."""
     parts = rel.split("/")
-    if len(parts) == 3 and parts[0] == "projects" and parts[2].endswith(".jsonl") and len(parts[2]) > 6:
+    if len(parts) == 3 and parts[0] == "projects" and _is_transcript(parts[2]):
         return parts[1], parts[2][:-6]
     return None
 
 
-class _OverflowLogHandler(logging.Handler):
-    """watchdog handles an IN_Q_OVERFLOW itself (it re-adds its watches) and only logs it: listen for that."""
+def _is_transcript(name: str) -> bool:
+    return name.endswith(".jsonl") and len(name) > 6
 
-    def __init__(self, callback: Callable[[], None]) -> None:
-        super().__init__(logging.WARNING)
-        self.callback = callback
 
-    def emit(self, record: logging.LogRecord) -> None:
+# ---- inotify(7) ------------------------------------------------------------------------------------
+
+IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
+IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
+IN_DELETE_SELF, IN_MOVE_SELF = 0x400, 0x800
+IN_Q_OVERFLOW, IN_IGNORED = 0x4000, 0x8000
+IN_ONLYDIR, IN_DONT_FOLLOW, IN_ISDIR = 0x01000000, 0x02000000, 0x40000000
+IN_CLOEXEC, IN_NONBLOCK = 0o2000000, 0o4000
+_SELF = IN_DELETE_SELF | IN_MOVE_SELF
+_GONE = IN_DELETE | IN_MOVED_FROM
+PROJECTS_MASK = IN_CREATE | IN_MOVED_TO | _GONE | _SELF | IN_ONLYDIR | IN_DONT_FOLLOW
+PROJECT_MASK = (IN_CREATE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO | _GONE | _SELF | IN_ONLYDIR
+                | IN_DONT_FOLLOW)
+_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
+
+
+class Inotify:
+    """One inotify instance through libc (no dependency, nothing imported but ctypes)."""
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def add(self, path: str, mask: int) -> int:
+        import ctypes
+
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), ctypes.c_uint32(mask))
+        if wd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e), path)
+        return int(wd)
+
+    def rm(self, wd: int) -> None:
+        self._libc.inotify_rm_watch(self.fd, wd)  # EINVAL if already gone: nothing to do
+
+    def read(self) -> list[tuple[int, int, str]]:
+        """Pending events as (wd, mask, name); [] if there are none."""
         try:
-            if "overflow" in record.getMessage().lower():
-                self.callback()
-        except Exception:  # noqa: BLE001 - a logging handler must never raise
-            pass
+            buf = os.read(self.fd, 256 * 1024)
+        except BlockingIOError:
+            return []
+        out = []
+        off = 0
+        while off + _HEADER.size <= len(buf):
+            wd, mask, _, n = _HEADER.unpack_from(buf, off)
+            off += _HEADER.size
+            name = buf[off:off + n].split(b"\0", 1)[0]
+            off += n
+            out.append((wd, mask, os.fsdecode(name)))
+        return out
 
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+# ---- the watcher -----------------------------------------------------------------------------------
 
 class Watcher:
+    """Reports transcript changes under each root's projects/ (Linux: inotify, two levels deep).
+
+    ``observer_factory``: makes the inotify instance (tests pass one that fails as at the kernel limits)."""
+
     def __init__(self, roots: list[str], on_changes: Callable[[list[Change]], None],
                  on_overflow: Callable[[], None], *, debounce: float = 0.5,
                  observer_factory: Callable[[], Any] | None = None) -> None:
@@ -63,87 +134,114 @@ class Watcher:
         self.on_overflow = on_overflow
         self.debounce = debounce
         self.observer_factory = observer_factory
-        self.observer: Any = None
-        self.watches: dict[str, Any] = {}  # root -> ObservedWatch
-        self.problems: dict[str, str] = {}  # root -> why it is not watched
+        self.problems: dict[str, str] = {}  # root -> why it is not (fully) watched
+        self._ino: Any = None
+        self._wds: dict[int, tuple[str, str]] = {}  # wd -> (root, "projects" | "projects/<p>")
+        self._by_dir: dict[tuple[str, str], int] = {}
         self._pending: dict[tuple[str, str], Change] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
+        self._stop_r = self._stop_w = -1
+        self._reader: threading.Thread | None = None
         self._flusher: threading.Thread | None = None
-        self._log_handler = _OverflowLogHandler(self._overflow)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> dict[str, str]:
         """Start watching every root; returns the problems (root -> reason) of those not watched."""
-        for name in WATCHDOG_LOGGERS:
-            logging.getLogger(name).addHandler(self._log_handler)
         self._flusher = threading.Thread(target=self._flush_loop, name="janitor-watch-flush", daemon=True)
         self._flusher.start()
+        return self.ensure()
+
+    def _open(self) -> bool:
         try:
-            self.observer = self._make_observer()
-            self.observer.start()
+            self._ino = (self.observer_factory or Inotify)()
         except OSError as e:
-            self.observer = None
+            self._ino = None
             for r in self.roots:
                 self.problems[r] = f"cannot start the file watcher: {e.strerror or e}"
             log.warning("file watching unavailable (%s): relying on full scans", e.strerror or e)
-            return dict(self.problems)
-        return self.ensure()
-
-    def _make_observer(self) -> Any:
-        if self.observer_factory is not None:
-            return self.observer_factory()
-        from watchdog.observers import Observer
-
-        return Observer()
+            return False
+        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._reader = threading.Thread(target=self._read_loop, name="janitor-watch", daemon=True)
+        self._reader.start()
+        return True
 
     def ensure(self) -> dict[str, str]:
-        """(Re)watch every root not currently watched. Cheap when all are."""
-        if self.observer is None:
-            try:
-                self.observer = self._make_observer()
-                self.observer.start()
-            except OSError as e:
-                self.observer = None
-                return {r: f"cannot start the file watcher: {e.strerror or e}" for r in self.roots}
-        alive = {e.watch.path for e in getattr(self.observer, "emitters", ()) if e.is_alive()}
-        for r in self.roots:
-            w = self.watches.get(r)
-            if w is not None and w.path in alive:
-                self.problems.pop(r, None)
-                continue
-            if w is not None:
-                try:
-                    self.observer.unschedule(w)
-                except (KeyError, ValueError):
-                    pass
-                self.watches.pop(r, None)
-            path = os.path.join(r, "projects")
+        """(Re)watch every root and project dir not currently watched. Cheap when all are (one listing of
+        each projects/)."""
+        with self._lock:
+            if self._ino is None and not self._open():
+                return dict(self.problems)
+            for r in self.roots:
+                self._ensure_root(r)
+            return dict(self.problems)
+
+    def _ensure_root(self, root: str) -> None:
+        path = os.path.join(root, "projects")
+        if (root, "projects") not in self._by_dir:
             if not os.path.isdir(path) or os.path.islink(path):
-                self.problems[r] = f"{path} does not exist (yet)"
+                self.problems[root] = f"{path} does not exist (yet)"
+                return
+            try:
+                self._add(root, "projects")
+            except OSError as e:
+                self.problems[root] = f"cannot watch {path}: {e.strerror or e}"
+                log.warning("cannot watch %s (%s): relying on full scans for it", path, e.strerror or e)
+                return
+            log.info("watching %s", path)
+        problem = None
+        for name in _subdirs(path):
+            if (root, f"projects/{name}") in self._by_dir:
                 continue
             try:
-                self.watches[r] = self.observer.schedule(self._handler(r), path, recursive=True,
-                                                         event_filter=self._event_filter())
-                self.problems.pop(r, None)
-                log.info("watching %s", path)
+                self._add(root, f"projects/{name}")
             except OSError as e:
-                self.problems[r] = f"cannot watch {path}: {e.strerror or e}"
-                log.warning("cannot watch %s (%s): relying on full scans for it", path, e.strerror or e)
-        return dict(self.problems)
+                if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                    continue  # gone meanwhile, or a symlink (never followed)
+                problem = f"cannot watch {path}/{name}: {e.strerror or e}"
+        if problem:
+            self.problems[root] = problem
+            log.warning("%s: relying on full scans for %s", problem, root)
+        else:
+            self.problems.pop(root, None)
+
+    def _add(self, root: str, rel: str) -> int:
+        wd = self._ino.add(os.path.join(root, rel), PROJECTS_MASK if rel == "projects" else PROJECT_MASK)
+        old = self._wds.get(wd)
+        if old is not None and old != (root, rel):
+            self._by_dir.pop(old, None)  # the same inode under a new name (moved back in)
+        self._wds[wd] = (root, rel)
+        self._by_dir[(root, rel)] = wd
+        return wd
+
+    def _forget(self, root: str, rel: str, *, rm: bool) -> None:
+        """Stop tracking ``rel`` (and, for projects/, every project dir of the root)."""
+        keys = [k for k in self._by_dir if k[0] == root] if rel == "projects" else [(root, rel)]
+        for k in keys:
+            wd = self._by_dir.pop(k, None)
+            if wd is None:
+                continue
+            if self._wds.get(wd) == k:
+                del self._wds[wd]
+            if rm:
+                self._ino.rm(wd)
 
     def stop(self) -> None:
         """Stop watching, then hand over what was collected."""
-        for name in WATCHDOG_LOGGERS:
-            logging.getLogger(name).removeHandler(self._log_handler)
-        if self.observer is not None:
-            try:
-                self.observer.stop()
-                self.observer.join(timeout=5)
-            except RuntimeError:
-                pass
+        if self._reader is not None:
+            os.write(self._stop_w, b"x")
+            self._reader.join(timeout=5)
+            self._reader = None
+        with self._lock:
+            if self._ino is not None:
+                self._ino.close()
+                self._ino = None
+                os.close(self._stop_r)
+                os.close(self._stop_w)
+            self._wds.clear()
+            self._by_dir.clear()
         self._stopping = True
         self._wake.set()
         if self._flusher is not None:
@@ -151,54 +249,88 @@ class Watcher:
 
     @property
     def healthy(self) -> bool:
-        return self.observer is not None and not self.problems
+        return self._ino is not None and not self.problems
+
+    @property
+    def watch_count(self) -> int:
+        return len(self._wds)
 
     # ---- events ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _event_filter() -> list[type]:
-        from watchdog import events as ev
+    def _read_loop(self) -> None:
+        poller = select.poll()
+        poller.register(self._ino.fileno(), select.POLLIN)
+        poller.register(self._stop_r, select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in poller.poll()}
+            if self._stop_r in ready:
+                return
+            overflow = False
+            with self._lock:
+                if self._ino is None:
+                    return
+                for wd, mask, name in self._ino.read():
+                    overflow |= self._event(wd, mask, name)
+            if self._pending:
+                self._wake.set()
+            if overflow:
+                self._overflow()
 
-        wanted = [ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileClosedEvent, ev.FileDeletedEvent,
-                  ev.FileMovedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
-        attrib = getattr(ev, "FileAttribEvent", None)  # watchdog ≥ 5: touch/utime (mtime set back, too)
-        return wanted + ([attrib] if attrib else [])
+    def _event(self, wd: int, mask: int, name: str) -> bool:
+        """One inotify event (under the lock); True on a queue overflow."""
+        if mask & IN_Q_OVERFLOW:
+            return True
+        where = self._wds.get(wd)
+        if where is None:
+            return False
+        root, rel = where
+        if mask & IN_IGNORED:  # the watch is gone (its dir removed or unwatched)
+            self._forget(root, rel, rm=False)
+            if rel == "projects":
+                self.problems[root] = f"{root}/projects was removed"
+            return False
+        if rel == "projects":
+            if mask & _SELF:  # projects/ itself removed or moved away: re-watched by ensure()
+                self._forget(root, rel, rm=True)
+                self.problems[root] = f"{root}/projects was removed"
+                self._put(Change("dir-gone", root, "projects"))
+            elif mask & IN_ISDIR and name:
+                sub = f"projects/{name}"
+                if mask & _GONE:
+                    self._forget(root, sub, rm=True)  # a moved dir keeps its watch: drop it
+                    self._put(Change("dir-gone", root, sub))
+                elif mask & (IN_CREATE | IN_MOVED_TO):
+                    self._new_project(root, sub)
+            return False
+        if mask & _SELF:
+            if mask & IN_MOVE_SELF:  # moved away; the parent's IN_MOVED_FROM reports it (or did)
+                self._forget(root, rel, rm=True)
+            return False
+        if mask & IN_ISDIR or not _is_transcript(name):
+            return False
+        self._put(Change("gone" if mask & _GONE else "write", root, f"{rel}/{name}"))
+        return False
 
-    def _handler(self, root: str) -> Any:
-        from watchdog.events import FileSystemEventHandler
-
-        watcher = self
-        prefix = root.rstrip("/") + "/"
-
-        class Handler(FileSystemEventHandler):
-            def dispatch(self, event: Any) -> None:
-                watcher._event(prefix, root, event)
-
-        return Handler()
-
-    def _event(self, prefix: str, root: str, event: Any) -> None:
-        def rel(p: Any) -> str | None:
-            p = os.fsdecode(p) if p else ""
-            return p[len(prefix):] if p.startswith(prefix) else None
-
-        src = rel(event.src_path)
-        dest = rel(getattr(event, "dest_path", "")) if event.event_type == "moved" else None
-        out: list[Change] = []
-        if event.is_directory:
-            if event.event_type in ("deleted", "moved") and src is not None and src.count("/") <= 1:
-                out.append(Change("dir-gone", root, src))  # a moved dir's contents come as their own events
-        else:
-            if src is not None and transcript_parts(src):
-                gone = event.event_type in ("deleted", "moved")
-                out.append(Change("gone" if gone else "write", root, src))
-            if dest is not None and transcript_parts(dest):
-                out.append(Change("write", root, dest))
-        if not out:
+    def _new_project(self, root: str, rel: str) -> None:
+        """A project dir created or moved in: watch it, then report the transcripts already in it (written
+        before the watch was added, or moved in with the dir)."""
+        try:
+            self._add(root, rel)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                self.problems[root] = f"cannot watch {root}/{rel}: {e.strerror or e}"
+                log.warning("%s: relying on full scans for %s", self.problems[root], root)
             return
-        with self._lock:
-            for c in out:
-                self._pending[(c.root, c.rel)] = c
-        self._wake.set()
+        try:
+            with os.scandir(os.path.join(root, rel)) as it:
+                for e in it:
+                    if _is_transcript(e.name):
+                        self._put(Change("write", root, f"{rel}/{e.name}"))
+        except OSError:
+            pass
+
+    def _put(self, c: Change) -> None:
+        self._pending[(c.root, c.rel)] = c
 
     def _overflow(self) -> None:
         log.warning("file events were lost (inotify queue overflow): the next sweep is a full scan")
@@ -230,3 +362,130 @@ class Watcher:
             self.flush()
             if self._stopping:
                 return
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as it:
+            return [e.name for e in it if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+# ---- elsewhere: watchdog ------------------------------------------------------------------------------
+
+class _OverflowLogHandler(logging.Handler):
+    """watchdog handles a queue overflow itself (it re-adds its watches) and only logs it: listen for that."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if "overflow" in record.getMessage().lower():
+                self.callback()
+        except Exception:  # noqa: BLE001 - a logging handler must never raise
+            pass
+
+
+class WatchdogWatcher(Watcher):
+    """The same reports from a recursive watchdog observer (platforms without inotify)."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self._watches: dict[str, Any] = {}
+        self._log_handler = _OverflowLogHandler(self._overflow)
+
+    def _open(self) -> bool:
+        from watchdog.observers import Observer
+
+        try:
+            self._ino = (self.observer_factory or Observer)()
+            self._ino.start()
+        except OSError as e:
+            self._ino = None
+            for r in self.roots:
+                self.problems[r] = f"cannot start the file watcher: {e.strerror or e}"
+            return False
+        for name in WATCHDOG_LOGGERS:
+            logging.getLogger(name).addHandler(self._log_handler)
+        return True
+
+    def _ensure_root(self, root: str) -> None:
+        alive = {e.watch.path for e in getattr(self._ino, "emitters", ()) if e.is_alive()}
+        w = self._watches.get(root)
+        if w is not None and w.path in alive:
+            self.problems.pop(root, None)
+            return
+        if w is not None:
+            try:
+                self._ino.unschedule(w)
+            except (KeyError, ValueError):
+                pass
+            self._watches.pop(root, None)
+        path = os.path.join(root, "projects")
+        if not os.path.isdir(path) or os.path.islink(path):
+            self.problems[root] = f"{path} does not exist (yet)"
+            return
+        try:
+            self._watches[root] = self._ino.schedule(self._handler(root), path, recursive=True)
+            self.problems.pop(root, None)
+        except OSError as e:
+            self.problems[root] = f"cannot watch {path}: {e.strerror or e}"
+
+    def stop(self) -> None:
+        for name in WATCHDOG_LOGGERS:
+            logging.getLogger(name).removeHandler(self._log_handler)
+        if self._ino is not None:
+            try:
+                self._ino.stop()
+                self._ino.join(timeout=5)
+            except RuntimeError:
+                pass
+            self._ino = None
+        self._stopping = True
+        self._wake.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=5)
+
+    def _handler(self, root: str) -> Any:
+        from watchdog.events import FileSystemEventHandler
+
+        watcher = self
+        prefix = root.rstrip("/") + "/"
+
+        class Handler(FileSystemEventHandler):
+            def dispatch(self, event: Any) -> None:
+                watcher._watchdog_event(prefix, root, event)
+
+        return Handler()
+
+    def _watchdog_event(self, prefix: str, root: str, event: Any) -> None:
+        def rel(p: Any) -> str | None:
+            p = os.fsdecode(p) if p else ""
+            return p[len(prefix):] if p.startswith(prefix) else None
+
+        src = rel(event.src_path)
+        dest = rel(getattr(event, "dest_path", "")) if event.event_type == "moved" else None
+        out: list[Change] = []
+        if event.is_directory:
+            if event.event_type in ("deleted", "moved") and src is not None and src.count("/") <= 1:
+                out.append(Change("dir-gone", root, src))
+        elif event.event_type in ("created", "modified", "closed", "deleted", "moved", "attrib"):
+            if src is not None and transcript_parts(src):
+                out.append(Change("gone" if event.event_type in ("deleted", "moved") else "write", root, src))
+            if dest is not None and transcript_parts(dest):
+                out.append(Change("write", root, dest))
+        if out:
+            with self._lock:
+                for c in out:
+                    self._put(c)
+            self._wake.set()
+
+
+def make_watcher(roots: list[str], on_changes: Callable[[list[Change]], None], on_overflow: Callable[[], None],
+                 *, debounce: float = 0.5, observer_factory: Callable[[], Any] | None = None) -> Watcher:
+    """inotify on Linux, watchdog elsewhere."""
+    cls = Watcher if sys.platform.startswith("linux") else WatchdogWatcher
+    return cls(roots, on_changes, on_overflow, debounce=debounce, observer_factory=observer_factory)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from janitor.watch import Change, Watcher, transcript_parts
+from janitor.watch import Change, Inotify, WatchdogWatcher, Watcher, transcript_parts
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="inotify is Linux-only")
 
@@ -90,12 +90,70 @@ def test_a_new_project_dir_is_watched_too(watched) -> None:
     assert wait_for(lambda: sink.has("write", "projects/new/s.jsonl"))
 
 
-def test_overflow_warning_calls_back(watched) -> None:
+def test_a_queue_overflow_calls_back(watched) -> None:
     root, sink, w = watched
-    # watchdog handles IN_Q_OVERFLOW itself and only logs it, with exactly this message.
-    logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events "
-                                                              "were lost")
-    assert sink.overflows == 1
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    t = root / "projects" / "p" / "s.jsonl"
+    assert w.watch_count == 2
+    with w._lock:  # the reader thread cannot take events off the kernel queue meanwhile
+        for i in range(limit // 2 + 10):  # IN_CREATE, IN_MODIFY, IN_CLOSE_WRITE each
+            (t.parent / f"f{i}").write_text("x")
+    assert wait_for(lambda: sink.overflows == 1)
+    # Events after the overflow still arrive.
+    (root / "projects" / "p" / "after.jsonl").write_text("{}\n")
+    assert wait_for(lambda: sink.has("write", "projects/p/after.jsonl"))
+
+
+def test_only_projects_and_project_dirs_are_watched(watched) -> None:
+    root, sink, w = watched
+    for i in range(5):
+        (root / "projects" / "p" / f"s{i}" / "subagents").mkdir(parents=True)
+        (root / "projects" / "p" / f"s{i}" / "subagents" / "a.jsonl").write_text("{}\n")
+    (root / "projects" / "p" / "t.jsonl").write_text("{}\n")
+    assert wait_for(lambda: sink.has("write", "projects/p/t.jsonl"))
+    assert w.watch_count == 2  # projects/ and projects/p: not one per session folder
+    shutil.rmtree(root / "projects" / "p" / "s0")
+    assert w.ensure() == {} and w.watch_count == 2
+
+
+def test_a_dir_moved_in_reports_its_transcripts_and_is_watched(watched, tmp_path: Path) -> None:
+    root, sink, w = watched
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "m.jsonl").write_text("{}\n")
+    os.rename(outside, root / "projects" / "moved")
+    assert wait_for(lambda: sink.has("write", "projects/moved/m.jsonl"))
+    (root / "projects" / "moved" / "n.jsonl").write_text("{}\n")
+    assert wait_for(lambda: sink.has("write", "projects/moved/n.jsonl"))
+    # Moved out again: reported gone, and nothing written out there is reported any more.
+    os.rename(root / "projects" / "moved", outside)
+    assert wait_for(lambda: sink.has("dir-gone", "projects/moved"))
+    (outside / "later.jsonl").write_text("{}\n")
+    (root / "projects" / "p" / "mark.jsonl").write_text("{}\n")
+    assert wait_for(lambda: sink.has("write", "projects/p/mark.jsonl"))
+    assert not any("later" in c.rel for c in sink.changes)
+
+
+def test_elsewhere_watchdog_reports_the_same_changes(tmp_path: Path) -> None:
+    root = tmp_path / "claude"
+    (root / "projects" / "p").mkdir(parents=True)
+    sink = Sink()
+    w = WatchdogWatcher([str(root)], sink, sink.overflow, debounce=0.05)
+    try:
+        assert w.start() == {} and w.healthy
+        (root / "projects" / "p" / "s.jsonl").write_text("{}\n")
+        (root / "projects" / "p" / "s" / "subagents").mkdir(parents=True)
+        (root / "projects" / "p" / "s" / "subagents" / "a.jsonl").write_text("{}\n")
+        assert wait_for(lambda: sink.has("write", "projects/p/s.jsonl"))
+        (root / "projects" / "p" / "s.jsonl").unlink()
+        assert wait_for(lambda: sink.has("gone", "projects/p/s.jsonl"))
+        assert not [c for c in sink.changes if "subagents" in c.rel]
+        # watchdog handles a queue overflow itself and only logs it, with exactly this message.
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost")
+        assert sink.overflows == 1
+    finally:
+        w.stop()
 
 
 def test_watchdog_still_logs_the_overflow_we_listen_for() -> None:
@@ -127,22 +185,11 @@ def test_missing_projects_dir_is_a_problem_until_it_appears(tmp_path: Path) -> N
         w.stop()
 
 
-class LimitedObserver:
-    """An observer whose watches fail as at the inotify watch limit (ENOSPC)."""
+class LimitedObserver(Inotify):
+    """A real inotify instance whose watches fail as at the inotify watch limit (ENOSPC)."""
 
-    emitters: tuple = ()
-
-    def start(self) -> None:
-        pass
-
-    def schedule(self, *a, **kw):
+    def add(self, path: str, mask: int) -> int:
         raise OSError(errno.ENOSPC, "inotify watch limit reached")
-
-    def stop(self) -> None:
-        pass
-
-    def join(self, timeout: float | None = None) -> None:
-        pass
 
 
 class NoInstances:
