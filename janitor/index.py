@@ -21,8 +21,9 @@ from pathlib import Path
 
 from .model import Piece, Session
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
+CACHE_KIB = 2048
 Key = tuple[str, str, str]  # (root, project, session_id), as Session.key
 
 _SCHEMA = """
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     PRIMARY KEY (root, project, session_id)
 );
 CREATE INDEX IF NOT EXISTS sessions_due ON sessions(due) WHERE due IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sessions_sid ON sessions(root, session_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
@@ -104,6 +106,7 @@ class Index:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # the daemon lives long: keep its page cache small
             version = None
             if db.execute("SELECT name FROM sqlite_master WHERE name='meta'").fetchone():
                 row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -153,6 +156,25 @@ class Index:
         with self._lock:
             return [_entry(r) for r in self._db.execute(
                 f"SELECT {_COLS} FROM sessions WHERE root=? AND project=?", (root, project))]
+
+    def project_keys(self, root: str, project: str) -> set[tuple[str, str]]:
+        """(project, session_id) of every row of one project (what a keep_last ranking must read)."""
+        with self._lock:
+            return {(project, r[0]) for r in self._db.execute(
+                "SELECT session_id FROM sessions WHERE root=? AND project=?", (root, project))}
+
+    def timed_other(self, keys: set[Key]) -> Entry | None:
+        """A row with a known last activity that is not one of ``keys`` (None if every such row is)."""
+        with self._lock:
+            for r in self._db.execute(f"SELECT {_COLS} FROM sessions WHERE last_activity IS NOT NULL LIMIT ?",
+                                      (len(keys) + 1,)):
+                if (r[0], r[1], r[2]) not in keys:
+                    return _entry(r)
+        return None
+
+    def in_root(self, root: str) -> list[Entry]:
+        with self._lock:
+            return [_entry(r) for r in self._db.execute(f"SELECT {_COLS} FROM sessions WHERE root=?", (root,))]
 
     def due(self, until: float) -> list[Entry]:
         """Rows whose ``due`` time is at or before ``until``, soonest first."""
@@ -264,6 +286,8 @@ def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str]
     except OSError:
         return dict.fromkeys(wanted, None)
     todos: dict[str, list[str]] | None = None
+    wanted = list(wanted)
+    sids = {sid for _, sid in wanted}
 
     def lst(rel: str) -> os.stat_result | None:
         try:
@@ -315,10 +339,9 @@ def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str]
                     s.pieces.append(_piece(s, f"{store}/{sid}", store, st))
         if todos is None:
             todos = {}
-            for e in cache._entries(os.path.join(root, "todos")):
-                m = cache.TODO_RE.match(e.name)
-                if m:
-                    todos.setdefault(m.group(1), []).append(e.name)
+            for name in _names(os.path.join(root, "todos")):
+                if name[:36] in sids and (m := cache.TODO_RE.match(name)):  # only the wanted ids are matched
+                    todos.setdefault(m.group(1), []).append(name)
         for name in todos.get(sid, []):
             st = lst(f"todos/{name}")
             if st is not None and stat.S_ISREG(st.st_mode):
@@ -328,3 +351,10 @@ def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str]
             s.pieces.append(_piece(s, f"debug/{sid}.txt", "debug", st))
         out[(project, sid)] = s if s.pieces else None
     return out
+
+
+def _names(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []

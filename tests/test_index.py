@@ -44,6 +44,23 @@ def test_due_next_due_and_removal(tmp_path: Path) -> None:
     assert [e.project for e in ix.find_sid("/r", "c")] == ["p"]
 
 
+def test_project_keys_timed_other_and_in_root(tmp_path: Path) -> None:
+    ix = Index(tmp_path / "i.db")
+    ix.put([_e("a", last_activity=1.0), _e("b", last_activity=None), _e("c", project="q", last_activity=2.0),
+            _e("d", root="/s", last_activity=3.0)])
+    assert ix.project_keys("/r", "p") == {("p", "a"), ("p", "b")}
+    assert {e.session_id for e in ix.in_root("/r")} == {"a", "b", "c"}
+    keys = {("/r", "p", "a"), ("/r", "q", "c")}
+    assert ix.timed_other(keys).session_id == "d"  # "b" has no activity time: it does not count
+    assert ix.timed_other(keys | {("/s", "p", "d")}) is None
+    # The query plans use the indexes (no whole-table scan per wake-up or per disappeared session).
+    db = sqlite3.connect(tmp_path / "i.db")
+    plan = " ".join(str(r) for r in db.execute("EXPLAIN QUERY PLAN SELECT * FROM sessions WHERE root=? AND "
+                                               "session_id=?", ("/r", "a")))
+    assert "sessions_sid" in plan
+    db.close()
+
+
 def test_replace_root_keeps_rows_the_watcher_touched_during_the_scan(tmp_path: Path) -> None:
     ix = Index(tmp_path / "i.db")
     ix.put([_e("old", due=1.0), _e("other-root", root="/s")])
@@ -104,6 +121,11 @@ def test_rescan_gives_each_session_the_pieces_a_full_scan_gives(tmp_path: Path, 
         assert sorted(r.pieces, key=lambda p: p.rel) == sorted(s.pieces, key=lambda p: p.rel)
         assert (r.last_record_time, r.project_path, r.unreadable) == (s.last_record_time, s.project_path,
                                                                        s.unreadable)
+    # Read alone, a session still gets all its pieces (its todos among many others').
+    s = full.sessions[-1]
+    one = rescan(str(root), [(s.project, s.session_id)])[(s.project, s.session_id)]
+    assert sorted(one.pieces, key=lambda p: p.rel) == sorted(s.pieces, key=lambda p: p.rel)
+    assert any(p.store == "todos" for p in one.pieces)
 
 
 def test_rescan_reports_gone_sessions_and_orphans(tmp_path: Path, now: float) -> None:
