@@ -301,39 +301,68 @@ class AuditFollower:
                 st = os.stat(path)
                 self.ino, self.pos = st.st_ino, st.st_size  # nothing before our first start matters
 
-    def poll(self) -> None:
+    def _read(self) -> bytes | None:
+        """The whole records appended since the last read (None if the log is gone)."""
         try:
             f = open(self.path, "rb")
         except FileNotFoundError:
             self.ino, self.pos = 0, 0
-            return
+            return None
         with f:
             st = os.fstat(f.fileno())
             if st.st_ino != self.ino or st.st_size < self.pos:
                 self.ino, self.pos = st.st_ino, 0  # a new or rewritten log: read it from the start
             f.seek(self.pos)
             data = f.read()
-        end = data.rfind(b"\n") + 1  # only whole records
+        return data[:data.rfind(b"\n") + 1]  # only whole records
+
+    def poll(self) -> None:
+        data = self._read()
+        if data is None:
+            return
         now = time.monotonic()
-        for line in data[:end].splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(rec, dict):
-                continue
-            key = (str(rec.get("root")), str(rec.get("session_id")))
-            if rec.get("action") == "restore":
-                self.restored.add(key)
-                self.acts.pop(key, None)  # whatever a sweep did to it before is history now
-            if rec.get("action") not in self.ACTIONS:
-                continue
-            if rec.get("phase") == "intent":
-                self.acts[key] = ("pending", now)
-            elif rec.get("phase") == "result":
-                result = rec.get("result")
-                self.acts[key] = ("janitor" if result == "ok" else "not-janitor", now)
-        self.pos += end
+        for line in data.splitlines():
+            self._take(line, now)
+        self._advance(len(data), now)
+
+    def account(self, outcomes: list[Outcome]) -> None:
+        """After a sweep of this daemon's own: what it did is known from its outcomes, so its records are not
+        parsed back (150k lines for a 100k-session cache); only restore records among them are read. Sound
+        because the sweep held the sweep lock: no other janitor sweep wrote delete/archive records meanwhile."""
+        data = self._read()
+        if data is None:
+            return
+        now = time.monotonic()
+        if b'"restore"' in data:
+            for line in data.splitlines():
+                if b'"restore"' in line:
+                    self._take(line, now)
+        for o in outcomes:
+            s = o.decision.session
+            self.acts[(s.root, s.session_id)] = ("janitor" if o.result == "ok" else "not-janitor", now)
+        self._advance(len(data), now)
+
+    def _take(self, line: bytes, now: float) -> None:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(rec, dict):
+            return
+        key = (str(rec.get("root")), str(rec.get("session_id")))
+        if rec.get("action") == "restore":
+            self.restored.add(key)
+            self.acts.pop(key, None)  # whatever a sweep did to it before is history now
+        if rec.get("action") not in self.ACTIONS:
+            return
+        if rec.get("phase") == "intent":
+            self.acts[key] = ("pending", now)
+        elif rec.get("phase") == "result":
+            result = rec.get("result")
+            self.acts[key] = ("janitor" if result == "ok" else "not-janitor", now)
+
+    def _advance(self, n: int, now: float) -> None:
+        self.pos += n
         self.index.set_meta("audit_pos", f"{self.ino}:{self.pos}")
         for k, (_, t) in list(self.acts.items()):
             if now - t > AUDIT_PATIENCE_PRUNE:
@@ -551,7 +580,7 @@ class Daemon:
         for ch in dir_gone:
             parts = ch.rel.split("/")
             rows = (self.index.in_project(ch.root, parts[1]) if len(parts) == 2
-                    else [e for e in self.index.all() if e.root == ch.root and e.project])
+                    else [e for e in self.index.in_root(ch.root) if e.project])
             gone += [e for e in rows if not (e.rel and os.path.lexists(os.path.join(e.root, e.rel)))]
             if parts == ["projects"]:  # its watch is gone with it: rebuild (and re-watch) from a full scan
                 self.untrusted = f"{ch.root}/projects was removed"
@@ -665,6 +694,7 @@ class Daemon:
             log.warning("%s", w)
         self._maintain_archives(pol, now)
         outcomes = self._act(plan, pol, len(plan.decisions))
+        self.follower.account(outcomes)  # the next wake-up does not read this sweep's records back
         entries = self._entries(plan, outcomes, now)
         for r in self.roots:
             self.index.replace_root(r, [e for e in entries if e.root == r], since=now)
@@ -699,10 +729,9 @@ class Daemon:
         for e in rows:
             wanted.setdefault(e.root, set()).add((e.project, e.session_id))
         if uses_keep_last(pol):  # a session's rank depends on its whole project
-            for e in rows:
-                if e.project:
-                    wanted[e.root] |= {(x.project, x.session_id) for x in self.index.in_project(e.root, e.project)}
-                    wanted[e.root] |= _project_transcripts(e.root, e.project)
+            for root, project in {(e.root, e.project) for e in rows if e.project}:
+                wanted[root] |= self.index.project_keys(root, project)
+                wanted[root] |= _project_transcripts(root, project)
         sessions: list[Session] = []
         gone: list[Entry] = []
         for root, keys in wanted.items():
@@ -733,9 +762,12 @@ class Daemon:
         if msg and others:
             # The mass-removal guard must judge the whole population, not just the sessions due now (more
             # kept sessions never make it trip, so this is only needed when it trips on the subset).
+            # The sessions acted on are all timed and unpinned, so beyond the plan only whether one more timed
+            # session exists matters ("all sessions at once"); the caps use ``total``.
             picked = {d.session.key for d in plan.decisions}
-            extra = [Decision(Session(e.session_id, e.root, e.project, last_record_time=e.last_activity),
-                              Action.KEEP, "indexed") for e in self.index.all() if e.key not in picked]
+            e = self.index.timed_other(picked)
+            extra = [] if e is None else [Decision(
+                Session(e.session_id, e.root, e.project, last_record_time=e.last_activity), Action.KEEP, "indexed")]
             msg = policy.guard(Plan(now=plan.now, decisions=plan.decisions + extra), pol, total)
         if msg:
             log.error("not acting: %s (run `janitor sweep --force` by hand if this is intended)", msg)
@@ -809,6 +841,7 @@ class Daemon:
         now = time.time()
         records: list[dict[str, Any]] = []
         done: list[Key] = []
+        removed: list[Key] = []
         with self._lock:
             items = list(self.gone.items())
         later = False
@@ -819,17 +852,18 @@ class Daemon:
                 if e.rel is None and (cur := self.index.get(key)) is not None and cur.rel is None:
                     self.index.remove([key])  # leftovers without a transcript, gone too: nothing to say
                 continue
-            moved = [x for x in self.index.find_sid(root, sid) if x.project != project
-                     and x.rel and os.path.lexists(os.path.join(root, x.rel))]
             who = self.follower.state(root, sid)
             if who == "pending" and now - since < GONE_PATIENCE:
                 later = True  # a sweep means to remove it and has not said how that went yet
                 continue
             done.append(key)
-            cur = self.index.get(key)
             if who == "janitor":
-                self.index.remove([key])  # a sweep removed the whole session
-            elif cur is not None and cur.rel == e.rel:
+                removed.append(key)  # a sweep removed the whole session
+                continue
+            moved = [x for x in self.index.find_sid(root, sid) if x.project != project
+                     and x.rel and os.path.lexists(os.path.join(root, x.rel))]
+            cur = self.index.get(key)
+            if cur is not None and cur.rel == e.rel:
                 # Whatever is left of the session (its folder, side files) is looked at again soon.
                 self.index.put([Entry(root, project, sid, None, cur.last_activity, cur.bytes, now + MIN_STEP,
                                       False, cur.decided, cur.reason)])
@@ -841,6 +875,7 @@ class Daemon:
                 "last_activity": _iso(e.last_activity),
                 "reason": "removed by another process, not by the janitor (e.g. Claude Code's own cleanup)",
                 "detected_by": how, "result": "gone"})
+        self.index.remove(removed)
         with self._lock:
             for k in done:
                 self.gone.pop(k, None)

@@ -223,6 +223,37 @@ def test_the_mass_removal_guard_holds_the_daemon_back(mkdaemon, root):
     assert audit("delete") == []
 
 
+def test_the_guard_holds_a_wake_up_that_would_remove_every_indexed_session(mkdaemon, root):
+    now = time.time()
+    gs = [make_session(root, f"/w/p{i}", now - H + 2, side=False) for i in range(6)]
+    d = mkdaemon()
+    d.full_sweep()
+    time.sleep(max(0.0, d.index.next_due() - time.time()) + 0.05)
+    d.wake()  # all of them due at once, and nothing else indexed: the sign of a clock that jumped
+    assert all(g.paths[0].exists() for g in gs) and audit("delete") == []
+
+
+def test_a_full_sweep_accounts_for_its_own_audit_records(mkdaemon, root, jenv):
+    now = time.time()
+    a = make_session(root, "/w/a", now - 2 * H)
+    b = make_session(root, "/w/a", now - 60)
+    d = mkdaemon('retention = "1h"\ngrace = "0s"\naction = "archive"\n')
+    d.full_sweep()
+    assert not a.paths[0].exists()
+    # The follower stands at the end of the log: the next wake-up reads nothing back...
+    log = janitor_dirs().audit_log
+    assert d.follower.pos == log.stat().st_size and d.index.get_meta("audit_pos").endswith(f":{d.follower.pos}")
+    assert d.follower.state(str(root), a.session_id) == "janitor"
+    d.judge_gone()
+    assert audit("external-delete") == []
+    # ...and a restore written after it is still seen (the restored session is not archived again at once).
+    p = run_cli(["restore", "--no-pin", a.session_id], jenv)
+    assert p.returncode == 0, p.stderr
+    assert wait_for(lambda: indexed(d, a.session_id) is not None)
+    d.wake()
+    assert a.paths[0].exists() and b.paths[0].exists()
+
+
 def test_a_busy_lock_is_retried_later_not_waited_for(mkdaemon, root):
     a = make_session(root, "/w/a", time.time() - 2 * H, side=False)
     d = mkdaemon()
