@@ -165,13 +165,31 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
     os.environ.clear()
     os.environ.update(env_vars)
     res: dict = {}
+    # The same first sweep as a one-shot `janitor sweep` (same policy, same time), on its own copy.
+    scopy = work / "copy-daemon-sweep"
+    copy(gen, scopy)
+    senv = janitor_env(work, "daemon-sweep")
+    shutil.rmtree(work / "xdg-daemon-sweep", ignore_errors=True)
+    t = time.perf_counter()
+    p = subprocess.run([*JANITOR, "sweep", "--json", "--claude-dir", str(scopy)], env=senv, capture_output=True,
+                       text=True)
+    res["janitor_sweep_same_policy_s"] = time.perf_counter() - t
+    res["janitor_sweep_removed"] = json.loads(p.stdout)["totals"]["results"].get("ok", 0) if p.stdout else None
+    shutil.rmtree(scopy)
     try:
         env = Env(roots=[dcopy], dirs=janitor_dirs())
         d = dmod.Daemon(env)
+        d.watcher.start()  # as in the daemon: its own deletions are seen by its watcher
         t = time.perf_counter()
         outs = d._full(now)
         res["daemon_first_full_sweep_s"] = time.perf_counter() - t
         res["first_full_removed"] = sum(o.result == "ok" for o in outs)
+        res["daemon_full_vs_janitor_sweep"] = res["daemon_first_full_sweep_s"] / res["janitor_sweep_same_policy_s"]
+        d.watcher.flush()
+        t = time.perf_counter()
+        d.judge_gone()  # the sessions its own sweep removed, seen by the watcher
+        res["judge_gone_after_full_s"] = time.perf_counter() - t
+        d.watcher.stop()
         entries = d.index.all()
         dues = sorted(e.due for e in entries if e.due is not None)
         res["indexed_sessions"] = len(entries)
@@ -207,6 +225,12 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
         os.environ.clear()
         os.environ.update(saved)
     if idle:
+        empty = work / "empty-claude"
+        shutil.rmtree(empty, ignore_errors=True)
+        (empty / "projects").mkdir(parents=True)
+        shutil.rmtree(work / "xdg-daemon-empty", ignore_errors=True)
+        res["idle_baseline_empty_cache"] = bench_idle(empty, janitor_env(work, "daemon-empty"), window=5.0)
+        shutil.rmtree(empty)
         res["idle"] = bench_idle(dcopy, env_vars)
     shutil.rmtree(dcopy)
     return res
@@ -250,9 +274,12 @@ def bench_idle(root: Path, env: dict[str, str], window: float = 20.0) -> dict:
     c0 = _ctx(p.pid)
     time.sleep(window)
     c1 = _ctx(p.pid)
+    kids = [int(x) for tid in os.listdir(f"/proc/{p.pid}/task")
+            for x in Path(f"/proc/{p.pid}/task/{tid}/children").read_text().split()]
     out = {"startup_and_full_sweep_s": ready, "window_s": window, "threads": threads,
            "context_switches_in_window": c1 - c0, "rss_kb": _status(p.pid, "VmRSS"),
-           "peak_rss_kb": _status(p.pid, "VmHWM")}
+           "peak_rss_kb": _status(p.pid, "VmHWM"), "children_at_idle": len(kids),
+           "children_rss_kb": sum(_status(k, "VmRSS") for k in kids)}
     try:
         st = json.loads(state.read_text())
         out["next_expiry"] = st.get("next_expiry")
