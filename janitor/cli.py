@@ -508,6 +508,24 @@ def daemon(claude_dirs: tuple[str, ...], config_path: str | None, verbose: bool)
     sys.exit(run(make_env(claude_dirs, config_path), verbose=verbose))
 
 
+@cli.command("_daemon-full-sweep", hidden=True)
+@click.option("--claude-dir", "claude_dirs", multiple=True, required=True)
+@click.option("--config", "config_path")
+@click.option("--default-root", is_flag=True)
+@click.option("--now", type=float, required=True)
+@click.option("--parent-pid", type=int, required=True)
+@click.option("--lock-fd", type=int)
+@click.option("--audit-from")
+@click.option("-v", "--verbose", is_flag=True)
+def daemon_full_sweep(claude_dirs: tuple[str, ...], config_path: str | None, default_root: bool, now: float,
+                      parent_pid: int, lock_fd: int | None, audit_from: str | None, verbose: bool) -> None:
+    """Internal: one full sweep of `janitor daemon`, in a process of its own (JSON result on stdout)."""
+    from .daemon import child_main
+
+    sys.exit(child_main(list(claude_dirs), config_path, default_root, now, parent_pid, lock_fd, audit_from,
+                        verbose))
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @handle_errors

@@ -28,7 +28,6 @@ import contextlib
 import copy
 import dataclasses
 import fcntl
-import inspect
 import json
 import logging
 import os
@@ -38,19 +37,21 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import config, policy
 from .durations import DurationError, human_duration, parse_duration
 from .index import Entry, Index, Key, count_sessions, rescan
 from .model import Action, ConfigError, Decision, JanitorError, LockBusy, Outcome, Plan, Policy, Session
 from .paths import JanitorDirs
-from .sweep import Env
 from .watch import Change, make_watcher, transcript_parts
+
+if TYPE_CHECKING:
+    from .sweep import Env
 
 log = logging.getLogger("janitor.daemon")
 
@@ -325,22 +326,21 @@ class AuditFollower:
             self._take(line, now)
         self._advance(len(data), now)
 
-    def account(self, outcomes: list[Outcome]) -> None:
-        """After a sweep of this daemon's own: what it did is known from its outcomes, so its records are not
-        parsed back (150k lines for a 100k-session cache); only restore records among them are read. Sound
-        because the sweep held the sweep lock: no other janitor sweep wrote delete/archive records meanwhile."""
-        data = self._read()
-        if data is None:
+    def adopt(self, pos: str, restored: Iterable[tuple[str, str]] = ()) -> None:
+        """After a full sweep (run in a process of its own): stand where that sweep left the log. Its own
+        delete/archive records are not read back (150k lines for a 100k-session cache); the sweep reported
+        the restore records among them. Sound because the sweep held the sweep lock: no other janitor sweep
+        wrote delete/archive records meanwhile, and what the sweep removed it also removed from the index."""
+        try:
+            ino, at = pos.split(":")
+            self.ino, self.pos = int(ino), int(at)
+        except ValueError:
             return
-        now = time.monotonic()
-        if b'"restore"' in data:
-            for line in data.splitlines():
-                if b'"restore"' in line:
-                    self._take(line, now)
-        for o in outcomes:
-            s = o.decision.session
-            self.acts[(s.root, s.session_id)] = ("janitor" if o.result == "ok" else "not-janitor", now)
-        self._advance(len(data), now)
+        for key in restored:
+            key = (str(key[0]), str(key[1]))
+            self.restored.add(key)
+            self.acts.pop(key, None)
+        self.index.set_meta("audit_pos", f"{self.ino}:{self.pos}")
 
     def _take(self, line: bytes, now: float) -> None:
         try:
@@ -386,14 +386,294 @@ def _iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
+# ---- one full sweep: the work itself (in the child process `janitor _daemon-full-sweep`) --------------
+
+def act(plan: Plan, pol: Policy, env: Env, total: int, actors: dict[Action, Any],
+        should_stop: Callable[[], bool], index: Index | None = None) -> list[Outcome]:
+    """Guard, then sweep.execute (which re-checks each piece before acting; stops between sessions).
+
+    ``index``: for a wake-up's subset of sessions, the index the guard judges the whole population from."""
+    from .sweep import execute
+
+    if not plan.to_act:
+        return []
+    msg = policy.guard(plan, pol, total)
+    if msg and index is not None:
+        # The mass-removal guard must judge the whole population, not just the sessions due now (more
+        # kept sessions never make it trip, so this is only needed when it trips on the subset).
+        # The sessions acted on are all timed and unpinned, so beyond the plan only whether one more timed
+        # session exists matters ("all sessions at once"); the caps use ``total``.
+        picked = {d.session.key for d in plan.decisions}
+        e = index.timed_other(picked)
+        extra = [] if e is None else [Decision(
+            Session(e.session_id, e.root, e.project, last_record_time=e.last_activity), Action.KEEP, "indexed")]
+        msg = policy.guard(Plan(now=plan.now, decisions=plan.decisions + extra), pol, total)
+    if msg:
+        log.error("not acting: %s (run `janitor sweep --force` by hand if this is intended)", msg)
+        return []
+    return execute(plan, pol, env, dry_run=False, actors=actors, should_stop=should_stop)
+
+
+def maintain_archives(env: Env, pol: Policy, now: float) -> None:
+    """Once per full sweep, as `janitor sweep` does: temp leftovers, archive_retention."""
+    try:
+        from . import archive
+    except ImportError:
+        return
+    if not hasattr(archive, "maintain"):
+        return
+    from .audit import AuditLog
+    from .sweep import _sinks
+
+    info = archive.maintain(pol, env.dirs, now, dry_run=False,
+                            audit=AuditLog(env.dirs.audit_log, sinks=_sinks(env)))
+    for err in (info or {}).get("errors", []):
+        log.warning("archives: %s", err)
+
+
+def entries_for(plan: Plan, outcomes: list[Outcome], now: float, pol: Policy) -> list[Entry]:
+    """Index rows for the sessions of a plan that are still there, each with when to look again."""
+    by_key = {o.decision.session.key: o for o in outcomes}
+    low = shortest_expiry(pol)
+    out: list[Entry] = []
+    for d in plan.decisions:
+        s = d.session
+        o = by_key.get(s.key)
+        if o is not None and o.result in ("ok", "vanished"):
+            continue
+        due: float | None = None
+        kl = False
+        if o is not None:
+            due = now + (RECHECK_FAILED if o.result == "failed" else RECHECK_CHANGED)
+            if o.result == "cancelled":
+                due = now
+        elif d.action is not Action.KEEP:
+            due = None  # held back by the guard: left to the next full sweep
+        elif d.expires_at is not None:
+            due = d.expires_at
+        elif "(keep_last)" in d.reason:
+            kl = True
+        elif getattr(s, "in_use", None):
+            due = now + RECHECK_CHANGED
+        elif s.last_activity is not None and s.last_activity > now and low is not None:
+            due = s.last_activity + low  # clock skew: look again once it is no longer in the future
+        if due is not None:
+            due = max(due, now + MIN_STEP)
+        tr = s.transcript
+        out.append(Entry(s.root, s.project, s.session_id, tr.rel if tr else None, s.last_activity, s.bytes,
+                         due, kl, now, d.reason))
+    return out
+
+
+def audit_since(path: Path, start: str | None) -> tuple[str, list[tuple[str, str]]]:
+    """Where the audit log ends now ("ino:pos", whole records only) and the sessions restored by the
+    records between ``start`` ("ino:pos") and there. Reads line by line: no record but a restore is parsed."""
+    restored: list[tuple[str, str]] = []
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return "0:0", restored
+    with f:
+        st = os.fstat(f.fileno())
+        ino, pos = st.st_ino, 0
+        if start:
+            with contextlib.suppress(ValueError):
+                a, b = (int(x) for x in start.split(":"))
+                if a == st.st_ino and b <= st.st_size:
+                    pos = b
+        f.seek(pos)
+        for line in f:
+            if not line.endswith(b"\n"):
+                break  # a record being written: not whole yet
+            pos += len(line)
+            if b'"restore"' in line:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and rec.get("action") == "restore":
+                    restored.append((str(rec.get("root")), str(rec.get("session_id"))))
+    return f"{ino}:{pos}", restored
+
+
+def full_sweep_work(env: Env, pol: Policy, now: float, index: Index, *, should_stop: Callable[[], bool],
+                    actors: dict[Action, Any] | None = None, audit_from: str | None = None) -> dict[str, Any]:
+    """One full sweep as the daemon runs it: scan everything, decide, act, and rebuild the index from what
+    is on disk. Returns a small JSON-able summary: the outcome counts, the sessions that disappeared
+    without this sweep removing them (for the daemon to judge), and where the audit log stands after it.
+    Raises _Stopping if asked to stop before acting."""
+    from .sweep import build_plan
+
+    def check(_n: int = 0) -> None:
+        if should_stop():
+            raise _Stopping()
+
+    before = {e.key: e for e in index.all()}
+    plan, used, _ = build_plan(env, now, progress=check, pol=copy.deepcopy(pol))
+    check()
+    for w in plan.warnings:
+        log.warning("%s", w)
+    maintain_archives(env, used, now)
+    outcomes = act(plan, used, env, len(plan.decisions), actors or default_actors(), should_stop)
+    entries = entries_for(plan, outcomes, now, pol)
+    roots = [str(r) for r in env.roots]
+    for r in roots:
+        index.replace_root(r, [e for e in entries if e.root == r], since=now)
+    index.remove(_removed(outcomes))
+    # Transcripts the index knew that are not there any more (the session may have left a folder), and the
+    # sessions that vanished between the scan and the act: removed by someone else, judged by the daemon.
+    scanned = {d.session.key: d.session for d in plan.decisions}
+    vanished = {o.decision.session.key: o.decision.session for o in outcomes if o.result == "vanished"}
+    ours = {o.decision.session.key for o in outcomes if o.result == "ok"}
+    gone = [e for k, e in before.items() if e.rel and k not in ours
+            and (k not in scanned or scanned[k].transcript is None or k in vanished)]
+    for k, s in vanished.items():
+        if k not in before and s.transcript is not None:
+            gone.append(Entry(s.root, s.project, s.session_id, s.transcript.rel, s.last_activity, s.bytes))
+    pos, restored = audit_since(env.dirs.audit_log, audit_from)
+    out: dict[str, Any] = _count(outcomes)
+    out.update({
+        "sessions": len(plan.decisions), "indexed": len(entries),
+        "cancelled": sum(o.result == "cancelled" for o in outcomes),
+        "gone": [[e.root, e.project, e.session_id, e.rel, e.last_activity, e.bytes] for e in gone],
+        "audit_pos": pos, "restored": [list(k) for k in restored],
+    })
+    return out
+
+
+# ---- the full sweep's process ---------------------------------------------------------------------------
+
+CHILD_COMMAND = "_daemon-full-sweep"  # hidden `janitor` command: the daemon's full sweep in a process of its own
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(sig: int) -> bool:
+    """Linux: have the kernel send ``sig`` to this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def child_main(roots: list[str], config_path: str | None, default_root: bool, now: float, parent_pid: int,
+               lock_fd: int | None, audit_from: str | None, verbose: bool) -> int:
+    """`janitor _daemon-full-sweep`: one full sweep for the daemon, which reads its JSON result on stdout.
+
+    The daemon's policy comes pickled on stdin (the one it loaded, kept until SIGHUP); without it (or from
+    another version of the janitor) the config is loaded as the daemon would. SIGTERM/SIGINT, the daemon's
+    death (PR_SET_PDEATHSIG) or a new parent (the daemon died before that was set) stop the sweep between
+    sessions. Exit 0 with a result (also when stopped), 2/… for a JanitorError, 3 if the sweep lock is
+    held by another sweep; anything else is a crash."""
+    stop = threading.Event()
+
+    def on_signal(_sig: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the daemon reloads; its sweep goes on with what it has
+    # The daemon blocks these in every thread (it takes them with sigwait) and the mask survives exec.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    _die_with_parent(signal.SIGTERM)
+    setup_logging(verbose)
+
+    def should_stop() -> bool:
+        return stop.is_set() or os.getppid() != parent_pid
+
+    def emit(result: dict[str, Any]) -> None:
+        result["pid"] = os.getpid()
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+
+    from .paths import janitor_dirs
+    from .safefs import SweepLock
+    from .sweep import Env
+
+    env = Env(roots=[Path(r) for r in roots], dirs=janitor_dirs(), config_path=config_path,
+              default_root=default_root)
+    pol = _policy_from(sys.stdin.buffer.read(), env)
+    if should_stop():
+        emit({"stopped": "start"})
+        return 0
+    lock = None
+    try:
+        if lock_fd is None:
+            lock = SweepLock(env.dirs.lock_file, wait=0.0)
+            lock.__enter__()
+        else:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the daemon's: already ours (same open file)
+            os.set_inheritable(lock_fd, False)
+        if pol is None:
+            pol = load_settings(env)[0]
+        index = Index(env.dirs.index_db)
+        try:
+            emit(full_sweep_work(env, pol, now, index, should_stop=should_stop, audit_from=audit_from))
+        finally:
+            index.close()
+        return 0
+    except _Stopping:
+        emit({"stopped": "scan"})
+        return 0
+    except BlockingIOError:
+        emit({"error": "another sweep holds the sweep lock", "busy": True})
+        return 3
+    except LockBusy as e:
+        emit({"error": str(e), "busy": True})
+        return e.exit_code
+    except JanitorError as e:
+        emit({"error": str(e)})
+        return e.exit_code
+    except Exception as e:  # noqa: BLE001 - reported to the daemon, with the traceback in the log
+        log.exception("full sweep failed")
+        emit({"error": f"unexpected {type(e).__name__}: {e}", "crash": True})
+        return 1
+    finally:
+        if lock is not None:
+            lock.__exit__(None, None, None)
+
+
+def _policy_from(data: bytes, env: Env) -> Policy | None:
+    """The daemon's policy, if it sent one this version of the janitor can use (else None: load it)."""
+    if not data:
+        return None
+    import pickle
+
+    from . import __version__
+
+    try:
+        got = pickle.loads(data)  # noqa: S301 - from our own parent, over a pipe
+        if got.get("version") == __version__ and isinstance(got.get("policy"), Policy):
+            return got["policy"]
+    except Exception as e:  # noqa: BLE001 - e.g. the janitor was upgraded under a running daemon
+        log.warning("cannot use the daemon's policy (%s): loading the config", e)
+        return None
+    log.warning("the daemon runs another version of the janitor: loading the config")
+    return None
+
+
+class ChildFailed(JanitorError):
+    """The full sweep's process crashed, was killed, or said nothing usable."""
+
+
 class Daemon:
     def __init__(self, env: Env, *, actors: dict[Action, Any] | None = None,
-                 observer_factory: Any = None, debounce: float = 0.5) -> None:
+                 observer_factory: Any = None, debounce: float = 0.5, full_in_child: bool = True) -> None:
+        """``full_in_child``: run full sweeps in a short-lived process of their own (`janitor daemon` does,
+        so that the memory a big scan takes is given back; False runs them in this process)."""
         self.env = env
         self.dirs = env.dirs
         self.roots = [str(r) for r in env.roots]
         self.policy, self.schedule = load_settings(env)
-        self.actors = actors or default_actors()
+        self._actors = actors  # default_actors() on first use: archive (zstandard) only when acting here
+        self.full_in_child = full_in_child
+        self.child: Any = None  # the running full sweep's process (subprocess.Popen)
+        self._child_lock = threading.Lock()
+        self._sweep_lock: Any = None  # the SweepLock held by the sweep in progress
         self.index = Index(self.dirs.index_db)
         self.follower = AuditFollower(self.dirs.audit_log, self.index)
         self.stop_event = threading.Event()
@@ -412,6 +692,12 @@ class Daemon:
         self.started = time.time()
         self.last_sweep: dict[str, Any] | None = None
         self.last_full: float | None = None
+
+    @property
+    def actors(self) -> dict[Action, Any]:
+        if self._actors is None:
+            self._actors = default_actors()
+        return self._actors
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -439,8 +725,10 @@ class Daemon:
         self.write_state()
 
     def stop(self) -> None:
-        """Stop after the session in hand: nothing is left half done."""
+        """Stop after the session in hand: nothing is left half done (a full sweep's process is told to stop
+        too, and waited for)."""
         self.stop_event.set()
+        self._signal_child(signal.SIGTERM)
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         self.watcher.stop()
@@ -626,6 +914,7 @@ class Daemon:
             return
         self._busy_retries = 0
         self._not_before = 0.0
+        self._sweep_lock = lock
         kind = "full" if full or self.untrusted else "incremental"
         started = time.time()
         summary: dict[str, Any] = {"kind": kind, "started": _iso(started)}
@@ -633,10 +922,10 @@ class Daemon:
             if kind == "full":
                 if not full:
                     log.info("index not trusted (%s): full sweep instead", self.untrusted)
-                outcomes = self._full(started)
+                res = self._full(started)
+                summary.update({k: res[k] for k in ("acted", "failed", "skipped", "process") if k in res})
             else:
-                outcomes = self._incremental(started)
-            summary.update(_count(outcomes))
+                summary.update(_count(self._incremental(started)))
             self._failures = 0
         except _Stopping:
             summary["error"] = "stopped"
@@ -644,15 +933,21 @@ class Daemon:
             self._failures += 1
             summary["error"] = str(e)
             log.error("%s sweep failed: %s", kind, e)
+            if isinstance(e, ChildFailed):
+                # It may have acted on some sessions before it died: the index is rebuilt by the retry.
+                self.untrusted = "the last full sweep failed"
         except Exception as e:  # noqa: BLE001 - the daemon outlives a failing sweep
             self._failures += 1
             summary["error"] = f"unexpected {type(e).__name__}: {e}"
             log.exception("%s sweep failed", kind)
             self.untrusted = self.untrusted or "the last sweep failed"
         finally:
+            self._sweep_lock = None
             lock.__exit__(None, None, None)
         if self._failures:
             self._not_before = time.time() + min(RETRY_FAILED[0] * 2 ** (self._failures - 1), RETRY_FAILED[1])
+            if kind == "full" and self.untrusted:
+                self._add_once(self.full_sweep, "full-retry", self._not_before, "full sweep (retry)")
         summary["finished"] = _iso(time.time())
         if summary.get("acted") or kind == "full" or summary.get("error"):
             self.last_sweep = summary
@@ -677,39 +972,101 @@ class Daemon:
         if self.stop_event.is_set():
             raise _Stopping()
 
-    def _full(self, now: float) -> list[Outcome]:
-        from .sweep import build_plan
-
-        pol = copy.deepcopy(self.policy)
-        was_untrusted = self.untrusted
+    def _full(self, now: float) -> dict[str, Any]:
+        """A full sweep (in a process of its own unless ``full_in_child`` is off); then this process takes
+        from its result only what it needs: counts, where the audit log stands, what disappeared."""
         self.follower.poll()
         self.follower.restored.clear()  # a full sweep treats restored sessions like any other
-        before = {e.key: e for e in self.index.all()}
         if self.watcher.ensure():
             self._add_once(self.rewatch, "rewatch", time.time() + REWATCH, "retry watching")
+        was_untrusted = self.untrusted
         self.untrusted = None if self.watcher.healthy else "not all roots are watched"
-        plan, pol, _ = build_plan(self.env, now, progress=self._check_stop, pol=pol)
-        self._check_stop()
-        for w in plan.warnings:
-            log.warning("%s", w)
-        self._maintain_archives(pol, now)
-        outcomes = self._act(plan, pol, len(plan.decisions))
-        self.follower.account(outcomes)  # the next wake-up does not read this sweep's records back
-        entries = self._entries(plan, outcomes, now)
-        for r in self.roots:
-            self.index.replace_root(r, [e for e in entries if e.root == r], since=now)
-        self.index.remove(_removed(outcomes))
-        # A transcript the index knew that is not there any more (the session may have left a folder).
-        scanned = {d.session.key: d.session for d in plan.decisions}
-        ours = set(_removed(outcomes))
-        gone = [e for k, e in before.items() if e.rel and k not in ours
-                and (k not in scanned or scanned[k].transcript is None)]
+        start = f"{self.follower.ino}:{self.follower.pos}"
+        if self.full_in_child:
+            res = self._full_in_child(now, start)
+        else:
+            res = full_sweep_work(self.env, self.policy, now, self.index, should_stop=self.stop_event.is_set,
+                                  actors=self.actors, audit_from=start)
+        if res.get("stopped") in ("start", "scan"):
+            raise _Stopping()
+        if res.get("error"):
+            if res.get("busy"):
+                raise LockBusy(res["error"])
+            raise JanitorError(res["error"])
+        self.follower.adopt(res["audit_pos"], [tuple(k) for k in res.get("restored", ())])
+        gone = [Entry(*g) for g in res.get("gone", ())]
+        # What the watcher saw go during the sweep and the sweep removed (its rows are gone with it) is not
+        # for judge_gone; what else disappeared the sweep reported (``gone``).
+        reported = {e.key for e in gone}
+        with self._lock:
+            noted = [k for k in self.gone if k not in reported]
+        dropped = [k for k in noted if self.index.get(k) is None]
+        with self._lock:
+            for k in dropped:
+                self.gone.pop(k, None)
         if gone:
             self.note_gone(gone, "full scan")
         self.last_full = now
         if was_untrusted and self.untrusted is None:
             log.info("index rebuilt from a full scan: %d sessions", self.index.count())
-        return outcomes
+        return res
+
+    def _full_in_child(self, now: float, audit_from: str) -> dict[str, Any]:
+        """Run `janitor _daemon-full-sweep` and wait for it; its JSON result (a crash raises ChildFailed)."""
+        import pickle
+        import subprocess
+
+        from . import __version__
+
+        cmd = [sys.executable, "-m", "janitor", CHILD_COMMAND, "--now", repr(now), "--parent-pid", str(os.getpid()),
+               "--audit-from", audit_from]
+        for r in self.roots:
+            cmd += ["--claude-dir", r]
+        if self.env.config_path:
+            cmd += ["--config", str(self.env.config_path)]
+        if self.env.default_root:
+            cmd.append("--default-root")
+        if log.isEnabledFor(logging.DEBUG):
+            cmd.append("-v")
+        fds: tuple[int, ...] = ()
+        if self._sweep_lock is not None and self._sweep_lock.fd >= 0:
+            fds = (self._sweep_lock.fd,)  # the child holds the lock with us (and on its own if we die)
+            cmd += ["--lock-fd", str(self._sweep_lock.fd)]
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        payload = pickle.dumps({"version": __version__, "policy": self.policy})
+        with self._child_lock:
+            if self.stop_event.is_set():
+                raise _Stopping()
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, pass_fds=fds)
+            self.child = proc
+        log.debug("full sweep: process %d", proc.pid)
+        sd_notify(f"STATUS=full sweep in progress (process {proc.pid})")
+        try:
+            out, _ = proc.communicate(payload)
+        finally:
+            with self._child_lock:
+                self.child = None
+                if proc.poll() is None:  # communicate() was interrupted: never leave it behind unwaited
+                    proc.terminate()
+                    proc.wait()
+        rc = proc.returncode
+        res: dict[str, Any] | None = None
+        lines = out.decode(errors="replace").strip().splitlines()
+        if lines:
+            with contextlib.suppress(ValueError):
+                got = json.loads(lines[-1])
+                res = got if isinstance(got, dict) else None
+        if res is None or (rc != 0 and not res.get("error")):
+            how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
+            raise ChildFailed(f"the full sweep's process {proc.pid} failed ({how})")
+        res["process"] = proc.pid
+        return res
+
+    def _signal_child(self, sig: int) -> None:
+        with self._child_lock:
+            if self.child is not None and self.child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.child.send_signal(sig)
 
     def _incremental(self, now: float) -> list[Outcome]:
         rows = self.index.due(now + 0.5)
@@ -745,91 +1102,13 @@ class Daemon:
                     sessions.append(s)
         log.debug("incremental sweep: %d due, %d read", len(rows), len(sessions))
         plan = plan_for(self.env, sessions, now, pol)
-        outcomes = self._act(plan, pol, max(self.index.count(), len(sessions)), others=True)
-        self.index.put(self._entries(plan, outcomes, now))
+        outcomes = act(plan, pol, self.env, max(self.index.count(), len(sessions)), self.actors,
+                       self.stop_event.is_set, self.index)
+        self.index.put(entries_for(plan, outcomes, now, self.policy))
         self.index.remove(_removed(outcomes))
         if gone:
             self.note_gone(gone, "re-read")
         return outcomes
-
-    def _act(self, plan: Plan, pol: Policy, total: int, *, others: bool = False) -> list[Outcome]:
-        """Guard, then sweep.execute (which re-checks each piece before acting; stops between sessions)."""
-        from .sweep import execute
-
-        if not plan.to_act:
-            return []
-        msg = policy.guard(plan, pol, total)
-        if msg and others:
-            # The mass-removal guard must judge the whole population, not just the sessions due now (more
-            # kept sessions never make it trip, so this is only needed when it trips on the subset).
-            # The sessions acted on are all timed and unpinned, so beyond the plan only whether one more timed
-            # session exists matters ("all sessions at once"); the caps use ``total``.
-            picked = {d.session.key for d in plan.decisions}
-            e = self.index.timed_other(picked)
-            extra = [] if e is None else [Decision(
-                Session(e.session_id, e.root, e.project, last_record_time=e.last_activity), Action.KEEP, "indexed")]
-            msg = policy.guard(Plan(now=plan.now, decisions=plan.decisions + extra), pol, total)
-        if msg:
-            log.error("not acting: %s (run `janitor sweep --force` by hand if this is intended)", msg)
-            return []
-        if "should_stop" in inspect.signature(execute).parameters:
-            return execute(plan, pol, self.env, dry_run=False, actors=self.actors,
-                           should_stop=self.stop_event.is_set)
-        outcomes: list[Outcome] = []  # an execute that cannot stop between sessions: one session at a time
-        for d in plan.to_act:
-            if self.stop_event.is_set():
-                break
-            outcomes += execute(Plan(plan.now, [d]), pol, self.env, dry_run=False, actors=self.actors)
-        return outcomes
-
-    def _maintain_archives(self, pol: Policy, now: float) -> None:
-        """Once per full sweep, as `janitor sweep` does: temp leftovers, archive_retention."""
-        try:
-            from . import archive
-        except ImportError:
-            return
-        if not hasattr(archive, "maintain"):
-            return
-        from .audit import AuditLog
-        from .sweep import _sinks
-
-        info = archive.maintain(pol, self.dirs, now, dry_run=False,
-                                audit=AuditLog(self.dirs.audit_log, sinks=_sinks(self.env)))
-        for err in (info or {}).get("errors", []):
-            log.warning("archives: %s", err)
-
-    def _entries(self, plan: Plan, outcomes: list[Outcome], now: float) -> list[Entry]:
-        """Index rows for the sessions of a plan that are still there, each with when to look again."""
-        by_key = {o.decision.session.key: o for o in outcomes}
-        low = shortest_expiry(self.policy)
-        out: list[Entry] = []
-        for d in plan.decisions:
-            s = d.session
-            o = by_key.get(s.key)
-            if o is not None and o.result in ("ok", "vanished"):
-                continue
-            due: float | None = None
-            kl = False
-            if o is not None:
-                due = now + (RECHECK_FAILED if o.result == "failed" else RECHECK_CHANGED)
-                if o.result == "cancelled":
-                    due = now
-            elif d.action is not Action.KEEP:
-                due = None  # held back by the guard: left to the next full sweep
-            elif d.expires_at is not None:
-                due = d.expires_at
-            elif "(keep_last)" in d.reason:
-                kl = True
-            elif getattr(s, "in_use", None):
-                due = now + RECHECK_CHANGED
-            elif s.last_activity is not None and s.last_activity > now and low is not None:
-                due = s.last_activity + low  # clock skew: look again once it is no longer in the future
-            if due is not None:
-                due = max(due, now + MIN_STEP)
-            tr = s.transcript
-            out.append(Entry(s.root, s.project, s.session_id, tr.rel if tr else None, s.last_activity, s.bytes,
-                             due, kl, now, d.reason))
-        return out
 
     def judge_gone(self) -> None:
         """Transcripts that disappeared: removed by a janitor sweep (per the audit log), moved to another

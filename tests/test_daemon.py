@@ -243,7 +243,8 @@ def test_a_full_sweep_accounts_for_its_own_audit_records(mkdaemon, root, jenv):
     # The follower stands at the end of the log: the next wake-up reads nothing back...
     log = janitor_dirs().audit_log
     assert d.follower.pos == log.stat().st_size and d.index.get_meta("audit_pos").endswith(f":{d.follower.pos}")
-    assert d.follower.state(str(root), a.session_id) == "janitor"
+    assert d.follower.acts == {}  # nothing parsed back, yet its removals are not taken for someone else's
+    d.watcher.flush()
     d.judge_gone()
     assert audit("external-delete") == []
     # ...and a restore written after it is still seen (the restored session is not archived again at once).
@@ -422,3 +423,34 @@ def test_a_restored_session_waits_for_the_next_full_sweep(mkdaemon, root, jenv):
     assert a.paths[0].exists() and indexed(d, a.session_id).due is None
     d.full_sweep()  # as `janitor sweep` would
     assert not a.paths[0].exists()
+
+
+def test_the_full_sweep_runs_in_a_process_of_its_own(mkdaemon, root):
+    d = mkdaemon()
+    a = make_session(root, "/w/a", time.time() - 2 * H)  # written while watched: indexed by the watcher
+    assert wait_for(lambda: indexed(d, a.session_id) is not None)
+    d.full_sweep()
+    assert not any(p.exists() for p in a.paths)
+    child = d.last_sweep["process"]
+    assert child != os.getpid() and d.child is None and d.last_sweep["acted"] == 1
+    assert not os.path.exists(f"/proc/{child}")  # waited for: not even a zombie
+    results = [r for r in audit("delete") if r["phase"] == "result"]
+    assert [(r["session_id"], r["result"]) for r in results] == [(a.session_id, "ok")]
+    assert d._actors is None  # it acted in the child: nothing here loaded the actors (archive, zstandard)
+    d.watcher.flush()
+    d.judge_gone()  # the watcher saw the transcript go: the sweep's own removal, not an external one
+    assert audit("external-delete") == [] and not d.gone and d.index.count() == 0
+
+
+def test_the_in_process_full_sweep_does_the_same(mkdaemon, jenv, root):
+    write_config(jenv, 'retention = "1h"\ngrace = "0s"\n')
+    (root / "projects").mkdir(exist_ok=True)
+    a = make_session(root, "/w/a", time.time() - 2 * H)
+    b = make_session(root, "/w/a", time.time() - 60)
+    d = dm.Daemon(Env(roots=[root], dirs=janitor_dirs()), debounce=0.05, full_in_child=False)
+    try:
+        d.full_sweep()
+        assert "process" not in d.last_sweep and d.last_sweep["acted"] == 1
+        assert not a.paths[0].exists() and indexed(d, b.session_id) is not None
+    finally:
+        d.index.close()
