@@ -200,3 +200,131 @@ def test_a_bad_config_stops_the_daemon_at_start(root, jenv):
     write_config(jenv, 'sweep_cron = "every tuesday"\n')
     p = run_cli(["daemon", "--claude-dir", str(root)], jenv, timeout=30)
     assert p.returncode == 2 and "sweep_cron" in p.stderr
+
+
+# ---- the full sweep's own process ----------------------------------------------------------------------
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            out += [int(x) for x in f.read().split()]
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie, or a pid that is gone, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode().split("\0")
+
+
+def paused_daemon(root: Path, jenv: dict[str, str], tmp_path: Path, at: str) -> tuple[Daemon, Path, int]:
+    """A daemon whose first full sweep's process waits at the test hook ``at``; (daemon, hold dir, child pid)."""
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    env = dict(jenv, JANITOR_TEST_PAUSE_AT=f"{at}:{hold}")
+    write_config(env, FAST)
+    d = Daemon(root, env, tmp_path)
+    name = at.partition("@")[0]
+    assert wait_for(lambda: (hold / f"{name}.reached").exists(), timeout=20), d.output()
+    kids = children(d.proc.pid)
+    assert len(kids) == 1 and "_daemon-full-sweep" in cmdline(kids[0]), d.output()
+    return d, hold, kids[0]
+
+
+def assert_whole(gs: list) -> dict[str, str]:
+    """No session is half removed, and every intent has its result; the results by session id."""
+    for g in gs:
+        there = [p.exists() for p in g.paths]
+        assert all(there) or not any(there), "a session was left half done"
+    recs = records("delete")
+    intents = {r["session_id"] for r in recs if r["phase"] == "intent"}
+    results = {r["session_id"]: r["result"] for r in recs if r["phase"] == "result"}
+    assert intents == set(results)
+    assert verify(janitor_dirs().audit_log)[0]
+    return results
+
+
+def test_sigterm_stops_the_full_sweeps_process_between_sessions(root, jenv, tmp_path):
+    gs = [make_session(root, f"/w/p{i}", time.time() - 600) for i in range(4)]
+    (root / "projects").mkdir(exist_ok=True)
+    d, hold, child = paused_daemon(root, jenv, tmp_path, "before-session@2")
+    try:
+        assert child != d.proc.pid
+        d.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the daemon forwards it while the child is between its first and second session
+        (hold / "before-session.go").touch()
+        assert d.proc.wait(timeout=30) == 0, d.output()
+        assert not alive(child)
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+        d.log.close()
+    results = assert_whole(gs)
+    assert sorted(results.values()) == ["cancelled", "cancelled", "cancelled", "ok"]
+    gone = [g for g in gs if not g.paths[0].exists()]
+    assert [g.session_id for g in gone] == [sid for sid, r in results.items() if r == "ok"]
+    st = json.loads(janitor_dirs().daemon_state.read_text())
+    assert st["stopped"] and st["last_sweep"]["process"] == child and st["last_sweep"]["acted"] == 1
+
+
+def test_a_sigkilled_daemon_leaves_no_full_sweep_running(root, jenv, tmp_path):
+    gs = [make_session(root, f"/w/p{i}", time.time() - 600) for i in range(4)]
+    (root / "projects").mkdir(exist_ok=True)
+    d, hold, child = paused_daemon(root, jenv, tmp_path, "before-session@2")
+    try:
+        d.proc.kill()
+        d.proc.wait(timeout=10)
+        (hold / "before-session.go").touch()
+        # PR_SET_PDEATHSIG: told to stop, it finishes the session in hand at most, and exits.
+        assert wait_for(lambda: not alive(child), timeout=20), d.output()
+    finally:
+        d.log.close()
+    results = assert_whole(gs)
+    assert sorted(results.values()) == ["cancelled", "cancelled", "cancelled", "ok"]
+    # It held the sweep lock until it was gone; the next daemon finishes the job.
+    with SweepLock(janitor_dirs().lock_file):
+        pass
+    d2 = Daemon(root, jenv, tmp_path)
+    try:
+        assert wait_for(lambda: not any(p.exists() for g in gs for p in g.paths), timeout=30), d2.output()
+        assert d2.stop() == 0
+    finally:
+        if d2.proc.poll() is None:
+            d2.proc.kill()
+        d2.log.close()
+    assert set(assert_whole(gs).values()) == {"ok"}
+
+
+def test_a_crashed_full_sweep_is_reported_and_the_daemon_goes_on(root, jenv, tmp_path):
+    gs = [make_session(root, f"/w/p{i}", time.time() - 600) for i in range(2)]
+    (root / "projects").mkdir(exist_ok=True)
+    d, hold, child = paused_daemon(root, jenv, tmp_path, "after-intent")
+    try:
+        os.kill(child, signal.SIGKILL)  # dies between its intents and its first action
+        status = lambda: run_cli(["status", "--json"], jenv).stdout  # noqa: E731
+        assert wait_for(lambda: "SIGKILL" in status(), timeout=20), d.output()
+        st = json.loads(status())
+        assert st["running"] and st["last_sweep"]["kind"] == "full" and st["index_trusted"] is False
+        assert f"process {child} failed (killed by SIGKILL)" in st["last_sweep"]["error"]
+        assert "full sweep failed" in d.output() and d.proc.poll() is None
+        assert all(p.exists() for g in gs for p in g.paths)  # nothing was acted on
+        # Still at work: a new transcript is indexed by its watcher.
+        make_session(root, "/w/new", time.time() + 3600, side=False)
+        assert wait_for(lambda: json.loads(status())["index_sessions"] == 1, timeout=10), d.output()
+        assert d.proc.poll() is None
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(timeout=30) == 0, d.output()  # exit codes unchanged
+        assert "Traceback" not in d.output()
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+        d.log.close()
