@@ -530,6 +530,10 @@ def full_sweep_work(env: Env, pol: Policy, now: float, index: Index, *, should_s
     for k, s in vanished.items():
         if k not in before and s.transcript is not None:
             gone.append(Entry(s.root, s.project, s.session_id, s.transcript.rel, s.last_activity, s.bytes))
+    # The daemon's watcher does not report transcripts that go while a full sweep runs: those of the sessions
+    # kept here that went since they were scanned are reported now (one lstat each).
+    listed = {e.key for e in gone}
+    gone += [e for e in entries if e.rel and e.key not in listed and not os.path.lexists(os.path.join(e.root, e.rel))]
     pos, restored = audit_since(env.dirs.audit_log, audit_from)
     out: dict[str, Any] = _count(outcomes)
     out.update({
@@ -586,7 +590,10 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
         return stop.is_set() or os.getppid() != parent_pid
 
     def emit(result: dict[str, Any]) -> None:
+        import resource
+
         result["pid"] = os.getpid()
+        result["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         sys.stdout.write(json.dumps(result) + "\n")
         sys.stdout.flush()
 
@@ -674,6 +681,9 @@ class Daemon:
         self.child: Any = None  # the running full sweep's process (subprocess.Popen)
         self._child_lock = threading.Lock()
         self._sweep_lock: Any = None  # the SweepLock held by the sweep in progress
+        # A full sweep is running: the transcripts it removes are not noted one by one as they go (at 100k
+        # sessions that would be 75k index rows in this long-lived process); it reports what else went.
+        self.in_full = False
         self.index = Index(self.dirs.index_db)
         self.follower = AuditFollower(self.dirs.audit_log, self.index)
         self.stop_event = threading.Event()
@@ -852,6 +862,8 @@ class Daemon:
                 st = os.lstat(os.path.join(ch.root, ch.rel))
             except OSError:
                 st = None
+            if st is None and self.in_full:
+                continue  # gone during a full sweep: removed by it, or reported by it (full_sweep_work)
             if st is not None:  # written, or gone and already back
                 if not _is_reg(st):
                     continue
@@ -923,7 +935,8 @@ class Daemon:
                 if not full:
                     log.info("index not trusted (%s): full sweep instead", self.untrusted)
                 res = self._full(started)
-                summary.update({k: res[k] for k in ("acted", "failed", "skipped", "process") if k in res})
+                summary.update({k: res[k] for k in ("acted", "failed", "skipped", "process", "max_rss_kb")
+                                if k in res})
             else:
                 summary.update(_count(self._incremental(started)))
             self._failures = 0
@@ -982,11 +995,15 @@ class Daemon:
         was_untrusted = self.untrusted
         self.untrusted = None if self.watcher.healthy else "not all roots are watched"
         start = f"{self.follower.ino}:{self.follower.pos}"
-        if self.full_in_child:
-            res = self._full_in_child(now, start)
-        else:
-            res = full_sweep_work(self.env, self.policy, now, self.index, should_stop=self.stop_event.is_set,
-                                  actors=self.actors, audit_from=start)
+        self.in_full = True
+        try:
+            if self.full_in_child:
+                res = self._full_in_child(now, start)
+            else:
+                res = full_sweep_work(self.env, self.policy, now, self.index, should_stop=self.stop_event.is_set,
+                                      actors=self.actors, audit_from=start)
+        finally:
+            self.in_full = False
         if res.get("stopped") in ("start", "scan"):
             raise _Stopping()
         if res.get("error"):
@@ -994,16 +1011,7 @@ class Daemon:
                 raise LockBusy(res["error"])
             raise JanitorError(res["error"])
         self.follower.adopt(res["audit_pos"], [tuple(k) for k in res.get("restored", ())])
-        gone = [Entry(*g) for g in res.get("gone", ())]
-        # What the watcher saw go during the sweep and the sweep removed (its rows are gone with it) is not
-        # for judge_gone; what else disappeared the sweep reported (``gone``).
-        reported = {e.key for e in gone}
-        with self._lock:
-            noted = [k for k in self.gone if k not in reported]
-        dropped = [k for k in noted if self.index.get(k) is None]
-        with self._lock:
-            for k in dropped:
-                self.gone.pop(k, None)
+        gone = [Entry(*g) for g in res.get("gone", ())]  # what disappeared without the sweep removing it
         if gone:
             self.note_gone(gone, "full scan")
         self.last_full = now

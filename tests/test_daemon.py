@@ -454,3 +454,33 @@ def test_the_in_process_full_sweep_does_the_same(mkdaemon, jenv, root):
         assert not a.paths[0].exists() and indexed(d, b.session_id) is not None
     finally:
         d.index.close()
+
+
+def test_what_goes_while_the_full_sweeps_process_runs_is_judged(mkdaemon, root, tmp_path, monkeypatch):
+    import threading
+
+    now = time.time()
+    make_session(root, "/w/a", now - 2 * H)
+    kept = make_session(root, "/w/b", now - 60)
+    d = mkdaemon()
+    d.full_sweep()  # indexes every session (and removes the old ones)
+    new = [make_session(root, "/w/a", now - 2 * H) for _ in range(2)]
+    assert wait_for(lambda: all(indexed(d, g.session_id) for g in new))
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    monkeypatch.setenv("JANITOR_TEST_PAUSE_AT", f"before-session@2:{hold}")  # the child's, not this process's
+    t = threading.Thread(target=d.full_sweep)
+    t.start()
+    try:
+        assert wait_for(lambda: (hold / "before-session.reached").exists(), timeout=20)
+        assert d.in_full
+        kept.paths[0].unlink()  # someone else removes a session the sweep scanned and keeps
+        time.sleep(0.3)  # seen by the watcher meanwhile, and left to the sweep
+    finally:
+        (hold / "before-session.go").touch()
+        t.join(30)
+    assert not d.in_full and d.last_sweep["acted"] == 2 and not any(g.paths[0].exists() for g in new)
+    assert audit("external-delete") == []
+    d.judge_gone()
+    ext = audit("external-delete")
+    assert [(r["session_id"], r["detected_by"]) for r in ext] == [(kept.session_id, "full scan")]

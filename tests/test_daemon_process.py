@@ -283,6 +283,9 @@ def test_a_sigkilled_daemon_leaves_no_full_sweep_running(root, jenv, tmp_path):
     try:
         d.proc.kill()
         d.proc.wait(timeout=10)
+        assert alive(child)
+        # The sweep lock is the child's too: no other sweep starts while it is still at work.
+        assert run_cli(["sweep", "--claude-dir", str(root)], jenv).returncode == 3
         (hold / "before-session.go").touch()
         # PR_SET_PDEATHSIG: told to stop, it finishes the session in hand at most, and exits.
         assert wait_for(lambda: not alive(child), timeout=20), d.output()
