@@ -3,7 +3,12 @@
 Jobs (APScheduler 3, one worker thread, so two sweeps never overlap in this process):
   full   the periodic full sweep: scan everything, decide, act, and rebuild the index from what is on disk
          (the source of truth). Every ``sweep_interval`` (default 1d) or on ``sweep_cron``; also once at
-         start and after a config reload.
+         start and after a config reload. It runs in a short-lived process of its own (`janitor
+         _daemon-full-sweep`, child_main → full_sweep_work) so that the memory a big scan takes (~60 MB for
+         10k sessions) is given back when it ends; the daemon waits for it in its one worker thread (so no
+         wake-up runs meanwhile), shares the sweep lock with it, forwards SIGTERM/SIGINT to it and reads
+         back only a small JSON result. The child stops between sessions if the daemon dies
+         (PR_SET_PDEATHSIG, and a check that its parent is still the daemon).
   wake   a one-off wake-up at the earliest moment an indexed session may expire. It re-reads only the
          sessions that are due, decides them, acts through sweep.execute (which re-checks every piece on
          disk before acting) and moves itself to the next due time.
@@ -376,8 +381,6 @@ class AuditFollower:
         return got[0]
 
 
-# ---- the daemon ------------------------------------------------------------------------------------
-
 class _Stopping(Exception):
     pass
 
@@ -666,6 +669,8 @@ def _policy_from(data: bytes, env: Env) -> Policy | None:
 class ChildFailed(JanitorError):
     """The full sweep's process crashed, was killed, or said nothing usable."""
 
+
+# ---- the daemon ------------------------------------------------------------------------------------
 
 class Daemon:
     def __init__(self, env: Env, *, actors: dict[Action, Any] | None = None,
@@ -1009,7 +1014,7 @@ class Daemon:
         if res.get("error"):
             if res.get("busy"):
                 raise LockBusy(res["error"])
-            raise JanitorError(res["error"])
+            raise (ChildFailed if res.get("crash") else JanitorError)(res["error"])
         self.follower.adopt(res["audit_pos"], [tuple(k) for k in res.get("restored", ())])
         gone = [Entry(*g) for g in res.get("gone", ())]  # what disappeared without the sweep removing it
         if gone:
@@ -1065,7 +1070,10 @@ class Daemon:
                 got = json.loads(lines[-1])
                 res = got if isinstance(got, dict) else None
         if res is None or (rc != 0 and not res.get("error")):
-            how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
+            how = f"exit status {rc}"
+            if rc < 0:
+                with contextlib.suppress(ValueError):
+                    how = f"killed by {signal.Signals(-rc).name}"
             raise ChildFailed(f"the full sweep's process {proc.pid} failed ({how})")
         res["process"] = proc.pid
         return res
