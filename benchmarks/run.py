@@ -11,8 +11,10 @@ session-env, tasks, todos, debug, plus shared stores; some 10 MB and 100 MB tran
              `cp -a` copy (find's +30 means "31 whole days or more": the same sessions) → ratio; also vs
              `find DIR -mtime +30 -delete`, which removes the emptied dirs too, as the janitor does
   tail       last-activity read (cache.read_tail) of a 1 KB and a 100 MB transcript: time and bytes read
-  daemon     incremental sweep from the daemon's index (~1% of sessions due) vs a full dry-run scan of the
-             same tree; then `janitor daemon` idle: context switches and RSS over a quiet window
+  daemon     the daemon's first full sweep in its child process vs in-process vs a one-shot `janitor sweep`;
+             incremental sweep from the daemon's index (~1% of sessions due) vs a full dry-run scan of the
+             same tree; then `janitor daemon` idle (empty cache; after its first full sweep of a fresh copy):
+             context switches, RSS and peak RSS over a quiet window, and that no child is left
   startup    `janitor --help` wall time (median of 15)
 
 Results go to benchmarks/out/results-<size>.json and a markdown table on stdout. Copies are deleted as soon
@@ -177,14 +179,36 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
     res["janitor_sweep_removed"] = json.loads(p.stdout)["totals"]["results"].get("ok", 0) if p.stdout else None
     shutil.rmtree(scopy)
     try:
+        # The same first full sweep run in the benchmark's own process (full_in_child=False), on its own copy.
+        icopy = work / "copy-daemon-inproc"
+        copy(gen, icopy)
+        shutil.rmtree(work / "xdg-daemon-inproc", ignore_errors=True)
+        os.environ.clear()
+        os.environ.update(janitor_env(work, "daemon-inproc"))
+        d = dmod.Daemon(Env(roots=[icopy], dirs=janitor_dirs()), full_in_child=False)
+        d.watcher.start()
+        rss0 = _status(os.getpid(), "VmRSS")
+        t = time.perf_counter()
+        out = d._full(now)
+        res["daemon_first_full_sweep_in_process_s"] = time.perf_counter() - t
+        res["in_process_removed"] = out["acted"]
+        res["in_process_rss_growth_kb"] = _status(os.getpid(), "VmRSS") - rss0
+        d.watcher.stop()
+        d.index.close()
+        shutil.rmtree(icopy)
+        os.environ.clear()
+        os.environ.update(env_vars)
+        # As `janitor daemon` runs it: in a child process.
         env = Env(roots=[dcopy], dirs=janitor_dirs())
         d = dmod.Daemon(env)
         d.watcher.start()  # as in the daemon: its own deletions are seen by its watcher
         t = time.perf_counter()
-        outs = d._full(now)
+        out = d._full(now)
         res["daemon_first_full_sweep_s"] = time.perf_counter() - t
-        res["first_full_removed"] = sum(o.result == "ok" for o in outs)
+        res["first_full_removed"] = out["acted"]
+        res["child_max_rss_kb"] = out.get("max_rss_kb")
         res["daemon_full_vs_janitor_sweep"] = res["daemon_first_full_sweep_s"] / res["janitor_sweep_same_policy_s"]
+        res["child_vs_in_process"] = res["daemon_first_full_sweep_s"] / res["daemon_first_full_sweep_in_process_s"]
         d.watcher.flush()
         t = time.perf_counter()
         d.judge_gone()  # the sessions its own sweep removed, seen by the watcher
@@ -231,7 +255,14 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
         shutil.rmtree(work / "xdg-daemon-empty", ignore_errors=True)
         res["idle_baseline_empty_cache"] = bench_idle(empty, janitor_env(work, "daemon-empty"), window=5.0)
         shutil.rmtree(empty)
-        res["idle"] = bench_idle(dcopy, env_vars)
+        res["idle_after_bench"] = bench_idle(dcopy, env_vars)
+        # A daemon started on the whole cache: its first full sweep (in its child) removes what is expired,
+        # its watcher sees every removal; then idle.
+        fresh = work / "copy-daemon-idle"
+        copy(gen, fresh)
+        shutil.rmtree(work / "xdg-daemon-idle", ignore_errors=True)
+        res["idle"] = bench_idle(fresh, janitor_env(work, "daemon-idle"))
+        shutil.rmtree(fresh)
     shutil.rmtree(dcopy)
     return res
 
@@ -276,7 +307,14 @@ def bench_idle(root: Path, env: dict[str, str], window: float = 20.0) -> dict:
     c1 = _ctx(p.pid)
     kids = [int(x) for tid in os.listdir(f"/proc/{p.pid}/task")
             for x in Path(f"/proc/{p.pid}/task/{tid}/children").read_text().split()]
+    last = {}
+    try:
+        last = json.loads(state.read_text()).get("last_sweep") or {}
+    except (OSError, ValueError):
+        pass
     out = {"startup_and_full_sweep_s": ready, "window_s": window, "threads": threads,
+           "full_sweep_process": last.get("process"), "full_sweep_process_max_rss_kb": last.get("max_rss_kb"),
+           "full_sweep_acted": last.get("acted"),
            "context_switches_in_window": c1 - c0, "rss_kb": _status(p.pid, "VmRSS"),
            "peak_rss_kb": _status(p.pid, "VmHWM"), "children_at_idle": len(kids),
            "children_rss_kb": sum(_status(k, "VmRSS") for k in kids)}
