@@ -283,9 +283,11 @@ class Root:
 def rmtree_at(parent_fd: int, name: str, dev: int, *, expect_ino: int | None = None) -> None:
     """Remove directory ``name`` under ``parent_fd`` and everything in it.
 
-    Iterative (no recursion limit), one fd per level of depth. Symlinks are unlinked, never followed;
-    a mount point inside raises Unsafe and is left alone. With ``expect_ino``, the dir opened must be that
-    inode (else Changed, and nothing is removed).
+    Iterative (no recursion limit), one fd per level of depth. Each dir is listed once: its non-dirs are
+    unlinked, then its subdirs are emptied the same way, then it is removed (an entry created meanwhile
+    makes that rmdir fail with ENOTEMPTY, and the session is reported as failed, never half-guessed).
+    Symlinks are unlinked, never followed; a mount point inside raises Unsafe and is left alone. With
+    ``expect_ino``, the dir opened must be that inode (else Changed, and nothing is removed).
     """
     raise_fd_limit()
     root_fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
@@ -296,47 +298,61 @@ def rmtree_at(parent_fd: int, name: str, dev: int, *, expect_ino: int | None = N
     if expect_ino is not None and st.st_ino != expect_ino:
         os.close(root_fd)
         raise Changed(f"{name} changed since the scan")
-    # stack of (fd, name in parent); the parent of stack[i] is stack[i-1] (or parent_fd for i == 0)
-    stack: list[tuple[int, str]] = [(root_fd, name)]
+    # stack of (fd, name in parent, subdirs still to empty); the parent of stack[i] is stack[i-1]
+    stack: list[tuple[int, str, list[str]]] = []
+    fd, nm = root_fd, name
     try:
-        while stack:
-            fd, _ = stack[-1]
-            descended = False
-            with os.scandir(fd) as it:
-                for e in it:
-                    try:
-                        is_dir = e.is_dir(follow_symlinks=False)
-                    except OSError:
-                        is_dir = False
-                    if is_dir:
-                        try:
-                            cfd = os.open(e.name, DIR_FLAGS, dir_fd=fd)
-                        except FileNotFoundError:
-                            continue
-                        except OSError as err:
-                            if err.errno in (errno.ELOOP, errno.ENOTDIR):  # swapped for a symlink/file
-                                _unlink_quiet(e.name, fd)
-                                continue
-                            raise
-                        if os.fstat(cfd).st_dev != dev:
-                            os.close(cfd)
-                            raise Unsafe(f"{e.name}: is a mount point; not entered")
-                        stack.append((cfd, e.name))
-                        descended = True
-                        break
-                    _unlink_quiet(e.name, fd)
-            if descended:
+        while True:
+            if fd >= 0:
+                stack.append((fd, nm, []))
+                fd = -1
+                stack[-1][2].extend(_unlink_entries(stack[-1][0]))
+            top, nm, subdirs = stack[-1]
+            if subdirs:
+                nm = subdirs.pop()
+                try:
+                    fd = os.open(nm, DIR_FLAGS, dir_fd=top)
+                except FileNotFoundError:
+                    continue
+                except OSError as err:
+                    if err.errno in (errno.ELOOP, errno.ENOTDIR):  # swapped for a symlink/file
+                        _unlink_quiet(nm, top)
+                        continue
+                    raise
+                if os.fstat(fd).st_dev != dev:
+                    os.close(fd)
+                    fd = -1
+                    raise Unsafe(f"{nm}: is a mount point; not entered")
                 continue
-            fd, nm = stack.pop()
-            os.close(fd)
-            pfd = stack[-1][0] if stack else parent_fd
+            stack.pop()
+            os.close(top)
             try:
-                os.rmdir(nm, dir_fd=pfd)
+                os.rmdir(nm, dir_fd=stack[-1][0] if stack else parent_fd)
             except FileNotFoundError:
                 pass
+            if not stack:
+                return
     finally:
-        for fd, _ in stack:
+        if fd >= 0:
             os.close(fd)
+        for sfd, _, _ in stack:
+            os.close(sfd)
+
+
+def _unlink_entries(fd: int) -> list[str]:
+    """Unlink every non-dir in the dir ``fd``; return the names of its subdirs."""
+    subdirs: list[str] = []
+    with os.scandir(fd) as it:
+        for e in it:
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subdirs.append(e.name)
+            else:
+                _unlink_quiet(e.name, fd)
+    return subdirs
 
 
 def _unlink_quiet(name: str, dir_fd: int) -> None:
