@@ -1047,6 +1047,8 @@ class Daemon:
             cmd += ["--lock-fd", str(self._sweep_lock.fd)]
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         payload = pickle.dumps({"version": __version__, "policy": self.policy})
+        # Started (and waited for) from the scheduler's worker thread: PR_SET_PDEATHSIG fires when the thread
+        # that started the child ends, and this one lives as long as the daemon (it is blocked here meanwhile).
         with self._child_lock:
             if self.stop_event.is_set():
                 raise _Stopping()
