@@ -47,7 +47,7 @@ from .audit import AuditLog
 from .cache import DIR_STORES, TODO_RE
 from .durations import human_bytes, human_duration
 from .model import Action, Decision, JanitorError, Policy, Window
-from .paths import JanitorDirs, encode_project
+from .paths import JanitorDirs, archive_dir_for, encode_project
 from .safefs import DIR_FLAGS, Changed, Root, Unsafe, validate_root
 
 FORMAT = "claude-janitor-archive"
@@ -784,10 +784,6 @@ def archive_actor(root: Root, d: Decision, *, store: ArchiveStore | None = None)
     if store is None:
         raise TypeError("archive_actor needs an ArchiveStore (sweep.execute binds it through archive.bind)")
     return {"archive": str(store.archive(root, d))}
-
-
-def archive_dir_for(pol: Policy, dirs: JanitorDirs) -> Path:
-    return Path(pol.archive_dir) if pol.archive_dir else dirs.archive_dir
 
 
 # ---- run-time maintenance: bind the actor, clean temp leftovers, prune old archives -------------------

@@ -356,9 +356,8 @@ def audit_verify(file: str | None) -> None:
 # ---- archives --------------------------------------------------------------------------------------
 
 def _archive_dir(config_path: str | None) -> Any:
-    from .archive import archive_dir_for
     from .config import load_policy
-    from .paths import janitor_dirs
+    from .paths import archive_dir_for, janitor_dirs
 
     return archive_dir_for(load_policy(config_path), janitor_dirs())
 

@@ -6,6 +6,10 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import Policy
 
 APP = "claude-janitor"
 
@@ -116,3 +120,8 @@ def ensure_private_dir(path: Path) -> Path:
 def encode_project(cwd: str) -> str:
     """Claude Code's encoding of a cwd into a project dir name (every non-alphanumeric char → '-')."""
     return "".join(c if c.isascii() and c.isalnum() else "-" for c in cwd)
+
+
+def archive_dir_for(pol: Policy, dirs: JanitorDirs) -> Path:
+    """Where archives go: the policy's ``archive_dir``, else the janitor's data dir."""
+    return Path(pol.archive_dir) if pol.archive_dir else dirs.archive_dir

@@ -15,7 +15,7 @@ from typing import Any
 from . import activity, cache, config, policy, testhooks
 from .audit import AuditLog
 from .model import Action, ConfigError, Decision, Outcome, Plan, Policy, Session
-from .paths import JanitorDirs
+from .paths import JanitorDirs, archive_dir_for
 from .safefs import Changed, Root, Unsafe, validate_root
 
 BATCH = 256  # intents recorded (and fsync'd) per batch before acting on it
@@ -71,7 +71,7 @@ def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None,
         env = dataclasses.replace(env, roots=[])
     roots = [validate_root(r) for r in env.roots]
     if pol.archive_dir or uses_archive(pol):
-        _check_archive_dir(Path(pol.archive_dir) if pol.archive_dir else env.dirs.archive_dir, roots)
+        _check_archive_dir(archive_dir_for(pol, env.dirs), roots)
     # Claude settings are validated before anything is scanned: a broken one stops the run.
     for r in roots:
         config.claude_root_window(r)
@@ -246,7 +246,9 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
 
     For every action an intent record is made durable before acting and a result record after.
     ``should_stop`` is asked between sessions: a stop never leaves a session half done."""
-    actors = _with_archive(actors or {Action.DELETE: delete_session}, pol, env, plan.now)
+    actors = actors or {Action.DELETE: delete_session}
+    if any(d.action is Action.ARCHIVE for d in plan.to_act):  # else archive (and zstandard) stay unloaded
+        actors = _with_archive(actors, pol, env, plan.now)
     audit = None if dry_run else AuditLog(env.dirs.audit_log, sinks=_sinks(env))
     todo = plan.to_act
     outcomes: list[Outcome] = []
@@ -380,7 +382,7 @@ def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = No
             result.guard = msg
         else:
             raise ConfigError(msg)
-    archive = _archive_module()
+    archive = _archive_module() if archive_dir_for(pol, env.dirs).is_dir() else None
     if archive is not None:  # temp files of an interrupted run, archive_retention
         result.archives = archive.maintain(pol, env.dirs, now, dry_run=dry_run,
                                            audit=None if dry_run else AuditLog(env.dirs.audit_log,
