@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Action(StrEnum):
@@ -154,6 +155,9 @@ class Plan:
     decisions: list[Decision]
     unknown: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # What other processes were using when the plan was made (activity.InUse, with the monotonic time it
+    # was read): acting starts from it instead of reading /proc again. Set by the shell, not by decide().
+    in_use: tuple[float, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def to_act(self) -> list[Decision]:

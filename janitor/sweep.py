@@ -86,9 +86,12 @@ def plan_for(sessions: list[Session], pol: Policy, now: float, roots: list[Path]
     """Decide sessions already read from disk: every session of a scan, or the few the daemon re-read
     because they may be due (pins, sessions in use and Claude Code's windows are applied the same way)."""
     cache.apply_pins(sessions, cache.load_pins(dirs.pins_file))
-    activity.mark_in_use(sessions, [str(r) for r in roots])
+    inuse = activity.mark_in_use(sessions, [str(r) for r in roots])
+    taken = time.monotonic()
     config.resolve_claude_windows(pol, roots, sessions)
-    return policy.decide(sessions, pol, now)
+    plan = policy.decide(sessions, pol, now)
+    plan.in_use = (taken, inuse)
+    return plan
 
 
 def _check_archive_dir(archive: Path, roots: list[Path]) -> None:
@@ -226,10 +229,15 @@ Actor = Callable[[Root, Decision], dict[str, Any] | None]
 class InUseWatch:
     """Re-reads which files other processes are using, at most every ``every`` seconds while acting."""
 
-    def __init__(self, roots: list[str], every: float = 2.0) -> None:
+    def __init__(self, roots: list[str], every: float = 2.0,
+                 start: tuple[float, activity.InUse] | None = None) -> None:
+        """``start``: (monotonic time, snapshot) already read, e.g. the plan's, used while fresh."""
         self.roots, self.every, self.at = roots, every, -1e9
         self.inuse = activity.InUse()
         self.by_piece: dict[tuple[str, str], str] = {}
+        if start is not None:
+            self.at, self.inuse = start
+            self.by_piece = self.inuse.pieces(roots)
 
     def why(self, session: Session) -> str | None:
         if time.monotonic() - self.at > self.every:
@@ -253,7 +261,7 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
     todo = plan.to_act
     outcomes: list[Outcome] = []
     roots: dict[str, Root] = {}
-    watch = InUseWatch(sorted({d.session.root for d in todo}))
+    watch = InUseWatch(sorted({d.session.root for d in todo}), start=plan.in_use)
     stopped = False
     workers = 1 if dry_run else _workers()  # dry runs only stat: nothing to overlap, threads only cost
     # Deletions run on a few threads, at most 2×workers sessions in flight; outcomes and result records

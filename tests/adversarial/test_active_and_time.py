@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from cachegen import DAY, make_cache, make_session, set_times
 from conftest import run_cli, run_json, write_config
 
-from .helpers import intact_or_gone, tree_state
+from .helpers import Paused, intact_or_gone, tree_state
 
 HOLD = """
 import fcntl, sys, time
@@ -53,6 +54,29 @@ def test_file_open_for_writing_inside_session_folder_keeps_the_session(root, jen
         assert holder.stdout.readline().strip() == "ready"
         p = run_cli(["sweep", "--claude-dir", str(root), "--now", str(now)], jenv)
         assert p.returncode == 0, p.stderr
+        assert intact_or_gone(g.paths) == "intact"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_transcript_opened_for_writing_after_the_plan_is_kept(root, jenv, now, tmp_path):
+    """Acting starts from the plan's view of /proc only while it is fresh (2 s); then it is read again."""
+    g = make_session(root, "/p", now - 90 * DAY)
+    other = make_session(root, "/q", now - 90 * DAY)
+    run = Paused(["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv, "after-plan",
+                 tmp_path / "hook")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(g.paths[0]), "a", "open"], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        time.sleep(2.2)  # past the plan snapshot's freshness: the sweep must look at /proc again
+        p = run.release()
+        assert p.returncode == 0, p.stderr
+        res = {s["session_id"]: s for s in json.loads(p.stdout)["sessions"]}
+        assert res[g.session_id]["result"] == "skipped"
+        assert f"process {holder.pid}" in res[g.session_id]["error"]
+        assert res[other.session_id]["result"] == "ok"
         assert intact_or_gone(g.paths) == "intact"
     finally:
         holder.kill()
