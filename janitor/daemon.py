@@ -269,10 +269,13 @@ def plan_for(env: Env, sessions: list[Session], now: float, pol: Policy) -> Plan
     return sweep.plan_for(sessions, pol, now, roots, env.dirs)
 
 
-def default_actors() -> dict[Action, Any]:
-    from .sweep import delete_session
+def default_actors(pol: Policy | None = None) -> dict[Action, Any]:
+    """delete, and archive unless ``pol`` never archives (then archive and zstandard are not imported)."""
+    from .sweep import delete_session, uses_archive
 
     actors: dict[Action, Any] = {Action.DELETE: delete_session}
+    if pol is not None and not uses_archive(pol):
+        return actors
     try:
         from .archive import archive_actor  # type: ignore[attr-defined]
     except ImportError:
@@ -419,6 +422,10 @@ def act(plan: Plan, pol: Policy, env: Env, total: int, actors: dict[Action, Any]
 
 def maintain_archives(env: Env, pol: Policy, now: float) -> None:
     """Once per full sweep, as `janitor sweep` does: temp leftovers, archive_retention."""
+    from .paths import archive_dir_for
+
+    if not archive_dir_for(pol, env.dirs).is_dir():
+        return  # nothing archived yet: nothing to maintain (and archive, zstandard stay unloaded)
     try:
         from . import archive
     except ImportError:
@@ -517,7 +524,7 @@ def full_sweep_work(env: Env, pol: Policy, now: float, index: Index, *, should_s
     for w in plan.warnings:
         log.warning("%s", w)
     maintain_archives(env, used, now)
-    outcomes = act(plan, used, env, len(plan.decisions), actors or default_actors(), should_stop)
+    outcomes = act(plan, used, env, len(plan.decisions), actors or default_actors(used), should_stop)
     entries = entries_for(plan, outcomes, now, pol)
     roots = [str(r) for r in env.roots]
     for r in roots:
@@ -681,7 +688,7 @@ class Daemon:
         self.dirs = env.dirs
         self.roots = [str(r) for r in env.roots]
         self.policy, self.schedule = load_settings(env)
-        self._actors = actors  # default_actors() on first use: archive (zstandard) only when acting here
+        self._actors = actors  # default: per the policy, when acting here (archive and zstandard only if needed)
         self.full_in_child = full_in_child
         self.child: Any = None  # the running full sweep's process (subprocess.Popen)
         self._child_lock = threading.Lock()
@@ -710,9 +717,7 @@ class Daemon:
 
     @property
     def actors(self) -> dict[Action, Any]:
-        if self._actors is None:
-            self._actors = default_actors()
-        return self._actors
+        return self._actors if self._actors is not None else default_actors(self.policy)
 
     # ---- lifecycle --------------------------------------------------------------------------------
 

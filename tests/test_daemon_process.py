@@ -141,6 +141,8 @@ def test_sighup_reloads_the_config(start, root, jenv):
     assert "READY=1" in d.notices("READY=1")
     assert wait_for(d.ready, timeout=20), d.output()
     assert g.paths[0].exists()
+    with open(f"/proc/{d.proc.pid}/maps") as f:
+        assert "zstandard" not in f.read()  # the daemon itself has not needed archive support yet
     write_config(jenv, 'retention = "5m"\ngrace = "0s"\n')
     d.proc.send_signal(signal.SIGHUP)
     got = d.notices("READY=1")
