@@ -623,7 +623,10 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
             lock = SweepLock(env.dirs.lock_file, wait=0.0)
             lock.__enter__()
         else:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the daemon's: already ours (same open file)
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the daemon's: already ours (same open file)
+            except BlockingIOError:
+                raise LockBusy("another sweep holds the sweep lock") from None
             os.set_inheritable(lock_fd, False)
         if pol is None:
             pol = load_settings(env)[0]
@@ -636,9 +639,6 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
     except _Stopping:
         emit({"stopped": "scan"})
         return 0
-    except BlockingIOError:
-        emit({"error": "another sweep holds the sweep lock", "busy": True})
-        return 3
     except LockBusy as e:
         emit({"error": str(e), "busy": True})
         return e.exit_code
