@@ -483,3 +483,24 @@ def test_what_goes_while_the_full_sweeps_process_runs_is_judged(mkdaemon, root, 
     d.judge_gone()
     ext = audit("external-delete")
     assert [(r["session_id"], r["detected_by"]) for r in ext] == [(kept.session_id, "full scan")]
+
+
+def test_the_full_sweep_command_on_its_own(jenv, root):
+    write_config(jenv, 'retention = "1h"\ngrace = "0s"\n')
+    (root / "projects").mkdir()
+    a = make_session(root, "/w/a", time.time() - 2 * H)
+    b = make_session(root, "/w/a", time.time() - 60)
+    args = ["_daemon-full-sweep", "--claude-dir", str(root), "--now", repr(time.time())]
+    # Its parent is not the one it was started for (the daemon died before it ran): it does nothing.
+    p = run_cli([*args, "--parent-pid", "1"], jenv, input="")
+    assert p.returncode == 0 and json.loads(p.stdout)["stopped"] == "start" and a.paths[0].exists()
+    with SweepLock(janitor_dirs().lock_file):
+        p = run_cli([*args, "--parent-pid", str(os.getpid())], jenv, input="")
+        assert p.returncode == 3 and json.loads(p.stdout)["busy"] and a.paths[0].exists()
+    p = run_cli([*args, "--parent-pid", str(os.getpid())], jenv, input="")  # no policy sent: it loads the config
+    res = json.loads(p.stdout)
+    assert p.returncode == 0 and (res["acted"], res["indexed"], res["gone"]) == (1, 1, [])
+    assert not a.paths[0].exists() and b.paths[0].exists()
+    assert res["audit_pos"].endswith(f":{janitor_dirs().audit_log.stat().st_size}")
+    assert dm.count_sessions(janitor_dirs().index_db) == 1
+    assert "_daemon" not in run_cli(["--help"], jenv).stdout  # hidden
