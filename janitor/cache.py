@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from .model import Piece, Session
 from .safefs import iter_tree
@@ -150,41 +149,6 @@ def _piece(root: str, rel: str, store: str, st: os.stat_result) -> tuple[Piece, 
                  st.st_size), 1, None
 
 
-SCAN_THREADS = 2  # dir walks overlapped: most of a walk is lstat/getdents, which release the GIL
-
-
-class _Pieces:
-    """Builds pieces in scan order; the walks of dir pieces run on a few threads meanwhile."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.todo: list[tuple[Session, Any, int]] = []
-        self.pool: Any = None
-
-    def add(self, s: Session, rel: str, store: str, st: os.stat_result, counted: int = 0) -> None:
-        """Add the piece at ``rel`` to ``s``; ``counted``: entries of it the caller has already counted."""
-        if not stat.S_ISDIR(st.st_mode):
-            self.todo.append((s, _piece(self.root, rel, store, st), counted))
-            return
-        if self.pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.pool = ThreadPoolExecutor(SCAN_THREADS, thread_name_prefix="janitor-scan")
-        self.todo.append((s, self.pool.submit(_piece, self.root, rel, store, st), counted))
-
-    def finish(self, res: ScanResult) -> None:
-        try:
-            for s, got, counted in self.todo:
-                piece, n, problem = got if isinstance(got, tuple) else got.result()
-                s.pieces.append(piece)
-                res.files_seen += n - counted
-                if problem:
-                    s.unreadable = s.unreadable or f"{piece.rel}: {problem}"
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(cancel_futures=True)
-
-
 def _entries(path: str) -> list[os.DirEntry]:
     try:
         with os.scandir(path) as it:
@@ -207,7 +171,6 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
     r = str(root)
     root_dev = os.lstat(r).st_dev
     by_id: dict[str, Session] = {}
-    pieces = _Pieces(r)
 
     projects = os.path.join(r, "projects")
     for pe in sorted(_entries(projects), key=lambda e: e.name):
@@ -232,7 +195,8 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             if e.name.endswith(".jsonl") and stat.S_ISREG(st.st_mode) and len(e.name) > 6:
                 sid = e.name[:-6]
                 s = Session(session_id=sid, root=r, project=pe.name)
-                pieces.add(s, f"{prel}/{e.name}", "transcript", st, counted=1)
+                piece, _, _ = _piece(r, f"{prel}/{e.name}", "transcript", st)
+                s.pieces.append(piece)
                 if read_transcripts:
                     _read_transcript(s, e.path, st)
                 found[sid] = s
@@ -254,7 +218,11 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             if s is None:
                 res.unknown.append(f"{prel}/{name}/ (not a session folder)")
                 continue
-            pieces.add(s, f"{prel}/{name}", "session-dir", st, counted=1)
+            piece, n, problem = _piece(r, f"{prel}/{name}", "session-dir", st)
+            res.files_seen += n - 1
+            s.pieces.append(piece)
+            if problem:
+                s.unreadable = s.unreadable or f"{prel}/{name}: {problem}"
         for sid, s in found.items():
             if sid in by_id:
                 # The same id in two projects: keep them apart; side stores attach to the first.
@@ -272,7 +240,11 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
         if s is None:
             s = orphans[sid] = Session(session_id=sid, root=r, project="",
                                        notes=["side files only: no transcript found"])
-        pieces.add(s, rel, store, st)
+        piece, n, problem = _piece(r, rel, store, st)
+        res.files_seen += n
+        s.pieces.append(piece)
+        if problem:
+            s.unreadable = s.unreadable or f"{rel}: {problem}"
 
     for store in DIR_STORES:
         for e in _entries(os.path.join(r, store)):
@@ -293,7 +265,6 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
                 attach(m.group(1), f"{store}/{e.name}", store, st)
             elif not (store == "debug" and e.name == "latest"):
                 res.unknown.append(f"{store}/{e.name}")
-    pieces.finish(res)
     res.sessions.extend(orphans.values())
     return res
 
