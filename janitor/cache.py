@@ -269,6 +269,85 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
     return res
 
 
+def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Session | None]:
+    """Re-read the given (project, session_id) sessions of one Claude config dir from disk, each with every
+    piece a full scan (scan_root) would give it; None for a session that is gone. The daemon's wake-ups use
+    it to read only the sessions that are due.
+
+    A session with ``project == ""`` is an orphan (side files only); it is reported gone once a transcript
+    for its id exists in any project (the full scan then attaches the side files to that session)."""
+    out: dict[tuple[str, str], Session | None] = {}
+    try:
+        root_dev = os.lstat(root).st_dev
+    except OSError:
+        return dict.fromkeys(wanted, None)
+    todos: dict[str, list[str]] | None = None
+    wanted = list(wanted)
+    sids = {sid for _, sid in wanted}
+
+    def lst(rel: str) -> os.stat_result | None:
+        try:
+            return os.lstat(os.path.join(root, rel))
+        except OSError:
+            return None
+
+    def piece(s: Session, rel: str, store: str, st: os.stat_result) -> Piece:
+        got, _, problem = _piece(root, rel, store, st)
+        if problem:
+            s.unreadable = s.unreadable or f"{rel}: {problem}"
+        return got
+
+    projects: list[str] | None = None
+    for project, sid in wanted:
+        s = Session(session_id=sid, root=root, project=project)
+        if project:
+            pst = lst(f"projects/{project}")
+            if pst is None or not stat.S_ISDIR(pst.st_mode) or pst.st_dev != root_dev:
+                out[(project, sid)] = None
+                continue
+            rel = f"projects/{project}/{sid}.jsonl"
+            st = lst(rel)
+            if st is not None and stat.S_ISREG(st.st_mode):
+                s.pieces.append(piece(s, rel, "transcript", st))
+                _read_transcript(s, os.path.join(root, rel), st)
+            rel = f"projects/{project}/{sid}"
+            st = lst(rel)
+            if (st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev
+                    and sid not in NEVER_TOUCHED and (s.pieces or UUID_RE.match(sid))):
+                if not s.pieces:
+                    s.notes.append("no transcript; per-session folder only")
+                s.pieces.append(piece(s, rel, "session-dir", st))
+            if not s.pieces:
+                out[(project, sid)] = None
+                continue
+        else:
+            if projects is None:
+                projects = [e.name for e in _entries(os.path.join(root, "projects"))]
+            if any(os.path.lexists(os.path.join(root, "projects", p, f"{sid}.jsonl")) for p in projects):
+                out[(project, sid)] = None
+                continue
+            s.notes.append("side files only: no transcript found")
+        if UUID_RE.match(sid):
+            for store in DIR_STORES:
+                st = lst(f"{store}/{sid}")
+                if st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev:
+                    s.pieces.append(piece(s, f"{store}/{sid}", store, st))
+        if todos is None:
+            todos = {}
+            for name in (e.name for e in _entries(os.path.join(root, "todos"))):
+                if name[:36] in sids and (m := TODO_RE.match(name)):  # only the wanted ids are matched
+                    todos.setdefault(m.group(1), []).append(name)
+        for name in todos.get(sid, []):
+            st = lst(f"todos/{name}")
+            if st is not None and stat.S_ISREG(st.st_mode):
+                s.pieces.append(piece(s, f"todos/{name}", "todos", st))
+        st = lst(f"debug/{sid}.txt")
+        if st is not None and stat.S_ISREG(st.st_mode) and DEBUG_RE.match(f"{sid}.txt"):
+            s.pieces.append(piece(s, f"debug/{sid}.txt", "debug", st))
+        out[(project, sid)] = s if s.pieces else None
+    return out
+
+
 def _read_transcript(s: Session, path: str, st: os.stat_result) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

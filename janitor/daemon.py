@@ -49,8 +49,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import config, policy
+from .cache import rescan
 from .durations import DurationError, human_duration, parse_duration
-from .index import Entry, Index, Key, count_sessions, rescan
+from .index import Entry, Index, Key, count_sessions
 from .model import Action, ConfigError, Decision, JanitorError, LockBusy, Outcome, Plan, Policy, Session
 from .paths import JanitorDirs
 from .watch import Change, make_watcher, transcript_parts

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-from .model import Piece, Session
 
 SCHEMA_VERSION = "2"
 
@@ -268,93 +265,3 @@ def count_sessions(path: Path) -> int | None:
         return None
     finally:
         db.close()
-
-
-# ---- re-reading single sessions from disk --------------------------------------------------------
-
-def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Session | None]:
-    """Re-read the given (project, session_id) sessions of one Claude config dir from disk, each with every
-    piece a full scan (cache.scan_root) would give it; None for a session that is gone.
-
-    A session with ``project == ""`` is an orphan (side files only); it is reported gone once a transcript
-    for its id exists in any project (the full scan then attaches the side files to that session)."""
-    from . import cache
-
-    out: dict[tuple[str, str], Session | None] = {}
-    try:
-        root_dev = os.lstat(root).st_dev
-    except OSError:
-        return dict.fromkeys(wanted, None)
-    todos: dict[str, list[str]] | None = None
-    wanted = list(wanted)
-    sids = {sid for _, sid in wanted}
-
-    def lst(rel: str) -> os.stat_result | None:
-        try:
-            return os.lstat(os.path.join(root, rel))
-        except OSError:
-            return None
-
-    def _piece(s: Session, rel: str, store: str, st: os.stat_result) -> Piece:
-        got = cache._piece(root, rel, store, st)  # (piece, entries, problem) as in cache.scan_root
-        problem = got[2] if len(got) > 2 else None
-        if problem:
-            s.unreadable = s.unreadable or f"{rel}: {problem}"
-        return got[0]
-
-    projects: list[str] | None = None
-    for project, sid in wanted:
-        s = Session(session_id=sid, root=root, project=project)
-        if project:
-            pst = lst(f"projects/{project}")
-            if pst is None or not stat.S_ISDIR(pst.st_mode) or pst.st_dev != root_dev:
-                out[(project, sid)] = None
-                continue
-            rel = f"projects/{project}/{sid}.jsonl"
-            st = lst(rel)
-            if st is not None and stat.S_ISREG(st.st_mode):
-                s.pieces.append(_piece(s, rel, "transcript", st))
-                cache._read_transcript(s, os.path.join(root, rel), st)
-            rel = f"projects/{project}/{sid}"
-            st = lst(rel)
-            if (st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev
-                    and sid not in cache.NEVER_TOUCHED and (s.pieces or cache.UUID_RE.match(sid))):
-                if not s.pieces:
-                    s.notes.append("no transcript; per-session folder only")
-                s.pieces.append(_piece(s, rel, "session-dir", st))
-            if not s.pieces:
-                out[(project, sid)] = None
-                continue
-        else:
-            if projects is None:
-                projects = [e.name for e in cache._entries(os.path.join(root, "projects"))]
-            if any(os.path.lexists(os.path.join(root, "projects", p, f"{sid}.jsonl")) for p in projects):
-                out[(project, sid)] = None
-                continue
-            s.notes.append("side files only: no transcript found")
-        if cache.UUID_RE.match(sid):
-            for store in cache.DIR_STORES:
-                st = lst(f"{store}/{sid}")
-                if st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev:
-                    s.pieces.append(_piece(s, f"{store}/{sid}", store, st))
-        if todos is None:
-            todos = {}
-            for name in _names(os.path.join(root, "todos")):
-                if name[:36] in sids and (m := cache.TODO_RE.match(name)):  # only the wanted ids are matched
-                    todos.setdefault(m.group(1), []).append(name)
-        for name in todos.get(sid, []):
-            st = lst(f"todos/{name}")
-            if st is not None and stat.S_ISREG(st.st_mode):
-                s.pieces.append(_piece(s, f"todos/{name}", "todos", st))
-        st = lst(f"debug/{sid}.txt")
-        if st is not None and stat.S_ISREG(st.st_mode) and cache.DEBUG_RE.match(f"{sid}.txt"):
-            s.pieces.append(_piece(s, f"debug/{sid}.txt", "debug", st))
-        out[(project, sid)] = s if s.pieces else None
-    return out
-
-
-def _names(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return []

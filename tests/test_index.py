@@ -8,7 +8,8 @@ from pathlib import Path
 from cachegen import DAY, make_cache, make_session
 
 from janitor import cache
-from janitor.index import Entry, Index, count_sessions, rescan
+from janitor.cache import rescan
+from janitor.index import Entry, Index, count_sessions
 
 
 def _e(sid: str, **kw) -> Entry:
