@@ -33,13 +33,16 @@ def claude_dirs(explicit: tuple[str, ...] | list[str] = ()) -> list[Path]:
     return out
 
 
+def _system_path(env: str, darwin: str, other: str) -> Path:
+    """``$env`` if set (tests, unusual fleets), else the platform's system-wide location."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    return Path(darwin if sys.platform == "darwin" else other)
+
+
 def managed_settings_dir() -> Path:
     """Claude Code's managed-settings dir (system-wide policy)."""
-    if os.environ.get(MANAGED_ENV):
-        return Path(os.environ[MANAGED_ENV])
-    if sys.platform == "darwin":
-        return Path("/Library/Application Support/ClaudeCode")
-    return Path("/etc/claude-code")
+    return _system_path(MANAGED_ENV, "/Library/Application Support/ClaudeCode", "/etc/claude-code")
 
 
 POLICY_ENV = "CLAUDE_JANITOR_POLICY"
@@ -47,11 +50,8 @@ POLICY_ENV = "CLAUDE_JANITOR_POLICY"
 
 def managed_policy_path() -> Path:
     """The janitor's own system-wide policy file (rolled out by config management / MDM)."""
-    if os.environ.get(POLICY_ENV):
-        return Path(os.environ[POLICY_ENV])
-    if sys.platform == "darwin":
-        return Path("/Library/Application Support/claude-janitor/policy.toml")
-    return Path("/etc/claude-janitor/policy.toml")
+    return _system_path(POLICY_ENV, "/Library/Application Support/claude-janitor/policy.toml",
+                        "/etc/claude-janitor/policy.toml")
 
 
 def managed_settings_files() -> list[Path]:
