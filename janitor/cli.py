@@ -114,10 +114,10 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
     stop = _stop_on_signals()
     with _progress(not as_json) as phase:
         if dry_run:
-            res = run(env, _now(now), dry_run=True, actors=_actors(), should_stop=stop.is_set, phase=phase)
+            res = run(env, _now(now), dry_run=True, should_stop=stop.is_set, phase=phase)
         else:
             with SweepLock(env.dirs.lock_file, wait=wait):
-                res = run(env, _now(now), dry_run=False, actors=_actors(), should_stop=stop.is_set,
+                res = run(env, _now(now), dry_run=False, should_stop=stop.is_set,
                           phase=phase)
     if as_json:
         click.echo(report.to_json(res, all_sessions=False))
@@ -152,20 +152,6 @@ def _stop_on_signals() -> _Stop:
     return stop
 
 
-def _actors() -> Any:
-    """The action implementations; archive is added by the archive module when present."""
-    from .model import Action
-    from .sweep import delete_session
-
-    actors = {Action.DELETE: delete_session}
-    try:
-        from .archive import archive_actor
-    except ImportError:
-        return actors
-    actors[Action.ARCHIVE] = archive_actor
-    return actors
-
-
 @cli.command()
 @cache_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
@@ -188,7 +174,7 @@ def report(claude_dirs: tuple[str, ...], config_path: str | None, fmt: str, olde
 
     env = make_env(claude_dirs, config_path, older_than=older_than, action=action)
     with _progress(fmt != "json") as phase:
-        res = run(env, _now(now), dry_run=True, actors=_actors(), phase=phase)
+        res = run(env, _now(now), dry_run=True, phase=phase)
         usage = _store_usage(env, res, phase) if stores else None
     if usage is not None:
         click.echo(rep.stores_render(usage, res, fmt))
@@ -235,7 +221,7 @@ def du(claude_dirs: tuple[str, ...], config_path: str | None, fmt: str, older_th
 
     env = make_env(claude_dirs, config_path, older_than=older_than)
     with _progress(fmt != "json") as phase:
-        res = run(env, _now(now), dry_run=True, actors=_actors(), phase=phase)
+        res = run(env, _now(now), dry_run=True, phase=phase)
         usage = _store_usage(env, res, phase)
     click.echo(rep.stores_render(usage, res, fmt))
 

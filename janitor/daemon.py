@@ -270,21 +270,6 @@ def plan_for(env: Env, sessions: list[Session], now: float, pol: Policy) -> Plan
     return sweep.plan_for(sessions, pol, now, roots, env.dirs)
 
 
-def default_actors(pol: Policy | None = None) -> dict[Action, Any]:
-    """delete, and archive unless ``pol`` never archives (then archive and zstandard are not imported)."""
-    from .sweep import delete_session, uses_archive
-
-    actors: dict[Action, Any] = {Action.DELETE: delete_session}
-    if pol is not None and not uses_archive(pol):
-        return actors
-    try:
-        from .archive import archive_actor  # type: ignore[attr-defined]
-    except ImportError:
-        return actors
-    actors[Action.ARCHIVE] = archive_actor
-    return actors
-
-
 # ---- who removed it? ----------------------------------------------------------------------------------
 
 class AuditFollower:
@@ -395,7 +380,7 @@ def _iso(t: float | None) -> str | None:
 
 # ---- one full sweep: the work itself (in the child process `janitor _daemon-full-sweep`) --------------
 
-def act(plan: Plan, pol: Policy, env: Env, total: int, actors: dict[Action, Any],
+def act(plan: Plan, pol: Policy, env: Env, total: int, actors: dict[Action, Any] | None,
         should_stop: Callable[[], bool], index: Index | None = None) -> list[Outcome]:
     """Guard, then sweep.execute (which re-checks each piece before acting; stops between sessions).
 
@@ -419,27 +404,6 @@ def act(plan: Plan, pol: Policy, env: Env, total: int, actors: dict[Action, Any]
         log.error("not acting: %s (run `janitor sweep --force` by hand if this is intended)", msg)
         return []
     return execute(plan, pol, env, dry_run=False, actors=actors, should_stop=should_stop)
-
-
-def maintain_archives(env: Env, pol: Policy, now: float) -> None:
-    """Once per full sweep, as `janitor sweep` does: temp leftovers, archive_retention."""
-    from .paths import archive_dir_for
-
-    if not archive_dir_for(pol, env.dirs).is_dir():
-        return  # nothing archived yet: nothing to maintain (and archive, zstandard stay unloaded)
-    try:
-        from . import archive
-    except ImportError:
-        return
-    if not hasattr(archive, "maintain"):
-        return
-    from .audit import AuditLog
-    from .sweep import _sinks
-
-    info = archive.maintain(pol, env.dirs, now, dry_run=False,
-                            audit=AuditLog(env.dirs.audit_log, sinks=_sinks(env)))
-    for err in (info or {}).get("errors", []):
-        log.warning("archives: %s", err)
 
 
 def entries_for(plan: Plan, outcomes: list[Outcome], now: float, pol: Policy) -> list[Entry]:
@@ -513,7 +477,7 @@ def full_sweep_work(env: Env, pol: Policy, now: float, index: Index, *, should_s
     is on disk. Returns a small JSON-able summary: the outcome counts, the sessions that disappeared
     without this sweep removing them (for the daemon to judge), and where the audit log stands after it.
     Raises _Stopping if asked to stop before acting."""
-    from .sweep import build_plan
+    from .sweep import build_plan, maintain_archives
 
     def check(_n: int = 0) -> None:
         if should_stop():
@@ -524,8 +488,9 @@ def full_sweep_work(env: Env, pol: Policy, now: float, index: Index, *, should_s
     check()
     for w in plan.warnings:
         log.warning("%s", w)
-    maintain_archives(env, used, now)
-    outcomes = act(plan, used, env, len(plan.decisions), actors or default_actors(used), should_stop)
+    for err in (maintain_archives(env, used, now, dry_run=False) or {}).get("errors", []):
+        log.warning("archives: %s", err)
+    outcomes = act(plan, used, env, len(plan.decisions), actors, should_stop)
     entries = entries_for(plan, outcomes, now, pol)
     roots = [str(r) for r in env.roots]
     for r in roots:
@@ -689,7 +654,7 @@ class Daemon:
         self.dirs = env.dirs
         self.roots = [str(r) for r in env.roots]
         self.policy, self.schedule = load_settings(env)
-        self._actors = actors  # default: per the policy, when acting here (archive and zstandard only if needed)
+        self.actors = actors  # None: sweep.execute's (archive, and zstandard, loaded only when a plan archives)
         self.full_in_child = full_in_child
         self.child: Any = None  # the running full sweep's process (subprocess.Popen)
         self._child_lock = threading.Lock()
@@ -715,10 +680,6 @@ class Daemon:
         self.started = time.time()
         self.last_sweep: dict[str, Any] | None = None
         self.last_full: float | None = None
-
-    @property
-    def actors(self) -> dict[Action, Any]:
-        return self._actors if self._actors is not None else default_actors(self.policy)
 
     # ---- lifecycle --------------------------------------------------------------------------------
 

@@ -374,6 +374,16 @@ def _with_archive(actors: dict[Action, Actor], pol: Policy, env: Env, now: float
     return actors if archive is None else archive.bind(actors, pol, env.dirs, now)
 
 
+def maintain_archives(env: Env, pol: Policy, now: float, *, dry_run: bool) -> dict[str, Any] | None:
+    """Once per full sweep: temp files of an interrupted run, archive_retention (archive.maintain). None
+    when nothing was ever archived: then archive (and zstandard) are not even imported."""
+    archive = _archive_module() if archive_dir_for(pol, env.dirs).is_dir() else None
+    if archive is None:
+        return None
+    return archive.maintain(pol, env.dirs, now, dry_run=dry_run,
+                            audit=None if dry_run else AuditLog(env.dirs.audit_log, sinks=_sinks(env)))
+
+
 def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = None,
         actors: dict[Action, Actor] | None = None, should_stop: Callable[[], bool] | None = None,
         phase: Callable[[str, int | None, str], ProgressFn] | None = None) -> RunResult:
@@ -390,11 +400,7 @@ def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = No
             result.guard = msg
         else:
             raise ConfigError(msg)
-    archive = _archive_module() if archive_dir_for(pol, env.dirs).is_dir() else None
-    if archive is not None:  # temp files of an interrupted run, archive_retention
-        result.archives = archive.maintain(pol, env.dirs, now, dry_run=dry_run,
-                                           audit=None if dry_run else AuditLog(env.dirs.audit_log,
-                                                                               sinks=_sinks(env)))
+    result.archives = maintain_archives(env, pol, now, dry_run=dry_run)
     act_progress = phase("checking" if dry_run else "sweeping", len(plan.to_act), "sessions") if phase else None
     result.outcomes = execute(plan, pol, env, dry_run=dry_run, progress=act_progress, actors=actors,
                               should_stop=should_stop)
