@@ -158,11 +158,7 @@ class Watcher:
         try:
             self._ino = (self.observer_factory or Inotify)()
         except OSError as e:
-            self._ino = None
-            for r in self.roots:
-                self.problems[r] = f"cannot start the file watcher: {e.strerror or e}"
-            log.warning("file watching unavailable (%s): relying on full scans", e.strerror or e)
-            return False
+            return self._unavailable(e)
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._reader = threading.Thread(target=self._read_loop, name="janitor-watch", daemon=True)
         self._reader.start()
@@ -242,6 +238,18 @@ class Watcher:
                 os.close(self._stop_w)
             self._wds.clear()
             self._by_dir.clear()
+        self._stop_flusher()
+
+    def _unavailable(self, e: OSError) -> bool:
+        """No watcher could be started: every root is left to full scans."""
+        self._ino = None
+        for r in self.roots:
+            self.problems[r] = f"cannot start the file watcher: {e.strerror or e}"
+        log.warning("file watching unavailable (%s): relying on full scans", e.strerror or e)
+        return False
+
+    def _stop_flusher(self) -> None:
+        """Let the flush thread hand over what is left, and end."""
         self._stopping = True
         self._wake.set()
         if self._flusher is not None:
@@ -404,10 +412,7 @@ class WatchdogWatcher(Watcher):
             self._ino = (self.observer_factory or Observer)()
             self._ino.start()
         except OSError as e:
-            self._ino = None
-            for r in self.roots:
-                self.problems[r] = f"cannot start the file watcher: {e.strerror or e}"
-            return False
+            return self._unavailable(e)
         for name in WATCHDOG_LOGGERS:
             logging.getLogger(name).addHandler(self._log_handler)
         return True
@@ -444,10 +449,7 @@ class WatchdogWatcher(Watcher):
             except RuntimeError:
                 pass
             self._ino = None
-        self._stopping = True
-        self._wake.set()
-        if self._flusher is not None:
-            self._flusher.join(timeout=5)
+        self._stop_flusher()
 
     def _handler(self, root: str) -> Any:
         from watchdog.events import FileSystemEventHandler
