@@ -54,6 +54,7 @@ from .durations import DurationError, human_duration, parse_duration
 from .index import Entry, Index, Key, count_sessions
 from .model import Action, ConfigError, Decision, JanitorError, LockBusy, Outcome, Plan, Policy, Session
 from .paths import JanitorDirs
+from .procs import die_with_parent
 from .watch import Change, make_watcher, transcript_parts
 
 if TYPE_CHECKING:
@@ -524,20 +525,6 @@ def full_sweep_work(env: Env, pol: Policy, now: float, index: Index, *, should_s
 # ---- the full sweep's process ---------------------------------------------------------------------------
 
 CHILD_COMMAND = "_daemon-full-sweep"  # hidden `janitor` command: the daemon's full sweep in a process of its own
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(sig: int) -> bool:
-    """Linux: have the kernel send ``sig`` to this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 def child_main(roots: list[str], config_path: str | None, default_root: bool, now: float, parent_pid: int,
@@ -559,7 +546,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the daemon reloads; its sweep goes on with what it has
     # The daemon blocks these in every thread (it takes them with sigwait) and the mask survives exec.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-    _die_with_parent(signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
     setup_logging(verbose)
 
     def should_stop() -> bool:

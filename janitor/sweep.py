@@ -4,7 +4,11 @@ difference is that a dry run stops short of the mutation (and of the audit recor
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import os
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -175,7 +179,10 @@ def _record(d: Decision, phase: str, result: str, error: str | None = None,
     return rec
 
 
-WORKERS = 4  # sessions acted on concurrently: unlink/rmdir mostly wait on the journal, threads overlap that
+WORKERS = 4  # threads acting on sessions, where processes cannot be used (the daemon's own process)
+PROCESSES = 8  # forked processes removing sessions: unlink/rmdir mostly wait on the disk (see _Removers)
+MIN_PROCESSES = 64  # fewer deletions than this are not worth forking for
+CHUNK = 8  # sessions handed to a removal process at a time
 _pool_obj: Any = None
 
 
@@ -193,6 +200,160 @@ def _workers() -> int:
     if os.environ.get("JANITOR_TEST_KILL_AT") or os.environ.get("JANITOR_TEST_PAUSE_AT"):
         return 1
     return WORKERS
+
+
+CANCELLED = "stopped before acting (signal); nothing changed"
+
+
+class _Removers:
+    """Where deletions run off the main thread, in chunks, at most 2 chunks per worker in flight.
+
+    Forked processes (``_Procs``) when this process has no other thread (``janitor sweep``, the daemon's
+    full-sweep child) on Linux and there are enough deletions: each unlink/rmdir waits on the disk (on ext4
+    mounted with ``discard``, for a synchronous discard of the freed block), and processes overlap those
+    waits without every call handing a GIL between threads. Otherwise the thread pool, a session at a time.
+    Once stopped, sessions not yet begun come back cancelled."""
+
+    def __init__(self, todo: list[Decision], roots: dict[str, Root]) -> None:
+        from multiprocessing.sharedctypes import RawValue
+
+        self.flag = RawValue("b", 0)  # shared with forked workers: set once the run is told to stop
+        self.procs: _Procs | None = None
+        deletes = sum(d.action is Action.DELETE for d in todo)
+        if deletes >= MIN_PROCESSES and sys.platform.startswith("linux") and threading.active_count() == 1:
+            for d in todo:  # opened before the fork, so every worker has them
+                _open_root(d, roots)
+            self.procs = _Procs(todo, roots, self.flag)
+        self.size, self.chunk = (PROCESSES, CHUNK) if self.procs else (WORKERS, 1)
+
+    def submit(self, chunk: list[tuple[int, Decision]], roots: dict[str, Root],
+               actors: dict[Action, Actor]) -> Callable[[], list[Outcome]]:
+        """Hand out a chunk; the returned function waits for its outcomes (call each once, in order)."""
+        ds = [d for _, d in chunk]
+        if self.procs is not None:
+            sent = self.procs.send([n for n, _ in chunk])
+            if sent is not None:
+                return functools.partial(self.procs.receive, sent, ds)
+        fut = _pool().submit(_act_chunk, ds, roots, actors, self.flag)
+        return fut.result
+
+    def stop(self) -> None:
+        self.flag.value = 1
+
+    def close(self) -> None:
+        if self.procs is not None:
+            self.procs.close()
+
+
+def _act_chunk(ds: list[Decision], roots: dict[str, Root], actors: dict[Action, Actor], flag: Any
+               ) -> list[Outcome]:
+    return [Outcome(d, "cancelled", CANCELLED) if flag.value else _act_one(d, roots, False, actors)
+            for d in ds]
+
+
+class _Procs:
+    """PROCESSES forked workers, each fed chunks of plan indices on a pipe and answering a JSON line of
+    (result, error) per chunk on another. Each inherits the plan and the open roots; SIGINT/SIGTERM
+    only raise the stop flag (the session in hand is finished, the rest of the chunk cancelled); each is
+    killed if the main process dies, as a thread would be. A worker that dies has its chunks reported
+    failed (its session in hand may be partly removed) and gets no more."""
+
+    def __init__(self, todo: list[Decision], roots: dict[str, Root], flag: Any) -> None:
+        import gc
+
+        self.workers: list[list[Any]] = []  # [pid, task fd, result file, chunks outstanding]
+        gc.freeze()  # the workers' collector then leaves the inherited plan alone (its pages stay shared)
+        try:
+            for _ in range(PROCESSES):
+                task_r, task_w = os.pipe()
+                res_r, res_w = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover (the worker; it never returns)
+                    for w in self.workers:
+                        os.close(w[1])
+                        w[2].close()
+                    os.close(task_w)
+                    os.close(res_r)
+                    _remover_main(todo, roots, flag, task_r, res_w)
+                os.close(task_r)
+                os.close(res_w)
+                self.workers.append([pid, task_w, os.fdopen(res_r, "rb"), 0])
+        finally:
+            gc.unfreeze()
+
+    def send(self, ns: list[int]) -> list[Any] | None:
+        """Give the chunk to the least busy live worker; None if none is left."""
+        while True:
+            live = [w for w in self.workers if w[1] >= 0]
+            if not live:
+                return None
+            w = min(live, key=lambda w: w[3])
+            try:
+                os.write(w[1], (" ".join(map(str, ns)) + "\n").encode())
+            except OSError:  # died: its outstanding chunks read EOF
+                os.close(w[1])
+                w[1] = -1
+                continue
+            w[3] += 1
+            return w
+
+    def receive(self, w: list[Any], ds: list[Decision]) -> list[Outcome]:
+        w[3] -= 1
+        line = w[2].readline()
+        if not line:
+            if w[1] >= 0:
+                os.close(w[1])
+                w[1] = -1
+            return [Outcome(d, "failed", "the process removing it died; some of its pieces may be gone")
+                    for d in ds]
+        return [Outcome(d, r, e) for d, (r, e) in zip(ds, json.loads(line), strict=True)]
+
+    def close(self) -> None:
+        """End of input for every worker; wait for each to exit."""
+        for w in self.workers:
+            if w[1] >= 0:
+                os.close(w[1])
+                w[1] = -1
+        for w in self.workers:
+            w[2].close()
+            try:
+                os.waitpid(w[0], 0)
+            except ChildProcessError:
+                pass
+        self.workers = []
+
+
+def _remover_main(todo: list[Decision], roots: dict[str, Root], flag: Any, tasks: int, results: int) -> None:
+    """A removal worker's whole life: chunks in until end of input, outcomes out; never returns."""
+    import signal
+
+    from .procs import die_with_parent
+
+    def stop(_sig: int, _frame: Any) -> None:
+        flag.value = 1
+
+    code = 70
+    try:
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        die_with_parent(signal.SIGKILL)
+        actors: dict[Action, Actor] = {Action.DELETE: delete_session}
+        with os.fdopen(tasks, "rb") as inp, os.fdopen(results, "wb", buffering=0) as out:
+            for line in inp:
+                res = [("cancelled", CANCELLED) if flag.value else _pair(_act_one(todo[int(n)], roots, False, actors))
+                       for n in line.split()]
+                out.write(json.dumps(res).encode() + b"\n")
+        code = 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _pair(o: Outcome) -> tuple[str, str | None]:
+    return o.result, o.error
 
 
 def delete_session(root: Root, d: Decision) -> None:
@@ -263,10 +424,11 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
     roots: dict[str, Root] = {}
     watch = InUseWatch(sorted({d.session.root for d in todo}), start=plan.in_use)
     stopped = False
-    workers = 1 if dry_run else _workers()  # dry runs only stat: nothing to overlap, threads only cost
-    # Deletions run on a few threads, at most 2×workers sessions in flight; outcomes and result records
-    # stay in plan order, and each session is still checked, then removed, as a whole.
-    inflight: deque[tuple[Decision, Any]] = deque()
+    # Deletions run in a few processes or threads (dry runs only stat: nothing to overlap); outcomes and
+    # result records stay in plan order, and each session is still checked, then removed, as a whole.
+    removers = None if dry_run or _workers() == 1 else _Removers(todo, roots)
+    inflight: deque[tuple[list[Decision], Any]] = deque()
+    chunk: list[tuple[int, Decision]] = []  # gathered for the removers, not handed out yet
     results: list[dict[str, Any]] = []
 
     def finish(d: Decision, o: Outcome) -> None:
@@ -276,9 +438,13 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
             progress(1)
 
     def drain(keep: int) -> None:
+        if chunk and removers and (keep == 0 or len(chunk) >= removers.chunk):
+            inflight.append(([d for _, d in chunk], removers.submit(chunk, roots, actors)))
+            chunk.clear()
         while len(inflight) > keep:
-            d0, fut = inflight.popleft()
-            finish(d0, fut.result())
+            ds, wait = inflight.popleft()
+            for d0, o in zip(ds, wait(), strict=True):
+                finish(d0, o)
 
     try:
         for i in range(0, len(todo), BATCH):
@@ -289,18 +455,20 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
                 audit.append([_record(d, "intent", "pending") for d in batch])
             testhooks.point("after-intent")
             results.clear()
-            for d in batch:
+            for n, d in enumerate(batch, i):
                 testhooks.point("before-session")
                 if stopped or (should_stop and should_stop()):
                     stopped = True
-                    o = Outcome(d, "cancelled", "stopped before acting (signal); nothing changed")
+                    if removers:
+                        removers.stop()
+                    o = Outcome(d, "cancelled", CANCELLED)
                 else:
                     busy = watch.why(d.session)
                     if busy:
                         o = Outcome(d, "skipped", f"in use, kept: {busy}")
-                    elif workers > 1 and d.action is Action.DELETE and _open_root(d, roots):
-                        inflight.append((d, _pool().submit(_act_one, d, roots, dry_run, actors)))
-                        drain(2 * workers)
+                    elif removers and d.action is Action.DELETE and _open_root(d, roots):
+                        chunk.append((n, d))
+                        drain(2 * removers.size)
                         continue
                     else:
                         drain(0)
@@ -311,8 +479,12 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
             if audit:
                 audit.append(list(results))
     finally:
-        for _, fut in inflight:  # an exception above never leaves a session being acted on in the background
-            fut.exception()
+        try:  # an exception above never leaves a session being acted on in the background
+            for _, wait in inflight:
+                wait()
+        finally:
+            if removers:
+                removers.close()
         for r in roots.values():
             r.close()
     return outcomes
