@@ -3,6 +3,7 @@ difference is that a dry run stops short of the mutation (and of the audit recor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -223,7 +224,10 @@ class _Removers:
         if deletes >= MIN_PROCESSES and sys.platform.startswith("linux") and threading.active_count() == 1:
             for d in todo:  # opened before the fork, so every worker has them
                 _open_root(d, roots)
-            self.procs = _Procs(todo, roots, self.flag)
+            try:
+                self.procs = _Procs(todo, roots, self.flag)
+            except OSError:  # e.g. EAGAIN from fork: the threads do it
+                self.procs = None
         self.size, self.chunk = (PROCESSES, CHUNK) if self.procs else (WORKERS, 1)
 
     def submit(self, chunk: list[tuple[int, Decision]], roots: dict[str, Root],
@@ -278,6 +282,9 @@ class _Procs:
                 os.close(task_r)
                 os.close(res_w)
                 self.workers.append([pid, task_w, os.fdopen(res_r, "rb"), 0])
+        except OSError:
+            self.close()  # the workers already forked read end of input and exit
+            raise
         finally:
             gc.unfreeze()
 
@@ -481,7 +488,8 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
     finally:
         try:  # an exception above never leaves a session being acted on in the background
             for _, wait in inflight:
-                wait()
+                with contextlib.suppress(Exception):
+                    wait()
         finally:
             if removers:
                 removers.close()
