@@ -347,8 +347,8 @@ def _remover_main(todo: list[Decision], roots: dict[str, Root], flag: Any, tasks
         actors: dict[Action, Actor] = {Action.DELETE: delete_session}
         with os.fdopen(tasks, "rb") as inp, os.fdopen(results, "wb", buffering=0) as out:
             for line in inp:
-                res = [("cancelled", CANCELLED) if flag.value else _pair(_act_one(todo[int(n)], roots, False, actors))
-                       for n in line.split()]
+                res = [(o.result, o.error) for o in _act_chunk([todo[int(n)] for n in line.split()], roots,
+                                                                actors, flag)]
                 out.write(json.dumps(res).encode() + b"\n")
         code = 0
     except BaseException:
@@ -357,10 +357,6 @@ def _remover_main(todo: list[Decision], roots: dict[str, Root], flag: Any, tasks
         traceback.print_exc()
     finally:
         os._exit(code)
-
-
-def _pair(o: Outcome) -> tuple[str, str | None]:
-    return o.result, o.error
 
 
 def delete_session(root: Root, d: Decision) -> None:
