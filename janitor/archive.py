@@ -44,7 +44,7 @@ import zstandard
 
 from . import testhooks
 from .audit import AuditLog
-from .cache import DIR_STORES, TODO_RE
+from .cache import piece_owner
 from .durations import human_bytes, human_duration
 from .model import Action, Decision, JanitorError, Policy, Window
 from .paths import JanitorDirs, archive_dir_for, encode_project
@@ -315,23 +315,12 @@ def _plain_rel(rel: object) -> str:
 
 
 def piece_allowed(rel: str, is_dir: bool, session_id: str, project: str) -> bool:
-    """Is ``rel`` one of the places a piece of this session can live? (The only places restore writes.)"""
-    parts = rel.split("/")
-    if project and len(parts) == 3 and parts[:2] == ["projects", project]:
-        if parts[2] == f"{session_id}.jsonl":
-            return not is_dir
-        return parts[2] == session_id and is_dir and session_id != "memory"
-    if len(parts) != 2:
+    """Is ``rel`` one of the places a piece of this session can live? (The only places restore writes.)
+    The layout rules live in cache.piece_owner."""
+    owner = piece_owner(rel, is_dir)
+    if owner is None or owner[1] != session_id:
         return False
-    store, name = parts
-    if store in DIR_STORES:
-        return is_dir and name == session_id
-    if store == "todos":
-        m = TODO_RE.match(name)
-        return not is_dir and m is not None and m.group(1) == session_id
-    if store == "debug":
-        return not is_dir and name == f"{session_id}.txt"
-    return False
+    return owner[0] == "" or (bool(project) and owner[0] == project)
 
 
 def check_header(h: object) -> dict[str, Any]:

@@ -24,6 +24,57 @@ DEBUG_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-
 DIR_STORES = ("file-history", "session-env", "tasks")
 NEVER_TOUCHED = {"memory"}  # projects/<enc>/memory/: Claude Code's auto-memory
 
+# ---- the layout: which paths are a session's pieces (the one place that says so) -------------------
+#
+# In projects/<enc>/: <id>.jsonl (the transcript), <id>/ (everything inside it: subagents/, tool-results/,
+# workflows/, remote-agents/, mcp-tasks/, custom-title.json, archived.json, resume-head.jsonl, …), and the
+# files Claude Code keeps beside a transcript and deletes with it (CLAUDE-CODE-CLEANUP.md): <id> + one of
+# SIBLING_SUFFIXES, each also as a ".tmp.<8 hex>" copy, and <id>.jsonl.compact.tmp.* / <id>.jsonl.superseded-*
+# (a compaction's or a rewrite's leftovers). Keyed by id elsewhere: DIR_STORES/<id>/,
+# todos/<id>[-agent-*].json, debug/<id>.txt.
+SIBLING_SUFFIXES = (".ccr-tip.json", ".precompact.json", ".desktop-released.json", ".dir-sync.json",
+                    ".dir-sync-empty.json", ".cloud-worktrees.json", ".cast")
+_TMP_COPY_RE = re.compile(r"\.tmp\.[0-9a-f]{8}$")
+_TRANSCRIPT_LEFTOVER_RE = re.compile(r"^(.+)\.jsonl\.(?:compact\.tmp\..+|superseded-.+)$", re.S)
+SIBLING = "session-file"  # the store of a file beside the transcript
+
+
+def sibling_id(name: str) -> str | None:
+    """The session id a file beside transcripts in a project dir belongs to (not the transcript itself)."""
+    m = _TRANSCRIPT_LEFTOVER_RE.match(name)
+    if m:
+        return m.group(1)
+    base = _TMP_COPY_RE.sub("", name)
+    for suf in SIBLING_SUFFIXES:
+        if base.endswith(suf) and len(base) > len(suf):
+            return base[:-len(suf)]
+    return None
+
+
+def piece_owner(rel: str, is_dir: bool) -> tuple[str, str, str] | None:
+    """(project, session id, store) of a path (relative to the Claude config dir) that can be a piece of a
+    session; project is "" for the per-session stores outside projects/. None: not a place a session's
+    piece lives. Archive restores write only where this says yes."""
+    parts = rel.split("/")
+    if len(parts) == 3 and parts[0] == "projects":
+        project, name = parts[1], parts[2]
+        if is_dir:
+            return None if name in NEVER_TOUCHED else (project, name, "session-dir")
+        if name.endswith(".jsonl") and len(name) > 6:
+            return project, name[:-6], "transcript"
+        sid = sibling_id(name)
+        return None if sid is None else (project, sid, SIBLING)
+    if len(parts) != 2:
+        return None
+    store, name = parts
+    if store in DIR_STORES:
+        return ("", name, store) if is_dir else None
+    if store == "todos" and not is_dir and (m := TODO_RE.match(name)):
+        return "", m.group(1), store
+    if store == "debug" and not is_dir and (m := DEBUG_RE.match(name)):
+        return "", m.group(1), store
+    return None
+
 TAIL_CHUNK = 16 * 1024  # first read; grows ×4 up to TAIL_MAX while no timestamped record is found
 TAIL_MAX = 1024 * 1024  # never read more than this from a transcript's end, whatever its size
 HEAD_MAX = 64 * 1024
@@ -187,6 +238,7 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
         entries = _entries(pe.path)
         dirs: dict[str, tuple[os.DirEntry, os.stat_result]] = {}
         found: dict[str, Session] = {}
+        siblings: list[tuple[str, str, os.stat_result]] = []
         for e in entries:
             st = _lstat(e)
             if st is None:
@@ -204,9 +256,20 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
                 dirs[e.name] = (e, st)
             elif e.name in NEVER_TOUCHED:
                 continue
+            elif stat.S_ISREG(st.st_mode) and (sid := sibling_id(e.name)) is not None:
+                siblings.append((sid, e.name, st))
             else:
                 kind = "symlink, not followed" if stat.S_ISLNK(st.st_mode) else "not a session file"
                 res.unknown.append(f"{prel}/{e.name} ({kind})")
+        for sid, name, st in siblings:
+            s = found.get(sid)
+            if s is None and UUID_RE.match(sid):
+                s = found[sid] = Session(session_id=sid, root=r, project=pe.name,
+                                         notes=["no transcript; files beside it only"])
+            if s is None:
+                res.unknown.append(f"{prel}/{name} (not a session file)")
+                continue
+            s.pieces.append(_piece(r, f"{prel}/{name}", SIBLING, st)[0])
         for name, (_entry, st) in sorted(dirs.items()):
             if st.st_dev != root_dev:
                 res.unknown.append(f"{prel}/{name} (another filesystem, not entered)")
@@ -215,6 +278,8 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             if s is None and UUID_RE.match(name):
                 s = found[name] = Session(session_id=name, root=r, project=pe.name,
                                           notes=["no transcript; per-session folder only"])
+            elif s is not None and s.transcript is None:
+                s.notes = ["no transcript; per-session folder and files beside it only"]
             if s is None:
                 res.unknown.append(f"{prel}/{name}/ (not a session folder)")
                 continue
@@ -298,6 +363,7 @@ def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str]
         return got
 
     projects: list[str] | None = None
+    siblings: dict[str, dict[str, list[str]]] = {}  # project → session id → names beside its transcript
     for project, sid in wanted:
         s = Session(session_id=sid, root=root, project=project)
         if project:
@@ -317,6 +383,18 @@ def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str]
                 if not s.pieces:
                     s.notes.append("no transcript; per-session folder only")
                 s.pieces.append(piece(s, rel, "session-dir", st))
+            if s.pieces or UUID_RE.match(sid):
+                if project not in siblings:
+                    siblings[project] = {}
+                    for name in (e.name for e in _entries(os.path.join(root, "projects", project))):
+                        if not name.endswith(".jsonl") and (o := sibling_id(name)) in sids:
+                            siblings[project].setdefault(o, []).append(name)
+                for name in sorted(siblings[project].get(sid, [])):
+                    st = lst(f"projects/{project}/{name}")
+                    if st is not None and stat.S_ISREG(st.st_mode):
+                        if not s.pieces:
+                            s.notes.append("no transcript; files beside it only")
+                        s.pieces.append(piece(s, f"projects/{project}/{name}", SIBLING, st))
             if not s.pieces:
                 out[(project, sid)] = None
                 continue

@@ -44,7 +44,7 @@ class Piece:
     """
 
     rel: str
-    store: str  # transcript | session-dir | file-history | session-env | tasks | todos | debug
+    store: str  # transcript | session-dir | session-file | file-history | session-env | tasks | todos | debug
     is_dir: bool
     bytes: int
     mtime: float  # newest mtime of anything inside (seconds since the epoch)

@@ -34,7 +34,7 @@ NOTES: dict[str, str] = {
     "logs": "logs",
 }
 SESSION_STORES = {"projects", "file-history", "debug", "session-env", "tasks", "todos"}
-PIECE_STORE = {"transcript": "projects", "session-dir": "projects"}
+PIECE_STORE = {"transcript": "projects", "session-dir": "projects", "session-file": "projects"}
 
 
 @dataclass

@@ -104,6 +104,13 @@ def make_cache(root: Path, now: float, *, projects: int = 6, per_project: int = 
         for _ in range(per_project):
             age = rng.uniform(0, max_age_days) * DAY
             out.append(make_session(root, cwd, now - age, side=side, rng=rng))
+            if side and len(out) % 4 == 1:  # what compaction / remote sessions leave beside a transcript
+                g = out[-1]
+                for suffix in (".precompact.json", ".ccr-tip.json"):
+                    f = root / "projects" / g.project / f"{g.session_id}{suffix}"
+                    f.write_text("{}")
+                    set_times(f, g.last - 60)
+                    g.paths.append(f)
     if extras:
         (root / "history.jsonl").write_text(json.dumps({"display": "hi", "timestamp": 1}) + "\n")
         mem = root / "projects" / encode("/home/dev/src/project-1") / "memory"

@@ -122,6 +122,7 @@ def test_rescan_gives_each_session_the_pieces_a_full_scan_gives(tmp_path: Path, 
         assert sorted(r.pieces, key=lambda p: p.rel) == sorted(s.pieces, key=lambda p: p.rel)
         assert (r.last_record_time, r.project_path, r.unreadable) == (s.last_record_time, s.project_path,
                                                                        s.unreadable)
+    assert any(p.store == "session-file" for s in full.sessions for p in s.pieces)  # <id>.precompact.json…
     # Read alone, a session still gets all its pieces (its todos among many others').
     s = full.sessions[-1]
     one = rescan(str(root), [(s.project, s.session_id)])[(s.project, s.session_id)]
