@@ -480,3 +480,115 @@ def load_pins(path: Path) -> set[str]:
 
         raise ConfigError(f"pins file {path} must be a JSON list of session ids")
     return set(data)
+
+
+# ---- stores beyond sessions ---------------------------------------------------------------------------
+# What Claude Code 2.1.328's own cleanup ages outside sessions (../shared/CLAUDE-CODE-CLEANUP.md), as data:
+# janitor.stores scans, decides and removes by this table. An entry a session claims (a piece in the
+# session scan above) is never a store entry, so session-keyed names (debug/<id>.txt, todos/<id>-agent-…,
+# file-history/<id>/ …) stay with their session and only the rest of those folders is aged here.
+
+ISO_NAME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})[-:](\d{2})[-:](\d{2})(?:[-.](\d{3}))?Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """Entries of one store: ``dirs`` (a regex per path component below the place; ``{uid}`` is this user's
+    uid) hold the entries whose name fully matches ``name`` and whose type is ``kind``."""
+
+    dirs: tuple[str, ...]
+    name: str
+    kind: str = "file"  # file | dir | any (a regular file or a dir)
+    age: str = "mtime"  # mtime (a dir: the newest mtime in it) | name (time in the name) | none (no age rule)
+    cap_days: int | None = None  # Claude Code's own window is min(cleanupPeriodDays, cap)
+    recursive: bool = False  # regular files at any depth below ``dirs`` (telemetry/**)
+    exempt: frozenset[str] = frozenset()
+    own: bool = False  # the entry (and the dirs above it) must belong to this user (shared tmp dirs)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFamily:
+    key: str  # the name in the config's [stores] table
+    place: str  # config (the Claude config dir) | cache (~/.cache or $XDG_CACHE_HOME) | tmp
+    what: str
+    selectors: tuple[Selector, ...]
+
+    @property
+    def no_age(self) -> bool:
+        return all(s.age == "none" for s in self.selectors)
+
+
+_TMP_NAMES = r"cc-transcript-.*\.txt|auto-mode-builtins-.*\.md|cache-break-.*"
+STORE_FAMILIES: tuple[StoreFamily, ...] = (
+    StoreFamily("image-cache", "config", "pasted images (Claude Code wipes them at every start)",
+                (Selector(("image-cache",), r".+", "any", age="none"),)),
+    StoreFamily("paste-cache", "config", "pasted text over 1 KiB (named in history.jsonl)",
+                (Selector(("paste-cache",), r".+\.txt"),)),
+    StoreFamily("shell-snapshots", "config", "shell environment snapshots",
+                (Selector(("shell-snapshots",), r".+\.sh"),)),
+    StoreFamily("plans", "config", "plan-mode plans", (Selector(("plans",), r".+\.md"),)),
+    StoreFamily("debug", "config", "debug logs of no session (debug/latest is kept)",
+                (Selector(("debug",), r".+", exempt=frozenset({"latest"})),)),
+    StoreFamily("todos", "config", "todo lists of no session", (Selector(("todos",), r".+", "any"),)),
+    StoreFamily("session-leftovers", "config",
+                "file-history/, session-env/, tasks/, uploads/, shares/ folders of no session",
+                tuple(Selector((d,), r".+", "dir") for d in ("file-history", "session-env", "tasks", "uploads",
+                                                             "shares"))),
+    StoreFamily("backups", "config", "backups of Claude Code's config", (Selector(("backups",), r".+"),)),
+    StoreFamily("statsig", "config", "feature-flag cache", (Selector(("statsig",), r".+", "any"),)),
+    StoreFamily("logs", "config", "logs", (Selector(("logs",), r".+", "any"),)),
+    StoreFamily("access-audit", "config", "access audit records", (Selector(("access-audit",), r".+", "any"),)),
+    StoreFamily("telemetry", "config", "telemetry queue, traces, startup timings",
+                (Selector(("telemetry",), r".+\.json", recursive=True), Selector(("traces",), r".+\.json"),
+                 Selector(("startup-perf",), r".+\.(?:txt|json)"))),
+    StoreFamily("usage-data", "config", "usage insights (facets, session meta, reports)",
+                (Selector(("usage-data", "facets|session-meta"), r".+\.json"),
+                 Selector(("usage-data",), r".+\.html"))),
+    StoreFamily("feedback", "config", "feedback bundles and drafts, shared zips",
+                (Selector(("feedback-bundles",), r".+\.zip"), Selector(("shares",), r".+\.zip"),
+                 Selector(("feedback", "drafts"), r".+\.json", cap_days=30))),
+    StoreFamily("dump-prompts", "config", "dumped prompts", (Selector(("dump-prompts",), r".+\.jsonl",
+                                                                     cap_days=3),)),
+    StoreFamily("file-transfers", "config", "file transfers", (Selector(("file-transfers",), r".+", "any",
+                                                                        cap_days=1),)),
+    StoreFamily("teams", "config", "team inboxes and deleted teams",
+                (Selector(("teams", r"[^/]+", "inboxes"), r".+\.json"),
+                 Selector(("teams",), r".+\.deleted-[0-9a-fA-F-]{36}", "dir", age="none"))),
+    StoreFamily("fork-seeds", "config", "remote-control fork seeds",
+                (Selector(("remote-control", "fork-seeds"), r".+\.json"),)),
+    StoreFamily("caches", "config", "MCP, model and discovery caches",
+                (Selector((), r"mcp-needs-auth-cache\.json"),
+                 Selector(("cache",), r"team-discovery\.json|model-access\.json|provider-probe-verdicts\.json"),
+                 Selector(("cache", "model-catalog"), r".+\.json",
+                          exempt=frozenset({"masked-ids.json", "published-floor.json"})),
+                 Selector(("state",), r"device-unbound-creates\.json|mcp-discover-verdicts\.json"
+                                      r"|device-mcp-consent-not-now\.json"),
+                 Selector(("mcp-discovery-cache",), r".+\.json"))),
+    StoreFamily("tmp-files", "config", "temp files of interrupted writes",
+                (Selector((), r"history\.jsonl\.tmp\.[0-9a-f]{8}|\.[0-9a-f]{16}\.tmp"
+                              r"|remote-settings-consent\.json\.tmp\.[0-9a-f]{8}"),)),
+    StoreFamily("plugin-set-aside", "config", "plugin data set aside on uninstall (time in the name)",
+                (Selector(("plugins", "data", r"\.set-aside"), ISO_NAME_RE.pattern[1:] + r"\.[0-9a-f]{12}",
+                          "dir", age="name"),)),
+    StoreFamily("cli-logs", "cache", "claude-cli-nodejs error and MCP logs (time in the name)",
+                (Selector(("claude-cli-nodejs", r"[^/]+", r"errors|mcp-logs-.+"), ISO_NAME_RE.pattern[1:] + r".*",
+                          age="name"),)),
+    StoreFamily("tmp", "tmp", "claude-<uid>/ temp files, previews, paste and history-prefetch folders",
+                (Selector(("claude-{uid}",), _TMP_NAMES, own=True),
+                 Selector(("claude-{uid}",), r"speculation", "dir", cap_days=3, own=True),
+                 Selector((), r"claude-preview-.+|claude-paste-[0-9a-f]{32}|cc-history-prefetch-.+", "dir",
+                          own=True))),
+)
+STORE_KEYS = {f.key: f for f in STORE_FAMILIES}
+
+
+def name_time(name: str) -> float | None:
+    """The UTC time at the start of a name like ``2025-01-01T12-00-00-000Z…``; None if there is none."""
+    m = ISO_NAME_RE.match(name)
+    if not m:
+        return None
+    try:
+        dt = datetime(*(int(g) for g in m.groups()[:6]), int(m.group(7) or 0) * 1000, tzinfo=UTC)
+    except ValueError:
+        return None
+    return dt.timestamp()

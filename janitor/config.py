@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .durations import DurationError, parse_duration
-from .model import Action, ConfigError, Policy, Rule, Session, Window
+from .model import Action, ConfigError, HistoryPolicy, Policy, Rule, Session, Window
 from .paths import managed_settings_files
 
 CLAUDE_DEFAULT_DAYS = 30
@@ -34,6 +34,12 @@ TOP_KEYS: dict[str, str] = {
     "sweep_cron": 'daemon: crontab expression for the full sweep (instead of sweep_interval)',
     "audit_sink": 'also send audit records to "journald" or "syslog"',
     "rule": "per-project rules: [[rule]] tables",
+    "stores": 'per-store windows for the stores beyond sessions: [stores] paste-cache = "7d" … ("forever" keeps)',
+    "history": "opt-in pruning of history.jsonl: [history] removed_sessions = true, retention = \"180d\"",
+}
+HISTORY_KEYS: dict[str, str] = {
+    "removed_sessions": "drop the prompt-history lines of sessions the janitor removes (true/false)",
+    "retention": 'also drop prompt-history lines older than this ("180d"; default "forever")',
 }
 RULE_KEYS: dict[str, str] = {
     "project": "glob matched against the project path (e.g. \"~/work/*\") or its encoded dir name",
@@ -186,6 +192,11 @@ def build_policy_layer(raw: RawConfig, *, older_than: str | None = None, action:
         errors.append(f"{where_file}: audit_sink: must be \"journald\", \"syslog\" or \"none\", "
                       f"got {data['audit_sink']!r}")
 
+    if "stores" in data:
+        _stores(data["stores"], where_file, src_of("stores"), policy, errors)
+    if "history" in data:
+        _history(data["history"], where_file, src_of("history"), policy, errors)
+
     rules = data.get("rule", [])
     if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
         errors.append(f"{where_file}: rule: must be [[rule]] tables")
@@ -229,6 +240,40 @@ def build_policy_layer(raw: RawConfig, *, older_than: str | None = None, action:
         raise ConfigError("; ".join(errors) if len(errors) < 2 else
                           f"{len(errors)} problems:\n  " + "\n  ".join(errors))
     return policy
+
+
+def _stores(table: object, where_file: str, source: str, policy: Policy, errors: list[str]) -> None:
+    from .cache import STORE_KEYS
+
+    if not isinstance(table, dict):
+        errors.append(f"{where_file}: stores: must be a [stores] table of store = \"duration\"")
+        return
+    for key, value in table.items():
+        where = f"{where_file}: stores.{key}"
+        if key not in STORE_KEYS:
+            errors.append(f"{where}: unknown store{_suggest(key, STORE_KEYS)}; known: {', '.join(STORE_KEYS)}")
+            continue
+        n = len(errors)
+        secs = _duration(value, where, errors, allow_zero=True)
+        if len(errors) == n:
+            policy.stores[key] = Window(secs, f"stores.{key} in {source}")
+
+
+def _history(table: object, where_file: str, source: str, policy: Policy, errors: list[str]) -> None:
+    if not isinstance(table, dict):
+        errors.append(f"{where_file}: history: must be a [history] table (removed_sessions, retention)")
+        return
+    for key in table:
+        if key not in HISTORY_KEYS:
+            errors.append(f"{where_file}: history.{key}: unknown key{_suggest(key, HISTORY_KEYS)}")
+    removed = table.get("removed_sessions", False)
+    if not isinstance(removed, bool):
+        errors.append(f"{where_file}: history.removed_sessions: must be true or false, got {removed!r}")
+        removed = False
+    retention = None
+    if "retention" in table:
+        retention = _duration(table["retention"], f"{where_file}: history.retention", errors)
+    policy.history = HistoryPolicy(removed_sessions=removed, retention=retention, source=source)
 
 
 # ---- Claude Code's settings ---------------------------------------------------------------------

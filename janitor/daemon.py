@@ -388,7 +388,7 @@ def act(plan: Plan, pol: Policy, env: Env, total: int, actors: dict[Action, Any]
     ``index``: for a wake-up's subset of sessions, the index the guard judges the whole population from."""
     from .sweep import execute
 
-    if not plan.to_act:
+    if not plan.to_act and not any(sd.remove for sd in plan.stores):
         return []
     msg = policy.guard(plan, pol, total)
     if msg and index is not None:

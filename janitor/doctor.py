@@ -11,7 +11,7 @@ from typing import Any
 
 from . import __version__, config
 from .durations import human_duration
-from .model import ConfigError, Policy
+from .model import ConfigError, Policy, Window
 from .paths import JanitorDirs, managed_policy_path, managed_settings_dir, managed_settings_files
 
 PRIVACY_VARS: dict[str, str] = {
@@ -217,6 +217,16 @@ def collect(roots: list[Path], config_path: str | None, dirs: JanitorDirs, now: 
             if "error" in o:
                 report["problems"].append(o["error"])
         item["privacy"] = privacy(root)
+        if pol is not None:
+            from .stores import windows
+
+            try:
+                cw = config.claude_root_window(root)
+            except ConfigError:
+                cw = Window(None, "Claude Code's window is unknown (settings unreadable)")
+            item["stores"] = windows(str(root), pol, cw)
+            item["history"] = {"removed_sessions": pol.history.removed_sessions,
+                               "retention": pol.history.retention, "source": pol.history.source}
         report["claude"].append(item)
     return report
 
@@ -264,6 +274,22 @@ def render(rep: dict[str, Any]) -> str:
         lc = c["last_cleanup"]
         L.append(f"  own sweep          {lc['status']}" + (f" (last: {_when(lc['last_run'])})" if lc["last_run"]
                                                            else ""))
+        if c.get("stores"):
+            L.append("  stores beyond sessions (delete only; [stores] in the janitor config overrides)")
+            for st in c["stores"]:
+                where = "" if st["place"] in (None, c["dir"]) else f"  in {st['place']}"
+                if st["place"] is None:
+                    where = "  (only with the user's own Claude dir)"
+                win = " / ".join(_fmt_window(w) for w in st["windows"])
+                L.append(f"    {st['store'].ljust(17)} {win.ljust(8)} {st['what']}  ({'; '.join(st['sources'])})"
+                         f"{where}")
+        if "history" in c:
+            h = c["history"]
+            hs = ("not pruned (opt in with [history])" if not h["removed_sessions"] and h["retention"] is None else
+                  ", ".join(x for x in ("lines of removed sessions dropped" if h["removed_sessions"] else "",
+                                        f"lines older than {_fmt_window(h['retention'])} dropped"
+                                        if h["retention"] is not None else "") if x) + f" ({h['source']})")
+            L.append(f"  history.jsonl      {hs}")
         L.append("  privacy (settings Claude Code honours)")
         for p in c["privacy"]:
             if p["state"] == "not set":

@@ -138,6 +138,23 @@ class Policy:
     max_delete_count: int | None = None
     max_delete_percent: float | None = None
     sources: dict[str, str] = field(default_factory=dict)  # key -> where its value came from
+    # [stores] overrides: family key (cache.STORE_FAMILIES) -> window (None seconds = keep forever).
+    # A family not named here follows Claude Code's own rule for it.
+    stores: dict[str, Window] = field(default_factory=dict)
+    history: HistoryPolicy = field(default_factory=lambda: HistoryPolicy())
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPolicy:
+    """[history]: opt-in pruning of Claude Code's prompt history (history.jsonl). Off by default."""
+
+    removed_sessions: bool = False  # drop the lines of sessions this janitor removed (archived: into the archive)
+    retention: float | None = None  # also drop lines older than this (seconds; None = no age limit)
+    source: str = "default"
+
+    @property
+    def enabled(self) -> bool:
+        return self.removed_sessions or self.retention is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +175,9 @@ class Plan:
     # What other processes were using when the plan was made (activity.InUse, with the monotonic time it
     # was read): acting starts from it instead of reading /proc again. Set by the shell, not by decide().
     in_use: tuple[float, Any] | None = field(default=None, compare=False, repr=False)
+    # The stores beyond sessions (stores.StoreDecision per store and root), planned with a full scan only;
+    # execute() acts on them after the sessions and fills in their results.
+    stores: list[Any] = field(default_factory=list)
 
     @property
     def to_act(self) -> list[Decision]:

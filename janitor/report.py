@@ -101,6 +101,7 @@ def to_json(res: RunResult, *, all_sessions: bool = True) -> str:
         "unknown": res.plan.unknown,
         "warnings": res.plan.warnings + ([res.guard] if res.guard else []),
         "archives": getattr(res, "archives", None),
+        "stores": [sd.to_dict() for sd in res.plan.stores],
     }
     # ASCII JSON: names that are not valid UTF-8 stay representable (as \udcXX escapes) and the output is
     # always valid UTF-8 for whatever consumes it.
@@ -223,6 +224,7 @@ def to_table(res: RunResult, *, sessions: bool = True, color: bool = False) -> s
                     if style:
                         text = text.replace(dec.ljust(w[1]), _paint(dec, style, True) + " " * (w[1] - len(dec)), 1)
                 lines.append(text)
+    lines += _stores_table(res, color)
     lines.append("")
     lines += summary_lines(res)
     if not sessions:
@@ -268,10 +270,73 @@ def to_markdown(res: RunResult, *, sessions: bool = True) -> str:
             out.append("")
             out.append("</details>")
             out.append("")
+    srows = _stores_rows(res)
+    if srows:
+        out += ["## Stores beyond sessions", "", "| " + " | ".join(h.title() for h in STORES_HEAD) + " |",
+                "|---|---:|---:|---:|---:|---|---|"]
+        out += ["| " + " | ".join([f"`{r[0]}`"] + [_md(c) for c in r[1:]]) + " |" for r in srows]
+        out.append("")
     out.append("## Totals")
     out.append("")
     out += [f"- {_md(line.strip())}" for line in summary_lines(res)]
     return "\n".join(out) + "\n"
+
+
+# ---- the stores beyond sessions (janitor.stores) ----------------------------------------------------
+
+STORES_HEAD = ["STORE", "ENTRIES", "SIZE", "WINDOW", "TO REMOVE", "KEPT", "WHERE"]
+
+
+def _window_text(sd: Any) -> str:
+    return human_duration(sd.window.seconds) if sd.window.seconds is not None else "forever"
+
+
+def _stores_rows(res: RunResult) -> list[list[str]]:
+    rows = []
+    for sd in res.plan.stores:
+        gone = f"{len(sd.remove)} ({human_bytes(sd.remove_bytes)})" if sd.remove else "-"
+        kept = ", ".join(f"{n} {why}" for why, n in sorted(sd.kept.items())) or "-"
+        where = sd.place if sd.place == sd.root else f"{sd.place} (for {sd.root})"
+        rows.append([sd.key, str(sd.entries), human_bytes(sd.bytes), _window_text(sd), gone, shown(kept),
+                     shown(where)])
+    return rows
+
+
+def _stores_table(res: RunResult, color: bool) -> list[str]:
+    rows = _stores_rows(res)
+    if not rows:
+        return []
+    cells = [STORES_HEAD] + [r[:-1] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(STORES_HEAD) - 1)]
+    out = ["", _paint("Stores beyond sessions (delete only; window: Claude Code's rule or [stores])", "bold", color)]
+    for i, c in enumerate(cells):
+        line = _row(c, widths, right={1, 2, 3, 4})
+        out.append(_paint(line, "bold", color) if i == 0 else line)
+    return out
+
+
+def store_lines(res: RunResult) -> list[str]:
+    """What happened (or would) to each store: one line per store acted on, its problems and notes."""
+    out = []
+    for sd in res.plan.stores:
+        where = shown(sd.place if sd.place == sd.root else sd.place)
+        if sd.remove:
+            why = f"older than {_window_text(sd)} ({sd.window.source})"
+            if res.dry_run or sd.result in (None, "dry-run"):
+                out.append(f"store {sd.key} in {where}: would remove {len(sd.remove)} of {sd.entries} entries "
+                           f"({human_bytes(sd.remove_bytes)}), {why}")
+            else:
+                out.append(f"store {sd.key} in {where}: removed {sd.removed} of {sd.entries} entries "
+                           f"({human_bytes(sd.removed_bytes)}), {why}"
+                           + (f"; {sd.changed} changed since the scan, kept" if sd.changed else "")
+                           + (f"; {sd.vanished} already gone" if sd.vanished else "")
+                           + (f"; {sd.result}" if sd.result not in ("ok", None) else ""))
+        for e in sd.errors:
+            out.append(f"  failed: {shown(e)}")
+        for n in sd.notes:
+            if not n.startswith("windows: "):
+                out.append(f"store {sd.key}: {shown(n)}")
+    return out
 
 
 STORE_HEAD = ["STORE", "FILES", "SIZE", "ON DISK", "OLDEST", "NEWEST", "RECLAIMABLE", "WHAT"]
@@ -281,7 +346,8 @@ def _store_cells(u: Any, now: float) -> list[str]:
     name = u.store + ("/" if u.is_dir else "")
     return [name, f"{u.files:,}", human_bytes(u.bytes), human_bytes(u.disk_bytes), _age(now, u.oldest),
             _age(now, u.newest), human_bytes(u.reclaimable) if u.reclaimable else "-",
-            u.note + (" [per session]" if u.per_session else "")]
+            u.note + (" [per session]" if u.per_session else "")
+            + (f" [store: {', '.join(u.stores)}]" if u.stores else "")]
 
 
 def stores_render(usage: list[tuple[str, list[Any]]], res: RunResult, fmt: str) -> str:
@@ -327,6 +393,7 @@ def summary_lines(res: RunResult) -> list[str]:
     for o in res.outcomes:
         if o.result in ("failed", "skipped"):
             lines.append(f"{o.result}: {shown(o.decision.session.session_id)}: {shown(o.error or '')}")
+    lines += store_lines(res)
     if res.plan.unknown:
         lines.append(f"{len(res.plan.unknown)} unknown entries left alone:")
         lines += [f"  {shown(u)}" for u in res.plan.unknown[:50]]

@@ -267,7 +267,8 @@ class Root:
                 return
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
             if expect is not None and (st.st_ino != expect.ino or st.st_dev != expect.dev
-                                       or stat.S_ISDIR(st.st_mode)):
+                                       or stat.S_ISDIR(st.st_mode) or st.st_size != expect.size
+                                       or st.st_mtime_ns != expect.mtime_ns):
                 raise Changed(f"{rel} changed since the scan")
             if stat.S_ISDIR(st.st_mode):
                 if st.st_dev != self.dev:

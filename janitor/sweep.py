@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import activity, cache, config, policy, testhooks
+from . import activity, cache, config, policy, stores, testhooks
 from .audit import AuditLog
 from .model import Action, ConfigError, Decision, Outcome, Plan, Policy, Session
 from .paths import JanitorDirs, archive_dir_for
@@ -55,7 +55,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed or (self.archives and self.archives.get("errors")) else 0
+        stores_failed = any(sd.failed for sd in self.plan.stores)
+        return 1 if self.failed or stores_failed or (self.archives and self.archives.get("errors")) else 0
 
 
 ProgressFn = Callable[[int], None]
@@ -82,9 +83,18 @@ def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None,
         config.claude_root_window(r)
     res = cache.scan(roots, progress=progress)
     plan = plan_for(res.sessions, pol, now, roots, env.dirs)
-    plan.unknown = res.unknown
+    plan.stores, in_stores = stores.plan(roots, res.sessions, pol, now, pol.claude_root_windows)
+    # Entries of the session stores (debug/, todos/ …) that no session claims are store entries, not unknown.
+    plan.unknown = [u for u in res.unknown if not _in_stores(u, in_stores)]
     plan.warnings += skipped + warnings_for(pol, roots)
     return plan, pol, res.files_seen
+
+
+def _in_stores(unknown: str, in_stores: dict[str, set[str]]) -> bool:
+    for root, rels in in_stores.items():
+        if unknown.startswith(root + "/"):
+            return unknown[len(root) + 1:].split(" (")[0].rstrip("/") in rels
+    return False
 
 
 def plan_for(sessions: list[Session], pol: Policy, now: float, roots: list[Path], dirs: JanitorDirs) -> Plan:
@@ -481,6 +491,9 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
             drain(0)
             if audit:
                 audit.append(list(results))
+        if not stopped and not (should_stop and should_stop()):
+            # The stores beyond sessions (planned by a full scan only), after the sessions.
+            stores.execute(plan.stores, dry_run=dry_run, audit=audit, should_stop=should_stop)
     finally:
         try:  # an exception above never leaves a session being acted on in the background
             for _, wait in inflight:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .cache import STORE_FAMILIES
 from .model import Action, Plan
 from .safefs import iter_tree
 
@@ -23,16 +24,22 @@ NOTES: dict[str, str] = {
     "session-env": "per-session environment",
     "tasks": "per-session task lists",
     "todos": "per-session todo lists",
-    "shell-snapshots": "shell environment snapshots (not per session)",
-    "paste-cache": "pasted text (not per session)",
-    "image-cache": "pasted images (not per session)",
-    "plans": "plan-mode plans (not per session)",
+    "shell-snapshots": "shell environment snapshots",
+    "paste-cache": "pasted text",
+    "image-cache": "pasted images",
+    "plans": "plan-mode plans",
     "backups": "backups of Claude Code's config",
-    "history.jsonl": "prompt history: never trimmed by Claude Code",
+    "history.jsonl": "prompt history: never trimmed by Claude Code (see [history])",
     "statsig": "feature-flag cache",
     "telemetry": "telemetry queue",
     "logs": "logs",
 }
+# Top-level entries of the Claude dir -> the store families (cache.STORE_FAMILIES) the janitor ages in them.
+STORES_IN: dict[str, list[str]] = {}
+for _fam in STORE_FAMILIES:
+    for _sel in _fam.selectors:
+        if _fam.place == "config" and _sel.dirs and _fam.key not in STORES_IN.get(_sel.dirs[0], []):
+            STORES_IN.setdefault(_sel.dirs[0], []).append(_fam.key)
 SESSION_STORES = {"projects", "file-history", "debug", "session-env", "tasks", "todos"}
 PIECE_STORE = {"transcript": "projects", "session-dir": "projects", "session-file": "projects"}
 
@@ -47,9 +54,10 @@ class StoreUsage:
     disk_bytes: int = 0  # allocated blocks (what `du` shows)
     oldest: float | None = None  # mtime of the oldest regular file
     newest: float | None = None
-    reclaimable: int = 0  # bytes of sessions the plan would delete or archive
+    reclaimable: int = 0  # bytes of sessions (and store entries) the plan would delete or archive
     per_session: bool = False
     note: str = ""
+    stores: list[str] = field(default_factory=list)  # the janitor's store families aged in it (janitor.stores)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +78,7 @@ def measure(root: str, name: str, progress: Callable[[int], None] | None = None)
     path = os.path.join(root, name)
     st = os.lstat(path)
     u = StoreUsage(name, stat.S_ISDIR(st.st_mode), per_session=name in SESSION_STORES,
-                   note=NOTES.get(name, ""))
+                   note=NOTES.get(name, ""), stores=STORES_IN.get(name, []))
     if stat.S_ISLNK(st.st_mode):
         u.note = "symlink, not followed"
         return u
@@ -108,6 +116,13 @@ def usage(root: str, plan: Plan | None = None, progress: Callable[[int], None] |
                 continue
             for p in d.session.pieces:
                 u = by_name.get(PIECE_STORE.get(p.store, p.store))
+                if u is not None:
+                    u.reclaimable += p.bytes
+        for sd in plan.stores:
+            if sd.place != root:
+                continue
+            for p in sd.remove:
+                u = by_name.get(p.rel.split("/")[0])
                 if u is not None:
                     u.reclaimable += p.bytes
     stores.sort(key=lambda u: (-u.disk_bytes, u.store))
