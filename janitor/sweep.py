@@ -161,9 +161,10 @@ def warnings_for(pol: Policy, roots: list[Path]) -> list[str]:
                 f"Claude Code deletes sessions in {r} once they are {_days(cw.seconds)} old ({cw.source}), "
                 f"but {label} archives them {when}: Claude Code may delete sessions before they are "
                 f"archived. Fix: set a shorter retention for the janitor (e.g. retention = \"{suggest}\" in "
-                f"its config{', or in that rule' if label.startswith('rule') else ''}), or raise "
-                f"cleanupPeriodDays in {r}/settings.json (and any project's .claude/settings.json that sets "
-                f"it) above the archive window.")
+                f"its config{', or in that rule' if label.startswith('rule') else ''}). Raising "
+                f"cleanupPeriodDays instead would also keep pasted text, shell snapshots and the other stores "
+                f"that long (Claude Code's and the janitor's default for them), unless [stores] sets their "
+                f"windows.")
     return out
 
 

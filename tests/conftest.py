@@ -32,6 +32,8 @@ def jenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
         "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
         "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
+        # Claude Code's temp dir (claude-<uid>/, claude-preview-* …): never the machine's /tmp in tests
+        "CLAUDE_CODE_TMPDIR": str(tmp_path / "claude-tmp"),
         "CLAUDE_JANITOR_MANAGED_DIR": str(tmp_path / "managed"),
         # the janitor's own managed policy: never the machine's /etc/claude-janitor/policy.toml in tests
         "CLAUDE_JANITOR_POLICY": str(tmp_path / "managed-janitor" / "policy.toml"),
