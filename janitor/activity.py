@@ -1,7 +1,9 @@
-"""Is another process using a session right now? (Linux: /proc; elsewhere nothing is detected.)
+"""Is another process using a session right now?
 
-A transcript that another process holds open for writing, or holds a lock on, belongs to a live
-session: it is never deleted or archived, whatever its age.
+A session Claude Code has registered as running (``sessions/<pid>.json`` with a live pid: see
+livesessions.py; Claude Code itself keeps nothing open), or whose transcript another process holds open for
+writing or has locked (Linux: /proc; elsewhere not detected), belongs to a live session: it is never
+deleted or archived, whatever its age.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from . import livesessions
 from .model import Session
 
 
@@ -19,6 +22,7 @@ class InUse:
 
     inodes: dict[tuple[int, int], str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    registries: dict[str, livesessions.Registry] = field(default_factory=dict)  # root → Claude Code's
 
     def pieces(self, roots: list[str]) -> dict[tuple[str, str], str]:
         """(root, piece rel) → reason, for every open path inside one of ``roots``."""
@@ -34,7 +38,16 @@ class InUse:
                     out[(r, "/".join(parts[:d]))] = reason
         return out
 
-    def why(self, session: Session, by_piece: dict[tuple[str, str], str]) -> str | None:
+    def why(self, session: Session, by_piece: dict[tuple[str, str], str], *, recheck: bool = False
+            ) -> str | None:
+        """Why ``session`` is in use, or None. ``recheck``: right before acting, look at Claude Code's
+        registry again if it changed since it was read (one stat otherwise)."""
+        reg = self.registries.get(session.root)
+        if reg is not None:
+            live = livesessions.still_live(reg, session.session_id) if recheck else reg.live.get(
+                session.session_id)
+            if live is not None:
+                return live.reason
         for p in session.pieces:
             hit = by_piece.get((session.root, p.rel))
             if hit is None and not p.is_dir:
@@ -66,6 +79,8 @@ def scan_in_use(roots: list[str] | None = None) -> InUse:
     given) or locked (/proc/locks)."""
     prefixes = tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots) if roots is not None else ("/",)
     out = InUse()
+    for r in roots or ():
+        out.registries[r] = livesessions.read(r)
     if not os.path.isdir("/proc/self/fd"):
         return out
     me = os.getpid()

@@ -419,7 +419,7 @@ class InUseWatch:
             self.inuse = activity.scan_in_use(self.roots)
             self.by_piece = self.inuse.pieces(self.roots)
             self.at = time.monotonic()
-        return self.inuse.why(session, self.by_piece)
+        return self.inuse.why(session, self.by_piece, recheck=True)
 
 
 def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: ProgressFn | None = None,
