@@ -87,6 +87,9 @@ class Claude:
         self.tmp = base / "tmp"
         for d in (self.config, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
+        # Claude Code's own cleanup runs 5 s into a process unless it ran in the last 24 h: off by default
+        # here (a held turn would otherwise delete what a test aged); tests of it remove this file.
+        (self.config / ".last-cleanup").write_text(time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()))
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home), "LANG": "C.UTF-8",
             "CLAUDE_CONFIG_DIR": str(self.config), "TMPDIR": str(self.tmp),
