@@ -44,8 +44,9 @@ import zstandard
 
 from . import testhooks
 from .audit import AuditLog
-from .cache import piece_owner
+from .cache import TS_MAX, piece_owner
 from .durations import human_bytes, human_duration
+from .ids import canonical_id, same_id
 from .model import Action, Decision, JanitorError, Policy, Window
 from .paths import JanitorDirs, archive_dir_for, encode_project
 from .safefs import DIR_FLAGS, Changed, Root, Unsafe, validate_root
@@ -334,7 +335,8 @@ def check_header(h: object) -> dict[str, Any]:
     _need(isinstance(project, str) and "/" not in project and project not in (".", "..")
           and "\0" not in project, f"bad project {project!r}")
     _need(isinstance(h.get("root"), str) and h["root"].startswith("/"), "bad root")
-    _need(isinstance(h.get("archived_at"), int | float) and not isinstance(h.get("archived_at"), bool),
+    at = h.get("archived_at")
+    _need(isinstance(at, int | float) and not isinstance(at, bool) and 0 <= at <= TS_MAX,  # type: ignore[operator]
           "bad archived_at")
     pieces = h.get("pieces")
     _need(isinstance(pieces, list) and bool(pieces), "no pieces")
@@ -491,11 +493,15 @@ def _wrap(fn: Callable[[], Any]) -> Any:
 
 
 def _open_archive(path: Path, dir_fd: int | None = None) -> IO[bytes]:
-    fd = os.open(path, FILE_OPEN, dir_fd=dir_fd)
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise ArchiveInvalid("not a regular file")
+    """An archive is untrusted input: opened through saferead (non-blocking, no symlink followed, a
+    regular file or ArchiveInvalid). Its size is not capped (sessions are big); its header and manifest
+    are (MAX_META), and every member is checked against the manifest."""
+    from .saferead import InputError, open_input
+
+    try:
+        fd, _ = open_input(path, what="archive", follow=False, dir_fd=dir_fd)
+    except InputError as e:
+        raise ArchiveInvalid(str(e)) from None
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb", buffering=CHUNK)
 
@@ -887,16 +893,16 @@ def _project_matches(h: dict[str, Any], project: str) -> bool:
 
 def find_archive(archive_dir: Path, session_id: str, *, project: str | None = None) -> ArchiveInfo:
     """The newest archive of ``session_id`` (in ``project`` if given). JanitorError if none or ambiguous."""
-    prefix = f"{safe_name(session_id)}."
+    prefixes = tuple({f"{safe_name(x)}.".lower() for x in (session_id, canonical_id(session_id))})
     found = []
     for path in archive_files(archive_dir):
-        if not path.name.startswith(prefix):
+        if not path.name.lower().startswith(prefixes):  # ids compare case-blind (ids.canonical_id)
             continue
         try:
             a = read_header(path)
         except (ArchiveInvalid, OSError):
             continue
-        if a.session_id == session_id and (project is None or _project_matches(a.header, project)):
+        if same_id(a.session_id, session_id) and (project is None or _project_matches(a.header, project)):
             found.append(a)
     if not found:
         where = f" of project {project}" if project else ""
@@ -919,6 +925,7 @@ class RestoreResult:
     already: list[str] = field(default_factory=list)  # identical live pieces, left as they are
     files: int = 0
     bytes: int = 0
+    header_root: str | None = None  # the archive names another Claude dir than the one restored into
 
 
 def _tmp_prefix(session_id: str) -> str:
@@ -1092,8 +1099,7 @@ def _clean_restore_temps(root: Root, pieces: dict[str, bool], prefix: str) -> No
             os.close(pfd)
 
 
-def restore(info: ArchiveInfo, *, target_root: Path | None = None, audit: AuditLog | None = None
-            ) -> RestoreResult:
+def restore(info: ArchiveInfo, *, target_root: Path, audit: AuditLog | None = None) -> RestoreResult:
     """Put every piece of the archived session back at its path with its modes and mtimes.
 
     The archive is verified in full first; a live entry in the way that is not identical to the archived
@@ -1103,13 +1109,13 @@ def restore(info: ArchiveInfo, *, target_root: Path | None = None, audit: AuditL
     h, manifest = full.header, full.manifest
     assert manifest is not None
     sid = h["session_id"]
-    root_path = validate_root(Path(target_root or h["root"]))
-    if target_root is None and not os.path.isdir(root_path / "projects"):
-        # The header names the dir, and archives are untrusted: only go where Claude Code keeps sessions.
-        raise JanitorError(f"{root_path} (named by the archive) does not look like a Claude Code config dir "
-                           "(no projects/ in it); pass --claude-dir to restore into one", 1)
+    # Only ever into the Claude dir the caller resolved like every other command (--claude-dir, else
+    # $CLAUDE_CONFIG_DIR, else ~/.claude). The header's root is unkeyed, untrusted data: shown, not obeyed.
+    root_path = validate_root(Path(target_root))
     pieces = {p["rel"]: p["is_dir"] for p in h["pieces"]}
     res = RestoreResult(info.path, h, str(root_path))
+    if os.path.realpath(str(h["root"])) != os.path.realpath(root_path):
+        res.header_root = str(h["root"])
     prefix = _tmp_prefix(sid)
     by_piece: dict[str, list[dict[str, Any]]] = {p: [] for p in pieces}
     for m in manifest["members"]:

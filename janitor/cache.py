@@ -6,6 +6,7 @@ Read-only. Never follows symlinks, never descends into another filesystem.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .ids import canonical_id
 from .model import Piece, Session
 from .safefs import iter_tree
 
@@ -89,21 +91,38 @@ class ScanResult:
 
 # ---- reading a transcript's tail ---------------------------------------------------------------
 
+TS_MIN = 0.0  # 1970: no Claude Code record is older
+TS_MAX = 253402300799.0  # 9999-12-31T23:59:59Z: the last instant a datetime (and every report) can show
+
+
 def parse_timestamp(value: object) -> float | None:
+    """A record's ``timestamp`` as Unix seconds, or None when it is not a usable time.
+
+    Transcript content is untrusted: huge or non-finite numbers, dates out of range and garbage strings
+    are all None (the line is skipped like one without a timestamp), never an exception. Numbers above
+    1e11 are taken as milliseconds."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        v = float(value)
-        return v / 1000.0 if v > 1e11 else v
-    if isinstance(value, str) and value:
+        try:
+            v = float(value)
+        except OverflowError:  # an int with hundreds of digits
+            return None
+        if v > 1e11:
+            v /= 1000.0
+    elif isinstance(value, str) and value and len(value) <= 64:
         try:
             dt = datetime.fromisoformat(value)
-        except ValueError:
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            v = dt.timestamp()
+        except (ValueError, OverflowError, OSError):
             return None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    return None
+    else:
+        return None
+    if not math.isfinite(v) or not TS_MIN <= v <= TS_MAX:
+        return None
+    return v
 
 
 def _records(lines: Iterable[bytes]) -> Iterator[dict]:
@@ -114,10 +133,22 @@ def _records(lines: Iterable[bytes]) -> Iterator[dict]:
             continue
         try:
             rec = json.loads(line)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+        except (ValueError, UnicodeDecodeError, RecursionError, MemoryError):
             continue
         if isinstance(rec, dict):
             yield rec
+
+
+def usable_cwd(value: object) -> bool:
+    """A record's ``cwd`` that can name a project: an absolute path without NUL, of a sane length (it is
+    untrusted: the project's own settings are read from under it, and it is shown in reports)."""
+    if not (isinstance(value, str) and value.startswith("/") and "\0" not in value and len(value) <= 4096):
+        return False
+    try:
+        value.encode("utf-8")  # a lone surrogate (JSON "\\ud800") is not a path
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass
@@ -156,7 +187,7 @@ def read_tail(fd: int, size: int) -> TailInfo:
         for rec in _records(_lines_newest_first(buf, cut_first=start > 0)):
             if info.last_time is None:
                 info.last_time = parse_timestamp(rec.get("timestamp"))
-            if info.cwd is None and isinstance(rec.get("cwd"), str):
+            if info.cwd is None and usable_cwd(rec.get("cwd")):
                 info.cwd = rec["cwd"]
             if info.last_time is not None and info.cwd is not None:
                 return info
@@ -166,7 +197,7 @@ def read_tail(fd: int, size: int) -> TailInfo:
     if info.cwd is None and size > want:
         head = os.pread(fd, min(HEAD_MAX, size), 0)
         for rec in _records(head.split(b"\n")[:-1]):
-            if isinstance(rec.get("cwd"), str):
+            if usable_cwd(rec.get("cwd")):
                 info.cwd = rec["cwd"]
                 break
     return info
@@ -222,9 +253,11 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
     r = str(root)
     root_dev = os.lstat(r).st_dev
     by_id: dict[str, Session] = {}
+    where: dict[str, list[Session]] = {}  # every project session of an id (the same id in two projects)
 
     projects = os.path.join(r, "projects")
-    for pe in sorted(_entries(projects), key=lambda e: e.name):
+    for pe in sorted(_entries(projects) if store_dir_ok(r, "projects", root_dev, res.unknown) else [],
+                     key=lambda e: e.name):
         prel = f"projects/{pe.name}"
         pst = _lstat(pe)
         if pst is None:
@@ -289,19 +322,26 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             if problem:
                 s.unreadable = s.unreadable or f"{prel}/{name}: {problem}"
         for sid, s in found.items():
-            if sid in by_id:
-                # The same id in two projects: keep them apart; side stores attach to the first.
-                res.sessions.append(s)
-            else:
-                by_id[sid] = s
-                res.sessions.append(s)
+            by_id.setdefault(sid, s)
+            where.setdefault(sid, []).append(s)
+            res.sessions.append(s)
         if progress:
             progress(len(entries))
 
     orphans: dict[str, Session] = {}
+    shared: dict[str, Session] = {}
+    for sid, copies in where.items():
+        if len(copies) > 1:
+            names = ", ".join(f"projects/{c.project}" for c in copies)
+            for c in copies:
+                c.notes.append(f"the same session id is also in {names}: its side stores (file-history, "
+                               "session-env, tasks, todos, debug) cannot be told apart and are kept apart")
+            shared[sid] = Session(session_id=sid, root=r, project="", ambiguous=(
+                f"side stores of session id {sid}, which is in more than one project ({names}): they may belong "
+                "to a copy that is kept"), notes=[f"ambiguous: the same id is in {names}"])
 
     def attach(sid: str, rel: str, store: str, st: os.stat_result) -> None:
-        s = by_id.get(sid) or orphans.get(sid)
+        s = shared.get(sid) or by_id.get(sid) or orphans.get(sid)
         if s is None:
             s = orphans[sid] = Session(session_id=sid, root=r, project="",
                                        notes=["side files only: no transcript found"])
@@ -312,6 +352,8 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             s.unreadable = s.unreadable or f"{rel}: {problem}"
 
     for store in DIR_STORES:
+        if not store_dir_ok(r, store, root_dev, res.unknown):
+            continue
         for e in _entries(os.path.join(r, store)):
             st = _lstat(e)
             if st is None:
@@ -321,6 +363,8 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             else:
                 res.unknown.append(f"{store}/{e.name}")
     for store, rx in (("todos", TODO_RE), ("debug", DEBUG_RE)):
+        if not store_dir_ok(r, store, root_dev, res.unknown):
+            continue
         for e in _entries(os.path.join(r, store)):
             st = _lstat(e)
             if st is None:
@@ -331,7 +375,28 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             elif not (store == "debug" and e.name == "latest"):
                 res.unknown.append(f"{store}/{e.name}")
     res.sessions.extend(orphans.values())
+    res.sessions.extend(s for s in shared.values() if s.pieces)
     return res
+
+
+def store_dir_ok(root: str, name: str, root_dev: int, unknown: list[str] | None = None) -> bool:
+    """Is ``root/name`` (projects/ or a per-session store) a real dir on the root's filesystem? A symlink
+    is never followed, by the scan or by the sweep (which would refuse it anyway): what it points to is
+    outside the cache. Anything else there is listed under "unknown" with the reason."""
+    try:
+        st = os.lstat(os.path.join(root, name))
+    except OSError:
+        return False
+    why = None
+    if stat.S_ISLNK(st.st_mode):
+        why = "symlink, not followed: nothing through it is swept"
+    elif not stat.S_ISDIR(st.st_mode):
+        why = "not a directory"
+    elif st.st_dev != root_dev:
+        why = "another filesystem, not entered"
+    if why and unknown is not None:
+        unknown.append(f"{name} ({why})")
+    return why is None
 
 
 def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Session | None]:
@@ -364,10 +429,18 @@ def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str]
 
     projects: list[str] | None = None
     siblings: dict[str, dict[str, list[str]]] = {}  # project → session id → names beside its transcript
+    ok = {name: store_dir_ok(root, name, root_dev) for name in ("projects", *DIR_STORES, "todos", "debug")}
+
+    def project_names() -> list[str]:
+        nonlocal projects
+        if projects is None:
+            projects = [e.name for e in _entries(os.path.join(root, "projects"))] if ok["projects"] else []
+        return projects
+
     for project, sid in wanted:
         s = Session(session_id=sid, root=root, project=project)
         if project:
-            pst = lst(f"projects/{project}")
+            pst = lst(f"projects/{project}") if ok["projects"] else None
             if pst is None or not stat.S_ISDIR(pst.st_mode) or pst.st_dev != root_dev:
                 out[(project, sid)] = None
                 continue
@@ -398,28 +471,38 @@ def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str]
             if not s.pieces:
                 out[(project, sid)] = None
                 continue
+            others = [p for p in project_names() if p != project and (
+                os.path.lexists(os.path.join(root, "projects", p, f"{sid}.jsonl"))
+                or (UUID_RE.match(sid) and os.path.isdir(os.path.join(root, "projects", p, sid))))]
+            if others:
+                # The same id in another project: the side stores cannot be told apart (scan_root keeps
+                # them in a session of their own); this session is its project pieces only.
+                s.notes.append("the same session id is also in " + ", ".join(f"projects/{p}" for p in others)
+                               + ": its side stores are kept apart")
+                out[(project, sid)] = s
+                continue
         else:
-            if projects is None:
-                projects = [e.name for e in _entries(os.path.join(root, "projects"))]
-            if any(os.path.lexists(os.path.join(root, "projects", p, f"{sid}.jsonl")) for p in projects):
+            if any(os.path.lexists(os.path.join(root, "projects", p, f"{sid}.jsonl")) for p in project_names()):
                 out[(project, sid)] = None
                 continue
             s.notes.append("side files only: no transcript found")
         if UUID_RE.match(sid):
             for store in DIR_STORES:
+                if not ok[store]:
+                    continue
                 st = lst(f"{store}/{sid}")
                 if st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev:
                     s.pieces.append(piece(s, f"{store}/{sid}", store, st))
         if todos is None:
             todos = {}
-            for name in (e.name for e in _entries(os.path.join(root, "todos"))):
+            for name in (e.name for e in (_entries(os.path.join(root, "todos")) if ok["todos"] else [])):
                 if name[:36] in sids and (m := TODO_RE.match(name)):  # only the wanted ids are matched
                     todos.setdefault(m.group(1), []).append(name)
         for name in todos.get(sid, []):
             st = lst(f"todos/{name}")
             if st is not None and stat.S_ISREG(st.st_mode):
                 s.pieces.append(piece(s, f"todos/{name}", "todos", st))
-        st = lst(f"debug/{sid}.txt")
+        st = lst(f"debug/{sid}.txt") if ok["debug"] else None
         if st is not None and stat.S_ISREG(st.st_mode) and DEBUG_RE.match(f"{sid}.txt"):
             s.pieces.append(piece(s, f"debug/{sid}.txt", "debug", st))
         out[(project, sid)] = s if s.pieces else None
@@ -461,25 +544,29 @@ def scan(roots: list[Path], *, progress: Callable[[int], None] | None = None) ->
 
 
 def apply_pins(sessions: list[Session], pins: set[str]) -> None:
+    """Mark pinned sessions; ids compare in canonical (lower) case, whatever case the file name has."""
+    wanted = {canonical_id(p) for p in pins}
     for s in sessions:
-        if s.session_id in pins:
+        if canonical_id(s.session_id) in wanted:
             s.pinned = True
 
 
 def load_pins(path: Path) -> set[str]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+    """The pinned ids (canonical case). Read through saferead: pins.json is the janitor's own file in its
+    private state dir, so a symlink there is refused rather than followed."""
+    from .model import ConfigError
+    from .saferead import STATE_MAX, read_input
+
+    raw = read_input(path, what="pins file", limit=STATE_MAX, follow=False)
+    if raw is None:
         return set()
-    except (OSError, ValueError) as e:
-        from .model import ConfigError
-
-        raise ConfigError(f"pins file {path} is unreadable: {e}; fix or remove it") from None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise ConfigError(f"pins file {path} is unreadable: {str(e)[:200]}; fix or remove it") from None
     if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
-        from .model import ConfigError
-
         raise ConfigError(f"pins file {path} must be a JSON list of session ids")
-    return set(data)
+    return {canonical_id(x) for x in data}
 
 
 # ---- stores beyond sessions ---------------------------------------------------------------------------

@@ -248,7 +248,7 @@ def doctor(claude_dirs: tuple[str, ...], config_path: str | None, as_json: bool,
 
     rep = collect(find_dirs(claude_dirs), config_path, janitor_dirs(), _now(now))
     click.echo(json.dumps(rep, indent=2, ensure_ascii=True) if as_json else render(rep))
-    sys.exit(EXIT_USAGE if rep["problems"] else EXIT_OK)
+    sys.exit(EXIT_USAGE if rep["problems"] or rep["settings_problems"] else EXIT_OK)
 
 
 @cli.command()
@@ -392,7 +392,8 @@ def archive_list(config_path: str | None, as_json: bool, full: bool) -> None:
 @click.option("--archive", "archive_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Restore from this archive file (default: the newest archive of the session).")
 @click.option("--claude-dir", "claude_dir", metavar="DIR",
-              help="Restore into this Claude config dir (default: the one it was archived from).")
+              help="Restore into this Claude config dir (default: $CLAUDE_CONFIG_DIR, else ~/.claude, as for "
+                   "every command; the dir named inside the archive is shown, never obeyed).")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--pin/--no-pin", default=True, show_default=True,
@@ -413,22 +414,25 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
 
     from . import archive as arc
     from .audit import AuditLog
+    from .ids import same_id
+    from .paths import claude_dirs as find_dirs
     from .paths import janitor_dirs
     from .safefs import Changed, SweepLock, Unsafe
     from .sweep import Env, _sinks
 
     dirs = janitor_dirs()
+    target = find_dirs((claude_dir,) if claude_dir else ())[0]
     info = None
     try:
         if archive_file:
             info = arc.read_header(Path(archive_file))
-            if info.session_id != session_id:
+            if not same_id(info.session_id, session_id):
                 fail(f"{archive_file} holds session {info.session_id}, not {session_id}")
         else:
             info = arc.find_archive(_archive_dir(config_path), session_id, project=project)
         with SweepLock(dirs.lock_file, wait=wait):
             audit_log = AuditLog(dirs.audit_log, sinks=_sinks(Env(roots=[], dirs=dirs, config_path=config_path)))
-            res = arc.restore(info, target_root=Path(claude_dir) if claude_dir else None, audit=audit_log)
+            res = arc.restore(info, target_root=target, audit=audit_log)
     except arc.ArchiveInvalid as e:
         fail(f"archive {info.path if info else archive_file} is not usable: {e}; nothing was restored",
              EXIT_PARTIAL)
@@ -438,6 +442,10 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
         fail(f"restore failed: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}; "
              "nothing was restored", EXIT_PARTIAL)
     h = res.header
+    if res.header_root:
+        click.echo(f"janitor: note: the archive says it came from {res.header_root}; restored into {res.root} "
+                   "(the Claude dir this command resolves: --claude-dir, else $CLAUDE_CONFIG_DIR, else "
+                   "~/.claude), not into the one the archive names", err=True)
     pinned = False
     if pin:
         from . import pins
@@ -452,7 +460,7 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
         click.echo(json.dumps({"session_id": session_id, "archive": str(res.archive), "root": res.root,
                                "project_path": h.get("project_path"), "restored": res.restored,
                                "already_present": res.already, "files": res.files, "bytes": res.bytes,
-                               "pinned": pinned},
+                               "pinned": pinned, "archive_names_root": res.header_root},
                               indent=2, ensure_ascii=True))
         return
     where = h.get("project_path") or h.get("project") or "(no project)"

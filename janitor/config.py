@@ -10,13 +10,12 @@ import json
 import os
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .durations import DurationError, parse_duration
 from .model import Action, ConfigError, HistoryPolicy, Policy, Rule, Session, Window
-from .paths import managed_settings_files
 
 CLAUDE_DEFAULT_DAYS = 30
 
@@ -61,21 +60,31 @@ def _suggest(key: str, known: Iterable[str]) -> str:
     return f" (did you mean {near[0]!r}?)" if near else ""
 
 
-def read_toml(path: Path | None, *, required: bool) -> RawConfig:
+def read_toml(path: Path | None, *, required: bool, what: str = "config file") -> RawConfig:
     if path is None:
         return RawConfig(None, {})
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
+    from .saferead import CONFIG_MAX, read_input
+
+    raw = read_input(path, what=what, limit=CONFIG_MAX, follow=True)
+    if raw is None:
         if required:
-            raise ConfigError(f"config file {path} does not exist") from None
+            raise ConfigError(f"{what} {path} does not exist") from None
         return RawConfig(None, {})
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path}: not UTF-8 text (byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {path}: invalid TOML: {e}") from None
-    except OSError as e:
-        raise ConfigError(f"config file {path}: cannot read: {e.strerror}") from None
+        raise ConfigError(f"{what} {path}: invalid TOML: {e}") from None
+    except (RecursionError, ValueError) as e:
+        raise ConfigError(f"{what} {path}: invalid TOML: {_parse_problem(e)}") from None
     return RawConfig(path, data)
+
+
+def _parse_problem(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return str(e)[:200]
 
 
 def _duration(value: object, where: str, errors: list[str], *, allow_forever: bool = True,
@@ -277,104 +286,222 @@ def _history(table: object, where_file: str, source: str, policy: Policy, errors
 
 
 # ---- Claude Code's settings ---------------------------------------------------------------------
+#
+# A broken Claude Code settings file is not a janitor config error: it only makes Claude Code's window
+# unknowable for the sessions whose window would come from it. Those are kept (and named); sessions whose
+# window is set by the janitor itself (--older-than, a config retention, a rule) are decided as usual.
 
 def read_settings(path: Path) -> dict[str, Any] | None:
-    """A Claude settings file as a dict; None if it does not exist. ConfigError if broken."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    """A Claude settings file as a dict; None if it does not exist. ConfigError (one line) if broken.
+
+    Read through saferead: a FIFO, a device, a directory or a huge file is refused, never waited on.
+    Symlinks are followed (dotfiles repos link settings.json into place; Claude Code follows them too)."""
+    from .saferead import SETTINGS_MAX, read_input
+
+    raw = read_input(path, what="settings file", limit=SETTINGS_MAX, follow=True)
+    if raw is None:
         return None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"settings file {path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"settings file {path}: not UTF-8 text (byte {e.start})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"settings file {path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
                           ) from None
+    except (RecursionError, ValueError) as e:
+        raise ConfigError(f"settings file {path}: invalid JSON: {_parse_problem(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"settings file {path}: expected a JSON object at the top level")
     return data
+
+
+DAYS_KEYS = ("cleanupPeriodDays", "desktopSessionCleanupPeriodDays")
+
+
+def _valid_days(v: object) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int) and v >= 1
 
 
 def cleanup_days(data: dict[str, Any] | None, path: Path) -> int | None:
     if not data or "cleanupPeriodDays" not in data:
         return None
     v = data["cleanupPeriodDays"]
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ConfigError(f"settings file {path}: cleanupPeriodDays must be a whole number ≥ 1, got {v!r} "
+    if not _valid_days(v):
+        raise ConfigError(f"settings file {path}: cleanupPeriodDays must be a whole number ≥ 1, got {v!r:.40} "
                           "(Claude Code rejects this file too)")
+    assert isinstance(v, int)
     return v
+
+
+@dataclass
+class SettingsLayer:
+    """One Claude Code settings file as the janitor sees it. Never raises: a broken file has ``error``."""
+
+    path: Path
+    kind: str  # user | project | project-local | managed
+    exists: bool = False
+    data: dict[str, Any] | None = None
+    error: str | None = None  # why it cannot be used (unreadable, invalid JSON, invalid cleanupPeriodDays)
+    days: int | None = None  # a valid cleanupPeriodDays it sets
+    invalid_keys: list[str] = field(default_factory=list)  # retention keys with a value Claude Code rejects
+
+    @property
+    def managed(self) -> bool:
+        return self.kind == "managed"
+
+    @property
+    def unparseable(self) -> bool:
+        return self.error is not None and not self.invalid_keys
+
+
+def settings_layer(path: Path, kind: str) -> SettingsLayer:
+    layer = SettingsLayer(path, kind)
+    try:
+        layer.data = read_settings(path)
+    except ConfigError as e:
+        layer.exists, layer.error = True, str(e)
+        return layer
+    layer.exists = layer.data is not None
+    if layer.data:
+        layer.invalid_keys = [k for k in DAYS_KEYS if k in layer.data and not _valid_days(layer.data[k])]
+        try:
+            layer.days = cleanup_days(layer.data, path)
+        except ConfigError as e:
+            layer.error = str(e)
+    return layer
+
+
+def managed_layers() -> list[SettingsLayer]:
+    """Claude Code's managed settings: managed-settings.json, then managed-settings.d/*.json in name order
+    (later wins). A drop-in dir that cannot be listed is a layer of its own, with the error."""
+    from .paths import managed_settings_dir
+    from .saferead import InputError, list_dir
+
+    base = managed_settings_dir()
+    out = [settings_layer(base / "managed-settings.json", "managed")]
+    drop_in = base / "managed-settings.d"
+    try:
+        names = list_dir(drop_in, what="managed settings dir")
+    except InputError as e:
+        out.append(SettingsLayer(drop_in, "managed", True, error=str(e)))
+        names = None
+    for n in names or []:
+        if n.endswith(".json") and not n.startswith("."):
+            out.append(settings_layer(drop_in / n, "managed"))
+    return [layer for layer in out if layer.exists]
+
+
+def user_layer(root: Path) -> SettingsLayer:
+    return settings_layer(root / "settings.json", "user")
+
+
+def project_layers(project_path: str) -> list[SettingsLayer]:
+    """A project's own .claude/settings.json and settings.local.json (the path comes from a transcript's
+    cwd, so it is untrusted: only an absolute path is used)."""
+    if not project_path.startswith("/") or "\0" in project_path:
+        bad = SettingsLayer(Path("/"), "project", True,
+                            error=f"project path {project_path[:200]!r} from the transcript is not an absolute "
+                                  "path; its settings cannot be found")
+        return [bad]
+    base = Path(project_path) / ".claude"
+    return [layer for layer in (settings_layer(base / "settings.json", "project"),
+                                settings_layer(base / "settings.local.json", "project-local")) if layer.exists]
 
 
 def _window(days: int, source: str) -> Window:
     return Window(days * 86400.0, source)
 
 
+def _label(layer: SettingsLayer) -> str:
+    extra = {"managed": " (managed)", "project": " (applies to this project only)",
+             "project-local": " (applies to this project only)"}.get(layer.kind, "")
+    return f"cleanupPeriodDays in {layer.path}{extra}"
+
+
+def window_of(layers: list[SettingsLayer], default: Window | None = None) -> Window | str:
+    """Claude Code's cleanupPeriodDays from settings layers ordered low → high precedence: the highest layer
+    that sets it wins. A broken layer above it (or anywhere, when none sets it) might set it too, so the
+    window is unknowable: then the reason (a str) instead of a Window."""
+    for layer in reversed(layers):
+        if layer.error is not None:
+            return (f"Claude Code's cleanupPeriodDays cannot be known: {layer.error}; sessions whose window "
+                    "comes from it are kept")
+        if layer.days is not None:
+            return _window(layer.days, _label(layer))
+    return default or _window(CLAUDE_DEFAULT_DAYS, "Claude Code default (30 days)")
+
+
 def claude_layers(root: Path) -> list[tuple[Path, dict[str, Any] | None]]:
     """User settings, then managed settings files (later wins), for one Claude config dir."""
-    layers: list[tuple[Path, dict[str, Any] | None]] = []
-    user = root / "settings.json"
-    layers.append((user, read_settings(user)))
-    for f in managed_settings_files():
-        layers.append((f, read_settings(f)))
-    return layers
+    return [(layer.path, layer.data) for layer in [user_layer(root), *managed_layers()]]
+
+
+def root_window_or_doubt(root: Path, managed: list[SettingsLayer] | None = None) -> Window | str:
+    """Claude Code's window for a config dir's sessions that have no project settings of their own."""
+    return window_of([user_layer(root), *(managed_layers() if managed is None else managed)])
 
 
 def claude_root_window(root: Path) -> Window:
-    """Claude Code's effective cleanupPeriodDays for a config dir: managed wins over the user's."""
-    win = _window(CLAUDE_DEFAULT_DAYS, "Claude Code default (30 days)")
-    user = root / "settings.json"
-    d = cleanup_days(read_settings(user), user)
-    if d is not None:
-        win = _window(d, f"cleanupPeriodDays in {user}")
-    managed = _managed_window()
-    return managed or win
-
-
-def _managed_window() -> Window | None:
-    win = None
-    for f in managed_settings_files():
-        d = cleanup_days(read_settings(f), f)
-        if d is not None:
-            win = _window(d, f"cleanupPeriodDays in {f} (managed)")
-    return win
+    """Claude Code's effective cleanupPeriodDays for a config dir: managed wins over the user's.
+    ConfigError when it cannot be known."""
+    got = root_window_or_doubt(root)
+    if isinstance(got, str):
+        raise ConfigError(got)
+    return got
 
 
 def project_window(root_window: Window, project_path: str) -> Window:
     """The window for one project's sessions: its own settings apply to it (managed still wins)."""
-    managed = _managed_window()
-    if managed:
-        return managed
-    win = root_window
-    for name in ("settings.json", "settings.local.json"):
-        f = Path(project_path) / ".claude" / name
-        d = cleanup_days(read_settings(f), f)
-        if d is not None:
-            win = _window(d, f"cleanupPeriodDays in {f} (applies to this project only)")
-    return win
+    got = window_of([*project_layers(project_path), *managed_layers()], root_window)
+    if isinstance(got, str):
+        raise ConfigError(got)
+    return got
 
 
-def resolve_claude_windows(policy: Policy, roots: list[Path], sessions: list[Session]) -> None:
-    """Fill in Claude Code's effective window per root and per project (I/O: reads settings files)."""
+def resolve_claude_windows(policy: Policy, roots: list[Path], sessions: list[Session]) -> list[str]:
+    """Fill in Claude Code's effective window per root and per project (I/O: reads settings files), and
+    return the problems found (each broken file once). Where a window cannot be known, the reason goes to
+    ``policy.project_doubts`` / ``policy.claude_root_doubts``: policy.decide keeps the sessions that depend
+    on it. Re-read on every call, so a fixed file is picked up by the next sweep or wake-up."""
+    policy.claude_windows.clear()
+    policy.project_doubts.clear()
+    policy.claude_root_windows.clear()
+    policy.claude_root_doubts.clear()
+    problems: dict[str, None] = {}
+    managed = managed_layers()
+    user: dict[str, SettingsLayer] = {}
     for root in roots:
-        policy.claude_root_windows[str(root)] = claude_root_window(root)
+        user[str(root)] = user_layer(root)
+        got = window_of([user[str(root)], *managed])
+        if isinstance(got, str):
+            policy.claude_root_doubts[str(root)] = got
+        else:
+            policy.claude_root_windows[str(root)] = got
+    for layer in [*user.values(), *managed]:
+        if layer.error:
+            problems[layer.error] = None
     cache: dict[tuple[str, str], Window | str] = {}
     for s in sessions:
         key = (s.root, s.project)
         if key in policy.claude_windows or key in policy.project_doubts or not s.project_path:
             continue
-        rw = policy.claude_root_windows.get(s.root) or _window(CLAUDE_DEFAULT_DAYS, "default")
         ck = (s.root, s.project_path)
         if ck not in cache:
-            try:
-                cache[ck] = project_window(rw, s.project_path)
-            except ConfigError as e:
-                cache[ck] = str(e)
+            own = project_layers(s.project_path)
+            for layer in own:
+                if layer.error:
+                    problems[layer.error] = None
+            ul = user.get(s.root) or user_layer(Path(s.root))
+            cache[ck] = window_of([ul, *own, *managed])
         got = cache[ck]
         if isinstance(got, str):
-            policy.project_doubts[key] = f"project settings unreadable, kept: {got}"
+            policy.project_doubts[key] = got
         else:
             policy.claude_windows[key] = got
+    return [f"Claude Code settings problem: {p} (only sessions whose window comes from Claude Code's "
+            "settings are kept; janitor retention, rules and --older-than still apply)" for p in problems]
 
 
 def default_config_path() -> Path:
@@ -387,7 +514,7 @@ def read_managed_policy() -> RawConfig:
     """The system-wide janitor policy (RawConfig(None, {}) when there is none)."""
     from .paths import managed_policy_path
 
-    return read_toml(managed_policy_path(), required=False)
+    return read_toml(managed_policy_path(), required=False, what="managed policy")
 
 
 def load_raw(config: str | None) -> tuple[RawConfig, RawConfig]:

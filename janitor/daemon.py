@@ -157,9 +157,12 @@ def _alive(pid: int) -> bool:
 
 
 def read_state(dirs: JanitorDirs) -> dict[str, Any]:
-    try:
-        data = json.loads(dirs.daemon_state.read_text())
-    except (FileNotFoundError, ValueError, OSError):
+    from .saferead import STATE_MAX, InputError, read_input
+
+    try:  # the janitor's own file in its private dir: bounded, non-blocking, a symlink is not followed
+        raw = read_input(dirs.daemon_state, what="daemon state", limit=STATE_MAX, follow=False)
+        data = json.loads(raw) if raw is not None else {}
+    except (InputError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -266,8 +269,7 @@ def plan_for(env: Env, sessions: list[Session], now: float, pol: Policy) -> Plan
     from .safefs import validate_root
 
     roots = [validate_root(r) for r in env.roots]
-    for r in roots:
-        config.claude_root_window(r)  # a broken settings file stops the sweep, as in a full one
+    # A broken Claude Code settings file keeps the sessions whose window depends on it (as in a full sweep).
     return sweep.plan_for(sessions, pol, now, roots, env.dirs)
 
 

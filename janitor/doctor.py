@@ -12,7 +12,7 @@ from typing import Any
 from . import __version__, config
 from .durations import human_duration
 from .model import ConfigError, Policy, Window
-from .paths import JanitorDirs, managed_policy_path, managed_settings_dir, managed_settings_files
+from .paths import JanitorDirs, managed_policy_path, managed_settings_dir
 
 PRIVACY_VARS: dict[str, str] = {
     "DISABLE_TELEMETRY": "no usage telemetry (Statsig)",
@@ -33,26 +33,23 @@ def _truthy(v: str) -> str:
     return "set"
 
 
-def privacy(root: Path, environ: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def privacy(root: Path, environ: dict[str, str] | None = None,
+            layers: list[config.SettingsLayer] | None = None) -> list[dict[str, Any]]:
     """Each privacy variable: its effective value and where it came from.
 
     Claude Code applies settings.json's ``env`` object over its process environment, and managed settings
     over the user's: process env < ~/.claude/settings.json env < managed settings env."""
     environ = dict(os.environ) if environ is None else environ
-    layers: list[tuple[str, dict[str, Any]]] = [("environment", environ)]
-    for f in [root / "settings.json", *managed_settings_files()]:
-        try:
-            data = config.read_settings(f)
-        except ConfigError:
-            continue
-        env = data.get("env") if data else None
+    found: list[tuple[str, dict[str, Any]]] = [("environment", environ)]
+    for layer in layers if layers is not None else [config.user_layer(root), *config.managed_layers()]:
+        env = layer.data.get("env") if layer.data else None
         if isinstance(env, dict):
-            label = f"env in {f}" + (" (managed)" if f != root / "settings.json" else "")
-            layers.append((label, {k: str(v) for k, v in env.items()}))
+            label = f"env in {layer.path}" + (" (managed)" if layer.managed else "")
+            found.append((label, {k: str(v) for k, v in env.items()}))
     out = []
     for var, what in PRIVACY_VARS.items():
         value = source = None
-        for label, env in layers:
+        for label, env in found:
             if var in env:
                 value, source = env[var], label
         out.append({"name": var, "effect": what, "value": value, "source": source,
@@ -87,15 +84,45 @@ def last_cleanup(root: Path, now: float) -> dict[str, Any]:
     return {"file": str(f), "last_run": st.st_mtime, "age_seconds": age, "next_allowed": nxt, "status": status}
 
 
-def _settings_layers(root: Path) -> list[dict[str, Any]]:
+def _settings_layers(layers: list[config.SettingsLayer]) -> list[dict[str, Any]]:
     out = []
-    for f, managed in [(root / "settings.json", False), *((m, True) for m in managed_settings_files())]:
-        item: dict[str, Any] = {"file": str(f), "managed": managed, "exists": f.exists()}
-        try:
-            item["cleanupPeriodDays"] = config.cleanup_days(config.read_settings(f), f)
-        except ConfigError as e:
-            item["error"] = str(e)
+    for layer in layers:
+        item: dict[str, Any] = {"file": str(layer.path), "managed": layer.managed, "exists": layer.exists}
+        if layer.error:
+            item["error"] = layer.error
+        else:
+            item["cleanupPeriodDays"] = layer.days
         out.append(item)
+    return out
+
+
+def own_sweep_skips(layers: list[config.SettingsLayer], where: str = "") -> list[dict[str, str]]:
+    """When Claude Code's own cleanup skips itself with these settings (user, project, managed layers), and
+    why — its rules, read from the 2.1.328 binary (see CLAUDE-CODE-CLEANUP.md):
+
+    * a managed (policy) cleanupPeriodDays that is valid bypasses every error check: it always sweeps;
+    * ``settings_unknowable``: a settings file cannot be parsed;
+    * ``settings_invalid_key_set``: a validation error while cleanupPeriodDays or
+      desktopSessionCleanupPeriodDays is set (0, negative, not a whole number …);
+    * ``user_source_disabled``: started with --setting-sources leaving out ``user`` while no enabled source
+      sets cleanupPeriodDays (depends on how it is started: reported as a condition)."""
+    if any(layer.managed and layer.days is not None for layer in layers):
+        return []
+    out = []
+    for layer in layers:
+        if layer.unparseable:
+            out.append({"reason": "settings_unknowable", "file": str(layer.path),
+                        "why": f"Claude Code's own cleanup skips itself{where}: {layer.error}"})
+        elif layer.invalid_keys:
+            keys = ", ".join(f"{k} = {layer.data.get(k)!r:.20}" for k in layer.invalid_keys) if layer.data else ""
+            out.append({"reason": "settings_invalid_key_set", "file": str(layer.path),
+                        "why": f"Claude Code's own cleanup skips itself{where}: {layer.path} sets {keys}, which "
+                               "it rejects (a whole number ≥ 1 is required; 0 does not mean 'never')"})
+    if not where and not any(layer.days is not None and layer.kind != "user" for layer in layers):
+        out.append({"reason": "user_source_disabled", "file": "",
+                    "why": "if Claude Code is started with --setting-sources leaving out 'user', its own cleanup "
+                           "skips itself unless a project or managed settings file sets cleanupPeriodDays",
+                    "conditional": "yes"})
     return out
 
 
@@ -133,15 +160,14 @@ def _project_overrides(root: Path) -> list[dict[str, Any]]:
             os.close(fd)
         if not cwd:
             continue
-        for name in ("settings.json", "settings.local.json"):
-            f = Path(cwd) / ".claude" / name
-            try:
-                days = config.cleanup_days(config.read_settings(f), f)
-            except ConfigError as e:
-                out.append({"project": cwd, "file": str(f), "error": str(e)})
-                continue
-            if days is not None:
-                out.append({"project": cwd, "file": str(f), "cleanupPeriodDays": days})
+        own = config.project_layers(cwd)
+        skips = own_sweep_skips(own, f" when started in {cwd}")
+        for layer in own:
+            if layer.error:
+                out.append({"project": cwd, "file": str(layer.path), "error": layer.error,
+                            "own_sweep_skips": [x for x in skips if x["file"] == str(layer.path)]})
+            elif layer.days is not None:
+                out.append({"project": cwd, "file": str(layer.path), "cleanupPeriodDays": layer.days})
     return out
 
 
@@ -173,7 +199,10 @@ def _policy_rows(pol: Policy, raw: dict[str, Any], dirs: JanitorDirs) -> list[di
 
 
 def collect(roots: list[Path], config_path: str | None, dirs: JanitorDirs, now: float) -> dict[str, Any]:
-    report: dict[str, Any] = {"version": __version__, "problems": []}
+    # "problems": the janitor's own config, managed policy or pins: every command that needs them stops
+    # (exit 2). "settings_problems": Claude Code's settings files: sweeps go on, keeping the sessions whose
+    # window would come from a broken file. Doctor exits 2 for either: both need fixing.
+    report: dict[str, Any] = {"version": __version__, "problems": [], "settings_problems": []}
     user_cfg = Path(config_path) if config_path else config.default_config_path()
     mpath = managed_policy_path()
     report["janitor"] = {
@@ -201,29 +230,33 @@ def collect(roots: list[Path], config_path: str | None, dirs: JanitorDirs, now: 
                             "keep_last": r.keep_last, "source": pol.sources.get("rule", "janitor config")}
                            for r in pol.rules]
     report["claude"] = []
+    managed = config.managed_layers()
     for root in roots:
         item: dict[str, Any] = {"dir": str(root), "exists": root.is_dir()}
-        try:
-            w = config.claude_root_window(root)
+        layers = [config.user_layer(root), *managed]
+        w = config.window_of(layers)
+        if isinstance(w, str):
+            item["cleanup_unknown"] = w
+        else:
             item["cleanup_window"] = _fmt_window(w.seconds)
             item["cleanup_source"] = w.source
             item["cleanup_managed"] = "(managed)" in w.source
-        except ConfigError as e:
-            report["problems"].append(str(e))
-        item["settings"] = _settings_layers(root)
+        item["settings"] = _settings_layers(layers)
+        item["own_sweep_skips"] = own_sweep_skips(layers)
         item["last_cleanup"] = last_cleanup(root, now)
         item["project_overrides"] = _project_overrides(root) if item["exists"] else []
+        for layer in layers:
+            if layer.error and layer.error not in report["settings_problems"]:
+                report["settings_problems"].append(layer.error)
         for o in item["project_overrides"]:
-            if "error" in o:
-                report["problems"].append(o["error"])
-        item["privacy"] = privacy(root)
+            if "error" in o and o["error"] not in report["settings_problems"]:
+                report["settings_problems"].append(o["error"])
+        item["privacy"] = privacy(root, layers=layers)
         if pol is not None:
             from .stores import windows
 
-            try:
-                cw = config.claude_root_window(root)
-            except ConfigError:
-                cw = Window(None, "Claude Code's window is unknown (settings unreadable)")
+            cw = w if not isinstance(w, str) else Window(None, "Claude Code's window is unknown (settings "
+                                                                "unreadable): kept")
             item["stores"] = windows(str(root), pol, cw)
             item["history"] = {"removed_sessions": pol.history.removed_sessions,
                                "retention": pol.history.retention, "source": pol.history.source}
@@ -260,6 +293,8 @@ def render(rep: dict[str, Any]) -> str:
         L += ["", f"Claude Code: {c['dir']}" + ("" if c["exists"] else "  (does not exist)")]
         if "cleanup_window" in c:
             L.append(f"  cleanupPeriodDays  {c['cleanup_window']}  from {c['cleanup_source']}")
+        else:
+            L.append(f"  cleanupPeriodDays  unknown: {shown(c['cleanup_unknown'])}")
         for s in c["settings"]:
             state = ("missing" if not s["exists"] else s.get("error") or
                      (f"cleanupPeriodDays = {s['cleanupPeriodDays']}" if s.get("cleanupPeriodDays") is not None
@@ -267,13 +302,20 @@ def render(rep: dict[str, Any]) -> str:
             L.append(f"    {'managed' if s['managed'] else 'user   '}  {s['file']}: {state}")
         for o in c["project_overrides"]:
             if "error" in o:
-                L.append(f"    project  {o['file']}: {o['error']}")
+                L.append(f"    project  {shown(o['error'])}")
+                L += [f"      {shown(x['why'])} ({x['reason']})" for x in o.get("own_sweep_skips", [])]
             else:
                 L.append(f"    project  {o['file']}: cleanupPeriodDays = {o['cleanupPeriodDays']} "
                          "(when Claude Code starts there, its sweep applies this to every project)")
         lc = c["last_cleanup"]
         L.append(f"  own sweep          {lc['status']}" + (f" (last: {_when(lc['last_run'])})" if lc["last_run"]
                                                            else ""))
+        for x in c.get("own_sweep_skips", []):
+            if x.get("conditional"):
+                L.append(f"    note: {x['why']} ({x['reason']})")
+            else:
+                L.append(f"    SKIPPED: {shown(x['why'])} ({x['reason']}); nothing is cleaned by Claude Code "
+                         "while this lasts (image-cache is still wiped)")
         if c.get("stores"):
             L.append("  stores beyond sessions (delete only; [stores] in the janitor config overrides)")
             for st in c["stores"]:
@@ -302,7 +344,12 @@ def render(rep: dict[str, Any]) -> str:
                 val = f"{p['state']} ({p['name']}={shown(p['value'])} from {p['source']})"
             L.append(f"    {p['name'].ljust(41)}  {val}")
     if rep["problems"]:
-        L += ["", "Problems"] + [f"  {shown(p)}" for p in rep["problems"]]
-    else:
+        L += ["", "Problems (janitor config, managed policy or pins: sweeps and reports stop, exit 2, nothing "
+                  "changed)"] + [f"  {shown(p)}" for p in rep["problems"]]
+    if rep.get("settings_problems"):
+        L += ["", "Claude Code settings problems (sweeps go on: sessions whose window would come from these "
+                  "files are kept; janitor retention, rules and --older-than still apply)"]
+        L += [f"  {shown(p)}" for p in rep["settings_problems"]]
+    if not rep["problems"] and not rep.get("settings_problems"):
         L += ["", "No problems found."]
     return "\n".join(L)

@@ -65,6 +65,7 @@ class Session:
     unreadable: str | None = None  # why the session could not be read; such sessions are kept
     pinned: bool = False
     in_use: str | None = None  # another process has it open for writing or locked: kept
+    ambiguous: str | None = None  # pieces that may belong to another session that is kept: kept, and why
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -131,7 +132,9 @@ class Policy:
     claude_windows: dict[tuple[str, str], Window] = field(default_factory=dict)
     # Default Claude window per root (user + managed settings).
     claude_root_windows: dict[str, Window] = field(default_factory=dict)
-    # Sessions whose project settings could not be read: kept, with the reason.
+    # Where Claude Code's window cannot be known (a settings file is broken): the reason, per root and per
+    # (root, project). Only sessions whose window would come from Claude Code's settings are kept for it.
+    claude_root_doubts: dict[str, str] = field(default_factory=dict)
     project_doubts: dict[tuple[str, str], str] = field(default_factory=dict)
     archive_dir: str | None = None
     archive_retention: Window | None = None

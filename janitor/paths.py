@@ -54,16 +54,6 @@ def managed_policy_path() -> Path:
                         "/etc/claude-janitor/policy.toml")
 
 
-def managed_settings_files() -> list[Path]:
-    """managed-settings.json then managed-settings.d/*.json in name order (later wins)."""
-    base = managed_settings_dir()
-    files = [base / "managed-settings.json"]
-    drop_in = base / "managed-settings.d"
-    if drop_in.is_dir():
-        files += sorted(p for p in drop_in.iterdir() if p.suffix == ".json")
-    return [f for f in files if f.exists()]
-
-
 @dataclass(frozen=True)
 class JanitorDirs:
     config: Path

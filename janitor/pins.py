@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .cache import UUID_RE, load_pins
+from .ids import canonical_id
 from .model import ConfigError
 from .paths import ensure_private_dir
 
@@ -22,7 +23,7 @@ def check_id(session_id: str) -> str:
     if not UUID_RE.match(sid):
         raise ConfigError(f"{session_id!r} is not a session id (expected a UUID like "
                           "0b6f3c1e-7a2d-4c8e-9f10-2b3c4d5e6f70; see `janitor report`)")
-    return sid.lower()
+    return canonical_id(sid)
 
 
 def _write_atomic(path: Path, ids: list[str]) -> None:
@@ -69,7 +70,8 @@ def find_session(roots: list[Path], sid: str) -> list[Path]:
         except OSError:
             continue
         for p in projects:
-            t = Path(p.path) / f"{sid}.jsonl"
-            if os.path.lexists(t):
-                out.append(t)
+            for cand in dict.fromkeys((sid, canonical_id(sid), sid.upper())):  # ids compare case-blind
+                t = Path(p.path) / f"{cand}.jsonl"
+                if os.path.lexists(t):
+                    out.append(t)
     return out

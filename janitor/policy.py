@@ -1,7 +1,9 @@
 """The retention policy: pure. decide(sessions, policy, now) -> Plan. No I/O, no clock.
 
 Order of reasons, first that applies wins (every kept session says why):
-  unreadable / in doubt → kept
+  unreadable → kept
+  window unknowable (it would come from a broken Claude Code settings file) → kept
+  pieces that may belong to another session (the same id in two projects) → kept
   in use by another process (open for writing, or locked) → kept
   pinned → kept
   no activity time → kept
@@ -36,7 +38,9 @@ def match_rule(session: Session, rules: list[Rule]) -> Rule | None:
     return None
 
 
-def window_for(session: Session, policy: Policy, rule: Rule | None) -> Window:
+def window_for(session: Session, policy: Policy, rule: Rule | None) -> Window | str:
+    """The session's retention window, or (a str) why it cannot be known: its window comes from Claude
+    Code's settings and one of the files it would come from is broken."""
     if rule is not None and rule.retention_set:
         return Window(rule.retention, rule.label)
     if policy.retention is not None:
@@ -44,6 +48,10 @@ def window_for(session: Session, policy: Policy, rule: Rule | None) -> Window:
     key = (session.root, session.project)
     if key in policy.claude_windows:
         return policy.claude_windows[key]
+    if key in policy.project_doubts:
+        return policy.project_doubts[key]
+    if session.root in policy.claude_root_doubts:
+        return policy.claude_root_doubts[session.root]
     return policy.claude_root_windows.get(session.root, DEFAULT_CLAUDE)
 
 
@@ -65,9 +73,12 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
     keep = Action.KEEP
     if s.unreadable:
         return Decision(s, keep, f"unreadable, kept: {s.unreadable}")
-    doubt = policy.project_doubts.get((s.root, s.project))
-    if doubt:
-        return Decision(s, keep, doubt)
+    rule = match_rule(s, policy.rules)
+    win = window_for(s, policy, rule)
+    if isinstance(win, str):
+        return Decision(s, keep, win, rule.label if rule else None)
+    if s.ambiguous:
+        return Decision(s, keep, f"kept: {s.ambiguous}")
     if s.in_use:
         return Decision(s, keep, f"in use, kept: {s.in_use}")
     if s.pinned:
@@ -79,8 +90,6 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
         return Decision(s, keep, f"last activity is {human_duration(last - now)} in the future "
                                  "(clock skew?), counted as active")
     age = now - last
-    rule = match_rule(s, policy.rules)
-    win = window_for(s, policy, rule)
     rule_label = rule.label if rule else None
     expires_at = None if win.seconds is None else last + max(win.seconds, policy.grace)
     if age <= policy.grace:

@@ -78,9 +78,8 @@ def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None,
     roots = [validate_root(r) for r in env.roots]
     if pol.archive_dir or uses_archive(pol):
         _check_archive_dir(archive_dir_for(pol, env.dirs), roots)
-    # Claude settings are validated before anything is scanned: a broken one stops the run.
-    for r in roots:
-        config.claude_root_window(r)
+    # A broken Claude Code settings file does not stop the run: plan_for keeps the sessions whose window
+    # would come from it, and says so in the plan's warnings.
     res = cache.scan(roots, progress=progress)
     plan = plan_for(res.sessions, pol, now, roots, env.dirs)
     plan.stores, in_stores = stores.plan(roots, res.sessions, pol, now, pol.claude_root_windows)
@@ -103,8 +102,9 @@ def plan_for(sessions: list[Session], pol: Policy, now: float, roots: list[Path]
     cache.apply_pins(sessions, cache.load_pins(dirs.pins_file))
     inuse = activity.mark_in_use(sessions, [str(r) for r in roots])
     taken = time.monotonic()
-    config.resolve_claude_windows(pol, roots, sessions)
+    problems = config.resolve_claude_windows(pol, roots, sessions)
     plan = policy.decide(sessions, pol, now)
+    plan.warnings += problems
     plan.in_use = (taken, inuse)
     return plan
 

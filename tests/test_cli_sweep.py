@@ -146,8 +146,7 @@ def test_claude_dir_from_env_and_project_settings_scope(root, jenv, now, tmp_pat
     (lambda r, j: write_config(j, "retention = "), "invalid TOML"),
     (lambda r, j: write_config(j, 'retension = "3d"'), "did you mean 'retention'"),
     (lambda r, j: write_config(j, 'retention = "0d"'), "greater than zero"),
-    (lambda r, j: (r / "settings.json").write_text("{oops"), "invalid JSON"),
-    (lambda r, j: (r / "settings.json").write_text('{"cleanupPeriodDays": 0}'), "cleanupPeriodDays"),
+    (lambda r, j: write_config(j, "retention = " + "[" * 5000), "invalid TOML"),
 ])
 def test_bad_input_is_one_clear_line_exit_2_and_changes_nothing(cache, root, jenv, now, setup, needle):
     setup(root, jenv)
@@ -156,6 +155,20 @@ def test_bad_input_is_one_clear_line_exit_2_and_changes_nothing(cache, root, jen
     assert p.returncode == 2
     assert needle in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) <= 2
+    assert snapshot(root) == before
+
+
+@pytest.mark.parametrize("content,needle", [("{oops", "invalid JSON"), ('{"cleanupPeriodDays": 0}', "cleanupPeriodDays")])
+def test_broken_claude_settings_keep_what_depends_on_them_and_change_nothing_else(cache, root, jenv, now, content,
+                                                                                   needle):
+    """A broken Claude Code settings file is not a janitor config error: every session whose window comes
+    from Claude Code's settings is kept, with the file named; the run itself goes on (exit 0)."""
+    (root / "settings.json").write_text(content)
+    before = snapshot(root)
+    p = run_cli(["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert any(needle in w and str(root / "settings.json") in w for w in out["warnings"])
     assert snapshot(root) == before
 
 

@@ -1,0 +1,18 @@
+"""Session ids: the one normalisation used wherever an id is compared (pins, restore, archive lookup).
+
+Claude Code generates lower-case UUIDs, but a transcript named with upper-case hex (copied from another
+tool, renamed by hand) is still a session and must be protectable. So ids are *compared* in canonical
+lower case everywhere; on disk they keep whatever case their file has (paths are built from the name the
+scan found, never from a normalised id).
+"""
+
+from __future__ import annotations
+
+
+def canonical_id(session_id: str) -> str:
+    """The form an id is compared (and pinned) in: lower case, surrounding whitespace dropped."""
+    return session_id.strip().lower()
+
+
+def same_id(a: str, b: str) -> bool:
+    return canonical_id(a) == canonical_id(b)
