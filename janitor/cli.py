@@ -112,13 +112,17 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
 
     env = make_env(claude_dirs, config_path, older_than=older_than, action=action, force=force)
     stop = _stop_on_signals()
-    with _progress(not as_json) as phase:
-        if dry_run:
-            res = run(env, _now(now), dry_run=True, should_stop=stop.is_set, phase=phase)
-        else:
-            with SweepLock(env.dirs.lock_file, wait=wait):
-                res = run(env, _now(now), dry_run=False, should_stop=stop.is_set,
-                          phase=phase)
+    try:
+        with _progress(not as_json) as phase:
+            if dry_run:
+                res = run(env, _now(now), dry_run=True, should_stop=stop.is_set, phase=phase)
+            else:
+                with SweepLock(env.dirs.lock_file, wait=wait):
+                    res = run(env, _now(now), dry_run=False, should_stop=stop.is_set,
+                              phase=phase, acting=stop.start_acting)
+    except _Stopped as e:
+        click.echo(f"janitor: stopped by {e.signame} before acting; nothing was changed", err=True)
+        sys.exit(128 + e.signum)
     if as_json:
         click.echo(report.to_json(res, all_sessions=False))
     else:
@@ -129,23 +133,39 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
     sys.exit(res.exit_code)
 
 
+class _Stopped(BaseException):
+    """A signal arrived while the sweep was still only reading (scan, settings, plan): stop at once."""
+
+    def __init__(self, signum: int, signame: str) -> None:
+        super().__init__(signame)
+        self.signum, self.signame = signum, signame
+
+
 class _Stop:
     def __init__(self) -> None:
         self.signum = 0
         self.signame = ""
+        self.acting = False
 
     def is_set(self) -> bool:
         return bool(self.signum)
 
+    def start_acting(self) -> None:
+        self.acting = True
+
 
 def _stop_on_signals() -> _Stop:
-    """SIGTERM/SIGINT ask the sweep to stop after the session in hand (no half-done session)."""
+    """SIGTERM/SIGINT: before the sweep changes anything (reading settings, scanning, planning — however
+    long that takes, whatever it waits on) they stop it at once; once it acts, they stop it after the
+    session in hand (no half-done session)."""
     import signal
 
     stop = _Stop()
 
     def handler(signum: int, _frame: object) -> None:
         stop.signum, stop.signame = signum, signal.Signals(signum).name
+        if not stop.acting:
+            raise _Stopped(signum, stop.signame)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)

@@ -576,11 +576,13 @@ def maintain_archives(env: Env, pol: Policy, now: float, *, dry_run: bool) -> di
 
 def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = None,
         actors: dict[Action, Actor] | None = None, should_stop: Callable[[], bool] | None = None,
-        phase: Callable[[str, int | None, str], ProgressFn] | None = None) -> RunResult:
+        phase: Callable[[str, int | None, str], ProgressFn] | None = None,
+        acting: Callable[[], None] | None = None) -> RunResult:
     """The whole sweep: plan, guard, execute.
 
     ``phase(label, total, unit)``, if given, is told when scanning and acting start and returns the
-    counter for that phase (the CLI's progress line)."""
+    counter for that phase (the CLI's progress line). ``acting()``, if given, is called once, just before
+    the first change to anything (never in a dry run): until then a signal may stop the run at once."""
     plan, pol, seen = build_plan(env, now, progress=phase("scanning", None, "entries") if phase else progress)
     testhooks.point("after-plan")
     result = RunResult(plan=plan, policy=pol, dry_run=dry_run, files_seen=seen)
@@ -590,6 +592,8 @@ def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = No
             result.guard = msg
         else:
             raise ConfigError(msg)
+    if acting is not None and not dry_run:
+        acting()
     result.archives = maintain_archives(env, pol, now, dry_run=dry_run)
     act_progress = phase("checking" if dry_run else "sweeping", len(plan.to_act), "sessions") if phase else None
     result.outcomes = execute(plan, pol, env, dry_run=dry_run, progress=act_progress, actors=actors,

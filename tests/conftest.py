@@ -37,6 +37,9 @@ def jenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "CLAUDE_JANITOR_MANAGED_DIR": str(tmp_path / "managed"),
         # the janitor's own managed policy: never the machine's /etc/claude-janitor/policy.toml in tests
         "CLAUDE_JANITOR_POLICY": str(tmp_path / "managed-janitor" / "policy.toml"),
+        # ~ is a scratch dir: a command that falls back to ~/.claude (restore without --claude-dir) must
+        # never reach the real one of whoever runs the tests
+        "HOME": str(tmp_path / "home"),
     }
     for k, v in values.items():
         monkeypatch.setenv(k, v)

@@ -84,7 +84,7 @@ def test_archive_holds_every_piece_and_restore_puts_it_back(sessions, root, jenv
     assert not any(lonely.iterdir())
     lonely.rmdir()
     for g in (old_a, old_b):
-        r = run_cli(["restore", g.session_id], jenv)
+        r = run_cli(["restore", "--claude-dir", str(root), g.session_id], jenv)
         assert r.returncode == 0, r.stderr
         assert "restored session" in r.stdout and f"claude --resume {g.session_id}" in r.stdout
         assert entries(root, g.session_id) == before[g.session_id]  # contents, modes, mtimes (dirs too)
@@ -115,7 +115,7 @@ def test_restore_refuses_to_overwrite_a_live_file(sessions, root, jenv, now):
     assert sweep(root, jenv, now)[0].returncode == 0
     live = root / "projects" / old_a.project / f"{old_a.session_id}.jsonl"
     live.write_text('{"type": "user", "message": "a new live session with the same id"}\n')
-    r = run_cli(["restore", old_a.session_id], jenv)
+    r = run_cli(["restore", "--claude-dir", str(root), old_a.session_id], jenv)
     assert r.returncode == 1
     assert "refusing to overwrite a live file" in r.stderr
     assert live.read_text().startswith('{"type": "user", "message": "a new live')
@@ -130,8 +130,8 @@ def test_restored_session_expiring_unchanged_reuses_its_archive(sessions, root, 
     p, doc = sweep(root, jenv, now)
     first = Path(next(s["archive"] for s in doc["sessions"] if s["session_id"] == old_a.session_id))
     first_bytes = first.read_bytes()
-    assert run_cli(["restore", "--no-pin", old_a.session_id], jenv).returncode == 0
-    again = run_cli(["restore", "--no-pin", old_a.session_id], jenv)
+    assert run_cli(["restore", "--claude-dir", str(root), "--no-pin", old_a.session_id], jenv).returncode == 0
+    again = run_cli(["restore", "--claude-dir", str(root), "--no-pin", old_a.session_id], jenv)
     assert again.returncode == 0 and "already in place" in again.stdout
 
     p, doc = sweep(root, jenv, now + 3600)
@@ -148,7 +148,7 @@ def test_a_changed_session_gets_a_new_archive_and_the_old_one_is_never_overwritt
     p, doc = sweep(root, jenv, now)
     first = Path(next(s["archive"] for s in doc["sessions"] if s["session_id"] == old_a.session_id))
     first_bytes = first.read_bytes()
-    assert run_cli(["restore", "--no-pin", old_a.session_id], jenv).returncode == 0
+    assert run_cli(["restore", "--claude-dir", str(root), "--no-pin", old_a.session_id], jenv).returncode == 0
     tr = root / "projects" / old_a.project / f"{old_a.session_id}.jsonl"
     mtime = tr.stat().st_mtime
     with open(tr, "a") as f:
@@ -163,7 +163,7 @@ def test_a_changed_session_gets_a_new_archive_and_the_old_one_is_never_overwritt
     assert first.read_bytes() == first_bytes
     assert manifest_entries(archive.verify(second).manifest) == changed
     # restore takes the newest archive
-    r, out = run_json(["restore", old_a.session_id, "--json"], jenv)
+    r, out = run_json(["restore", "--claude-dir", str(root), old_a.session_id, "--json"], jenv)
     assert r.returncode == 0 and out["archive"] == str(second)
     assert entries(root, old_a.session_id) == changed
 
@@ -284,7 +284,7 @@ def test_configured_archive_dir_is_used_by_sweep_list_and_restore(sessions, root
     assert stat.S_IMODE((tmp_path / "vault").stat().st_mode) == 0o700
     _, doc = run_json(["archive", "list", "--json"], jenv)
     assert doc["archive_dir"] == str(elsewhere) and len(doc["archives"]) == 2
-    assert run_cli(["restore", old_a.session_id], jenv).returncode == 0
+    assert run_cli(["restore", "--claude-dir", str(root), old_a.session_id], jenv).returncode == 0
     assert entries(root, old_a.session_id)
 
 
@@ -368,7 +368,7 @@ def test_restore_refuses_hostile_archives(kind, root, jenv, tmp_path):
     outside.mkdir()
     header, members, mm, why = _hostile(kind, root, outside)
     bad = craft(tmp_path / "bad.tar.zst", header, members, manifest_members=mm)
-    p = run_cli(["restore", SID, "--archive", str(bad)], jenv)
+    p = run_cli(["restore", "--claude-dir", str(root), SID, "--archive", str(bad)], jenv)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "not usable" in p.stderr and why in p.stderr and "nothing was restored" in p.stderr
     assert list(root.rglob("*")) == [] and list(outside.iterdir()) == []
@@ -379,11 +379,7 @@ def test_crafted_but_well_formed_archive_restores(root, jenv, tmp_path):
     """The hand-made archives above fail only for the reason each one tests."""
     header, members, _, _ = _hostile("outside-pieces", root, tmp_path)
     ok = craft(tmp_path / "ok.tar.zst", header, members[:1])
-    p = run_cli(["restore", SID, "--archive", str(ok)], jenv)
-    # The header names the target dir: one without projects/ is no Claude dir, so not without --claude-dir.
-    assert p.returncode == 1 and "does not look like a Claude Code config dir" in p.stderr
-    assert list(root.iterdir()) == []
-    p = run_cli(["restore", SID, "--archive", str(ok), "--claude-dir", str(root)], jenv)
+    p = run_cli(["restore", "--claude-dir", str(root), SID, "--archive", str(ok)], jenv)
     assert p.returncode == 0, p.stderr
     assert (root / TR).read_bytes() == b'{"type":"user"}\n'
     assert (root / TR).stat().st_mtime == 1_700_000_000
@@ -396,13 +392,13 @@ def test_restore_needs_the_project_when_an_id_was_archived_from_two_places(root,
     write_config(jenv, CFG)
     assert sweep(root, jenv, now)[0].returncode == 0
     assert len(archive_files(adir_of(jenv))) == 2
-    p = run_cli(["restore", sid], jenv)
+    p = run_cli(["restore", "--claude-dir", str(root), sid], jenv)
     assert p.returncode == 2 and "more than one place" in p.stderr and "--project" in p.stderr
-    p = run_cli(["restore", sid, "--project", "/home/dev/two"], jenv)
+    p = run_cli(["restore", "--claude-dir", str(root), sid, "--project", "/home/dev/two"], jenv)
     assert p.returncode == 0, p.stderr
     assert (root / "projects" / "-home-dev-two" / f"{sid}.jsonl").exists()
     assert not (root / "projects" / "-home-dev-one" / f"{sid}.jsonl").exists()
-    missing = run_cli(["restore", "99999999-bbbb-cccc-dddd-eeeeeeeeeeee"], jenv)
+    missing = run_cli(["restore", "--claude-dir", str(root), "99999999-bbbb-cccc-dddd-eeeeeeeeeeee"], jenv)
     assert missing.returncode == 1 and "no archive of session" in missing.stderr
 
 

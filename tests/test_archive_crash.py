@@ -118,13 +118,13 @@ def test_kill_during_restore_then_restore_again(point, root, jenv, now):
     assert run_cli(sweep_args(root, now), jenv).returncode == 0
     assert entries(root, sid) == {}
 
-    p = run_cli(["restore", sid], dict(jenv, JANITOR_TEST_KILL_AT=point))
+    p = run_cli(["restore", "--claude-dir", str(root), sid], dict(jenv, JANITOR_TEST_KILL_AT=point))
     assert p.returncode == -signal.SIGKILL, f"{point} was never reached: {p.stdout}{p.stderr}"
     # whatever is in place already is exactly what was archived
     now_there = entries(root, sid)
     assert all(before[k] == v for k, v in now_there.items() if v[0] == "file")
 
-    p = run_cli(["restore", sid], jenv)
+    p = run_cli(["restore", "--claude-dir", str(root), sid], jenv)
     assert p.returncode == 0, p.stdout + p.stderr
     assert entries(root, sid) == before
     assert leftovers(root) == []

@@ -158,7 +158,8 @@ def test_bad_input_is_one_clear_line_exit_2_and_changes_nothing(cache, root, jen
     assert snapshot(root) == before
 
 
-@pytest.mark.parametrize("content,needle", [("{oops", "invalid JSON"), ('{"cleanupPeriodDays": 0}', "cleanupPeriodDays")])
+@pytest.mark.parametrize("content,needle", [("{oops", "invalid JSON"),
+                                            ('{"cleanupPeriodDays": 0}', "cleanupPeriodDays")])
 def test_broken_claude_settings_keep_what_depends_on_them_and_change_nothing_else(cache, root, jenv, now, content,
                                                                                    needle):
     """A broken Claude Code settings file is not a janitor config error: every session whose window comes

@@ -248,7 +248,7 @@ def test_a_full_sweep_accounts_for_its_own_audit_records(mkdaemon, root, jenv):
     d.judge_gone()
     assert audit("external-delete") == []
     # ...and a restore written after it is still seen (the restored session is not archived again at once).
-    p = run_cli(["restore", "--no-pin", a.session_id], jenv)
+    p = run_cli(["restore", "--claude-dir", str(root), "--no-pin", a.session_id], jenv)
     assert p.returncode == 0, p.stderr
     assert wait_for(lambda: indexed(d, a.session_id) is not None)
     d.wake()
@@ -415,7 +415,7 @@ def test_a_restored_session_waits_for_the_next_full_sweep(mkdaemon, root, jenv):
     d = mkdaemon('retention = "1h"\ngrace = "0s"\naction = "archive"\n')
     d.full_sweep()
     assert not a.paths[0].exists()
-    p = run_cli(["restore", "--no-pin", a.session_id], jenv)
+    p = run_cli(["restore", "--claude-dir", str(root), "--no-pin", a.session_id], jenv)
     assert p.returncode == 0, p.stderr
     assert a.paths[0].exists()
     assert wait_for(lambda: indexed(d, a.session_id) is not None)
