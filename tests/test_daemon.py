@@ -267,12 +267,13 @@ def test_a_busy_lock_is_retried_later_not_waited_for(mkdaemon, root):
     assert not a.paths[0].exists() and d._not_before == 0.0
 
 
-def test_a_broken_settings_file_fails_the_sweep_not_the_daemon(mkdaemon, root):
-    a = make_session(root, "/w/a", time.time() - 2 * H, side=False)
+def test_a_broken_settings_file_keeps_what_depends_on_it_and_the_daemon_goes_on(mkdaemon, root):
+    a = make_session(root, "/w/a", time.time() - 40 * 24 * H, side=False)  # Claude Code's window: 30 days
+    b = make_session(root, "/w/b", time.time() - 2 * H, side=False)  # a rule's window: not Claude Code's
     (root / "settings.json").write_text("{ not json")
-    d = mkdaemon()
+    d = mkdaemon('grace = "0s"\n[[rule]]\nproject = "/w/b"\nretention = "1h"\n')
     d.full_sweep()
-    assert a.paths[0].exists() and "invalid JSON" in d.last_sweep["error"] and d._failures == 1
+    assert a.paths[0].exists() and not b.paths[0].exists() and d._failures == 0
     (root / "settings.json").write_text("{}")
     d.full_sweep()
     assert not a.paths[0].exists() and d._failures == 0
