@@ -543,7 +543,9 @@ def daemon_full_sweep(claude_dirs: tuple[str, ...], config_path: str | None, def
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @handle_errors
 def status(as_json: bool) -> None:
-    """Is a daemon running? Its last and next sweep, next expiry wake-up, and the index size."""
+    """Is a daemon running? Its last and next sweep, next expiry wake-up, and the index size.
+
+    Exit 0 if a daemon is running, 3 if not (as `systemctl is-active`)."""
     import json
 
     from .daemon import status as get_status
@@ -552,8 +554,9 @@ def status(as_json: bool) -> None:
     st = get_status(janitor_dirs())
     if as_json:
         click.echo(json.dumps(st, indent=2, sort_keys=True))
-        return
-    click.echo("\n".join(_status_lines(st)))
+    else:
+        click.echo("\n".join(_status_lines(st)))
+    sys.exit(0 if st["running"] else 3)
 
 
 def _status_lines(st: dict[str, Any]) -> list[str]:
@@ -579,9 +582,17 @@ def _status_lines(st: dict[str, Any]) -> list[str]:
                      f"{', ' + counts if counts else ''}){err}")
     if st.get("last_full_sweep"):
         lines.append(f"  last full sweep: {when(st['last_full_sweep'])}")
+    refused = st.get("reload_refused")
+    if st["running"] and refused:
+        lines.append(f"  config reload refused at {when(refused.get('at'))}: {refused.get('error')} "
+                     "(running with the previous config)")
     if st["running"]:
+        sweeping = st.get("sweeping")
+        if sweeping:
+            lines.append(f"  sweeping now: {sweeping.get('kind')} sweep since {when(sweeping.get('since'))}")
         lines.append(f"  next sweep: {when(st.get('next_sweep'))}")
-        lines.append(f"  next expiry: {when(st.get('next_expiry'))}")
+        due = " (due: acted on when the sweep in progress ends)" if sweeping and st.get("next_expiry") else ""
+        lines.append(f"  next expiry: {when(st.get('next_expiry'))}{due}")
     n = st.get("index_sessions")
     lines.append(f"  index: {'none yet' if n is None else f'{n} sessions'} ({st['index']})")
     return lines

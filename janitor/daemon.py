@@ -77,7 +77,10 @@ REWATCH = 600.0  # while a root cannot be watched, try again this often (a stat 
 # ---- systemd notification ----------------------------------------------------------------------------
 
 def sd_notify(message: str) -> bool:
-    """Send ``message`` (e.g. "READY=1") to the service manager at $NOTIFY_SOCKET; False if there is none."""
+    """Send ``message`` (e.g. "READY=1") to the service manager at $NOTIFY_SOCKET; False if there is none.
+
+    Never blocks: a notification the manager has no room for is dropped (a stalled reader must not stall
+    the daemon; the next STATUS= or WATCHDOG=1 follows soon)."""
     addr = os.environ.get("NOTIFY_SOCKET")
     if not addr or addr[0] not in "/@":
         return False
@@ -85,11 +88,51 @@ def sd_notify(message: str) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
             s.connect(target)
-            s.sendall(message.encode())
+            s.send(message.encode(), socket.MSG_DONTWAIT)
         return True
     except OSError as e:
         log.debug("sd_notify(%r) failed: %s", message, e)
         return False
+
+
+def watchdog_interval() -> float | None:
+    """Seconds between WATCHDOG=1 pings: half of systemd's $WATCHDOG_USEC when it is meant for this process
+    (None without a watchdog)."""
+    wd = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not wd.isdigit() or int(wd) <= 0 or (pid is not None and pid != str(os.getpid())):
+        return None
+    return int(wd) / 2e6
+
+
+class WatchdogPinger:
+    """Sends WATCHDOG=1 every ``interval`` seconds from a thread of its own, so that pings keep flowing
+    whatever the daemon is doing (a full sweep, a long archive, a busy index), as long as ``healthy()``
+    says the daemon is still working. Stops pinging (so that systemd restarts it) when it is not."""
+
+    def __init__(self, interval: float, healthy: Callable[[], bool]) -> None:
+        self.interval = interval
+        self.healthy = healthy
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="janitor-watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        warned = False
+        while True:
+            if self.healthy():
+                sd_notify("WATCHDOG=1")
+            elif not warned:
+                warned = True
+                log.error("the scheduler's thread is gone: no more watchdog pings (systemd restarts the daemon)")
+            if self._stop.wait(self.interval):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 # ---- the daemon's instance lock and state file -----------------------------------------------------
@@ -189,12 +232,16 @@ def status(dirs: JanitorDirs) -> dict[str, Any]:
         "index_sessions": count_sessions(dirs.index_db),
     }
     for k in ("started", "stopped", "roots", "schedule", "last_sweep", "last_full_sweep", "next_sweep",
-              "next_expiry", "watching", "index_trusted", "version"):
+              "next_expiry", "sweeping", "reload_refused", "watching", "index_trusted", "version"):
         if k in st:
             out[k] = st[k]
     if pid is None:
-        out.pop("next_sweep", None)
-        out.pop("next_expiry", None)
+        for k in ("next_sweep", "next_expiry", "sweeping"):
+            out.pop(k, None)
+    elif st.get("pid") == pid and isinstance(st.get("index_sessions"), int):
+        # The running daemon's own count, written with its next expiry: one consistent snapshot (the
+        # index file may already hold a session whose wake-up the state does not show yet).
+        out["index_sessions"] = st["index_sessions"]
     return out
 
 
@@ -636,9 +683,12 @@ class ChildFailed(JanitorError):
 
 class Daemon:
     def __init__(self, env: Env, *, actors: dict[Action, Any] | None = None,
-                 observer_factory: Any = None, debounce: float = 0.5, full_in_child: bool = True) -> None:
+                 observer_factory: Any = None, debounce: float = 0.5, full_in_child: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
         """``full_in_child``: run full sweeps in a short-lived process of their own (`janitor daemon` does,
-        so that the memory a big scan takes is given back; False runs them in this process)."""
+        so that the memory a big scan takes is given back; False runs them in this process).
+        ``clock``: "now" for every decision (tests move it instead of waiting for real due times)."""
+        self.clock = clock
         self.env = env
         self.dirs = env.dirs
         self.roots = [str(r) for r in env.roots]
@@ -663,10 +713,15 @@ class Daemon:
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._wake_at: float | None = None
+        self._waking = False  # a wake-up is running in the worker thread: it reschedules itself once it ended
+        self.sweeping: dict[str, Any] | None = None  # the sweep in progress (kind, since), for `janitor status`
+        self.reload_error: dict[str, Any] | None = None  # the last refused reload, until one succeeds
+        self.pinger: WatchdogPinger | None = None
+        self._status_sent = ""
         self._failures = 0
         self._busy_retries = 0
         self._not_before = 0.0  # no wake-up before this (backing off after a busy lock or a failure)
-        self.started = time.time()
+        self.started = self.clock()
         self.last_sweep: dict[str, Any] | None = None
         self.last_full: float | None = None
 
@@ -686,12 +741,14 @@ class Daemon:
         if initial_sweep:
             self.scheduler.add_job(self.full_sweep, "date", run_date=datetime.now(UTC), id="full-now",
                                    name="full sweep (start)")
-        wd = os.environ.get("WATCHDOG_USEC")
-        if wd and wd.isdigit() and int(wd) > 0 and os.environ.get("WATCHDOG_PID", str(os.getpid())) == str(
-                os.getpid()):
-            self.scheduler.add_job(sd_notify, "interval", seconds=int(wd) / 2e6, args=["WATCHDOG=1"],
-                                   id="watchdog", name="systemd watchdog ping")
+        from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES
+
+        self.scheduler.add_listener(self._job_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
         self.scheduler.start()
+        interval = watchdog_interval()
+        if interval is not None:
+            self.pinger = WatchdogPinger(interval, self._healthy)
+            self.pinger.start()
         log.info("daemon started: roots %s; full sweep %s", ", ".join(self.roots), self.schedule.describe())
         self.write_state()
 
@@ -702,6 +759,8 @@ class Daemon:
         self._signal_child(signal.SIGTERM)
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
+        if self.pinger is not None:
+            self.pinger.stop()
         self.watcher.stop()
         self.write_state(stopped=True)
         self.index.close()
@@ -713,7 +772,10 @@ class Daemon:
             pol, sched = load_settings(self.env)
         except JanitorError as e:
             log.error("config not reloaded, keeping the previous one: %s", e)
+            self.reload_error = {"at": _iso(self.clock()), "error": str(e)}
+            self.write_state()
             return False
+        self.reload_error = None
         self.policy = pol
         if sched != self.schedule:
             self.schedule = sched
@@ -754,13 +816,17 @@ class Daemon:
             "last_sweep": self.last_sweep,
             "last_full_sweep": _iso(self.last_full),
             "next_sweep": None if stopped else _iso(min(nxt) if nxt else None),
-            "next_expiry": None if stopped else _iso(self._job_time("wake")),
+            # The earliest due time in the index (not the wake-up job's time, which is gone from the scheduler
+            # while the job waits for the worker): in the past only while a sweep is in progress.
+            "next_expiry": None if stopped else _iso(self._wake_at),
+            "sweeping": None if stopped else self.sweeping,
+            "reload_refused": self.reload_error,
             "watching": {r: self.watcher.problems.get(r, "ok") for r in self.roots},
             "index_trusted": self.untrusted is None,
             "index_sessions": self.index.count(),
         }
         if stopped:
-            data["stopped"] = _iso(time.time())
+            data["stopped"] = _iso(self.clock())
         try:
             write_json_atomic(self.dirs.daemon_state, data)
         except OSError as e:
@@ -768,7 +834,10 @@ class Daemon:
         if not stopped:
             bits = [f"next sweep {data['next_sweep'] or '-'}", f"next expiry {data['next_expiry'] or '-'}",
                     f"{data['index_sessions']} sessions indexed"]
-            sd_notify("STATUS=" + "; ".join(bits))
+            text = "STATUS=" + "; ".join(bits)
+            if text != self._status_sent:
+                self._status_sent = text
+                sd_notify(text)
 
     # ---- scheduling ------------------------------------------------------------------------------------
 
@@ -780,32 +849,50 @@ class Daemon:
                                    replace_existing=True)
 
     def reschedule_wake(self, *, force: bool = False) -> None:
-        """Move the wake-up job to the earliest due time in the index (or remove it)."""
+        """Move the wake-up job to the earliest due time in the index (or remove it), and write the state.
+
+        While a wake-up runs, the job is not touched: APScheduler would skip a new run of it that falls due
+        before the running one has returned (max_instances=1), and that run would be lost. The wake-up
+        reschedules itself once it has returned (``_job_event``), from what is due then."""
         with self._lock:
             due = self.index.next_due()
             if due is not None:
                 due = max(due, self._not_before)
-            if not force and due == self._wake_at:
-                return
+            changed = force or due != self._wake_at
             self._wake_at = due
-            if self.scheduler is None or self.stop_event.is_set():
-                return
-            if due is None:
-                with contextlib.suppress(Exception):
-                    self.scheduler.remove_job("wake")
-            else:
-                self._add_once(self.wake, "wake", max(due, time.time()), "expiry wake-up")
+            if changed and not self._waking and self.scheduler is not None and not self.stop_event.is_set():
+                if due is None:
+                    with contextlib.suppress(Exception):
+                        self.scheduler.remove_job("wake")
+                else:
+                    self._add_once(self.wake, "wake", max(due, time.time()), "expiry wake-up")
         self.write_state()
+
+    def _job_event(self, event: Any) -> None:
+        """APScheduler: a job ended (called in the worker thread once the run no longer counts as running),
+        or a run was skipped because the job was still running. Either way the wake-up is put back at the
+        earliest due time: no expiry is ever left without a wake-up."""
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            log.debug("%s: a run was due while it was running; it runs again once it ends", event.job_id)
+            return
+        self.reschedule_wake(force=True)
+
+    def _healthy(self) -> bool:
+        """For the watchdog: the scheduler's thread is alive (a wedged or dead daemon stops pinging)."""
+        thread = getattr(self.scheduler, "_thread", None)
+        return thread is None or thread.is_alive()
 
     # ---- file events -------------------------------------------------------------------------------------
 
     def on_overflow(self) -> None:
         self.untrusted = "file events were lost (inotify queue overflow)"
-        self._add_once(self.full_sweep, "full-now", time.time() + 2.0, "full sweep (events lost)")
+        self._add_once(self.full_sweep, "full-now", self.clock() + 2.0, "full sweep (events lost)")
 
     def on_changes(self, changes: list[Change]) -> None:
         """Watcher batch → index. Runs in the watcher's flush thread."""
-        now = time.time()
+        now = self.clock()
         pol = self.policy
         low = shortest_expiry(pol)
         keep_last = uses_keep_last(pol)
@@ -852,7 +939,7 @@ class Daemon:
 
     def note_gone(self, entries: Iterable[Entry], how: str) -> None:
         """Sessions that disappeared: judged by the `gone` job a moment later."""
-        now = time.time()
+        now = self.clock()
         with self._lock:
             for e in entries:
                 self.gone.setdefault(e.key, (e, now, how))
@@ -866,7 +953,11 @@ class Daemon:
         self._sweep(full=True)
 
     def wake(self) -> None:
-        self._sweep(full=False)
+        self._waking = True
+        try:
+            self._sweep(full=False)
+        finally:
+            self._waking = False
 
     def _sweep(self, *, full: bool) -> None:
         if self.stop_event.is_set():
@@ -880,7 +971,7 @@ class Daemon:
             self._busy_retries += 1
             delay = min(RETRY_BUSY[0] * 2 ** (self._busy_retries - 1), RETRY_BUSY[1])
             log.info("another sweep holds %s; trying again in %s", self.dirs.lock_file, human_duration(delay))
-            self._not_before = time.time() + delay
+            self._not_before = self.clock() + delay
             if full:
                 self._add_once(self.full_sweep, "full-retry", self._not_before, "full sweep (retry)")
             self.reschedule_wake(force=True)
@@ -889,8 +980,10 @@ class Daemon:
         self._not_before = 0.0
         self._sweep_lock = lock
         kind = "full" if full or self.untrusted else "incremental"
-        started = time.time()
+        started = self.clock()
         summary: dict[str, Any] = {"kind": kind, "started": _iso(started)}
+        self.sweeping = {"kind": kind, "since": _iso(started)}
+        self.write_state()
         try:
             if kind == "full":
                 if not full:
@@ -919,17 +1012,18 @@ class Daemon:
             self._sweep_lock = None
             lock.__exit__(None, None, None)
         if self._failures:
-            self._not_before = time.time() + min(RETRY_FAILED[0] * 2 ** (self._failures - 1), RETRY_FAILED[1])
+            self._not_before = self.clock() + min(RETRY_FAILED[0] * 2 ** (self._failures - 1), RETRY_FAILED[1])
             if kind == "full" and self.untrusted:
                 self._add_once(self.full_sweep, "full-retry", self._not_before, "full sweep (retry)")
-        summary["finished"] = _iso(time.time())
+        summary["finished"] = _iso(self.clock())
+        self.sweeping = None
         if summary.get("acted") or kind == "full" or summary.get("error"):
             self.last_sweep = summary
             if summary.get("acted") or summary.get("error"):
                 log.info("%s sweep: %s", kind, ", ".join(f"{k} {v}" for k, v in summary.items()
                                                          if k not in ("kind", "started", "finished")))
         if self.gone:
-            self._add_once(self.judge_gone, "gone", time.time() + GONE_DELAY, "judge disappeared sessions")
+            self._add_once(self.judge_gone, "gone", self.clock() + GONE_DELAY, "judge disappeared sessions")
         self.reschedule_wake(force=True)
 
     def rewatch(self) -> None:
@@ -937,10 +1031,10 @@ class Daemon:
         if self.stop_event.is_set():
             return
         if self.watcher.ensure():
-            self._add_once(self.rewatch, "rewatch", time.time() + REWATCH, "retry watching")
+            self._add_once(self.rewatch, "rewatch", self.clock() + REWATCH, "retry watching")
         else:
             log.info("all roots are watched again: rebuilding the index with a full sweep")
-            self._add_once(self.full_sweep, "full-now", time.time(), "full sweep (watching again)")
+            self._add_once(self.full_sweep, "full-now", self.clock(), "full sweep (watching again)")
 
     def _check_stop(self, _n: int = 0) -> None:
         if self.stop_event.is_set():
@@ -952,7 +1046,7 @@ class Daemon:
         self.follower.poll()
         self.follower.restored.clear()  # a full sweep treats restored sessions like any other
         if self.watcher.ensure():
-            self._add_once(self.rewatch, "rewatch", time.time() + REWATCH, "retry watching")
+            self._add_once(self.rewatch, "rewatch", self.clock() + REWATCH, "retry watching")
         was_untrusted = self.untrusted
         self.untrusted = None if self.watcher.healthy else "not all roots are watched"
         start = f"{self.follower.ino}:{self.follower.pos}"
@@ -1091,7 +1185,7 @@ class Daemon:
         from .sweep import _sinks
 
         self.follower.poll()
-        now = time.time()
+        now = self.clock()
         records: list[dict[str, Any]] = []
         done: list[Key] = []
         removed: list[Key] = []

@@ -26,6 +26,19 @@ H = 3600.0
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
 
 
+class Clock:
+    """The daemon's "now": real time, moved ahead by a test instead of waiting for a due time."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+    def reach(self, t: float | None) -> None:
+        self.ahead = max(self.ahead, (t or 0.0) - time.time() + 0.05)
+
+
 @pytest.fixture
 def mkdaemon(jenv, root):
     made = []
@@ -33,7 +46,7 @@ def mkdaemon(jenv, root):
     def make(config: str = 'retention = "1h"\ngrace = "0s"\n', *, watch: bool = True) -> dm.Daemon:
         write_config(jenv, config)
         (root / "projects").mkdir(exist_ok=True)
-        d = dm.Daemon(Env(roots=[root], dirs=janitor_dirs()), debounce=0.05)
+        d = dm.Daemon(Env(roots=[root], dirs=janitor_dirs()), debounce=0.05, clock=Clock())
         if watch:
             assert d.watcher.start() == {}
         made.append(d)
@@ -66,7 +79,7 @@ def test_full_sweep_builds_the_index_and_incremental_sweeps_act_on_due_sessions(
     e = indexed(d, soon.session_id)
     assert e.due == pytest.approx(now + 2, abs=1)  # exactly when it expires
     assert indexed(d, old.session_id) is None and d.index.count() == 2
-    time.sleep(max(0.0, e.due - time.time()) + 0.05)
+    d.clock.reach(e.due)
     seen: list = []
     real = dm.rescan
     monkeypatch.setattr(dm, "rescan", lambda root, wanted: seen.append(sorted(wanted)) or real(root, wanted))
@@ -115,7 +128,7 @@ def test_deletions_by_others_are_audited_as_external_once(mkdaemon, root):
     assert ext[0]["detected_by"] == "watch" and ext[0]["paths"] == [f"projects/{a.project}/{a.session_id}.jsonl"]
     assert ext[0]["bytes"] > 0 and indexed(d, a.session_id).rel is None
     # What may be left of it is looked at again: nothing is, so it leaves the index without another record.
-    time.sleep(max(0.0, indexed(d, a.session_id).due - time.time()) + 0.05)
+    d.clock.reach(indexed(d, a.session_id).due)
     d.wake()
     d.judge_gone()
     assert indexed(d, a.session_id) is None and len(audit("external-delete")) == 1
@@ -158,7 +171,7 @@ def test_a_moved_transcript_is_not_a_deletion(mkdaemon, root):
     d.judge_gone()
     assert audit("external-delete") == []
     assert [e.project for e in d.index.find_sid(str(root), a.session_id) if e.rel] == ["-w-elsewhere"]
-    time.sleep(max(0.0, (d.index.next_due() or 0) - time.time()) + 0.05)
+    d.clock.reach(d.index.next_due() or 0)
     d.wake()  # the old place is looked at again: nothing left there
     d.judge_gone()
     assert [e.project for e in d.index.find_sid(str(root), a.session_id)] == ["-w-elsewhere"]
@@ -175,7 +188,7 @@ def test_keep_last_sessions_are_looked_at_again_when_a_newer_one_appears(mkdaemo
     b = make_session(root, "/w/a", now, side=False)
     assert wait_for(lambda: indexed(d, b.session_id) is not None)
     assert wait_for(lambda: indexed(d, a.session_id).due is not None)
-    time.sleep(max(0.0, indexed(d, a.session_id).due - time.time()))
+    d.clock.reach(indexed(d, a.session_id).due)
     d.wake()
     assert not a.paths[0].exists() and b.paths[0].exists()
 
@@ -228,7 +241,7 @@ def test_the_guard_holds_a_wake_up_that_would_remove_every_indexed_session(mkdae
     gs = [make_session(root, f"/w/p{i}", now - H + 2, side=False) for i in range(6)]
     d = mkdaemon()
     d.full_sweep()
-    time.sleep(max(0.0, d.index.next_due() - time.time()) + 0.05)
+    d.clock.reach(d.index.next_due())
     d.wake()  # all of them due at once, and nothing else indexed: the sign of a clock that jumped
     assert all(g.paths[0].exists() for g in gs) and audit("delete") == []
 
@@ -392,7 +405,7 @@ def test_the_daemon_archives_when_the_action_is_archive(mkdaemon, root):
     b = make_session(root, "/w/a", now - H + 2)
     d = mkdaemon('retention = "1h"\ngrace = "0s"\naction = "archive"\n')
     d.full_sweep()
-    time.sleep(max(0.0, indexed(d, b.session_id).due - time.time()) + 0.05)
+    d.clock.reach(indexed(d, b.session_id).due)
     d.wake()
     assert not a.paths[0].exists() and not b.paths[0].exists()
     done = [r for r in audit("archive") if r["phase"] == "result"]
@@ -406,7 +419,7 @@ def test_the_guard_judges_a_wake_up_against_every_indexed_session(mkdaemon, root
     due = [make_session(root, f"/w/d{i}", now - H + 2, side=False) for i in range(5)]
     d = mkdaemon()
     d.full_sweep()
-    time.sleep(max(0.0, d.index.next_due() - time.time()) + 0.05)
+    d.clock.reach(d.index.next_due())
     d.wake()  # the 5 due sessions are all of the wake-up's plan, but not all of the cache: not a mass removal
     assert not any(g.paths[0].exists() for g in due) and all(g.paths[0].exists() for g in keep)
 
