@@ -648,6 +648,8 @@ def service_install(claude_dirs: tuple[str, ...], config_path: str | None, syste
     if print_only:
         rendered: dict[str, Any] = (svc.render_systemd(setup, timer=timer) if backend == "systemd"
                                     else svc.render_launchd(setup, timer=timer))
+        for line in svc.private_tmp_warning(setup) if backend == "systemd" else []:
+            click.echo(line, err=True)
         where = svc.systemd_unit_dir() if backend == "systemd" else svc.launchd_agent_dir()
         for name, data in rendered.items():
             click.echo(f"# {where / name}", err=True)

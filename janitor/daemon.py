@@ -606,8 +606,15 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
 
         result["pid"] = os.getpid()
         result["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-        sys.stdout.write(json.dumps(result) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json.dumps(result) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The daemon is gone (killed): nobody reads the result. Exit quietly, also at interpreter exit
+            # (whose own flush of stdout would fail again).
+            log.debug("the daemon is gone; its full sweep's result is dropped")
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     from .paths import janitor_dirs
     from .safefs import SweepLock
@@ -758,7 +765,14 @@ class Daemon:
         self.stop_event.set()
         self._signal_child(signal.SIGTERM)
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=True)
+            # Not shutdown(wait=True): APScheduler holds its job-store lock while it waits, and the running
+            # job (writing the state, putting the wake-up back) needs that lock: a deadlock. Wait for the
+            # worker once the lock is free again.
+            self.scheduler.shutdown(wait=False)
+            for ex in getattr(self.scheduler, "_executors", {}).values():
+                pool = getattr(ex, "_pool", None)
+                if pool is not None:
+                    pool.shutdown(wait=True)
         if self.pinger is not None:
             self.pinger.stop()
         self.watcher.stop()

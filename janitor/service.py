@@ -87,6 +87,20 @@ class Setup:
                 out.append((p, True))
         return out
 
+    def under_tmp(self) -> list[Path]:
+        """The paths the service needs that lie under /tmp or /var/tmp: ``PrivateTmp=yes`` would give the
+        service an empty private /tmp in which they do not exist (an unswept cache, a fresh state dir)."""
+        paths = [*self.roots, self.dirs.config, self.dirs.state, self.dirs.log, self.dirs.data, self.archive_dir]
+        if self.config_path:
+            paths.append(Path(self.config_path))
+        paths += [Path(v) for k, v in self.environment().items() if k in PASS_ENV]
+        out: list[Path] = []
+        for p in paths:
+            real = Path(os.path.realpath(os.path.abspath(p)))
+            if any(real == t or t in real.parents for t in (Path("/tmp"), Path("/var/tmp"))) and p not in out:
+                out.append(p)
+        return out
+
     def environment(self) -> dict[str, str]:
         """Variables that pin the janitor's dirs to what this install computed (the service manager's
         environment may lack the user's XDG_* settings), plus pass-through ones set now."""
@@ -146,6 +160,7 @@ def render_systemd(setup: Setup, *, timer: bool = False) -> dict[str, str]:
         "@READ_WRITE_PATHS@": " ".join(sd_quote(("" if req else "-") + str(p)) for p, req in setup.writable),
         "@ENVIRONMENT@": "\n".join(f"Environment={sd_quote(f'{k}={v}')}" for k, v in env.items()),
         "@ON_CALENDAR@": f"*-*-* {setup.at[0]:02d}:{setup.at[1]:02d}:00",
+        "@PRIVATE_TMP@": "no" if setup.under_tmp() else "yes",
     }
     out = {}
     for name in names:
@@ -158,6 +173,16 @@ def render_systemd(setup: Setup, *, timer: bool = False) -> dict[str, str]:
             raise JanitorError(f"template {name}: unknown placeholder(s) {', '.join(sorted(set(left)))}")
         out[name] = text
     return out
+
+
+def private_tmp_warning(setup: Setup) -> list[str]:
+    """What to tell the user when the units are rendered with PrivateTmp=no (empty if they are not)."""
+    tmp = setup.under_tmp()
+    if not tmp:
+        return []
+    return [f"warning: {', '.join(str(p) for p in tmp)} {'is' if len(tmp) == 1 else 'are'} under /tmp or "
+            "/var/tmp, which a service with PrivateTmp=yes cannot see: the unit is written with PrivateTmp=no. "
+            "Files there may also be removed by tmp cleaners (systemd-tmpfiles) or at reboot."]
 
 
 def systemd_unit_dir() -> Path:
@@ -270,6 +295,7 @@ def install(setup: Setup, backend: str, *, timer: bool = False, runner: Runner =
         for name, text in render_systemd(setup, timer=timer).items():
             _write(unit_dir / name, text)
             res.files.append(unit_dir / name)
+        res.lines += private_tmp_warning(setup)
         res.run(runner, ["systemctl", "--user", "daemon-reload"])
         unit = SYSTEMD_SWEEP[1] if timer else SYSTEMD_DAEMON
         res.run(runner, ["systemctl", "--user", "enable", "--now", unit])

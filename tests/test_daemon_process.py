@@ -322,8 +322,10 @@ def test_a_sigkilled_daemon_leaves_no_full_sweep_running(root, jenv, tmp_path):
         # The sweep lock is the child's too: no other sweep starts while it is still at work.
         assert run_cli(["sweep", "--claude-dir", str(root)], jenv).returncode == 3
         (hold / "before-session.go").touch()
-        # PR_SET_PDEATHSIG: told to stop, it finishes the session in hand at most, and exits.
+        # PR_SET_PDEATHSIG: told to stop, it finishes the session in hand at most, and exits, quietly (no
+        # BrokenPipeError traceback for the result nobody reads any more).
         assert wait_for(lambda: not alive(child), timeout=20), d.output()
+        assert "Traceback" not in d.output() and "BrokenPipeError" not in d.output(), d.output()
     finally:
         d.log.close()
     results = assert_whole(gs)
@@ -362,6 +364,42 @@ def test_a_crashed_full_sweep_is_reported_and_the_daemon_goes_on(root, jenv, tmp
         d.proc.send_signal(signal.SIGTERM)
         assert d.proc.wait(timeout=30) == 0, d.output()  # exit codes unchanged
         assert "Traceback" not in d.output()
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+        d.log.close()
+
+
+def test_watchdog_pings_keep_flowing_during_a_full_sweep_of_a_10k_cache(root, jenv, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from gencache import generate
+
+    cache = tmp_path / "big"
+    generate(cache, sessions=10_000, max_age_days=120, quiet=True)  # about half of them expired under 60d
+    write_config(jenv, 'retention = "60d"\ngrace = "0s"\n')
+    usec = 3_000_000  # systemd kills a service that stays silent this long
+    d = Daemon(cache, dict(jenv, WATCHDOG_USEC=str(usec)), tmp_path, notify=True)
+    try:
+        got: list[tuple[float, str]] = []
+        start = end = None
+        deadline = time.monotonic() + 600
+        while end is None and time.monotonic() < deadline:
+            try:
+                msg = d.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            got.append((time.monotonic(), msg))
+            if msg.startswith("STATUS=full sweep in progress"):
+                start = time.monotonic()
+            elif start is not None and msg.startswith("STATUS=") and "in progress" not in msg:
+                end = time.monotonic()
+        assert start is not None and end is not None, (got, d.output())
+        pings = [t for t, m in got if m == "WATCHDOG=1" and start <= t <= end] + [end]
+        gaps = [b - a for a, b in zip([start, *pings], pings, strict=False)]
+        assert max(gaps) < usec / 1e6, (f"no ping for {max(gaps):.1f} s during a {end - start:.1f} s full sweep",
+                                        d.output())
+        assert len(pings) > 1
+        assert d.stop() == 0
     finally:
         if d.proc.poll() is None:
             d.proc.kill()

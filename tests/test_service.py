@@ -52,9 +52,11 @@ def test_rendered_daemon_unit(setup: svc.Setup) -> None:
     root = setup.roots[0]
     assert f'--claude-dir "{str(root).replace("%", "%%")}"' in text
     assert f"ExecStart={setup.command[0]} daemon" in text
-    for line in ("Type=notify", "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
-                 "ProtectHome=read-only", "WantedBy=default.target"):
+    for line in ("Type=notify", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=read-only",
+                 "WantedBy=default.target", "RestartPreventExitStatus=2 3", "WatchdogSec=2min"):
         assert line in text
+    # pytest's tmp_path is under /tmp: a private /tmp would hide the cache and the state from the service.
+    assert "PrivateTmp=no" in text and "PrivateTmp=yes" not in text
     rw = next(ln for ln in text.splitlines() if ln.startswith("ReadWritePaths="))
     d = setup.dirs
     assert f'"-{str(root).replace("%", "%%")}"' in rw  # optional, quoted, % escaped
@@ -138,6 +140,23 @@ class Recorder:
         return subprocess.CompletedProcess(list(cmd), rc, "enabled\n", "boom" if rc else "")
 
 
+def test_private_tmp_is_kept_unless_a_path_is_under_tmp(setup: svc.Setup, monkeypatch) -> None:
+    home = Path("/home/someone")
+    dirs = type(setup.dirs)(config=home / ".config/cj", state=home / ".local/state/cj",
+                            log=home / ".local/state/cj/log", data=home / ".local/share/cj")
+    elsewhere = svc.Setup(roots=[home / ".claude"], dirs=dirs, archive_dir=dirs.data / "archives")
+    for k in svc.PASS_ENV:
+        monkeypatch.delenv(k, raising=False)
+    assert elsewhere.under_tmp() == [] and svc.private_tmp_warning(elsewhere) == []
+    for name, text in svc.render_systemd(elsewhere).items():
+        assert "PrivateTmp=yes" in text, name
+    for claude in (Path("/tmp/claude"), Path("/var/tmp/x/.claude")):
+        one = svc.Setup(roots=[claude], dirs=dirs, archive_dir=dirs.data / "archives")
+        assert one.under_tmp() == [claude]
+        assert "PrivateTmp=no" in svc.render_systemd(one, timer=True)["claude-janitor-sweep.service"]
+        assert str(claude) in svc.private_tmp_warning(one)[0]
+
+
 def test_systemd_install_switch_and_uninstall(setup: svc.Setup, tmp_path: Path) -> None:
     units = tmp_path / "units"
     rec = Recorder()
@@ -145,6 +164,7 @@ def test_systemd_install_switch_and_uninstall(setup: svc.Setup, tmp_path: Path) 
     assert [p.name for p in res.files] == ["claude-janitor.service"]
     assert rec.calls == [["systemctl", "--user", "daemon-reload"],
                          ["systemctl", "--user", "enable", "--now", "claude-janitor.service"]]
+    assert any("PrivateTmp=no" in line for line in res.lines)  # tmp_path is under /tmp: said, not hidden
     assert setup.dirs.state.is_dir() and setup.dirs.log.is_dir() and setup.archive_dir.is_dir()
     rec.calls.clear()
     svc.install(setup, "systemd", timer=True, runner=rec, unit_dir=units)  # the timer replaces the daemon
@@ -187,6 +207,7 @@ def test_cli_prints_the_rendered_files(jenv, tmp_path: Path) -> None:
     p = run_cli(["service", "install", "--systemd", "--print", "--claude-dir", str(root)], jenv)
     assert p.returncode == 0, p.stderr
     assert f"daemon --claude-dir {root}" in p.stdout and "claude-janitor.service" in p.stderr
+    assert "PrivateTmp=no" in p.stderr and str(root) in p.stderr
     p = run_cli(["service", "install", "--launchd", "--timer", "--at", "01:02", "--print",
                  "--claude-dir", str(root)], jenv)
     assert p.returncode == 0, p.stderr
