@@ -56,6 +56,7 @@ VERSION = 1
 SUFFIX = ".tar.zst"
 HEADER_NAME = "janitor-archive.json"
 MANIFEST_NAME = "MANIFEST.json"
+HISTORY_NAME = "janitor-history.jsonl"  # the session's prompt-history lines ([history]), right after the header
 DATA = "data/"
 PARTIAL = ".partial-"
 RESTORE_TMP = ".janitor-restore-"
@@ -242,14 +243,17 @@ def make_header(d: Decision, now: float) -> dict[str, Any]:
 
 
 def write_archive(out: IO[bytes], root: Root, d: Decision, header: dict[str, Any], *,
-                  level: int = LEVEL) -> tuple[dict[str, Any], dict[str, Identity]]:
-    """Stream the session into ``out``: returns the manifest and the identity of every entry read."""
+                  level: int = LEVEL, history: bytes | None = None) -> tuple[dict[str, Any], dict[str, Identity]]:
+    """Stream the session into ``out``: returns the manifest and the identity of every entry read.
+    ``history``: the session's lines of history.jsonl, stored as a member of their own after the header."""
     idents: dict[str, Identity] = {}
     members: list[dict[str, Any]] = []
     zw = zstandard.ZstdCompressor(level=level, write_checksum=True).stream_writer(out, closefd=False)
     tf = tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=CHUNK)
     hb = _json_bytes(header)
     _add_bytes(tf, HEADER_NAME, hb, header["archived_at"])
+    if history is not None:
+        _add_bytes(tf, HISTORY_NAME, history, header["archived_at"])
     for p in d.session.pieces:
         for e in walk(root, p.rel, ino=p.ino):
             ti = tarfile.TarInfo(DATA + e.rel)
@@ -284,11 +288,17 @@ def write_archive(out: IO[bytes], root: Root, d: Decision, header: dict[str, Any
         "files": sum(1 for m in members if m["type"] == "file"),
         "bytes": sum(m.get("size", 0) for m in members),
     }
+    if history is not None:
+        manifest["history"] = _history_entry(history)
     _add_bytes(tf, MANIFEST_NAME, _json_bytes(manifest), header["archived_at"])
     tf.close()
     zw.close()
     out.flush()
     return manifest, idents
+
+
+def _history_entry(data: bytes) -> dict[str, Any]:
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "lines": data.count(b"\n")}
 
 
 # ---- reading and verifying ----------------------------------------------------------------------
@@ -412,8 +422,26 @@ def _read_meta(tf: tarfile.TarFile, m: tarfile.TarInfo | None, name: str) -> tup
         raise ArchiveInvalid(f"{name} is not valid JSON: {e}") from None
 
 
-def _read(f: IO[bytes], *, header_only: bool = False, sink: Sink | None = None
-          ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _read_history(tf: tarfile.TarFile, m: tarfile.TarInfo) -> bytes:
+    _need(m.isreg() and m.size <= MAX_META, f"{HISTORY_NAME} is not a plain file of a sane size")
+    ef = tf.extractfile(m)
+    assert ef is not None
+    return ef.read()
+
+
+def read_history(path: Path) -> list[bytes]:
+    """The prompt-history lines stored in an archive (reads only its first two members; [] if none)."""
+    with _open_archive(path) as f:
+        def go() -> list[bytes]:
+            _, tf = _open_stream(f)
+            check_header(_read_meta(tf, tf.next(), HEADER_NAME)[1])
+            m = tf.next()
+            return _read_history(tf, m).splitlines(keepends=True) if m and m.name == HISTORY_NAME else []
+        return _wrap(go)
+
+
+def _read(f: IO[bytes], *, header_only: bool = False, sink: Sink | None = None,
+          history_out: list[bytes] | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     zr, tf = _open_stream(f)
     hb, header = _read_meta(tf, tf.next(), HEADER_NAME)
     check_header(header)
@@ -423,8 +451,12 @@ def _read(f: IO[bytes], *, header_only: bool = False, sink: Sink | None = None
     seen: list[dict[str, Any]] = []
     dirs: set[str] = set()
     names: set[str] = set()
-    while True:
+    hist: bytes | None = None
+    m = tf.next()
+    if m is not None and m.name == HISTORY_NAME:
+        hist = _read_history(tf, m)
         m = tf.next()
+    while True:
         _need(m is not None, f"{MANIFEST_NAME} is missing (truncated archive?)")
         assert m is not None
         if m.name == MANIFEST_NAME:
@@ -462,6 +494,7 @@ def _read(f: IO[bytes], *, header_only: bool = False, sink: Sink | None = None
         if sink:
             sink.end()
         seen.append(entry)
+        m = tf.next()
     missing = sorted(set(pieces) - names)
     _need(not missing, f"piece {missing[0]!r} is in the header but not in the archive" if missing else "")
     mb, manifest = _read_meta(tf, m, MANIFEST_NAME)
@@ -476,6 +509,10 @@ def _read(f: IO[bytes], *, header_only: bool = False, sink: Sink | None = None
         exp = {k: v for k, v in want.items() if k != "mtime_ns"}
         _need(exp == got, f"{got['path']}: does not match the manifest (expected "
                           f"{exp.get('sha256', exp.get('type'))}, found {got.get('sha256', got.get('type'))})")
+    _need(manifest.get("history") == (None if hist is None else _history_entry(hist)),
+          f"{HISTORY_NAME} does not match the manifest")
+    if hist is not None and history_out is not None:
+        history_out.extend(hist.splitlines(keepends=True))
     _need(tf.next() is None, "unexpected members after the manifest")
     while zr.read(CHUNK):  # to the end of the zstd frame, so its checksum is checked too
         pass
@@ -514,11 +551,13 @@ def read_header(path: Path) -> ArchiveInfo:
     return ArchiveInfo(path, header, None, size)
 
 
-def verify(path: Path, *, sink: Sink | None = None, dir_fd: int | None = None) -> ArchiveInfo:
-    """Read the whole archive and check every member against the manifest. Raises ArchiveInvalid/OSError."""
+def verify(path: Path, *, sink: Sink | None = None, dir_fd: int | None = None,
+           history_out: list[bytes] | None = None) -> ArchiveInfo:
+    """Read the whole archive and check every member against the manifest. Raises ArchiveInvalid/OSError.
+    ``history_out`` gets the prompt-history lines the archive holds, if any."""
     with _open_archive(path, dir_fd) as f:
         size = os.fstat(f.fileno()).st_size
-        header, manifest = _wrap(lambda: _read(f, sink=sink))
+        header, manifest = _wrap(lambda: _read(f, sink=sink, history_out=history_out))
     return ArchiveInfo(path, header, manifest, size)
 
 
@@ -655,6 +694,7 @@ class ArchiveStore:
     dir: Path
     now: float
     level: int = LEVEL
+    history: bool = False  # [history] removed_sessions: the session's history.jsonl lines go in its archive
 
     def archive(self, root: Root, d: Decision) -> Path:
         """Archive the session and delete its originals (see the module docstring for the order)."""
@@ -684,11 +724,16 @@ class ArchiveStore:
         base = f"{safe_name(s.session_id)}.{_stamp(self.now)}"
         tmp = f".{base}{PARTIAL}{secrets.token_hex(6)}"
         header = make_header(d, self.now)
+        hist = None
+        if self.history:
+            from .history import lines_of
+
+            hist = b"".join(x if x.endswith(b"\n") else x + b"\n" for x in lines_of(root.path, s.session_id))
         try:
             fd = os.open(tmp, NEW_FILE, 0o600, dir_fd=dfd)
             with os.fdopen(fd, "wb", buffering=CHUNK) as out:
                 os.fchmod(fd, 0o600)
-                manifest, idents = write_archive(out, root, d, header, level=self.level)
+                manifest, idents = write_archive(out, root, d, header, level=self.level, history=hist)
                 testhooks.point("archive-written")
                 os.fsync(fd)
                 _drop_cache(fd)
@@ -752,7 +797,8 @@ class ArchiveStore:
                 continue
             h = info.header
             if (h["session_id"], h["root"], h["project"]) == (s.session_id, s.root, s.project) \
-                    and info.manifest is not None and _covers(info.manifest, manifest):
+                    and info.manifest is not None and _covers(info.manifest, manifest) \
+                    and info.manifest.get("history") == manifest.get("history"):
                 return path
         return None
 
@@ -789,7 +835,8 @@ def bind(actors: dict[Action, Any], pol: Policy, dirs: JanitorDirs, now: float) 
     act = actors.setdefault(Action.ARCHIVE, archive_actor)
     if act is archive_actor:
         actors[Action.ARCHIVE] = functools.partial(archive_actor,
-                                                   store=ArchiveStore(archive_dir_for(pol, dirs), now))
+                                                   store=ArchiveStore(archive_dir_for(pol, dirs), now,
+                                                                      history=pol.history.removed_sessions))
     return actors
 
 
@@ -926,6 +973,7 @@ class RestoreResult:
     files: int = 0
     bytes: int = 0
     header_root: str | None = None  # the archive names another Claude dir than the one restored into
+    history: Any = None  # history.HistoryResult: the session's prompt-history lines put back
 
 
 def _tmp_prefix(session_id: str) -> str:
@@ -1105,7 +1153,8 @@ def restore(info: ArchiveInfo, *, target_root: Path, audit: AuditLog | None = No
     The archive is verified in full first; a live entry in the way that is not identical to the archived
     one is never overwritten (JanitorError, exit 1). An identical one is left as it is, so a restore cut
     short can simply be run again. The archive itself is kept."""
-    full = verify(info.path)
+    hist: list[bytes] = []
+    full = verify(info.path, history_out=hist)
     h, manifest = full.header, full.manifest
     assert manifest is not None
     sid = h["session_id"]
@@ -1135,6 +1184,7 @@ def restore(info: ArchiveInfo, *, target_root: Path, audit: AuditLog | None = No
             raise JanitorError(f"{root_path}/{rel} already exists and differs from the archive: refusing to "
                                "overwrite a live file (move it away first if you want the archived one)", 1)
         if len(res.already) == len(pieces):
+            _put_history_back(res, hist)
             return res
         if audit:
             audit.append([{**base, "phase": "intent", "result": "pending"}])
@@ -1179,10 +1229,20 @@ def restore(info: ArchiveInfo, *, target_root: Path, audit: AuditLog | None = No
             raise
         finally:
             ex.close()
+    _put_history_back(res, hist)
     if audit:
+        extra = {"history_lines": res.history.added} if res.history is not None else {}
         audit.append([{**base, "phase": "result", "result": "ok", "restored": res.restored,
-                       "already_present": res.already}])
+                       "already_present": res.already, **extra}])
     return res
+
+
+def _put_history_back(res: RestoreResult, lines: list[bytes]) -> None:
+    """The session's archived prompt-history lines go back into history.jsonl (those not there yet)."""
+    if lines:
+        from .history import put_back
+
+        res.history = put_back(res.root, lines)
 
 
 def _publish_file(pfd: int, tmp: str, name: str, shown: str) -> None:

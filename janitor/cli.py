@@ -476,18 +476,24 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
             pinned = True
         except ConfigError:
             pass  # not a UUID-shaped id: cannot be pinned; the note below says what happens
+    hist_failed = res.history is not None and res.history.result.startswith("failed")
     if as_json:
         click.echo(json.dumps({"session_id": session_id, "archive": str(res.archive), "root": res.root,
                                "project_path": h.get("project_path"), "restored": res.restored,
                                "already_present": res.already, "files": res.files, "bytes": res.bytes,
-                               "pinned": pinned, "archive_names_root": res.header_root},
+                               "pinned": pinned, "archive_names_root": res.header_root,
+                               "history": res.history.to_dict() if res.history is not None else None},
                               indent=2, ensure_ascii=True))
-        return
+        sys.exit(EXIT_PARTIAL if hist_failed else EXIT_OK)
     where = h.get("project_path") or h.get("project") or "(no project)"
+    if res.history is not None and res.history.result != "nothing to do":
+        hr = res.history
+        click.echo(f"prompt history: {hr.added} lines put back into {res.root}/history.jsonl" if hr.result == "ok"
+                   else f"prompt history: {hr.result}", err=hist_failed)
     if not res.restored:
         click.echo(f"session {session_id} is already in place in {res.root} (identical to {res.archive}); "
                    "nothing to do")
-        return
+        sys.exit(EXIT_PARTIAL if hist_failed else EXIT_OK)
     click.echo(f"restored session {session_id} ({where}) from {res.archive}")
     click.echo(f"  into {res.root}: {len(res.restored)} pieces, {res.files} files, {res.bytes} bytes")
     for rel in res.already:
@@ -500,6 +506,7 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
     else:
         click.echo("note: the files keep their original times, so the next sweep archives the session again "
                    "unless it is resumed (or pinned) first; the archive itself is kept.")
+    sys.exit(EXIT_PARTIAL if hist_failed else EXIT_OK)
 
 
 # ---- daemon, status, service -------------------------------------------------------------------------

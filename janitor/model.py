@@ -181,6 +181,7 @@ class Plan:
     # The stores beyond sessions (stores.StoreDecision per store and root), planned with a full scan only;
     # execute() acts on them after the sessions and fills in their results.
     stores: list[Any] = field(default_factory=list)
+    history: list[Any] = field(default_factory=list)  # history.HistoryResult per Claude dir ([history])
 
     @property
     def to_act(self) -> list[Decision]:

@@ -102,6 +102,7 @@ def to_json(res: RunResult, *, all_sessions: bool = True) -> str:
         "warnings": res.plan.warnings + ([res.guard] if res.guard else []),
         "archives": getattr(res, "archives", None),
         "stores": [sd.to_dict() for sd in res.plan.stores],
+        "history": [h.to_dict() for h in res.plan.history],
     }
     # ASCII JSON: names that are not valid UTF-8 stay representable (as \udcXX escapes) and the output is
     # always valid UTF-8 for whatever consumes it.
@@ -394,6 +395,15 @@ def summary_lines(res: RunResult) -> list[str]:
         if o.result in ("failed", "skipped"):
             lines.append(f"{o.result}: {shown(o.decision.session.session_id)}: {shown(o.error or '')}")
     lines += store_lines(res)
+    for h in res.plan.history:
+        what = f"{h.dropped_sessions} of removed sessions, {h.dropped_age} past the [history] retention"
+        if h.result in ("ok", "dry-run"):
+            lines.append(f"history {shown(h.root)}/history.jsonl: {'would drop' if res.dry_run else 'dropped'} "
+                         f"{h.dropped} of {h.lines} lines ({what})")
+        elif h.result != "nothing to do":
+            lines.append(f"history {shown(h.root)}/history.jsonl: {shown(h.result)}")
+        if h.kept_archived:
+            lines.append(f"  {h.kept_archived} lines of archived sessions are not in their archive: kept")
     if res.plan.unknown:
         lines.append(f"{len(res.plan.unknown)} unknown entries left alone:")
         lines += [f"  {shown(u)}" for u in res.plan.unknown[:50]]

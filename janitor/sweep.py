@@ -495,6 +495,11 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
         if not stopped and not (should_stop and should_stop()):
             # The stores beyond sessions (planned by a full scan only), after the sessions.
             stores.execute(plan.stores, dry_run=dry_run, audit=audit, should_stop=should_stop)
+        if pol.history.enabled:  # the lines of the sessions removed above (and old lines), under Claude's lock
+            from . import history
+
+            plan.history = history.after_sweep(plan.decisions, outcomes, pol, plan.now, dry_run=dry_run,
+                                               audit=audit)
     finally:
         try:  # an exception above never leaves a session being acted on in the background
             for _, wait in inflight:
