@@ -43,6 +43,7 @@ from typing import IO, Any, Protocol
 import zstandard
 
 from . import testhooks
+from .atomicfile import fsync_dir, mkdirs_private
 from .audit import AuditLog
 from .cache import TS_MAX, piece_owner
 from .durations import human_bytes, human_duration
@@ -639,34 +640,6 @@ def partial_files(archive_dir: Path) -> list[Path]:
 
 # ---- the store: where archives go, and the archive action ------------------------------------------
 
-def _mkdirs_private(path: Path) -> None:
-    """Create ``path`` and any missing parents with mode 0700, each made durable in its parent."""
-    missing = []
-    p = path
-    while not os.path.lexists(p):
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            os.mkdir(d, 0o700)
-        except FileExistsError:
-            continue
-        os.chmod(d, 0o700)
-        _fsync_dir(d.parent)
-
-
-def _fsync_dir(path: Path | None = None, fd: int | None = None) -> None:
-    own = fd is None
-    if own:
-        fd = os.open(str(path), DIR_FLAGS)
-    assert fd is not None
-    try:
-        os.fsync(fd)
-    finally:
-        if own:
-            os.close(fd)
-
-
 def _drop_cache(fd: int) -> None:
     if hasattr(os, "posix_fadvise"):
         try:
@@ -700,7 +673,7 @@ class ArchiveStore:
         """Archive the session and delete its originals (see the module docstring for the order)."""
         s = d.session
         target = self.dir / project_dir_name(s.project)
-        _mkdirs_private(target)
+        mkdirs_private(target)
         dfd = os.open(target, DIR_FLAGS)
         try:
             final, idents = self._write_verify_publish(root, d, dfd, target)
@@ -894,7 +867,7 @@ def prune(archive_dir: Path, retention: Window | None, now: float, *, dry_run: b
     for a, rec in todo:
         try:
             a.path.unlink()
-            _fsync_dir(a.path.parent)
+            fsync_dir(a.path.parent)
             res = {**rec, "result": "ok"}
         except FileNotFoundError:
             res = {**rec, "result": "vanished"}

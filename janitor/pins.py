@@ -1,6 +1,6 @@
 """Pinned sessions: a JSON list of session ids in the state dir that no sweep ever removes.
 
-Read by cache.load_pins; written here atomically (temp file → fsync → rename → fsync dir) under an
+Read by cache.load_pins; written here atomically (atomicfile.write_atomic) under an
 exclusive lock, so concurrent `janitor pin` calls never lose an update and a crash never leaves half a file.
 """
 
@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from .atomicfile import write_atomic
 from .cache import UUID_RE, load_pins
 from .ids import canonical_id
 from .model import ConfigError
@@ -27,20 +28,7 @@ def check_id(session_id: str) -> str:
 
 
 def _write_atomic(path: Path, ids: list[str]) -> None:
-    ensure_private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, (json.dumps(ids, indent=1) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(path, json.dumps(ids, indent=1) + "\n")
 
 
 def update(path: Path, add: Iterable[str] = (), remove: Iterable[str] = ()) -> tuple[list[str], list[str]]:

@@ -363,14 +363,6 @@ def _unlink_quiet(name: str, dir_fd: int) -> None:
         pass
 
 
-def fsync_dir(path: str | Path) -> None:
-    fd = os.open(str(path), DIR_FLAGS)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class SweepLock:
     """An exclusive flock on the state dir's lock file: one sweep at a time (daemon or one-shot)."""
 
