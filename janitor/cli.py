@@ -348,13 +348,15 @@ def audit_path() -> None:
 @click.option("--file", "file", type=click.Path(dir_okay=False), help="Verify this log instead.")
 @handle_errors
 def audit_verify(file: str | None) -> None:
-    """Check the hash chain: exit 1 if any record was edited, reordered, removed or cut off."""
+    """Check the hash chain, its head and anchor: exit 1 if a record was edited, reordered, removed or cut off."""
     from pathlib import Path
 
     from .audit import verify
     from .paths import janitor_dirs
 
-    ok, msg, _ = verify(Path(file) if file else janitor_dirs().audit_log)
+    dirs = janitor_dirs()
+    ok, msg, _ = verify(Path(file), anchor=dirs.audit_anchor) if file else \
+        verify(dirs.audit_log, anchor=dirs.audit_anchor)
     click.echo(msg, err=not ok)
     sys.exit(0 if ok else 1)
 
@@ -433,12 +435,11 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
     from pathlib import Path
 
     from . import archive as arc
-    from .audit import AuditLog
     from .ids import same_id
     from .paths import claude_dirs as find_dirs
     from .paths import janitor_dirs
     from .safefs import Changed, SweepLock, Unsafe
-    from .sweep import Env, _sinks
+    from .sweep import Env, audit_log
 
     dirs = janitor_dirs()
     target = find_dirs((claude_dir,) if claude_dir else ())[0]
@@ -451,8 +452,8 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
         else:
             info = arc.find_archive(_archive_dir(config_path), session_id, project=project)
         with SweepLock(dirs.lock_file, wait=wait):
-            audit_log = AuditLog(dirs.audit_log, sinks=_sinks(Env(roots=[], dirs=dirs, config_path=config_path)))
-            res = arc.restore(info, target_root=target, audit=audit_log)
+            res = arc.restore(info, target_root=target,
+                              audit=audit_log(Env(roots=[], dirs=dirs, config_path=config_path)))
     except arc.ArchiveInvalid as e:
         fail(f"archive {info.path if info else archive_file} is not usable: {e}; nothing was restored",
              EXIT_PARTIAL)

@@ -32,6 +32,9 @@ TOP_KEYS: dict[str, str] = {
     "sweep_interval": 'daemon: how often to run a full sweep (default "1d")',
     "sweep_cron": 'daemon: crontab expression for the full sweep (instead of sweep_interval)',
     "audit_sink": 'also send audit records to "journald" or "syslog"',
+    "audit_rotate_size": 'start a new audit log file past this size: "8MiB" (default), bytes, or 0 for never',
+    "audit_keep_files": "rotated audit log files kept, oldest removed first (default 8; 0 keeps all)",
+    "audit_compress": "compress rotated audit log files but the newest with zstandard (default false)",
     "rule": "per-project rules: [[rule]] tables",
     "stores": 'per-store windows for the stores beyond sessions: [stores] paste-cache = "7d" … ("forever" keeps)',
     "history": "opt-in pruning of history.jsonl: [history] removed_sessions = true, retention = \"180d\"",
@@ -108,6 +111,56 @@ def _nonneg_int(value: object, where: str, errors: list[str]) -> int | None:
         errors.append(f"{where}: must be a whole number ≥ 0, got {value!r}")
         return None
     return value
+
+
+SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024 ** 2, "mb": 1000 ** 2,
+              "mib": 1024 ** 2, "g": 1024 ** 3, "gb": 1000 ** 3, "gib": 1024 ** 3}
+
+
+def parse_size(value: object) -> int:
+    """A byte count from a whole number or a string like "8MiB", "512K", "1GB" (ValueError if not one)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a size like \"8MiB\" or a number of bytes, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value!r}")
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        num = text.rstrip("kmgib")
+        unit = text[len(num):]
+        if num.isdigit() and unit in SIZE_UNITS and len(num) < 16:
+            return int(num) * SIZE_UNITS[unit]
+    raise ValueError(f"must be a size like \"8MiB\" or a number of bytes, got {value!r}")
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    rotate_bytes: int
+    keep: int
+    compress: bool
+
+
+def audit_settings(data: dict[str, Any], errors: list[str] | None = None, where: str = "config") -> AuditSettings:
+    """The audit log's rotation keys (defaults for what is missing or, without ``errors``, invalid)."""
+    from .audit import KEEP_ROTATED, ROTATE_BYTES
+
+    errs: list[str] = [] if errors is None else errors
+    rotate, keep, compress = ROTATE_BYTES, KEEP_ROTATED, False
+    if "audit_rotate_size" in data:
+        try:
+            rotate = parse_size(data["audit_rotate_size"])
+        except ValueError as e:
+            errs.append(f"{where}: audit_rotate_size: {e}")
+    if "audit_keep_files" in data:
+        k = _nonneg_int(data["audit_keep_files"], f"{where}: audit_keep_files", errs)
+        keep = KEEP_ROTATED if k is None else k
+    if "audit_compress" in data:
+        if isinstance(data["audit_compress"], bool):
+            compress = data["audit_compress"]
+        else:
+            errs.append(f"{where}: audit_compress: must be true or false, got {data['audit_compress']!r}")
+    return AuditSettings(rotate, keep, compress)
 
 
 def build_policy(raw: RawConfig, *, older_than: str | None = None, action: str | None = None,
@@ -200,6 +253,7 @@ def build_policy_layer(raw: RawConfig, *, older_than: str | None = None, action:
     if "audit_sink" in data and data["audit_sink"] not in ("journald", "syslog", "none"):
         errors.append(f"{where_file}: audit_sink: must be \"journald\", \"syslog\" or \"none\", "
                       f"got {data['audit_sink']!r}")
+    audit_settings(data, errors, where_file)
 
     if "stores" in data:
         _stores(data["stores"], where_file, src_of("stores"), policy, errors)

@@ -211,13 +211,9 @@ def read_state(dirs: JanitorDirs) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    from .atomicfile import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def status(dirs: JanitorDirs) -> dict[str, Any]:
@@ -334,6 +330,7 @@ class AuditFollower:
         self.acts: dict[tuple[str, str], tuple[str, float]] = {}  # (root, sid) -> (state, when read)
         self.restored: set[tuple[str, str]] = set()  # (root, sid) brought back by `janitor restore`
         self.ino, self.pos = 0, 0
+        self._skip = 0
         saved = index.get_meta("audit_pos")
         if saved:
             try:
@@ -355,11 +352,31 @@ class AuditFollower:
             return None
         with f:
             st = os.fstat(f.fileno())
+            older = b""
             if st.st_ino != self.ino or st.st_size < self.pos:
+                older = self._rest_of_rotated()
                 self.ino, self.pos = st.st_ino, 0  # a new or rewritten log: read it from the start
             f.seek(self.pos)
             data = f.read()
-        return data[:data.rfind(b"\n") + 1]  # only whole records
+        self._skip = len(older)  # not part of the live log's position
+        return older + data[:data.rfind(b"\n") + 1]  # only whole records
+
+    def _rest_of_rotated(self) -> bytes:
+        """The log was rotated since the last read: what was appended to it before that (the newest rotated
+        file is the old inode, renamed; it stays uncompressed until the next rotation)."""
+        from .audit import rotated_files
+
+        for p in reversed(rotated_files(self.path)):
+            try:
+                with open(p, "rb") as f:
+                    if os.fstat(f.fileno()).st_ino != self.ino:
+                        continue
+                    f.seek(self.pos)
+                    data = f.read()
+            except OSError:
+                continue
+            return data[:data.rfind(b"\n") + 1]
+        return b""
 
     def poll(self) -> None:
         data = self._read()
@@ -368,7 +385,7 @@ class AuditFollower:
         now = time.monotonic()
         for line in data.splitlines():
             self._take(line, now)
-        self._advance(len(data), now)
+        self._advance(len(data) - self._skip, now)
 
     def adopt(self, pos: str, restored: Iterable[tuple[str, str]] = ()) -> None:
         """After a full sweep (run in a process of its own): stand where that sweep left the log. Its own
@@ -403,7 +420,9 @@ class AuditFollower:
             self.acts[key] = ("pending", now)
         elif rec.get("phase") == "result":
             result = rec.get("result")
-            self.acts[key] = ("janitor" if result == "ok" else "not-janitor", now)
+            # "interrupted" + "gone": the run that meant to remove it was killed; found gone afterwards
+            mine = result == "ok" or (result == "interrupted" and rec.get("found") == "gone")
+            self.acts[key] = ("janitor" if mine else "not-janitor", now)
 
     def _advance(self, n: int, now: float) -> None:
         self.pos += n
@@ -618,7 +637,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
 
     from .paths import janitor_dirs
     from .safefs import SweepLock
-    from .sweep import Env
+    from .sweep import Env, recover
 
     env = Env(roots=[Path(r) for r in roots], dirs=janitor_dirs(), config_path=config_path,
               default_root=default_root)
@@ -631,6 +650,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
         if lock_fd is None:
             lock = SweepLock(env.dirs.lock_file, wait=0.0)
             lock.__enter__()
+            recover(env)  # run by itself, not by a daemon (which settles the audit log before a sweep)
         else:
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the daemon's: already ours (same open file)
@@ -973,6 +993,19 @@ class Daemon:
         finally:
             self._waking = False
 
+    def _recover(self) -> None:
+        """What a killed sweep (this daemon's, a one-shot's) left unsaid in the audit log: said now."""
+        from .sweep import recover
+
+        try:
+            done = recover(self.env)
+        except OSError as e:
+            log.error("cannot settle the audit log's unfinished intents: %s", e)
+            return
+        if done:
+            log.info("audit log: %d intent(s) left by a killed run now have their result (what is on disk)",
+                     len(done))
+
     def _sweep(self, *, full: bool) -> None:
         if self.stop_event.is_set():
             return
@@ -993,6 +1026,7 @@ class Daemon:
         self._busy_retries = 0
         self._not_before = 0.0
         self._sweep_lock = lock
+        self._recover()
         kind = "full" if full or self.untrusted else "incremental"
         started = self.clock()
         summary: dict[str, Any] = {"kind": kind, "started": _iso(started)}
@@ -1195,8 +1229,7 @@ class Daemon:
     def judge_gone(self) -> None:
         """Transcripts that disappeared: removed by a janitor sweep (per the audit log), moved to another
         project, or removed by someone else (recorded as ``external-delete``, once per transcript)."""
-        from .audit import AuditLog
-        from .sweep import _sinks
+        from .sweep import audit_log
 
         self.follower.poll()
         now = self.clock()
@@ -1242,7 +1275,7 @@ class Daemon:
                 self.gone.pop(k, None)
             pending = bool(self.gone)
         if records:
-            AuditLog(self.dirs.audit_log, sinks=_sinks(self.env)).append(records)
+            audit_log(self.env).append(records)
             log.info("%d session(s) removed by another process: recorded as external-delete", len(records))
         if pending:
             self._add_once(self.judge_gone, "gone", now + (5.0 if later else GONE_DELAY),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, config
-from .durations import human_duration
+from .durations import human_bytes, human_duration
 from .model import ConfigError, Policy, Window
 from .paths import JanitorDirs, managed_policy_path, managed_settings_dir
 
@@ -178,6 +178,7 @@ def _fmt_window(seconds: float | None) -> str:
 def _policy_rows(pol: Policy, raw: dict[str, Any], dirs: JanitorDirs) -> list[dict[str, Any]]:
     src = pol.sources
     d = "default"
+    aud = config.audit_settings(raw)
     rows = [
         ("retention", _fmt_window(pol.retention.seconds) if pol.retention else
          "Claude Code's cleanupPeriodDays (per config dir / project, below)", src.get("retention", d)),
@@ -194,6 +195,10 @@ def _policy_rows(pol: Policy, raw: dict[str, Any], dirs: JanitorDirs) -> list[di
         ("sweep_interval", str(raw.get("sweep_interval", "1d")), src.get("sweep_interval", d)),
         ("sweep_cron", str(raw.get("sweep_cron", "-")), src.get("sweep_cron", d)),
         ("audit_sink", str(raw.get("audit_sink", "none")), src.get("audit_sink", d)),
+        ("audit_rotate_size", human_bytes(aud.rotate_bytes) if aud.rotate_bytes else "never",
+         src.get("audit_rotate_size", d)),
+        ("audit_keep_files", str(aud.keep) if aud.keep else "all", src.get("audit_keep_files", d)),
+        ("audit_compress", "true" if aud.compress else "false", src.get("audit_compress", d)),
     ]
     return [{"key": k, "value": v, "source": s} for k, v, s in rows]
 

@@ -70,6 +70,11 @@ class JanitorDirs:
         return self.log / "audit.jsonl"
 
     @property
+    def audit_anchor(self) -> Path:
+        """A second copy of the audit log's head, away from the log's dir (see audit.py)."""
+        return self.data / "audit.anchor"
+
+    @property
     def lock_file(self) -> Path:
         return self.state / "sweep.lock"
 

@@ -432,7 +432,7 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
     actors = actors or {Action.DELETE: delete_session}
     if any(d.action is Action.ARCHIVE for d in plan.to_act):  # else archive (and zstandard) stay unloaded
         actors = _with_archive(actors, pol, env, plan.now)
-    audit = None if dry_run else AuditLog(env.dirs.audit_log, sinks=_sinks(env))
+    audit = None if dry_run else audit_log(env)
     todo = plan.to_act
     outcomes: list[Outcome] = []
     roots: dict[str, Root] = {}
@@ -555,6 +555,28 @@ def _sinks(env: Env) -> tuple[str, ...]:
     return (sink,) if sink in ("journald", "syslog") else ()
 
 
+def audit_log(env: Env) -> AuditLog:
+    """The audit log as configured: its sinks, its anchor (in the data dir) and its rotation."""
+    try:
+        raw = config.effective_raw(env.config_path)  # the managed policy's keys win
+    except ConfigError:
+        raw = {}
+    sink = raw.get("audit_sink")
+    st = config.audit_settings(raw)
+    return AuditLog(env.dirs.audit_log, sinks=(sink,) if sink in ("journald", "syslog") else (),
+                    anchor=env.dirs.audit_anchor, rotate_bytes=st.rotate_bytes, keep=st.keep,
+                    compress=st.compress)
+
+
+def recover(env: Env) -> list[dict[str, Any]]:
+    """Before a sweep acts (the caller holds the sweep lock): settle what a killed run left behind.
+
+    Every intent in the audit log without a result gets one saying what is on disk now (gone, present
+    or partly), so the log tells what happened. Returns those records."""
+    roots = [str(r) for r in env.roots] or None
+    return audit_log(env).reconcile(lambda p: os.path.lexists(p), roots)
+
+
 def _archive_module() -> Any:
     try:
         from . import archive
@@ -576,7 +598,7 @@ def maintain_archives(env: Env, pol: Policy, now: float, *, dry_run: bool) -> di
     if archive is None:
         return None
     return archive.maintain(pol, env.dirs, now, dry_run=dry_run,
-                            audit=None if dry_run else AuditLog(env.dirs.audit_log, sinks=_sinks(env)))
+                            audit=None if dry_run else audit_log(env))
 
 
 def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = None,
@@ -587,7 +609,10 @@ def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = No
 
     ``phase(label, total, unit)``, if given, is told when scanning and acting start and returns the
     counter for that phase (the CLI's progress line). ``acting()``, if given, is called once, just before
-    the first change to anything (never in a dry run): until then a signal may stop the run at once."""
+    the first change to anything but the audit log (never in a dry run): until then a signal may stop the
+    run at once. Settling the audit log first (``recover``) is crash-safe at any instant."""
+    if not dry_run:
+        recover(env)
     plan, pol, seen = build_plan(env, now, progress=phase("scanning", None, "entries") if phase else progress)
     testhooks.point("after-plan")
     result = RunResult(plan=plan, policy=pol, dry_run=dry_run, files_seen=seen)

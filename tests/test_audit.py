@@ -66,9 +66,12 @@ def test_truncation_detected(log: AuditLog, cut: str):
     assert not ok, msg
 
 
-def test_chain_continues_across_appends_and_without_head(log: AuditLog):
+def test_chain_continues_across_appends_and_a_deleted_head_is_recorded(log: AuditLog):
     log.head_path.unlink()
+    assert not verify(log.path)[0]
     log.append([{"action": "delete", "phase": "intent", "session_id": "x", "result": "pending"}])
     recs = [json.loads(x) for x in lines(log)]
-    assert recs[-1]["seq"] == 7 and recs[-1]["prev"] == recs[-2]["hash"]
-    assert verify(log.path)[0]
+    assert recs[-1]["seq"] == 8 and recs[-1]["prev"] == recs[-2]["hash"]
+    assert recs[-2]["action"] == "audit-recovery" and recs[-2]["problem"] == "tampered"
+    ok, msg, _ = verify(log.path)
+    assert not ok and "head file was missing" in msg, msg

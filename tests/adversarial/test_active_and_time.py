@@ -153,7 +153,9 @@ def test_audit_intent_is_durable_before_the_action(root, jenv, now, tmp_path):
     p = run_cli(["sweep", "--claude-dir", str(root), "--now", str(now)], jenv)
     assert p.returncode == 0
     recs = [json.loads(x) for x in open(log)]
-    assert [r["phase"] for r in recs] == ["intent"] * 6 + ["result"] * 3
+    # the killed run's intents get an honest result first (nothing was done: found present), then the run
+    assert [r["phase"] for r in recs] == ["intent"] * 3 + ["result"] * 3 + ["intent"] * 3 + ["result"] * 3
+    assert {(r["result"], r["found"]) for r in recs[3:6]} == {("interrupted", "present")}
     assert all(intact_or_gone(g.paths) == "gone" for g in gens)
 
 
