@@ -47,7 +47,7 @@ PRUNE = "audit-prune"
 INTERRUPTED = "interrupted"
 TAMPERED = "tampered"
 # Actions whose intents a sweep lock holder writes, and reconcile settles after a crash.
-RECONCILED = ("delete", "archive", "prune-archive", "restore")
+RECONCILED = ("delete", "archive", "prune-archive", "restore", "delete-store")
 
 
 def _digest(rec: dict[str, Any]) -> str:
@@ -411,7 +411,8 @@ class AuditLog:
 def _target(r: dict[str, Any]) -> tuple[Any, ...]:
     """What an intent and its result are about (an archive's result also names the archive it made)."""
     by_archive = r.get("action") in ("prune-archive", "restore")
-    return r.get("action"), r.get("root"), r.get("session_id"), r.get("archive") if by_archive else None
+    return (r.get("action"), r.get("root"), r.get("session_id"), r.get("store"),
+            r.get("archive") if by_archive else None)
 
 
 def open_intents(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
@@ -434,6 +435,12 @@ def open_intents(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]
 
 def outcome_record(intent: dict[str, Any], exists: Callable[[str], bool]) -> dict[str, Any]:
     """The honest result for an intent whose sweep died: what is on disk now."""
+    if intent.get("action") == "delete-store":  # its intent counts files, it does not list them
+        rec = {k: intent[k] for k in ("action", "store", "root", "place") if k in intent}
+        rec.update({"phase": "result", "result": INTERRUPTED, "found": "unknown", "intent_seq": intent["seq"],
+                    "note": "the run that recorded this intent ended (killed or crashed) before its result; "
+                            "the intent does not list the files, so how many went is not known"})
+        return rec
     if intent.get("action") == "prune-archive":
         paths = [str(intent.get("archive"))]
     else:

@@ -60,7 +60,8 @@ def open_intents(recs: list[dict]) -> list[dict]:
     pending: dict[tuple, list[dict]] = {}
     for r in recs:
         by_archive = r.get("action") in ("prune-archive", "restore")  # an archive's result names its archive
-        key = (r.get("action"), r.get("root"), r.get("session_id"), r.get("archive") if by_archive else None)
+        key = (r.get("action"), r.get("root"), r.get("session_id"), r.get("store"),
+               r.get("archive") if by_archive else None)
         if r.get("phase") == "intent":
             pending.setdefault(key, []).append(r)
         elif r.get("phase") == "result" and pending.get(key):
