@@ -649,13 +649,15 @@ def _drop_cache(fd: int) -> None:
 
 
 def _covers(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Does the ``old`` manifest hold every dir and (identical) file of the ``new`` one?"""
+    """Does the ``old`` manifest hold every dir and file of the ``new`` one, the same bytes and mode? (Not
+    the same times: a restored session's files carry the restore time, and archiving it again unchanged
+    re-uses the archive that holds its original times.)"""
     have = {m["path"]: m for m in old["members"]}
     for m in new["members"]:
         o = have.get(m["path"])
         if o is None or o["type"] != m["type"]:
             return False
-        if m["type"] == "file" and any(o.get(k) != m.get(k) for k in ("size", "sha256", "mtime_ns", "mode")):
+        if m["type"] == "file" and any(o.get(k) != m.get(k) for k in ("size", "sha256", "mode")):
             return False
     return True
 
@@ -985,8 +987,9 @@ def _live_members(root: Root, rel: str) -> list[dict[str, Any]]:
 
 
 def _same_as_archived(live: list[dict[str, Any]], archived: list[dict[str, Any]]) -> bool:
+    """Same paths, kinds, and files' modes and contents (times differ once restored: see restore)."""
     def key(ms: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        return sorted((m["path"], m["type"], *((m["mode"] & 0o777, m["size"], m["sha256"], m["mtime_ns"])
+        return sorted((m["path"], m["type"], *((m["mode"] & 0o777, m["size"], m["sha256"])
                                                if m["type"] == "file" else ())) for m in ms)
     return key(live) == key(archived)
 
@@ -995,8 +998,9 @@ class _Extractor:
     """Writes verified members into temp names beside each piece's final place."""
 
     def __init__(self, root: Root, pieces: dict[str, bool], skip: set[str], prefix: str,
-                 manifest: dict[str, Any]) -> None:
+                 manifest: dict[str, Any], stamp_ns: int) -> None:
         self.root, self.pieces, self.skip, self.prefix = root, pieces, skip, prefix
+        self.stamp_ns = stamp_ns  # every restored file and dir gets this time (see restore)
         self.meta = {m["path"]: m for m in manifest["members"]}
         self.parents: dict[str, tuple[int, str]] = {}  # piece rel → (parent fd, final name)
         self.temps: dict[str, str] = {}  # piece rel → temp name in the parent
@@ -1062,18 +1066,18 @@ class _Extractor:
             out.flush()
             os.fchmod(out.fileno(), meta["mode"] & 0o777)
             os.fsync(out.fileno())
-            os.utime(out.fileno(), ns=(meta["mtime_ns"], meta["mtime_ns"]))
+            os.utime(out.fileno(), ns=(self.stamp_ns, self.stamp_ns))
         self.files += 1
         self.bytes += meta["size"]
 
     def finish_dirs(self) -> None:
-        """Modes and mtimes of the restored dirs, deepest first (after their contents are in)."""
-        for prel, parts, mode, mtime_ns in sorted(self.dirs, key=lambda x: -len(x[1])):
+        """Modes and times of the restored dirs, deepest first (after their contents are in)."""
+        for prel, parts, mode, _mtime_ns in sorted(self.dirs, key=lambda x: -len(x[1])):
             fd = self._open_inner(prel, parts)
             try:
                 os.fchmod(fd, mode | 0o700)  # the owner keeps rwx, so the tree stays manageable
                 os.fsync(fd)
-                os.utime(fd, ns=(mtime_ns, mtime_ns))
+                os.utime(fd, ns=(self.stamp_ns, self.stamp_ns))
             finally:
                 os.close(fd)
 
@@ -1121,11 +1125,17 @@ def _clean_restore_temps(root: Root, pieces: dict[str, bool], prefix: str) -> No
 
 
 def restore(info: ArchiveInfo, *, target_root: Path, audit: AuditLog | None = None) -> RestoreResult:
-    """Put every piece of the archived session back at its path with its modes and mtimes.
+    """Put every piece of the archived session back at its path with its modes, all with the time of the
+    restore as their mtime.
 
-    The archive is verified in full first; a live entry in the way that is not identical to the archived
-    one is never overwritten (JanitorError, exit 1). An identical one is left as it is, so a restore cut
-    short can simply be run again. The archive itself is kept."""
+    Not the original times (they stay in the archive's manifest and header): Claude Code's own cleanup
+    ages every piece by its mtime, and would delete a session restored with its old times at its next
+    start — file-history/, session-env/ and debug/ even after the session is resumed, since resuming
+    refreshes only the transcript. With the restore time, Claude Code and the janitor both see a session
+    active now, which gets a fresh window from both (and, unchanged, re-uses this archive when it expires
+    again). The archive is verified in full first; a live entry in the way that is not identical to the
+    archived one (contents and modes) is never overwritten (JanitorError, exit 1). An identical one is left
+    as it is, so a restore cut short can simply be run again. The archive itself is kept."""
     hist: list[bytes] = []
     full = verify(info.path, history_out=hist)
     h, manifest = full.header, full.manifest
@@ -1161,7 +1171,7 @@ def restore(info: ArchiveInfo, *, target_root: Path, audit: AuditLog | None = No
             return res
         if audit:
             audit.append([{**base, "phase": "intent", "result": "pending"}])
-        ex = _Extractor(root, pieces, set(res.already), prefix, manifest)
+        ex = _Extractor(root, pieces, set(res.already), prefix, manifest, time.time_ns())
         published: list[tuple[int, str]] = []
         try:
             again = _wrap(lambda: verify(info.path, sink=ex))
@@ -1177,10 +1187,9 @@ def restore(info: ArchiveInfo, *, target_root: Path, audit: AuditLog | None = No
                     if _exists(pfd, name):
                         raise FileExistsError(errno.EEXIST, "appeared during the restore", f"{root_path}/{rel}")
                     os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
-                    mt = next(m["mtime_ns"] for m in by_piece[rel] if m["path"] == rel)
                     fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
                     try:
-                        os.utime(fd, ns=(mt, mt))
+                        os.utime(fd, ns=(ex.stamp_ns, ex.stamp_ns))
                     finally:
                         os.close(fd)
                 else:

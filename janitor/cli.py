@@ -418,8 +418,9 @@ def archive_list(config_path: str | None, as_json: bool, full: bool) -> None:
                    "every command; the dir named inside the archive is shown, never obeyed).")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--pin/--no-pin", default=True, show_default=True,
-              help="Pin the restored session so no sweep archives it again (`janitor unpin` undoes it).")
+@click.option("--pin/--no-pin", default=False, show_default=True,
+              help="Also pin the restored session, so no sweep takes it again until `janitor unpin`. Without "
+                   "it, the session gets a fresh window from the restore time.")
 @click.option("--wait", type=float, default=0.0, metavar="SECONDS",
               help="Wait up to this long for a running sweep to finish (default: exit 3 at once).")
 @handle_errors
@@ -427,9 +428,11 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
             config_path: str | None, as_json: bool, pin: bool, wait: float) -> None:
     """Put an archived session back where it was, so `claude --resume` finds it again.
 
-    Every piece returns to its original path with its original modes and mtimes. The archive is verified
-    in full first and treated as untrusted: absolute paths, `..`, links and anything outside the
-    session's own places are refused. A live file in the way is never overwritten. The archive is kept.
+    Every piece returns to its original path with its original modes; its files carry the time of the
+    restore (the original times stay in the archive's manifest), so neither Claude Code's own cleanup nor
+    the next sweep takes it again before a fresh window has passed. The archive is verified in full first
+    and treated as untrusted: absolute paths, `..`, links and anything outside the session's own places
+    are refused. A live file in the way is never overwritten. The archive is kept.
     """
     import json
     from pathlib import Path
@@ -483,7 +486,9 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
                                "project_path": h.get("project_path"), "restored": res.restored,
                                "already_present": res.already, "files": res.files, "bytes": res.bytes,
                                "pinned": pinned, "archive_names_root": res.header_root,
-                               "history": res.history.to_dict() if res.history is not None else None},
+                               "history": res.history.to_dict() if res.history is not None else None,
+                               "original_last_activity": arc.iso(h.get("last_activity")),
+                               "archived_at": arc.iso(h.get("archived_at"))},
                               indent=2, ensure_ascii=True))
         sys.exit(EXIT_PARTIAL if hist_failed else EXIT_OK)
     where = h.get("project_path") or h.get("project") or "(no project)"
@@ -501,12 +506,14 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
         click.echo(f"  already in place, left as it was: {rel}")
     if h.get("project_path"):
         click.echo(f"resume it with: cd {h['project_path']!r} && claude --resume {session_id}")
+    click.echo(f"  its files carry the restore time; the original times (last active "
+               f"{arc.iso(h.get('last_activity')) or 'unknown'}) stay in the archive's manifest")
     if pinned:
-        click.echo(f"pinned {session_id}: no sweep will take it again until `janitor unpin {session_id}`. "
-                   "Claude Code's own cleanup still deletes by file time, so resume it soon.")
+        click.echo(f"pinned {session_id}: no sweep will take it again until `janitor unpin {session_id}`; "
+                   "Claude Code's own cleanup still deletes it once it has been idle for its window.")
     else:
-        click.echo("note: the files keep their original times, so the next sweep archives the session again "
-                   "unless it is resumed (or pinned) first; the archive itself is kept.")
+        click.echo("it counts as active now: Claude Code's cleanup and the janitor give it a fresh window; "
+                   "if it expires again unchanged, the janitor re-uses this archive.")
     sys.exit(EXIT_PARTIAL if hist_failed else EXIT_OK)
 
 

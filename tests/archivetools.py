@@ -35,6 +35,11 @@ def entries(root: Path, sid: str) -> dict[str, tuple]:
     return out
 
 
+def timeless(e: dict[str, tuple]) -> dict[str, tuple]:
+    """``entries`` without the times: what a restore brings back (it gives everything the restore time)."""
+    return {k: (v[0], v[1], *v[3:]) if v[0] in ("dir", "file") else v for k, v in e.items()}
+
+
 def manifest_entries(manifest: dict) -> dict[str, tuple]:
     """The same shape as ``entries`` from an archive's manifest."""
     out: dict[str, tuple] = {}

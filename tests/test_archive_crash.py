@@ -12,7 +12,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from archivetools import archive_files, entries, files_only, leftovers, manifest_entries
+from archivetools import archive_files, entries, files_only, leftovers, manifest_entries, timeless
 from cachegen import DAY, make_session
 from conftest import run_cli, write_config
 
@@ -120,11 +120,11 @@ def test_kill_during_restore_then_restore_again(point, root, jenv, now):
 
     p = run_cli(["restore", "--claude-dir", str(root), sid], dict(jenv, JANITOR_TEST_KILL_AT=point))
     assert p.returncode == -signal.SIGKILL, f"{point} was never reached: {p.stdout}{p.stderr}"
-    # whatever is in place already is exactly what was archived
-    now_there = entries(root, sid)
-    assert all(before[k] == v for k, v in now_there.items() if v[0] == "file")
+    # whatever is in place already is exactly what was archived (with the restore time)
+    now_there = timeless(entries(root, sid))
+    assert all(timeless(before)[k] == v for k, v in now_there.items() if v[0] == "file")
 
     p = run_cli(["restore", "--claude-dir", str(root), sid], jenv)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert entries(root, sid) == before
+    assert timeless(entries(root, sid)) == timeless(before)
     assert leftovers(root) == []
