@@ -585,7 +585,7 @@ class Selector:
 
     dirs: tuple[str, ...]
     name: str
-    kind: str = "file"  # file | dir | any (a regular file or a dir)
+    kind: str = "file"  # file | dir | any (a regular file or a dir) | empty-dir (removed by rmdir only)
     age: str = "mtime"  # mtime (a dir: the newest mtime in it) | name (time in the name) | none (no age rule)
     cap_days: int | None = None  # Claude Code's own window is min(cleanupPeriodDays, cap)
     recursive: bool = False  # regular files at any depth below ``dirs`` (telemetry/**)
@@ -651,6 +651,9 @@ STORE_FAMILIES: tuple[StoreFamily, ...] = (
                  Selector(("state",), r"device-unbound-creates\.json|mcp-discover-verdicts\.json"
                                       r"|device-mcp-consent-not-now\.json"),
                  Selector(("mcp-discovery-cache",), r".+\.json"))),
+    StoreFamily("project-files", "config", "empty project folders; bridge-pointer.json in a project folder",
+                (Selector(("projects",), r".+", "empty-dir", age="none"),
+                 Selector(("projects", r"[^/]+"), r"bridge-pointer\.json(?:\.tmp\.[0-9a-f]{8})?"))),
     StoreFamily("tmp-files", "config", "temp files of interrupted writes",
                 (Selector((), r"history\.jsonl\.tmp\.[0-9a-f]{8}|\.[0-9a-f]{16}\.tmp"
                               r"|remote-settings-consent\.json\.tmp\.[0-9a-f]{8}"),)),

@@ -16,6 +16,7 @@ ages is listed here (memory/, settings, credentials, plugins' live data, history
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -178,6 +179,7 @@ def find(base: str, fam: StoreFamily, claimed: set[str], notes: list[str]) -> It
         return
     dev, uid = st.st_dev, os.getuid()
     seen: set[str] = set()
+    claimed_dirs = {c.rsplit("/", 1)[0] for c in claimed}  # dirs holding a session's piece are never empty
     for sel in fam.selectors:
         rx = re.compile(sel.name)
         for d in _dirs(base, sel, dev, uid, notes):
@@ -193,8 +195,10 @@ def find(base: str, fam: StoreFamily, claimed: set[str], notes: list[str]) -> It
                     notes.append(f"{rel} (symlink, not followed)")
                     continue
                 is_dir = stat.S_ISDIR(est.st_mode)
-                if not (is_dir and sel.kind in ("dir", "any") or stat.S_ISREG(est.st_mode)
+                if not (is_dir and sel.kind in ("dir", "any", "empty-dir") or stat.S_ISREG(est.st_mode)
                         and sel.kind in ("file", "any")):
+                    continue
+                if sel.kind == "empty-dir" and (_list(os.path.join(base, rel)) or rel in claimed_dirs):
                     continue
                 if is_dir and est.st_dev != dev:
                     notes.append(f"{rel} (another filesystem, not entered)")
@@ -349,6 +353,27 @@ def execute(decisions: list[StoreDecision], *, dry_run: bool, audit: Any = None,
             audit.append([_record(sd, "result")])
 
 
+EMPTY_DIR_STORES = {f.key for f in STORE_FAMILIES for sel in f.selectors if sel.kind == "empty-dir"}
+
+
+def _rmdir(root: Root, p: Piece) -> None:
+    """An empty folder goes by rmdir alone: anything created in it meanwhile keeps it (never a tree removal)."""
+    pfd, name, owned = root.parent(p.rel)
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode) or (st.st_ino, st.st_dev, st.st_mtime_ns) != (p.ino, p.dev, p.mtime_ns):
+            raise Changed(f"{p.rel} changed since the scan")
+        try:
+            os.rmdir(name, dir_fd=pfd)
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise Changed(f"{p.rel} is no longer empty") from None
+            raise
+    finally:
+        if owned:
+            os.close(pfd)
+
+
 def _remove_all(root: Root, sd: StoreDecision, dry_run: bool, should_stop: Callable[[], bool] | None) -> None:
     for p in sd.remove:
         if should_stop is not None and should_stop():
@@ -358,7 +383,10 @@ def _remove_all(root: Root, sd: StoreDecision, dry_run: bool, should_stop: Calla
             root.check_unchanged(p)
             testhooks.point("store-before-remove")
             if not dry_run:
-                root.remove(p.rel, expect=p)
+                if p.is_dir and p.store in EMPTY_DIR_STORES:
+                    _rmdir(root, p)
+                else:
+                    root.remove(p.rel, expect=p)
         except FileNotFoundError:
             sd.vanished += 1
             continue

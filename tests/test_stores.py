@@ -30,6 +30,12 @@ def putdir(path: Path, t: float) -> Path:
     return path
 
 
+def empty(path: Path, t: float) -> Path:
+    path.mkdir(parents=True)
+    set_times(path, t)
+    return path
+
+
 class Stores:
     """One entry (or more) of every family, old and fresh, plus things no one may touch."""
 
@@ -66,6 +72,8 @@ class Stores:
             "caches": [put(root / "mcp-needs-auth-cache.json", old), put(root / "cache" / "model-access.json", old),
                        put(root / "cache" / "model-catalog" / "m.json", old)],
             "tmp-files": [put(root / "history.jsonl.tmp.0123abcd", old)],
+            "project-files": [empty(root / "projects" / "-gone-project", now - 2 * H),
+                              put(root / "projects" / "-home-dev-x" / "bridge-pointer.json", old)],
             "plugin-set-aside": [putdir(root / "plugins" / "data" / ".set-aside" /
                                         "2026-08-01T00-00-00-000Z.0123456789ab", now - H * 2)],  # name: 51 days
             "cli-logs": [put(cache / "errors" / "2026-08-01T00-00-00-000Z.txt", now - 2 * H)],
@@ -85,6 +93,7 @@ class Stores:
             "cli-logs": [put(cache / "mcp-logs-srv" / "2026-09-20T00-00-00-000Z.jsonl", old),
                          put(cache / "errors" / "garbage.txt", old)],
             "tmp": [putdir(tmp / "claude-pdf-x", old), put(me / "other.txt", old)],
+            "project-files": [empty(root / "projects" / "-just-started", now - 10 * 60)],  # within grace
             # never aged by Claude Code: never touched
             "never": [put(root / "projects" / "-home-dev-x" / "memory" / "MEMORY.md", old),
                       put(root / "settings.json", old, "{}"), put(root / ".credentials.json", old, "{}"),
@@ -314,3 +323,27 @@ def test_the_daemons_full_sweep_ages_the_stores(root, jenv):
     assert p.returncode == 0, p.stderr
     assert not old.exists() and new.exists()
     assert [r["phase"] for r in audit_records(jenv) if r["action"] == "delete-store"] == ["intent", "result"]
+
+
+def test_an_empty_project_dir_that_gets_a_file_is_kept_with_it(root, jenv, now, tmp_path):
+    proj = empty(root / "projects" / "-w-new", now - 2 * H)
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    env = {**jenv, "JANITOR_TEST_PAUSE_AT": f"store-before-remove:{hold}"}
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "janitor", "sweep", "--json", "--claude-dir", str(root),
+                             "--now", str(now)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: (hold / "store-before-remove.reached").exists(), timeout=60)
+        (proj / "0c5e8a6e-4a48-4f7e-8c4c-5d2f0a7d1e11.jsonl").write_text("{}\n")  # Claude Code starts a session
+        set_times(proj, now - 2 * H)  # even with the folder's mtime put back, rmdir alone never takes a file
+        (hold / "store-before-remove.go").touch()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert (proj / "0c5e8a6e-4a48-4f7e-8c4c-5d2f0a7d1e11.jsonl").exists()
+    (sd,) = [d for d in json.loads(out)["stores"] if d["store"] == "project-files"]
+    assert (sd["removed"], sd["kept_changed"]) == (0, 1)
