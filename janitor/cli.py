@@ -107,7 +107,7 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
     Sessions that are active (within `grace`), pinned, unreadable or changed since the scan are kept.
     """
     from . import report
-    from .safefs import SweepLock
+    from .rootlock import SweepLocks
     from .sweep import run
 
     env = make_env(claude_dirs, config_path, older_than=older_than, action=action, force=force)
@@ -117,7 +117,7 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
             if dry_run:
                 res = run(env, _now(now), dry_run=True, should_stop=stop.is_set, phase=phase)
             else:
-                with SweepLock(env.dirs.lock_file, wait=wait):
+                with SweepLocks(env.dirs.lock_file, env.roots, wait=wait):  # also each Claude dir's own
                     res = run(env, _now(now), dry_run=False, should_stop=stop.is_set,
                               phase=phase, acting=stop.start_acting)
     except _Stopped as e:
@@ -542,16 +542,16 @@ def daemon(claude_dirs: tuple[str, ...], config_path: str | None, verbose: bool)
 @click.option("--default-root", is_flag=True)
 @click.option("--now", type=float, required=True)
 @click.option("--parent-pid", type=int, required=True)
-@click.option("--lock-fd", type=int)
+@click.option("--lock-fd", "lock_fds", type=int, multiple=True)
 @click.option("--audit-from")
 @click.option("-v", "--verbose", is_flag=True)
 def daemon_full_sweep(claude_dirs: tuple[str, ...], config_path: str | None, default_root: bool, now: float,
-                      parent_pid: int, lock_fd: int | None, audit_from: str | None, verbose: bool) -> None:
+                      parent_pid: int, lock_fds: tuple[int, ...], audit_from: str | None, verbose: bool) -> None:
     """Internal: one full sweep of `janitor daemon`, in a process of its own (JSON result on stdout)."""
     from .daemon import child_main
 
-    sys.exit(child_main(list(claude_dirs), config_path, default_root, now, parent_pid, lock_fd, audit_from,
-                        verbose))
+    sys.exit(child_main(list(claude_dirs), config_path, default_root, now, parent_pid, list(lock_fds),
+                        audit_from, verbose))
 
 
 @cli.command()

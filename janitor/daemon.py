@@ -53,7 +53,7 @@ from .cache import rescan
 from .durations import DurationError, human_duration, parse_duration
 from .index import Entry, Index, Key, count_sessions
 from .model import Action, ConfigError, Decision, JanitorError, LockBusy, Outcome, Plan, Policy, Session
-from .paths import JanitorDirs
+from .paths import JanitorDirs, managed_policy_path
 from .procs import die_with_parent
 from .watch import Change, make_watcher, transcript_parts
 
@@ -596,7 +596,7 @@ CHILD_COMMAND = "_daemon-full-sweep"  # hidden `janitor` command: the daemon's f
 
 
 def child_main(roots: list[str], config_path: str | None, default_root: bool, now: float, parent_pid: int,
-               lock_fd: int | None, audit_from: str | None, verbose: bool) -> int:
+               lock_fds: list[int], audit_from: str | None, verbose: bool) -> int:
     """`janitor _daemon-full-sweep`: one full sweep for the daemon, which reads its JSON result on stdout.
 
     The daemon's policy comes pickled on stdin (the one it loaded, kept until SIGHUP); without it (or from
@@ -636,7 +636,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     from .paths import janitor_dirs
-    from .safefs import SweepLock
+    from .rootlock import SweepLocks, hold_inherited
     from .sweep import Env, recover
 
     env = Env(roots=[Path(r) for r in roots], dirs=janitor_dirs(), config_path=config_path,
@@ -647,16 +647,12 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
         return 0
     lock = None
     try:
-        if lock_fd is None:
-            lock = SweepLock(env.dirs.lock_file, wait=0.0)
+        if not lock_fds:
+            lock = SweepLocks(env.dirs.lock_file, roots, wait=0.0)
             lock.__enter__()
             recover(env)  # run by itself, not by a daemon (which settles the audit log before a sweep)
         else:
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the daemon's: already ours (same open file)
-            except BlockingIOError:
-                raise LockBusy("another sweep holds the sweep lock") from None
-            os.set_inheritable(lock_fd, False)
+            hold_inherited(lock_fds)
         if pol is None:
             pol = load_settings(env)[0]
         index = Index(env.dirs.index_db)
@@ -724,15 +720,21 @@ class Daemon:
         self.full_in_child = full_in_child
         self.child: Any = None  # the running full sweep's process (subprocess.Popen)
         self._child_lock = threading.Lock()
-        self._sweep_lock: Any = None  # the SweepLock held by the sweep in progress
+        self._sweep_lock: Any = None  # the rootlock.SweepLocks held by the sweep in progress
+        self.root_lock: Any = None  # rootlock.RootDaemonLock: this daemon's claim on each Claude dir
         # A full sweep is running: the transcripts it removes are not noted one by one as they go (at 100k
         # sessions that would be 75k index rows in this long-lived process); it reports what else went.
         self.in_full = False
         self.index = Index(self.dirs.index_db)
         self.follower = AuditFollower(self.dirs.audit_log, self.index)
         self.stop_event = threading.Event()
+        self.watched_files = {str(self.dirs.pins_file): "pins",
+                              str(Path(env.config_path) if env.config_path else self.dirs.config_file): "config",
+                              str(managed_policy_path()): "config"}
+        self._config_seen = self._config_stamp()
+        self._pins = self._read_pins(quiet=True) or set()
         self.watcher = make_watcher(self.roots, self.on_changes, self.on_overflow, debounce=debounce,
-                                    observer_factory=observer_factory)
+                                    observer_factory=observer_factory, files=self.watched_files)
         self.scheduler: Any = None
         # Why the index cannot be trusted right now (a full scan is needed); None when it can.
         self.untrusted: str | None = "not built yet"
@@ -868,6 +870,8 @@ class Daemon:
         if not stopped:
             bits = [f"next sweep {data['next_sweep'] or '-'}", f"next expiry {data['next_expiry'] or '-'}",
                     f"{data['index_sessions']} sessions indexed"]
+            if self.sweeping:
+                bits.insert(0, f"{self.sweeping['kind']} sweep in progress since {self.sweeping['since']}")
             text = "STATUS=" + "; ".join(bits)
             if text != self._status_sent:
                 self._status_sent = text
@@ -932,7 +936,20 @@ class Daemon:
         keep_last = uses_keep_last(pol)
         gone: list[Entry] = []
         dir_gone: list[Change] = []
+        files = {ch.root for ch in changes if ch.kind == "file"}
+        if "pins" in files:
+            self.pins_changed()
+        if "config" in files:
+            self.config_changed()
+        for ch in changes:
+            if ch.kind == "dir-new" and self.scheduler is not None:
+                log.info("%s/projects is there again: watching it, and rebuilding the index with a full sweep",
+                         ch.root)
+                self.untrusted = self.untrusted or f"{ch.root}/projects was recreated"
+                self._add_once(self.full_sweep, "full-now", now + 1.0, "full sweep (projects/ is back)")
         for ch in sorted(changes, key=lambda c: c.kind != "write"):  # writes first: a move is not a delete
+            if ch.kind in ("file", "dir-new"):
+                continue
             if ch.kind == "dir-gone":
                 dir_gone.append(ch)
                 continue
@@ -970,6 +987,57 @@ class Daemon:
         if gone:
             self.note_gone(gone, "watch")
         self.reschedule_wake()
+
+    # ---- pins and config files -------------------------------------------------------------------
+
+    def _read_pins(self, *, quiet: bool = False) -> set[str] | None:
+        from .cache import load_pins
+
+        try:
+            return load_pins(self.dirs.pins_file)
+        except JanitorError as e:
+            if not quiet:
+                log.error("pins not re-read: %s (each sweep refuses to act until it is fixed)", e)
+            return None
+
+    def pins_changed(self) -> None:
+        """The pins file changed (`janitor pin` / `unpin`): say so, and have the unpinned sessions decided
+        again now (a pinned session is only looked at again at the next full sweep: it may be due now)."""
+        new = self._read_pins()
+        if new is None:
+            return
+        old, self._pins = self._pins, new
+        pinned, unpinned = sorted(new - old), sorted(old - new)
+        if not pinned and not unpinned:
+            return
+
+        def ids(xs: list[str]) -> str:
+            return ", ".join(xs[:5]) + (f" and {len(xs) - 5} more" if len(xs) > 5 else "")
+
+        log.info("pins changed:%s%s", f" pinned {ids(pinned)};" if pinned else "",
+                 f" unpinned {ids(unpinned)} (decided again now)" if unpinned else "")
+        if unpinned:
+            self.index.wake_sessions(unpinned, self.clock())
+
+    def _config_stamp(self) -> tuple[tuple[int, int, int] | None, ...]:
+        out: list[tuple[int, int, int] | None] = []
+        for path, tag in self.watched_files.items():
+            if tag == "config":
+                try:
+                    st = os.stat(path)
+                    out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+                except OSError:
+                    out.append(None)
+        return tuple(out)
+
+    def config_changed(self) -> None:
+        """A config file was written, replaced or removed: reload it as SIGHUP does."""
+        stamp = self._config_stamp()
+        if stamp == self._config_seen:
+            return
+        self._config_seen = stamp
+        log.info("the config changed on disk: reloading")
+        self.reload()
 
     def note_gone(self, entries: Iterable[Entry], how: str) -> None:
         """Sessions that disappeared: judged by the `gone` job a moment later."""
@@ -1009,15 +1077,17 @@ class Daemon:
     def _sweep(self, *, full: bool) -> None:
         if self.stop_event.is_set():
             return
-        from .safefs import SweepLock
+        from .rootlock import SweepLocks
 
-        lock = SweepLock(self.dirs.lock_file, wait=0.0)
+        lock = SweepLocks(self.dirs.lock_file, self.roots, wait=0.0)
         try:
+            if self.root_lock is not None:
+                self.root_lock.acquire()  # a Claude dir that appeared since the start
             lock.__enter__()
-        except LockBusy:
+        except LockBusy as e:
             self._busy_retries += 1
             delay = min(RETRY_BUSY[0] * 2 ** (self._busy_retries - 1), RETRY_BUSY[1])
-            log.info("another sweep holds %s; trying again in %s", self.dirs.lock_file, human_duration(delay))
+            log.info("another sweep holds the lock (%s); trying again in %s", e, human_duration(delay))
             self._not_before = self.clock() + delay
             if full:
                 self._add_once(self.full_sweep, "full-retry", self._not_before, "full sweep (retry)")
@@ -1078,9 +1148,10 @@ class Daemon:
         """Some root could not be watched (projects/ missing, watch limits): try again now and then."""
         if self.stop_event.is_set():
             return
-        if self.watcher.ensure():
+        self.watcher.ensure()
+        if self.watcher.needs_retry:
             self._add_once(self.rewatch, "rewatch", self.clock() + REWATCH, "retry watching")
-        else:
+        elif not self.watcher.problems:
             log.info("all roots are watched again: rebuilding the index with a full sweep")
             self._add_once(self.full_sweep, "full-now", self.clock(), "full sweep (watching again)")
 
@@ -1093,7 +1164,8 @@ class Daemon:
         from its result only what it needs: counts, where the audit log stands, what disappeared."""
         self.follower.poll()
         self.follower.restored.clear()  # a full sweep treats restored sessions like any other
-        if self.watcher.ensure():
+        self.watcher.ensure()
+        if self.watcher.needs_retry:  # watch limits, no inotify: no event tells when to try again
             self._add_once(self.rewatch, "rewatch", self.clock() + REWATCH, "retry watching")
         was_untrusted = self.untrusted
         self.untrusted = None if self.watcher.healthy else "not all roots are watched"
@@ -1140,9 +1212,10 @@ class Daemon:
         if log.isEnabledFor(logging.DEBUG):
             cmd.append("-v")
         fds: tuple[int, ...] = ()
-        if self._sweep_lock is not None and self._sweep_lock.fd >= 0:
-            fds = (self._sweep_lock.fd,)  # the child holds the lock with us (and on its own if we die)
-            cmd += ["--lock-fd", str(self._sweep_lock.fd)]
+        if self._sweep_lock is not None:
+            fds = tuple(self._sweep_lock.fds)  # the child holds the locks with us (and on its own if we die)
+            for fd in fds:
+                cmd += ["--lock-fd", str(fd)]
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         payload = pickle.dumps({"version": __version__, "policy": self.policy})
         # Started (and waited for) from the scheduler's worker thread: PR_SET_PDEATHSIG fires when the thread
@@ -1351,13 +1424,22 @@ SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 def run(env: Env, *, verbose: bool = False) -> int:
     """`janitor daemon`: run in the foreground until SIGTERM/SIGINT. Returns the exit code."""
     setup_logging(verbose)
+    from .rootlock import RootDaemonLock
+
     lock = DaemonLock(env.dirs)
     lock.acquire()
+    roots_lock = RootDaemonLock(env.roots)
+    try:
+        roots_lock.acquire()  # one daemon per Claude dir, whatever its state dir
+    except LockBusy:
+        lock.release()
+        raise
     # Signals are taken synchronously by the main thread (sigwait); every thread started from here on
     # inherits the blocked mask, so no handler ever runs in the middle of a sweep.
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     try:
         d = Daemon(env)
+        d.root_lock = roots_lock
         d.start()
         sd_notify("READY=1")
         while True:
@@ -1373,4 +1455,5 @@ def run(env: Env, *, verbose: bool = False) -> int:
             d.stop()
             return 0
     finally:
+        roots_lock.release()
         lock.release()

@@ -241,6 +241,14 @@ class Index:
                 "UPDATE sessions SET due=min(coalesce(due, ?), ?) WHERE root=? AND project=? AND keep_last=1",
                 (due, due, root, project)).rowcount
 
+    def wake_sessions(self, session_ids: Iterable[str], due: float) -> int:
+        """Have these sessions (in any project and root) looked at again by ``due`` (e.g. just unpinned)."""
+        ids = list(session_ids)
+        with self._tx():
+            return sum(self._db.execute(
+                "UPDATE sessions SET due=min(coalesce(due, ?), ?) WHERE session_id=?", (due, due, sid)).rowcount
+                for sid in ids)
+
     def get_meta(self, key: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

@@ -36,9 +36,10 @@ WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify"
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    kind: str  # "write" | "gone" | "dir-gone"
-    root: str
-    rel: str  # relative to root: "projects/<p>/<id>.jsonl", or "projects/<p>" / "projects" for dir-gone
+    kind: str  # "write" | "gone" | "dir-gone" | "dir-new" | "file"
+    root: str  # for "file": the file's tag (e.g. "pins", "config")
+    rel: str  # relative to root: "projects/<p>/<id>.jsonl", or "projects/<p>" / "projects" for dir-gone,
+    # "projects" for dir-new (a root's projects/ is watched again); for "file": the file's path
 
 
 def transcript_parts(rel: str) -> tuple[str, str] | None:
@@ -63,6 +64,9 @@ IN_ONLYDIR, IN_DONT_FOLLOW, IN_ISDIR = 0x01000000, 0x02000000, 0x40000000
 IN_CLOEXEC, IN_NONBLOCK = 0o2000000, 0o4000
 _SELF = IN_DELETE_SELF | IN_MOVE_SELF
 _GONE = IN_DELETE | IN_MOVED_FROM
+# A dir watched for something that is not there yet (projects/, a Claude dir, a config dir: the nearest
+# dir that exists on the way to it) or for a file in it (the pins file, the config files).
+EXTRA_MASK = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | _GONE | _SELF | IN_ONLYDIR
 PROJECTS_MASK = IN_CREATE | IN_MOVED_TO | _GONE | _SELF | IN_ONLYDIR | IN_DONT_FOLLOW
 PROJECT_MASK = (IN_CREATE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO | _GONE | _SELF | IN_ONLYDIR
                 | IN_DONT_FOLLOW)
@@ -128,8 +132,14 @@ class Watcher:
 
     def __init__(self, roots: list[str], on_changes: Callable[[list[Change]], None],
                  on_overflow: Callable[[], None], *, debounce: float = 0.5,
-                 observer_factory: Callable[[], Any] | None = None) -> None:
+                 observer_factory: Callable[[], Any] | None = None, files: dict[str, str] | None = None) -> None:
+        """``files``: path -> tag of files whose changes (written, replaced, removed) are reported as
+        Change("file", tag, path), even if they or their dirs do not exist yet."""
         self.roots = [str(r) for r in roots]
+        self.files = {os.path.abspath(p): t for p, t in (files or {}).items()}
+        self._extra: dict[int, set[str]] = {}  # wd -> dirs watched for what is not there yet, or for files
+        self._extra_wd: dict[str, int] = {}
+        self._anchored: set[str] = set()  # roots whose projects/ is missing and awaited by an extra watch
         self.on_changes = on_changes
         self.on_overflow = on_overflow
         self.debounce = debounce
@@ -172,7 +182,74 @@ class Watcher:
                 return dict(self.problems)
             for r in self.roots:
                 self._ensure_root(r)
+            self._ensure_extra()
             return dict(self.problems)
+
+    @property
+    def needs_retry(self) -> bool:
+        """Some root is not watched for a reason no file event will tell the end of (watch limits, no
+        inotify): the daemon has to try again now and then. A missing projects/ or Claude dir is awaited
+        by a watch on the nearest dir that exists."""
+        return self._ino is None or bool(set(self.problems) - self._anchored)
+
+    def _ensure_extra(self) -> None:
+        """Watch, for each missing projects/ and for each file of ``files``, the nearest existing dir on the
+        way to it; drop the extra watches no longer needed."""
+        want: set[str] = set()
+        self._anchored.clear()
+        for r in self.roots:
+            if (r, "projects") not in self._by_dir and self.problems.get(r, "").endswith("does not exist (yet)"):
+                d = _nearest_dir(os.path.join(r, "projects"))
+                if d is not None:
+                    want.add(d)
+                    self._anchored.add(r)
+        for path in self.files:
+            d = _nearest_dir(path)
+            if d is not None:
+                want.add(d)
+        for d in list(self._extra_wd):
+            if d not in want:
+                self._drop_extra(d)
+        for d in want - set(self._extra_wd):
+            try:
+                wd = self._ino.add(d, EXTRA_MASK)
+            except OSError as e:
+                log.warning("cannot watch %s: %s", d, e.strerror or e)
+                self._anchored = {r for r in self._anchored if not os.path.join(r, "projects").startswith(d + "/")}
+                continue
+            self._extra.setdefault(wd, set()).add(d)
+            self._extra_wd[d] = wd
+
+    def _drop_extra(self, d: str) -> None:
+        wd = self._extra_wd.pop(d)
+        paths = self._extra.get(wd, set())
+        paths.discard(d)
+        if not paths:
+            self._extra.pop(wd, None)
+            if wd not in self._wds:
+                self._ino.rm(wd)
+
+    def _extra_event(self, wd: int, mask: int, name: str) -> None:
+        """An event on an extra watch (under the lock): a file of ``files`` changed, or something on the way
+        to a missing dir or file appeared (or the watched dir went): watch again from there."""
+        dirs = self._extra.get(wd, set())
+        if mask & IN_IGNORED:
+            for d in list(dirs):
+                self._extra_wd.pop(d, None)
+            self._extra.pop(wd, None)
+        elif name and not mask & IN_ISDIR:
+            for d in dirs:
+                tag = self.files.get(os.path.join(d, name))
+                if tag is not None:
+                    self._put(Change("file", tag, os.path.join(d, name)))
+        if mask & (_SELF | IN_IGNORED) or (mask & IN_ISDIR and mask & (IN_CREATE | IN_MOVED_TO)):
+            # Closer to (or farther from) what is awaited: watch again from where things stand now.
+            missing = [r for r in self.roots if (r, "projects") not in self._by_dir]
+            for r in missing:
+                self._ensure_root(r)
+                if (r, "projects") in self._by_dir:
+                    self._put(Change("dir-new", r, "projects"))
+            self._ensure_extra()
 
     def _ensure_root(self, root: str) -> None:
         path = os.path.join(root, "projects")
@@ -238,6 +315,8 @@ class Watcher:
                 os.close(self._stop_w)
             self._wds.clear()
             self._by_dir.clear()
+            self._extra.clear()
+            self._extra_wd.clear()
         self._stop_flusher()
 
     def _unavailable(self, e: OSError) -> bool:
@@ -288,6 +367,8 @@ class Watcher:
         """One inotify event (under the lock); True on a queue overflow."""
         if mask & IN_Q_OVERFLOW:
             return True
+        if wd in self._extra:
+            self._extra_event(wd, mask, name)
         where = self._wds.get(wd)
         if where is None:
             return False
@@ -295,12 +376,12 @@ class Watcher:
         if mask & IN_IGNORED:  # the watch is gone (its dir removed or unwatched)
             self._forget(root, rel, rm=False)
             if rel == "projects":
-                self.problems[root] = f"{root}/projects was removed"
+                self._projects_gone(root)
             return False
         if rel == "projects":
-            if mask & _SELF:  # projects/ itself removed or moved away: re-watched by ensure()
+            if mask & _SELF:  # projects/ itself removed or moved away: awaited again from its root
                 self._forget(root, rel, rm=True)
-                self.problems[root] = f"{root}/projects was removed"
+                self._projects_gone(root)
                 self._put(Change("dir-gone", root, "projects"))
             elif mask & IN_ISDIR and name:
                 sub = f"projects/{name}"
@@ -318,6 +399,17 @@ class Watcher:
             return False
         self._put(Change("gone" if mask & _GONE else "write", root, f"{rel}/{name}"))
         return False
+
+    def _projects_gone(self, root: str) -> None:
+        """A root's projects/ was removed or moved away: watch for its return (a new one may already be
+        there: then it is watched at once and reported as "dir-new")."""
+        self.problems[root] = f"{root}/projects was removed"
+        self._ensure_root(root)
+        if (root, "projects") in self._by_dir:
+            self._put(Change("dir-new", root, "projects"))
+        else:
+            self.problems[root] = f"{os.path.join(root, 'projects')} does not exist (yet)"
+        self._ensure_extra()
 
     def _new_project(self, root: str, rel: str) -> None:
         """A project dir created or moved in: watch it, then report the transcripts already in it (written
@@ -372,6 +464,19 @@ class Watcher:
                 return
 
 
+def _nearest_dir(path: str) -> str | None:
+    """The nearest existing directory above ``path`` (its parent if that exists), without following a
+    symlink at the end; None if there is none (no /?)."""
+    d = os.path.dirname(os.path.abspath(path))
+    while True:
+        if os.path.isdir(d) and not os.path.islink(d):
+            return d
+        up = os.path.dirname(d)
+        if up == d:
+            return None
+        d = up
+
+
 def _subdirs(path: str) -> list[str]:
     try:
         with os.scandir(path) as it:
@@ -416,6 +521,9 @@ class WatchdogWatcher(Watcher):
         for name in WATCHDOG_LOGGERS:
             logging.getLogger(name).addHandler(self._log_handler)
         return True
+
+    def _ensure_extra(self) -> None:
+        """Not on watchdog: missing dirs are retried by the daemon (``needs_retry``), files only at SIGHUP."""
 
     def _ensure_root(self, root: str) -> None:
         alive = {e.watch.path for e in getattr(self._ino, "emitters", ()) if e.is_alive()}
@@ -487,7 +595,8 @@ class WatchdogWatcher(Watcher):
 
 
 def make_watcher(roots: list[str], on_changes: Callable[[list[Change]], None], on_overflow: Callable[[], None],
-                 *, debounce: float = 0.5, observer_factory: Callable[[], Any] | None = None) -> Watcher:
+                 *, debounce: float = 0.5, observer_factory: Callable[[], Any] | None = None,
+                 files: dict[str, str] | None = None) -> Watcher:
     """inotify on Linux, watchdog elsewhere."""
     cls = Watcher if sys.platform.startswith("linux") else WatchdogWatcher
-    return cls(roots, on_changes, on_overflow, debounce=debounce, observer_factory=observer_factory)
+    return cls(roots, on_changes, on_overflow, debounce=debounce, observer_factory=observer_factory, files=files)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -382,16 +384,18 @@ def test_watchdog_pings_keep_flowing_during_a_full_sweep_of_a_10k_cache(root, je
     try:
         got: list[tuple[float, str]] = []
         start = end = None
+        d.sock.settimeout(0.1)
         deadline = time.monotonic() + 600
         while end is None and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                got.append((time.monotonic(), d.sock.recv(4096).decode()))
             try:
-                msg = d.sock.recv(4096).decode()
-            except TimeoutError:
-                continue
-            got.append((time.monotonic(), msg))
-            if msg.startswith("STATUS=full sweep in progress"):
+                sweeping = any("_daemon-full-sweep" in cmdline(k) for k in children(d.proc.pid))
+            except FileNotFoundError:  # it just ended
+                sweeping = False
+            if sweeping and start is None:
                 start = time.monotonic()
-            elif start is not None and msg.startswith("STATUS=") and "in progress" not in msg:
+            elif not sweeping and start is not None:
                 end = time.monotonic()
         assert start is not None and end is not None, (got, d.output())
         pings = [t for t, m in got if m == "WATCHDOG=1" and start <= t <= end] + [end]
@@ -404,3 +408,102 @@ def test_watchdog_pings_keep_flowing_during_a_full_sweep_of_a_10k_cache(root, je
         if d.proc.poll() is None:
             d.proc.kill()
         d.log.close()
+
+
+def test_one_sweeper_per_claude_dir_whatever_the_state_dir(root, jenv, tmp_path):
+    gs = [make_session(root, f"/w/p{i}", time.time() - 600) for i in range(3)]
+    (root / "projects").mkdir(exist_ok=True)
+    other = dict(jenv, XDG_STATE_HOME=str(tmp_path / "other-state"))  # another setup, same cache
+    d, hold, child = paused_daemon(root, jenv, tmp_path, "before-session@2")
+    try:
+        # A second daemon on the same Claude dir: refused (exit 3), whatever its state dir.
+        p = run_cli(["daemon", "--claude-dir", str(root)], other, timeout=60)
+        assert p.returncode == 3 and f"already sweeps {root}" in p.stderr, p.stderr
+        # A one-shot sweep from that other setup while the daemon's full sweep runs: busy, exit 3.
+        p = run_cli(["sweep", "--claude-dir", str(root)], other)
+        assert p.returncode == 3 and "another sweep is running on" in p.stderr, p.stderr
+        (hold / "before-session.go").touch()
+        assert wait_for(lambda: not any(g.paths[0].exists() for g in gs), timeout=30), d.output()
+        # Between sweeps, a one-shot sweep of the same Claude dir may run (it takes the lock for its run).
+        assert wait_for(lambda: Daemon.status(d)["sweeping"] is None, timeout=20)
+        p = run_cli(["sweep", "--claude-dir", str(root)], other)
+        assert p.returncode == 0, p.stderr
+        assert d.stop() == 0
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+        d.log.close()
+    assert_whole(gs)
+
+
+def switches(pid: int) -> int:
+    """Voluntary context switches of every thread of ``pid`` (each wake-up from a wait is one)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            total += next(int(ln.split()[1]) for ln in f if ln.startswith("voluntary_ctxt_switches"))
+    return total
+
+
+def test_pin_unpin_and_config_edits_reach_a_running_daemon(start, root, jenv):
+    old = make_session(root, "/w/a", time.time() - 600, side=False)
+    fresh = make_session(root, "/w/b", time.time(), side=False)
+    assert run_cli(["pin", old.session_id], jenv).returncode == 0
+    d = start('retention = "5m"\ngrace = "0s"\n')
+    assert wait_for(d.ready, timeout=20), d.output()
+    assert old.paths[0].exists()  # pinned
+    # Idle: no wake-up at all, although the pins and config files are watched.
+    time.sleep(0.5)
+    before = switches(d.proc.pid)
+    time.sleep(3)
+    assert switches(d.proc.pid) == before, "the idle daemon woke up"
+    assert run_cli(["pin", fresh.session_id], jenv).returncode == 0
+    assert wait_for(lambda: f"pinned {fresh.session_id}" in d.output(), timeout=10), d.output()
+    assert run_cli(["unpin", old.session_id], jenv).returncode == 0
+    assert wait_for(lambda: f"unpinned {old.session_id}" in d.output(), timeout=10), d.output()
+    assert wait_for(lambda: not old.paths[0].exists(), timeout=10), d.output()  # not at the next full sweep
+    # An edited config is reloaded without a SIGHUP.
+    assert run_cli(["unpin", fresh.session_id], jenv).returncode == 0
+    write_config(jenv, 'retention = "1s"\ngrace = "0s"\n')
+    assert wait_for(lambda: "the config changed on disk: reloading" in d.output(), timeout=10), d.output()
+    assert wait_for(lambda: not fresh.paths[0].exists(), timeout=20), d.output()
+    # A broken one is refused, and `janitor status` says so.
+    write_config(jenv, 'retention = "soon"\n')
+    assert wait_for(lambda: d.status().get("reload_refused"), timeout=10), d.output()
+    text = run_cli(["status"], jenv).stdout
+    assert "config reload refused" in text and "retention" in text
+    assert d.stop() == 0
+
+
+def test_a_recreated_projects_dir_and_a_late_claude_dir_are_watched_at_once(start, root, jenv, tmp_path):
+    late = tmp_path / "late" / "claude"  # does not exist when the daemon starts
+    write_config(jenv, FAST)
+    d = Daemon(root, jenv, tmp_path)
+    d2 = None
+    try:
+        (root / "projects").mkdir()
+        assert wait_for(d.ready, timeout=20), d.output()
+        first = d.status()["last_full_sweep"]
+        time.sleep(1.1)  # the state's times are in whole seconds
+        shutil.rmtree(root / "projects")
+        # The daemon notices, and rebuilds its index with a full sweep (which finds no projects/ to watch).
+        assert wait_for(lambda: d.status()["last_full_sweep"] != first, timeout=30), d.output()
+        assert d.status()["watching"][str(root)] != "ok"
+        g = make_session(root, "/w/a", time.time() - 600, side=False)  # projects/ made again, with a session
+        assert wait_for(lambda: not g.paths[0].exists(), timeout=20), d.output()  # was: up to 600 s later
+        assert d.status()["watching"][str(root)] == "ok"
+        assert d.stop() == 0
+        env2 = dict(jenv, XDG_STATE_HOME=str(tmp_path / "state2"))
+        (tmp_path / "late-log").mkdir()
+        d2 = Daemon(late, env2, tmp_path / "late-log")
+        # Its first full sweep fails (no Claude dir); the retry would come 30 s later.
+        assert wait_for(lambda: "full sweep failed" in d2.output(), timeout=20), d2.output()
+        h = make_session(late, "/w/b", time.time() - 600, side=False)  # makes late/ and late/projects/
+        assert wait_for(lambda: not h.paths[0].exists(), timeout=20), d2.output()
+        assert d2.stop() == 0
+    finally:
+        for x in (d, d2):
+            if x is not None:
+                if x.proc.poll() is None:
+                    x.proc.kill()
+                x.log.close()
