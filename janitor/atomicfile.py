@@ -6,7 +6,8 @@ the old content or the new one, never a mix or nothing, and once the call return
 a power cut. A temp file left by a killed writer (``.<name>.<pid>.<random>.tmp``) is removed by the next
 write of the same file once its pid is gone.
 
-Used for the audit log's head and anchor, the daemon's state file, pins, and rendered service files.
+Used for the audit log's head and anchor, the daemon's state file, pins, rendered service files and
+Claude Code's history.jsonl when it is pruned (``write_atomic_at``, in a dir held open, with a last check).
 (Archives are published differently: never over an existing name; see archive.py.)
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from . import testhooks
@@ -82,17 +84,34 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600, hook: str 
 
     Missing parent dirs are created 0700. ``hook`` names testhooks points ``<hook>-tmp-synced`` (temp file
     durable, not renamed yet) and ``<hook>-renamed`` (renamed, dir not fsync'd yet) for the crash tests."""
-    if isinstance(data, str):
-        data = data.encode()
     parent = path.parent
     if not parent.is_dir():
         mkdirs_private(parent)
     _clean_stale(parent, path.name)
-    tmp = parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    dfd = os.open(str(parent), DIR_FLAGS)
+    try:
+        write_atomic_at(dfd, path.name, data, mode=mode, hook=hook)
+    finally:
+        os.close(dfd)
+
+
+def write_atomic_at(dfd: int, name: str, data: bytes | str, *, mode: int = 0o600, hook: str | None = None,
+                    tmp_name: str | None = None, owner: tuple[int, int] | None = None,
+                    before_rename: Callable[[], None] | None = None) -> None:
+    """``write_atomic`` in the dir open as ``dfd`` (which the caller keeps).
+
+    ``tmp_name``: the temp file's name (default ``.<name>.<pid>.<random>.tmp``); ``owner``: (uid, gid) to
+    give it; ``before_rename``: called once the temp file is durable, just before the rename; whatever it
+    raises aborts the write (the temp file is removed, the target left as it was)."""
+    if isinstance(data, str):
+        data = data.encode()
+    tmp = tmp_name or f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd)
     try:
         try:
             os.fchmod(fd, mode)
+            if owner is not None:
+                os.fchown(fd, *owner)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -101,11 +120,13 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600, hook: str 
             os.close(fd)
         if hook:
             testhooks.point(f"{hook}-tmp-synced")
-        os.replace(tmp, path)
+        if before_rename is not None:
+            before_rename()
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dfd)
         raise
     if hook:
         testhooks.point(f"{hook}-renamed")
-    fsync_dir(parent)
+    fsync_dir(fd=dfd)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import testhooks
+from .atomicfile import write_atomic_at
 from .safefs import DIR_FLAGS
 
 NAME = "history.jsonl"
@@ -347,35 +348,17 @@ def _replace(dfd: int, st: os.stat_result, data: bytes, new: list[bytes], lock: 
         tail = os.pread(fd, now.st_size - len(data), len(data)) if now.st_size > len(data) else b""
     finally:
         os.close(fd)
-    body = b"".join(new)
-    tmp = f"{NAME}.tmp.{secrets.token_hex(4)}"
-    tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                  stat.S_IMODE(now.st_mode), dir_fd=dfd)
-    try:
-        try:
-            os.fchmod(tfd, stat.S_IMODE(now.st_mode))
-            if os.geteuid() == 0:
-                os.fchown(tfd, now.st_uid, now.st_gid)
-            view = memoryview(body + tail)
-            while view:
-                view = view[os.write(tfd, view):]
-            os.fsync(tfd)
-        finally:
-            os.close(tfd)
+    def unchanged() -> None:
         testhooks.point("history-written")
         last = os.stat(NAME, dir_fd=dfd, follow_symlinks=False)
         if (last.st_ino, last.st_size, last.st_mtime_ns) != (now.st_ino, now.st_size, now.st_mtime_ns):
             raise HistoryChanged(f"{NAME} was written to while being rewritten")
         if lock.lost or not lock.held():
             raise HistoryBusy(f"{LOCK} was lost while rewriting")
-        os.rename(tmp, NAME, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except BaseException:
-        try:
-            os.unlink(tmp, dir_fd=dfd)
-        except OSError:
-            pass
-        raise
-    os.fsync(dfd)
+
+    write_atomic_at(dfd, NAME, b"".join(new) + tail, mode=stat.S_IMODE(now.st_mode),
+                    tmp_name=f"{NAME}.tmp.{secrets.token_hex(4)}",
+                    owner=(now.st_uid, now.st_gid) if os.geteuid() == 0 else None, before_rename=unchanged)
 
 
 # ---- the sweep's and restore's entry points ------------------------------------------------------------------

@@ -75,3 +75,20 @@ def test_chain_continues_across_appends_and_a_deleted_head_is_recorded(log: Audi
     assert recs[-2]["action"] == "audit-recovery" and recs[-2]["problem"] == "tampered"
     ok, msg, _ = verify(log.path)
     assert not ok and "head file was missing" in msg, msg
+
+
+def test_every_whole_file_replace_goes_through_atomicfile():
+    """One helper (temp file, fsync, rename, dir fsync) for every file the janitor replaces whole. Archive and
+    restore publish differently (never over an existing name); the index moves a corrupt database aside and
+    the audit log's rotation moves the live log aside: renames, not writes."""
+    import re
+
+    allowed = {"atomicfile.py", "archive.py", "index.py", "audit.py"}
+    pkg = Path(__file__).parent.parent / "janitor"
+    found = []
+    for f in sorted(pkg.glob("*.py")):
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            if re.search(r"\bos\.(replace|rename|renames)\(|\.rename\(|\.replace\([^)]*\btmp", line) \
+                    and f.name not in allowed:
+                found.append(f"{f.name}:{n}: {line.strip()}")
+    assert not found, "\n".join(found)
