@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from . import livesessions
+from .ids import canonical_id
 from .model import Session
 
 
@@ -45,7 +46,7 @@ class InUse:
         reg = self.registries.get(session.root)
         if reg is not None:
             live = livesessions.still_live(reg, session.session_id) if recheck else reg.live.get(
-                session.session_id)
+                canonical_id(session.session_id))
             if live is not None:
                 return live.reason
         for p in session.pieces:

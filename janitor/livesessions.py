@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import time
 from dataclasses import dataclass
+
+from .ids import canonical_id
 
 REGISTRY = "sessions"
 MAX_RECORD = 64 * 1024  # a record is a few hundred bytes; anything bigger is not one
@@ -86,20 +87,17 @@ def _my_pid_domain() -> str | None:
     return _domain or None
 
 
+PID_LIMIT = 1 << 31  # pids are C ints (Linux pid_max is at most 4194304)
+
+
 def _read_record(dfd: int, name: str) -> dict | None:
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
-    except OSError:
+    from .saferead import InputError, read_input
+
+    try:  # non-blocking, a regular file, bounded, no symlink followed (saferead)
+        data = read_input(name, what="session record", limit=MAX_RECORD, follow=False, dir_fd=dfd)
+    except (InputError, OSError):
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        data = os.read(fd, MAX_RECORD + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_RECORD:
+    if data is None:
         return None
     try:
         rec = json.loads(data)
@@ -111,8 +109,9 @@ def _read_record(dfd: int, name: str) -> dict | None:
 def judge(rec: dict, name: str) -> LiveSession | None:
     """The live session a registry record stands for, or None (stale, or not a record)."""
     pid, sid = rec.get("pid"), rec.get("sessionId")
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0 or not isinstance(sid, str) or not sid:
-        return None
+    if (isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < PID_LIMIT or not isinstance(sid, str)
+            or not sid):
+        return None  # (a pid beyond any kernel's range would overflow kill())
     if name != f"{pid}.json":
         return None  # Claude Code names each record after its own pid
     kind = rec.get("kind") if isinstance(rec.get("kind"), str) else None
@@ -179,8 +178,8 @@ def read(root: str) -> Registry:
                 continue
             rec = _read_record(dfd, name)
             got = judge(rec, name) if rec is not None else None
-            if got is not None and got.session_id not in live:
-                live[got.session_id] = got
+            if got is not None and canonical_id(got.session_id) not in live:
+                live[canonical_id(got.session_id)] = got
     except OSError:
         pass
     finally:
@@ -194,4 +193,4 @@ def still_live(reg: Registry, session_id: str) -> LiveSession | None:
     if reg.changed():
         fresh = read(reg.root)
         reg.live, reg.stamp, reg.read_ns = fresh.live, fresh.stamp, fresh.read_ns
-    return reg.live.get(session_id)
+    return reg.live.get(canonical_id(session_id))

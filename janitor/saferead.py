@@ -74,11 +74,11 @@ def open_input(path: str | os.PathLike[str], *, what: str, follow: bool,
 
 
 def read_input(path: str | os.PathLike[str], *, what: str, limit: int, follow: bool,
-               missing_ok: bool = True) -> bytes | None:
+               missing_ok: bool = True, dir_fd: int | None = None) -> bytes | None:
     """The whole content of a regular input file of at most ``limit`` bytes; None if it does not exist
     (with ``missing_ok``). Everything else that is wrong is an InputError naming the file."""
     try:
-        fd, st = open_input(path, what=what, follow=follow)
+        fd, st = open_input(path, what=what, follow=follow, dir_fd=dir_fd)
     except (FileNotFoundError, NotADirectoryError):
         if missing_ok:
             return None

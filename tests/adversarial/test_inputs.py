@@ -429,3 +429,24 @@ def test_symlinked_store_dirs_are_not_followed_and_report_agrees_with_sweep(root
     assert any(u.endswith(f"{link} (symlink, not followed: nothing through it is swept)") for u in doc["unknown"])
     if link != "projects":
         assert not inside.paths[0].exists()
+
+
+# ---- Claude Code's live-session registry is input too ----------------------------------------------------
+
+@pytest.mark.parametrize("body", [
+    lambda sid, name: {"pid": int(name), "sessionId": sid},  # a pid no kernel has: kill() would overflow
+    lambda sid, name: {"pid": 2**31 + 5, "sessionId": sid},
+])
+def test_a_hostile_session_record_stops_nothing(root, jenv, now, body):
+    old = make_session(root, "/p", now - 90 * DAY)
+    keep = make_session(root, "/q", now - DAY)
+    name = "1" + "0" * 30
+    if "2147483653" in json.dumps(body(old.session_id, "0")):
+        name = str(2**31 + 5)
+    (root / "sessions").mkdir()
+    (root / "sessions" / f"{name}.json").write_text(json.dumps(body(old.session_id, name)))
+    (root / "sessions" / "12345.json").write_text('{"pid": 12345, "sessionId": ' + "[" * 100_000)
+    os.mkfifo(root / "sessions" / "4242.json")
+    p = cli(["sweep", *args(root, now)], jenv)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert not old.paths[0].exists() and keep.paths[0].exists()
