@@ -464,7 +464,13 @@ def project_layers(project_path: str) -> list[SettingsLayer]:
                                 settings_layer(base / "settings.local.json", "project-local")) if layer.exists]
 
 
+MAX_DAYS = 1000 * 366  # beyond this a window reaches no date: Claude Code deletes nothing by it
+
+
 def _window(days: int, source: str) -> Window:
+    if days > MAX_DAYS:  # (Claude Code's cutoff becomes an Invalid Date at ~1e8 days, or years before 1970)
+        return Window(None, f"{source}: {str(days)[:20]}{'…' if len(str(days)) > 20 else ''} days reach no "
+                            "date, so sessions never expire by it")
     return Window(days * 86400.0, source)
 
 

@@ -7,6 +7,7 @@ import re
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 FOREVER = ("forever", "never", "inf")
+MAX_SECONDS = 1000 * 365.25 * 86400  # longer than this is no window but a typo (or "forever")
 
 
 class DurationError(ValueError):
@@ -30,6 +31,9 @@ def parse_duration(text: object, *, allow_forever: bool = True, allow_zero: bool
             + (" or \"forever\"" if allow_forever else "")
         )
     seconds = float(m.group(1)) * UNITS[m.group(2)]
+    if not seconds <= MAX_SECONDS:  # also inf, from a number with hundreds of digits
+        raise DurationError(f"duration {text[:40]!r} is longer than 1000 years"
+                            + ("; use \"forever\"" if allow_forever else ""))
     if seconds <= 0 and not allow_zero:
         raise DurationError(f"duration {text!r} must be greater than zero")
     return seconds

@@ -4,6 +4,7 @@ traceback and never cause a deletion the policy did not ask for."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -147,3 +148,178 @@ def test_cli_with_random_settings_and_config(tmp_path_factory, settings_text, cf
     assert done <= planned
     remaining = {p.stem for p in (root / "projects" / "-p").glob("*.jsonl")}
     assert remaining == made - done  # exactly what was done is gone; everything else is still there
+
+
+# ---- untrusted input, part 2: numbers, nesting, dates and encodings no parser expected -------------------
+
+big_ints = st.one_of(st.integers(), st.integers(min_value=10**17, max_value=10**400),
+                     st.integers(min_value=-(10**400), max_value=-(10**17)))
+any_floats = st.floats(allow_nan=True, allow_infinity=True)
+offsets = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: f"{'+' if m >= 0 else '-'}{abs(m) // 60:02d}:"
+                                                                 f"{abs(m) % 60:02d}")
+date_strings = st.one_of(
+    st.builds(lambda y, mo, d, h, mi, off: f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:00{off}",
+              st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
+              st.integers(0, 61), st.one_of(st.just("Z"), st.just(""), offsets)),
+    st.sampled_from(["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "2026-02-30T00:00:00Z", "Z",
+                     "2026-01-01T00:00:00.9999999999Z", "1e400", "NaN", "-inf"]),
+    st.text(max_size=80),
+)
+timestamp_values = st.one_of(big_ints, any_floats, date_strings, st.none(), st.booleans(),
+                             st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.none()))
+
+
+def nested(depth: int, leaf: str = "1") -> str:
+    return "[" * depth + leaf + "]" * depth
+
+
+def number_text(n: int | float) -> str:
+    if isinstance(n, float) and n != n:
+        return "NaN"
+    if n in (float("inf"), float("-inf")):
+        return "Infinity" if n > 0 else "-Infinity"
+    return str(n) if isinstance(n, int) else repr(n)
+
+
+hostile_records = st.one_of(
+    st.builds(lambda v: json.dumps({"timestamp": v, "cwd": "/p"}, allow_nan=True).encode(), timestamp_values),
+    st.builds(lambda n: b'{"timestamp": ' + number_text(n).encode() + b"}", st.one_of(big_ints, any_floats)),
+    st.builds(lambda d: ('{"timestamp": "2020-01-01T00:00:00Z", "x": ' + nested(d) + "}").encode(),
+              st.integers(1, 100_000)),
+    st.builds(lambda d: ('{"timestamp": ' + nested(d) + "}").encode(), st.integers(1, 50_000)),
+    st.builds(lambda c: json.dumps({"cwd": c}).encode(), st.one_of(st.text(max_size=40), st.just("\x00/x"),
+                                                                   st.just("/a\ud800"))),
+    st.binary(max_size=120),
+    st.builds(lambda b: b'{"timestamp": "2020-01-01T00:00:00Z", "t": "' + b + b'"}', st.binary(max_size=40)),
+)
+
+
+@FUZZ
+@given(timestamp_values)
+def test_parse_timestamp_is_a_usable_time_or_none(value):
+    from janitor.cache import TS_MAX, parse_timestamp
+
+    got = parse_timestamp(value)
+    assert got is None or (isinstance(got, float) and math.isfinite(got) and 0 <= got <= TS_MAX)
+
+
+@FUZZ
+@given(st.lists(hostile_records, min_size=1, max_size=12), st.integers(0, 3))
+def test_tail_reader_survives_hostile_records(body, pad_kib):
+    """Whatever the last records are, the tail reader returns a usable time (or none) and a usable cwd."""
+    import tempfile
+
+    from janitor.cache import TS_MAX, usable_cwd
+
+    data = b"x" * (pad_kib * 1024) + b"\n" + b"\n".join(body) + b"\n"
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        info = read_tail(f.fileno(), len(data))
+    assert info.last_time is None or (math.isfinite(info.last_time) and 0 <= info.last_time <= TS_MAX)
+    assert info.cwd is None or usable_cwd(info.cwd)
+
+
+settings_bytes = st.one_of(
+    settings_docs.map(lambda t: t.encode("utf-8", "surrogateescape")),
+    st.builds(lambda n: b'{"cleanupPeriodDays": ' + number_text(n).encode() + b"}", st.one_of(big_ints, any_floats)),
+    st.builds(lambda d: ('{"cleanupPeriodDays": 7, "x": ' + nested(d) + "}").encode(), st.integers(1, 100_000)),
+    st.builds(lambda k, v: json.dumps({k: v}, allow_nan=True).encode(),
+              st.sampled_from(["cleanupPeriodDays", "desktopSessionCleanupPeriodDays"]), timestamp_values),
+    st.binary(max_size=200),
+    st.just(b"\xef\xbb\xbf{}"),
+)
+
+
+@FUZZ
+@given(settings_bytes)
+def test_settings_layer_never_raises_and_is_a_window_or_a_reason(tmp_path_factory, raw):
+    from janitor.config import settings_layer, window_of
+
+    path = tmp_path_factory.mktemp("s") / "settings.json"
+    path.write_bytes(raw)
+    layer = settings_layer(path, "user")
+    assert layer.exists
+    assert (layer.error is None) or (str(path) in layer.error and "\n" not in layer.error)
+    assert layer.days is None or (isinstance(layer.days, int) and layer.days >= 1)
+    got = window_of([layer])
+    assert isinstance(got, str) == (layer.error is not None)
+
+
+@FUZZ
+@given(st.one_of(settings_bytes, st.builds(lambda xs: json.dumps(xs).encode(), st.lists(st.text(max_size=40)))))
+def test_pins_file_is_a_set_of_ids_or_a_clear_error(tmp_path_factory, raw):
+    from janitor.cache import load_pins
+
+    path = tmp_path_factory.mktemp("p") / "pins.json"
+    path.write_bytes(raw)
+    try:
+        pins = load_pins(path)
+    except ConfigError as e:
+        assert "pins file" in str(e)
+    else:
+        assert all(isinstance(p, str) and p == p.lower().strip() for p in pins)
+
+
+header_values = st.one_of(json_values, big_ints, any_floats, st.text(max_size=30))
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["format", "version", "session_id", "project", "root", "archived_at",
+                                        "pieces", "x"]), header_values, max_size=8),
+       st.booleans())
+def test_archive_header_check_is_a_header_or_archive_invalid(h, wellformed):
+    from janitor import archive
+
+    if wellformed:
+        base = {"format": archive.FORMAT, "version": archive.VERSION, "session_id": "s", "project": "-p",
+                "root": "/r", "archived_at": 1.0,
+                "pieces": [{"rel": "projects/-p/s.jsonl", "store": "transcript", "is_dir": False}]}
+        h = {**base, **h}
+    try:
+        got = archive.check_header(h)
+    except archive.ArchiveInvalid as e:
+        assert str(e)
+    else:
+        assert math.isfinite(got["archived_at"]) and archive.iso(got["archived_at"])
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["pid", "sessionId", "procStart", "kind", "status", "pidDomain"]),
+                       st.one_of(header_values, big_ints), max_size=6),
+       st.one_of(big_ints.map(str), st.text(max_size=8)))
+def test_session_record_judge_never_raises(rec, name):
+    from janitor import livesessions
+
+    got = livesessions.judge(rec, f"{name}.json")
+    assert got is None or isinstance(got.session_id, str)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.lists(hostile_records, min_size=1, max_size=4), min_size=1, max_size=8))
+def test_cli_report_and_sweep_survive_hostile_transcripts(tmp_path_factory, bodies):
+    """The real CLI: transcripts ending in hostile records never stop a report (every format) or a sweep,
+    and what the sweep acts on is removed."""
+    top = tmp_path_factory.mktemp("cli")
+    root = top / "claude"
+    now = 1_790_000_000.0
+    fresh = make_session(root, "/p", now - DAY, side=False)
+    for body in bodies:
+        g = make_session(root, "/p", now - 90 * DAY, side=False)
+        with open(g.paths[0], "ab") as f:
+            f.write(b"\n".join(body) + b"\n")
+        set_times(g.paths[0], now - 90 * DAY)
+    env = dict(os.environ, XDG_CONFIG_HOME=str(top / "cfg"), XDG_STATE_HOME=str(top / "state"),
+               XDG_DATA_HOME=str(top / "data"), CLAUDE_JANITOR_MANAGED_DIR=str(top / "managed"),
+               CLAUDE_JANITOR_POLICY=str(top / "policy.toml"), HOME=str(top / "home"))
+    args = ["--claude-dir", str(root), "--now", str(now)]
+    for cmd in (["report"], ["report", "--format", "markdown"]):
+        p = run_cli([*cmd, *args], env)
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    p = run_cli(["sweep", "--json", *args], env)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert fresh.paths[0].exists()
+    acted = json.loads(p.stdout)["sessions"]
+    assert acted and all(s["result"] == "ok" for s in acted)  # (a valid future time keeps its session)
+    left = {x.stem for x in (root / "projects" / "-p").glob("*.jsonl")}
+    assert left.isdisjoint(s["session_id"] for s in acted)
