@@ -339,12 +339,12 @@ def test_pinning_an_upper_case_id_protects_it(root, jenv, now):
     assert not s.paths[0].exists()
 
 
-def test_restores_automatic_pin_protects_an_upper_case_session(root, jenv, now):
+def test_restores_pin_protects_an_upper_case_session(root, jenv, now):
     s = make_session(root, "/p", now - 90 * DAY, sid=UPPER)
     write_config(jenv, 'action = "archive"\n')
     assert cli(["sweep", *args(root, now)], jenv).returncode == 0
     assert not s.paths[0].exists()
-    p = cli(["restore", "--claude-dir", str(root), UPPER.lower()], jenv)  # any case finds it
+    p = cli(["restore", "--pin", "--claude-dir", str(root), UPPER.lower()], jenv)  # any case finds it
     assert p.returncode == 0 and "pinned" in p.stdout, p.stderr
     assert s.paths[0].exists()
     p = cli(["sweep", *args(root, now)], jenv)
@@ -392,7 +392,7 @@ def test_restore_ignores_the_root_a_crafted_header_names(root, jenv, tmp_path):
               "pieces": [{"rel": rel, "store": "transcript", "is_dir": False}]}
     arc = craft(tmp_path / "a.tar.zst", header, [(tar_member(rel), b'{"type":"user"}\n')])
     env = dict(jenv, CLAUDE_CONFIG_DIR=str(root))
-    p = cli(["restore", sid, "--archive", str(arc), "--no-pin"], env)
+    p = cli(["restore", sid, "--archive", str(arc)], env)
     assert p.returncode == 0, p.stderr
     assert (root / rel).read_bytes() == b'{"type":"user"}\n'
     assert list((elsewhere / "projects").iterdir()) == []
@@ -400,7 +400,7 @@ def test_restore_ignores_the_root_a_crafted_header_names(root, jenv, tmp_path):
     # without CLAUDE_CONFIG_DIR: ~/.claude, never the header's dir
     home_claude = Path(jenv["HOME"]) / ".claude"
     home_claude.mkdir(parents=True)
-    p = cli(["restore", sid, "--archive", str(arc), "--no-pin", "--json"], jenv)
+    p = cli(["restore", sid, "--archive", str(arc), "--json"], jenv)
     assert p.returncode == 0, p.stderr
     assert (home_claude / rel).exists() and list((elsewhere / "projects").iterdir()) == []
     assert json.loads(p.stdout)["archive_names_root"] == str(elsewhere)
