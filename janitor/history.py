@@ -21,6 +21,7 @@ session only the very lines stored in its archive are dropped. Malformed lines a
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -380,7 +381,10 @@ def prune(root: str, drop: Drop, *, dry_run: bool) -> HistoryResult:
         res.result = f"kept: {e}; nothing changed (the next sweep tries again)"
         return res
     except OSError as e:
-        res.result = f"failed: {e.strerror or e}; nothing changed"
+        if e.errno == errno.ELOOP:
+            res.result = f"kept: {NAME} is a symlink, not followed; nothing changed"
+        else:
+            res.result = f"failed: {e.strerror or e}; nothing changed"
         return res
     res.result = ("dry-run" if dry_run else "ok") if done else "nothing to do"
     return res

@@ -55,7 +55,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        stores_failed = any(sd.failed for sd in self.plan.stores)
+        stores_failed = any(sd.failed for sd in self.plan.stores) or any(
+            h.result.startswith("failed") for h in self.plan.history)
         return 1 if self.failed or stores_failed or (self.archives and self.archives.get("errors")) else 0
 
 

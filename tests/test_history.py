@@ -265,3 +265,37 @@ def test_archived_lines_go_into_the_archive_and_come_back_with_restore(root, jen
     assert oct((root / "history.jsonl").stat().st_mode & 0o777) == oct(0o640)
     p = run_cli(["restore", old.session_id, "--claude-dir", str(root)], jenv)  # again: nothing doubled
     assert p.returncode == 0 and history(root) == want
+
+
+@pytest.mark.parametrize("at", ["history-read", "history-locked", "history-written"])
+def test_kill_9_while_pruning_loses_no_line(root, jenv, now, two, at):
+    old, _, lines = two
+    write_config(jenv, "[history]\nremoved_sessions = true\n")
+    before = (root / "history.jsonl").read_bytes()
+    p = run_cli(sweep_args(root, now), {**jenv, "JANITOR_TEST_KILL_AT": at})
+    assert p.returncode == -9
+    assert (root / "history.jsonl").read_bytes() == before  # the original is only ever replaced whole
+    assert oct((root / "history.jsonl").stat().st_mode & 0o777) == oct(0o640)
+    # What is left (a lock folder, a temp file) is what Claude Code itself leaves after a crash: the lock is
+    # stale after 10 s, the temp file goes with the tmp-files store.
+    assert len(list(root.glob("history.jsonl.tmp.*"))) == (at == "history-written")
+    assert (root / "history.jsonl.lock").exists() == (at != "history-read")
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_a_hostile_history_file_is_left_alone(root, jenv, now, two, tmp_path, kind):
+    old, _, lines = two
+    write_config(jenv, "[history]\nremoved_sessions = true\n")
+    (root / "history.jsonl").unlink()
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text("".join(lines))
+    if kind == "symlink":
+        (root / "history.jsonl").symlink_to(target)
+    else:
+        os.mkfifo(root / "history.jsonl")
+    p, doc = run_json(sweep_args(root, now), jenv)
+    assert p.returncode == 0, p.stderr
+    assert not old.paths[0].exists()  # the session went; its lines could not be pruned, and that is said
+    assert target.read_text() == "".join(lines)
+    (h,) = doc["history"]
+    assert h["result"].startswith("kept:"), h
