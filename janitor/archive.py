@@ -42,7 +42,7 @@ from typing import IO, Any, Protocol
 
 import zstandard
 
-from . import testhooks
+from . import staging, testhooks
 from .atomicfile import fsync_dir, mkdirs_private
 from .audit import AuditLog
 from .cache import TS_MAX, piece_owner
@@ -686,7 +686,9 @@ class ArchiveStore:
             os.close(dfd)
         try:
             self._delete_originals(root, d, idents)
-        except Changed:
+        except staging.Interfered as e:
+            raise staging.Interfered(f"archived to {final}, but {e}") from None
+        except (Changed, staging.Busy):
             raise
         except OSError as e:
             raise OSError(e.errno, f"archived to {final}, but removing the originals failed: "
@@ -778,14 +780,10 @@ class ArchiveStore:
         return None
 
     def _delete_originals(self, root: Root, d: Decision, idents: dict[str, Identity]) -> None:
-        now = snapshot(root, d)
-        if now != idents:
-            changed = sorted(k for k in set(now) | set(idents) if now.get(k) != idents.get(k))
-            raise Changed(f"{changed[0]} changed while being archived; originals kept")
-        pieces = sorted(d.session.pieces, key=lambda p: p.store == "transcript")
-        for p in pieces:
-            testhooks.point("archive-delete")
-            root.remove(p.rel)
+        """Remove the originals through staging: what is removed is checked to be exactly what was
+        archived (every entry's kind, inode, size, mtime), after it was moved out of reach."""
+        testhooks.point("archive-delete")
+        staging.remove(root, d.session, d.action.value, staging.matches_identities(idents))
 
 
 def _unlink_quiet(name: str, dfd: int) -> None:

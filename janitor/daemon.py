@@ -637,7 +637,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
 
     from .paths import janitor_dirs
     from .rootlock import SweepLocks, hold_inherited
-    from .sweep import Env, recover
+    from .sweep import Env, recover, recover_interrupted
 
     env = Env(roots=[Path(r) for r in roots], dirs=janitor_dirs(), config_path=config_path,
               default_root=default_root)
@@ -650,6 +650,8 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
         if not lock_fds:
             lock = SweepLocks(env.dirs.lock_file, roots, wait=0.0)
             lock.__enter__()
+            for note in recover_interrupted(env):  # removals a crash left half way (staging.recover)
+                log.warning("%s", note)
             recover(env)  # run by itself, not by a daemon (which settles the audit log before a sweep)
         else:
             hold_inherited(lock_fds)
@@ -1063,9 +1065,11 @@ class Daemon:
 
     def _recover(self) -> None:
         """What a killed sweep (this daemon's, a one-shot's) left unsaid in the audit log: said now."""
-        from .sweep import recover
+        from .sweep import recover, recover_interrupted
 
-        try:
+        try:  # removals a crashed sweep left half way first (staging.recover), then the log from the disk
+            for note in recover_interrupted(self.env):
+                log.warning("%s", note)
             done = recover(self.env)
         except OSError as e:
             log.error("cannot settle the audit log's unfinished intents: %s", e)

@@ -9,10 +9,12 @@ import fcntl
 import os
 import resource
 import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .model import ConfigError, LockBusy, Piece
 
@@ -148,12 +150,19 @@ class Root:
         # one. Thread-safe; never evicted while the Root is open (past the cap, fds are opened per call).
         self._dirs: dict[tuple[str, ...], int] = {}
         self._lock = threading.Lock()
+        # Files other processes have open for writing or locked, by (dev, ino) (activity.InUse.inodes):
+        # a removal that finds one of them anywhere in a session's trees keeps the session (staging).
+        self.busy: dict[tuple[int, int], str] = {}
+        self.stage_fd = -1  # the private staging dir of removals (staging.py), opened when first needed
 
     def close(self) -> None:
         with self._lock:
             for fd in self._dirs.values():
                 os.close(fd)
             self._dirs.clear()
+        if self.stage_fd >= 0:
+            os.close(self.stage_fd)
+            self.stage_fd = -1
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -188,6 +197,48 @@ class Root:
                 return self._dirs[parts]
             self._dirs[parts] = fd
         return fd
+
+    def dir_chain(self, rel: str) -> tuple[list[int], str, bool]:
+        """The fd of every dir from the root down to the one holding ``rel`` (root first), the last
+        component's name, and whether the caller must close the fds after the root (when the cache is full).
+
+        With ``inside``, the caller can check afterwards that the holding dir is still where ``rel`` says."""
+        parts = _check_rel(rel)
+        dirs = tuple(parts[:-1])
+        fds = [self.fd]
+        for i in range(1, len(dirs) + 1):
+            fd = self._cached_dir(dirs[:i])
+            if fd is None:
+                break
+            fds.append(fd)
+        else:
+            return fds, parts[-1], False
+        fds = [self.fd]
+        try:
+            for i, comp in enumerate(dirs):
+                fds.append(self._open_dir(fds[-1], comp, dirs[:i + 1]))
+        except BaseException:
+            for fd in fds[1:]:
+                os.close(fd)
+            raise
+        return fds, parts[-1], True
+
+    def inside(self, fds: list[int], rel: str) -> bool:
+        """Is each dir of ``fds`` (from ``dir_chain(rel)``) still the entry of that name in the one above,
+        i.e. is the last one still reachable from the root by ``rel``'s path, no symlink followed?
+
+        A dir fd keeps working after its dir was moved elsewhere (even out of the root): this is what
+        tells that apart. A false answer is final; a true one holds at the instant of each lstat."""
+        parts = rel.split("/")
+        for i in range(1, len(fds)):
+            try:
+                st = os.stat(parts[i - 1], dir_fd=fds[i - 1], follow_symlinks=False)
+            except OSError:
+                return False
+            fst = os.fstat(fds[i])
+            if (st.st_dev, st.st_ino) != (fst.st_dev, fst.st_ino):
+                return False
+        return True
 
     def parent(self, rel: str) -> tuple[int, str, bool]:
         """(fd of the dir holding ``rel``, the last component's name, whether the caller must close the fd)."""
@@ -361,6 +412,90 @@ def _unlink_quiet(name: str, dir_fd: int) -> None:
         os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
+
+
+RENAME_NOREPLACE = 1
+_renameat2: Any = None
+
+
+def rename_noreplace(src_fd: int, src: str, dst_fd: int, dst: str) -> None:
+    """renameat2(RENAME_NOREPLACE): move ``src`` to ``dst`` only if nothing is at ``dst`` (else
+    FileExistsError); nothing is ever replaced. Where the kernel or filesystem lacks it, an lstat
+    check first (a narrow race: the only fallback there is)."""
+    global _renameat2
+    if _renameat2 is None and sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            _renameat2 = fn
+        except (OSError, AttributeError):
+            _renameat2 = False
+    if _renameat2:
+        import ctypes
+
+        if _renameat2(src_fd, os.fsencode(src), dst_fd, os.fsencode(dst), RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), dst)
+    try:
+        os.stat(dst, dir_fd=dst_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+        return
+    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+
+
+def walk_at(dir_fd: int, name: str, dev: int) -> Iterator[tuple[str, os.stat_result]]:
+    """(path relative to ``name``'s parent, lstat) of ``name`` and, for a dir, of everything below it.
+
+    By dir fd (no PATH_MAX), one fd per level, never following a symlink; a dir on another filesystem
+    is yielded, not entered. Entries vanishing meanwhile are skipped; other errors propagate."""
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    yield name, st
+    if not stat.S_ISDIR(st.st_mode) or st.st_dev != dev:
+        return
+    raise_fd_limit()
+    fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    if os.fstat(fd).st_ino != st.st_ino:
+        os.close(fd)
+        raise Changed(f"{name} changed while being read")
+    stack: list[tuple[int, str, list[tuple[str, int]]]] = [(fd, name, [])]
+    try:
+        with os.scandir(fd) as it:
+            entries = list(it)
+        while True:
+            top, trel, subdirs = stack[-1]
+            for e in entries:
+                try:
+                    est = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                yield f"{trel}/{e.name}", est
+                if stat.S_ISDIR(est.st_mode) and est.st_dev == dev:
+                    subdirs.append((e.name, est.st_ino))
+            entries = []
+            while stack and not stack[-1][2]:
+                os.close(stack.pop()[0])
+            if not stack:
+                return
+            top, trel, subdirs = stack[-1]
+            n, ino = subdirs.pop()
+            try:
+                cfd = os.open(n, DIR_FLAGS, dir_fd=top)
+            except FileNotFoundError:
+                continue
+            if os.fstat(cfd).st_ino != ino:
+                os.close(cfd)
+                raise Changed(f"{trel}/{n} changed while being read")
+            stack.append((cfd, f"{trel}/{n}", []))
+            with os.scandir(cfd) as it:
+                entries = list(it)
+    finally:
+        for sfd, _, _ in stack:
+            os.close(sfd)
 
 
 class SweepLock:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import activity, cache, config, policy, stores, testhooks
+from . import activity, cache, config, policy, staging, stores, testhooks
 from .audit import AuditLog
 from .model import Action, ConfigError, Decision, Outcome, Plan, Policy, Session
 from .paths import JanitorDirs, archive_dir_for
@@ -372,16 +372,9 @@ def _remover_main(todo: list[Decision], roots: dict[str, Root], flag: Any, tasks
 
 
 def delete_session(root: Root, d: Decision) -> None:
-    """Remove every piece of a session; the transcript goes last so a failure leaves it findable."""
-    pieces = sorted(d.session.pieces, key=lambda p: p.store == "transcript")
-    for i, p in enumerate(pieces):
-        try:
-            root.remove(p.rel, expect=p)  # re-checked right before removal
-        except Changed as e:
-            if not i:
-                raise
-            raise OSError(f"{e}; {i} of {len(pieces)} pieces were already removed, the rest left in place"
-                          ) from None
+    """Remove every piece of a session as one transaction (staging.remove: stage, verify against the
+    scan, commit, purge); a session that changed or moved meanwhile is put back and reported."""
+    staging.remove(root, d.session, d.action.value, staging.matches_scan(d.session))
 
 
 def check_session(root: Root, d: Decision) -> str | None:
@@ -514,6 +507,45 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
     return outcomes
 
 
+def _once(fn: Callable[[], None]) -> Callable[[], None]:
+    done: list[bool] = []
+
+    def call() -> None:
+        if not done:
+            done.append(True)
+            fn()
+    return call
+
+
+def recover_interrupted(env: Env, acting: Callable[[], None] | None = None) -> list[str]:
+    """Finish or undo the removals a crashed sweep left behind (staging.recover), in every root that is
+    there; each finished one is recorded in the audit log. Returns what to tell the user.
+
+    Called under the sweep lock, before the scan, by every real sweep (one-shot and the daemon's).
+    ``acting()`` is called first if there is anything to recover (see ``run``)."""
+    notes: list[str] = []
+    records: list[dict[str, Any]] = []
+    for r in env.roots:
+        try:
+            root = Root(validate_root(r))
+        except (ConfigError, OSError):
+            continue  # build_plan reports it
+        try:
+            if acting is not None and staging.pending(root):
+                acting()
+            for got in staging.recover(root):
+                notes.append(got.message)
+                if got.session_id:
+                    records.append(got.record(root.path))
+        except (OSError, Unsafe) as e:
+            notes.append(f"{r}/{staging.STAGE_DIR}: {e}")
+        finally:
+            root.close()
+    if records:
+        AuditLog(env.dirs.audit_log, sinks=_sinks(env)).append(records)
+    return notes
+
+
 def _open_root(d: Decision, roots: dict[str, Root]) -> bool:
     """Open the session's root in the calling (main) thread; False if it cannot be (then act inline)."""
     if d.session.root not in roots:
@@ -538,6 +570,10 @@ def _act_one(d: Decision, roots: dict[str, Root], dry_run: bool, actors: dict[Ac
             return Outcome(d, "failed", f"action {d.action.value!r} is not available")
         extra = actor(root, d) or {}
         return Outcome(d, "ok", archive=extra.get("archive"))
+    except staging.Busy as e:
+        return Outcome(d, "skipped", f"in use, kept: {e}")
+    except staging.Interfered as e:
+        return Outcome(d, "failed", f"changed during removal, kept: {e}")
     except Changed as e:
         return Outcome(d, "skipped", f"changed since the scan, kept: {e}")
     except Unsafe as e:
@@ -611,10 +647,16 @@ def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = No
     ``phase(label, total, unit)``, if given, is told when scanning and acting start and returns the
     counter for that phase (the CLI's progress line). ``acting()``, if given, is called once, just before
     the first change to anything but the audit log (never in a dry run): until then a signal may stop the
-    run at once. Settling the audit log first (``recover``) is crash-safe at any instant."""
+    run at once. Removals a crash left half way are finished or undone first (``recover_interrupted``,
+    after ``acting()`` if there is one), then the audit log is settled from what is on disk (``recover``,
+    crash-safe at any instant)."""
+    if acting is not None:
+        acting = _once(acting)
+    recovered = [] if dry_run else recover_interrupted(env, acting)  # first: then the log settles on the truth
     if not dry_run:
         recover(env)
     plan, pol, seen = build_plan(env, now, progress=phase("scanning", None, "entries") if phase else progress)
+    plan.warnings[:0] = recovered
     testhooks.point("after-plan")
     result = RunResult(plan=plan, policy=pol, dry_run=dry_run, files_seen=seen)
     msg = policy.guard(plan, pol, len(plan.decisions))

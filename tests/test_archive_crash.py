@@ -33,11 +33,13 @@ SWEEP_POINTS = [
     "archive-linked:1",      # final name linked, temp name still there
     "archive-published:1",   # published, dir not yet fsync'd
     "archive-synced:1",      # durable, originals untouched
-    "archive-delete:1",      # deleting the originals: before the first piece
-    "archive-delete:4",      # … half of them gone
-    f"archive-delete:{PIECES}",  # … all but the transcript gone
+    "archive-delete:1",      # removing the originals (staging.remove): before anything moved
+    "removal-staged:1",      # … every piece moved into the staging dir, not yet verified
+    "removal-verified:1",    # … verified, not yet committed
+    "removal-committed:1",   # … committed (…doomed), nothing deleted yet
+    "removal-purging:1",     # … the first piece deleted
     "archive-verified:2",    # the second session, after the first completed
-    f"archive-delete:{PIECES + 3}",
+    "removal-purging:2",
 ]
 
 
