@@ -77,7 +77,11 @@ def _dev_from_majmin(text: str) -> int | None:
 
 def scan_in_use(roots: list[str] | None = None) -> InUse:
     """Files other processes have open for writing (from /proc/*/fd; only those under ``roots`` when
-    given) or locked (/proc/locks)."""
+    given) or locked (/proc/locks), by inode and, for those open under ``roots``, by path.
+
+    A lock is known by inode only; its holder has the file open (a lock goes with its last open file),
+    so the path of a locked file — at any depth of a session — comes from the fd of whoever has it open,
+    read-only fds included."""
     prefixes = tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots) if roots is not None else ("/",)
     out = InUse()
     for r in roots or ():
@@ -85,6 +89,22 @@ def scan_in_use(roots: list[str] | None = None) -> InUse:
     if not os.path.isdir("/proc/self/fd"):
         return out
     me = os.getpid()
+    locked: dict[tuple[int, int], str] = {}
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (blocked waiters have "->")
+                if "->" in parts or len(parts) < 6:
+                    continue
+                dev_s, _, ino_s = parts[5].rpartition(":")
+                dev = _dev_from_majmin(dev_s)
+                if dev is None or parts[4] == str(me):
+                    continue
+                locked[(dev, int(ino_s))] = f"locked ({parts[1]}) by process {parts[4]}"
+    except (OSError, ValueError):
+        pass
+    out.inodes.update(locked)
     try:
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
@@ -105,26 +125,18 @@ def scan_in_use(roots: list[str] | None = None) -> InUse:
                 with open(f"/proc/{pid}/fdinfo/{fd}") as f:
                     flags_line = next((ln for ln in f if ln.startswith("flags:")), "")
                 flags = int(flags_line.split()[1], 8) if flags_line else 0
-                if flags & os.O_ACCMODE == os.O_RDONLY:
+                read_only = flags & os.O_ACCMODE == os.O_RDONLY
+                if read_only and not locked:
                     continue
                 st = os.stat(f"{fd_dir}/{fd}")
             except (OSError, ValueError, IndexError):
                 continue
-            reason = f"open for writing by process {pid}"
-            out.inodes[(st.st_dev, st.st_ino)] = reason
+            if read_only:
+                reason = locked.get((st.st_dev, st.st_ino))
+                if reason is None:
+                    continue
+            else:
+                reason = f"open for writing by process {pid}"
+                out.inodes[(st.st_dev, st.st_ino)] = reason
             out.paths[target] = reason
-    try:
-        with open("/proc/locks") as f:
-            for line in f:
-                parts = line.split()
-                # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (blocked waiters have "->")
-                if "->" in parts or len(parts) < 6:
-                    continue
-                dev_s, _, ino_s = parts[5].rpartition(":")
-                dev = _dev_from_majmin(dev_s)
-                if dev is None or parts[4] == str(me):
-                    continue
-                out.inodes[(dev, int(ino_s))] = f"locked ({parts[1]}) by process {parts[4]}"
-    except (OSError, ValueError):
-        pass
     return out

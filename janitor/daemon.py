@@ -466,8 +466,10 @@ def act(plan: Plan, pol: Policy, env: Env, total: int, actors: dict[Action, Any]
         # session exists matters ("all sessions at once"); the caps use ``total``.
         picked = {d.session.key for d in plan.decisions}
         e = index.timed_other(picked)
+        # (counted as removable by age, policy.removable_by_age: the index does not say why a row is kept)
         extra = [] if e is None else [Decision(
-            Session(e.session_id, e.root, e.project, last_record_time=e.last_activity), Action.KEEP, "indexed")]
+            Session(e.session_id, e.root, e.project, last_record_time=e.last_activity), Action.KEEP, "indexed",
+            expires_at=plan.now)]
         msg = policy.guard(Plan(now=plan.now, decisions=plan.decisions + extra), pol, total)
     if msg:
         log.error("not acting: %s (run `janitor sweep --force` by hand if this is intended)", msg)

@@ -124,16 +124,34 @@ def next_expiry(plan: Plan) -> float | None:
 GUARD_ALL_MIN = 5
 
 
+def removable_by_age(d: Decision, policy: Policy, now: float) -> bool:
+    """Could time alone have this session removed? True for every session acted on, and for those kept
+    only because of their times (active within grace, within retention, in the future). False for
+    sessions kept whatever the clock says: unreadable or in doubt, in use, pinned, without a time,
+    retention forever, among the keep_last most recent."""
+    if d.action is not Action.KEEP:
+        return True
+    s = d.session
+    if s.unreadable or s.in_use or s.pinned or s.last_activity is None:
+        return False
+    if (s.root, s.project) in policy.project_doubts or "(keep_last)" in d.reason:
+        return False
+    return d.expires_at is not None or s.last_activity > now
+
+
 def guard(plan: Plan, policy: Policy, total: int) -> str | None:
     """Mass-removal guard: a message when the plan removes more than the configured cap, or removes every
-    session at once (at least GUARD_ALL_MIN of them): the sign of a clock that jumped forward."""
+    session that time alone could remove (at least GUARD_ALL_MIN of them): the sign of a clock that jumped
+    forward. Sessions kept whatever the clock says (in use, pinned, unreadable, forever, keep_last) do not
+    count either way (removable_by_age): one open session does not disarm the guard."""
     n = len(plan.to_act)
-    timed = [d for d in plan.decisions if d.session.last_activity is not None and not d.session.pinned]
-    if n >= GUARD_ALL_MIN and n == len(timed):
-        newest = max(d.session.last_activity or 0.0 for d in timed)
-        return (f"refusing to remove all {n} sessions in one run: even the newest was last active "
-                f"{human_duration(plan.now - newest)} ago. If the system clock jumped forward this would "
-                "wipe the cache. If the clock is right and this is intended, re-run with --force")
+    could = sum(removable_by_age(d, policy, plan.now) for d in plan.decisions)
+    if n >= GUARD_ALL_MIN and n == could:
+        newest = max(d.session.last_activity or 0.0 for d in plan.to_act)
+        return (f"refusing to remove all {n} sessions in one run (every session not kept for a reason other "
+                f"than its age): even the newest was last active {human_duration(plan.now - newest)} ago. "
+                "If the system clock jumped forward this would wipe the cache. If the clock is right and this "
+                "is intended, re-run with --force")
     if policy.max_delete_count is not None and n > policy.max_delete_count:
         return (f"refusing to remove {n} sessions in one run: more than max_delete_count = "
                 f"{policy.max_delete_count}. If the clock is right and this is intended, re-run with --force")

@@ -434,6 +434,9 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
     stopped = False
     # Deletions run in a few processes or threads (dry runs only stat: nothing to overlap); outcomes and
     # result records stay in plan order, and each session is still checked, then removed, as a whole.
+    for d in {d.session.root: d for d in todo}.values():  # forked removers inherit the roots (and .busy)
+        if _open_root(d, roots):
+            roots[d.session.root].busy = watch.inuse.inodes
     removers = None if dry_run or _workers() == 1 else _Removers(todo, roots)
     inflight: deque[tuple[list[Decision], Any]] = deque()
     chunk: list[tuple[int, Decision]] = []  # gathered for the removers, not handed out yet
@@ -472,6 +475,8 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
                     o = Outcome(d, "cancelled", CANCELLED)
                 else:
                     busy = watch.why(d.session)
+                    if _open_root(d, roots):  # what staging checks every file of the session against
+                        roots[d.session.root].busy = watch.inuse.inodes
                     if busy:
                         o = Outcome(d, "skipped", f"in use, kept: {busy}")
                     elif removers and d.action is Action.DELETE and _open_root(d, roots):

@@ -1,0 +1,408 @@
+"""What happens to a session while it is being removed: appended, replaced, swapped, moved out of the Claude
+dir, locked at depth, or the sweep killed at any step. Every byte written is afterwards in the cache or in a
+verified archive; nothing outside the Claude dir changes; a crashed removal is finished (or undone) by the
+next sweep. Real processes, real files; the races are made deterministic by the pause points
+(JANITOR_TEST_PAUSE_AT / KILL_AT, janitor/testhooks.py) or run at random in a loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from archivetools import archive_files
+from cachegen import DAY, make_session, set_times
+from conftest import run_cli, run_json, wait_for, write_config
+
+from janitor import archive
+from janitor.audit import verify as verify_audit
+
+from .helpers import Paused, intact_or_gone, tree_state
+
+STAGE = ".janitor-removing"
+
+
+def sweep(root: Path, now: float, *extra: str) -> list[str]:
+    return ["sweep", "--json", "--claude-dir", str(root), "--now", str(now), *extra]
+
+
+def results(p: subprocess.CompletedProcess[str]) -> dict[str, dict]:
+    return {s["session_id"]: s for s in json.loads(p.stdout)["sessions"] if s["decision"] != "keep"}
+
+
+def all_bytes(top: Path) -> bytes:
+    """Every regular file's contents under ``top`` (never following links), concatenated."""
+    out = []
+    for dirpath, _dirs, files in os.walk(top):
+        for n in files:
+            p = Path(dirpath) / n
+            if p.is_file() and not p.is_symlink():
+                out.append(p.read_bytes())
+    return b"\n".join(out)
+
+
+def archived_bytes(jenv: dict[str, str]) -> bytes:
+    """Every file's contents in every archive that verifies."""
+    adir = Path(jenv["XDG_DATA_HOME"]) / "claude-janitor" / "archives"
+    out: list[bytes] = []
+
+    class Collect:
+        def begin(self, m: dict) -> None:
+            pass
+
+        def data(self, chunk: bytes) -> None:
+            out.append(chunk)
+
+        def end(self) -> None:
+            out.append(b"\n")
+
+    for path in archive_files(adir) if adir.exists() else []:
+        try:
+            archive.verify(path, sink=Collect())
+        except (archive.ArchiveInvalid, OSError):
+            continue
+    return b"".join(out)
+
+
+def stage_empty(root: Path) -> bool:
+    return not (root / STAGE).exists() or os.listdir(root / STAGE) == []
+
+
+def expired(root: Path, now: float, cwd: str = "/p", **kw):
+    return make_session(root, cwd, now - 90 * DAY, **kw)
+
+
+def append(path: Path, data: bytes) -> None:
+    """As Claude Code writes a transcript: open by path, append, close."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+# ---- (1) data written after the check ------------------------------------------------------------
+
+def test_append_deep_inside_a_session_after_the_scan_is_kept_delete_mode(root, jenv, now, tmp_path):
+    g = expired(root, now)
+    deep = [root / "file-history" / g.session_id / "abc@v1",
+            root / "projects" / "-p" / g.session_id / "subagents" / "agent-a1.jsonl"]
+    run = Paused(sweep(root, now), jenv, "before-session", tmp_path / "hook")
+    for f in deep:
+        append(f, b"written after the scan\n")  # a nested file: its folder's own mtime does not move
+    p = run.release()
+    assert p.returncode == 1, p.stderr
+    assert "changed" in results(p)[g.session_id]["error"]
+    assert intact_or_gone(g.paths) == "intact"
+    assert all(f.read_bytes().endswith(b"written after the scan\n") for f in deep)
+    assert stage_empty(root)
+
+
+@pytest.mark.parametrize("how", ["append", "replace", "swap-dir", "swap-symlink"])
+def test_a_session_changed_after_it_was_archived_is_kept_archive_mode(how, root, jenv, now, tmp_path):
+    write_config(jenv, 'action = "archive"\n')
+    g = expired(root, now)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep me")
+    before_outside = tree_state(outside)
+    tr, fh = g.paths[0], root / "file-history" / g.session_id
+    run = Paused(sweep(root, now), jenv, "archive-delete", tmp_path / "hook")  # archived and verified
+    new = b'{"type":"user","message":"written after the archive"}\n'
+    if how == "append":
+        append(tr, new)
+    elif how == "replace":
+        tmp = tr.with_name("tmp")
+        tmp.write_bytes(tr.read_bytes() + new)
+        os.rename(tmp, tr)
+    elif how == "swap-dir":
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "def@v1").write_bytes(new)
+        os.rename(fh, tmp_path / "old-fh")
+        os.rename(other, fh)
+    else:
+        os.rename(fh, tmp_path / "old-fh")
+        os.symlink(outside, fh)
+    p = run.release()
+    assert p.returncode == 1, p.stderr
+    assert "changed during removal" in results(p)[g.session_id]["error"]
+    assert tree_state(outside) == before_outside
+    if how != "swap-symlink":
+        assert new in all_bytes(root)  # the new data stayed in the cache
+    assert tr.exists() and stage_empty(root)
+
+
+@pytest.mark.parametrize("how", ["append-by-path", "append-by-held-fd", "replace", "swap-dir"])
+def test_a_session_changed_while_staged_is_put_back(how, root, jenv, now, tmp_path):
+    g = expired(root, now)
+    tr, fh = g.paths[0], root / "file-history" / g.session_id
+    old = all_bytes(root)
+    run = Paused(sweep(root, now), jenv, "removal-staged", tmp_path / "hook")
+    new = b'{"type":"user","message":"written while staged"}\n'
+    assert not tr.exists()  # staged: moved out of its place
+    if how == "append-by-path":
+        append(tr, new)  # creates a new transcript: the staged one goes back beside it
+    elif how == "append-by-held-fd":  # a writer that opened the transcript before it was moved
+        (entry,) = os.listdir(root / STAGE)
+        (staged,) = [n for n in os.listdir(root / STAGE / entry) if n.endswith(".jsonl")]
+        append(root / STAGE / entry / staged, new)
+    elif how == "replace":
+        tmp = tr.with_name("tmp")
+        tmp.write_bytes(new)
+        os.rename(tmp, tr)
+    else:
+        fh.mkdir()
+        (fh / "def@v1").write_bytes(new)
+    p = run.release()
+    assert p.returncode == 1, p.stderr
+    assert "changed during removal" in results(p)[g.session_id]["error"]
+    everything = all_bytes(root)
+    assert new in everything
+    assert all(chunk in everything for chunk in old.split(b"\n") if chunk)  # nothing of the old is lost
+    assert stage_empty(root)
+    if how in ("append-by-path", "replace"):
+        kept = [n for n in os.listdir(tr.parent) if n.startswith(tr.name + ".janitor-kept-")]
+        assert len(kept) == 1 and "janitor-kept" in results(p)[g.session_id]["error"]
+
+
+# ---- (2) never outside the Claude dir ------------------------------------------------------------
+
+@pytest.mark.parametrize("leave_symlink", [False, True])
+@pytest.mark.parametrize("point", ["before-session@2", "removal-staged@2", "removal-verified@2"])
+def test_a_project_dir_moved_out_mid_sweep_is_not_touched(point, leave_symlink, root, jenv, now, tmp_path):
+    gs = [expired(root, now) for _ in range(3)]
+    make_session(root, "/recent", now - DAY)
+    proj = root / "projects" / "-p"
+    elsewhere = tmp_path / "elsewhere" / "-p"
+    elsewhere.parent.mkdir()
+    run = Paused(sweep(root, now), jenv, point, tmp_path / "hook")
+    os.rename(proj, elsewhere)  # the first session is done: the sweep holds an fd of this dir
+    if leave_symlink:
+        os.symlink(elsewhere, proj)
+    moved = tree_state(elsewhere)
+    p = run.release()
+    after = tree_state(elsewhere)
+    if point.startswith("removal-staged"):
+        # the session in hand had its project pieces staged before the move: they go back into the moved
+        # dir, where they came from; nothing else there changes
+        assert set(moved) < set(after) and all(after[k] == v for k, v in moved.items())
+    else:
+        assert after == moved
+    assert p.returncode == 1, p.stderr
+    res = [r["result"] for r in results(p).values()]  # in plan order
+    assert len(res) == len(gs)
+    done = 2 if point.startswith("removal-verified") else 1  # verified while inside: committed
+    assert res == ["ok"] * done + ["failed"] * (3 - done), p.stdout
+    assert stage_empty(root)
+    assert proj.is_symlink() == leave_symlink
+
+
+def test_a_store_dir_swapped_for_a_symlink_mid_sweep_is_not_followed(root, jenv, now, tmp_path):
+    gs = [expired(root, now) for _ in range(3)]
+    make_session(root, "/recent", now - DAY)
+    elsewhere = tmp_path / "elsewhere-fh"
+    run = Paused(sweep(root, now), jenv, "before-session@2", tmp_path / "hook")
+    os.rename(root / "file-history", elsewhere)
+    os.symlink(elsewhere, root / "file-history")
+    before = tree_state(elsewhere)
+    p = run.release()
+    assert tree_state(elsewhere) == before
+    assert p.returncode == 1, p.stderr
+    assert [r["result"] for r in results(p).values()] == ["ok", "failed", "failed"]  # plan order
+    assert len(gs) == 3
+
+
+# ---- (6) locks and open files at any depth -------------------------------------------------------
+
+@pytest.mark.parametrize("what", ["flock-subagent", "flock-file-history", "posix-lock-tasks", "write-fd-deep"])
+def test_a_file_locked_or_open_deep_inside_a_session_keeps_it(what, root, jenv, now):
+    g = expired(root, now)
+    other = expired(root, now, cwd="/q")
+    sid = g.session_id
+    target = {"flock-subagent": root / "projects" / "-p" / sid / "subagents" / "agent-a1.jsonl",
+              "flock-file-history": root / "file-history" / sid / "abc@v1",
+              "posix-lock-tasks": root / "tasks" / sid / "1.json",
+              "write-fd-deep": root / "projects" / "-p" / sid / "tool-results" / "r1.txt"}[what]
+    if what.startswith("flock"):
+        holder = subprocess.Popen(["flock", "--shared", str(target), "sleep", "120"])
+    else:
+        code = ("import fcntl,sys,time\n"
+                f"f=open({str(target)!r}, {'r+' if what.startswith('posix') else 'a'!r})\n"
+                f"{'fcntl.lockf(f, fcntl.LOCK_EX)' if what.startswith('posix') else 'pass'}\n"
+                "print('held', flush=True)\ntime.sleep(120)\n")
+        holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    try:
+        ino = f":{target.stat().st_ino} "
+        assert what.startswith("write") or wait_for(lambda: ino in Path("/proc/locks").read_text(), timeout=30)
+        _, rep = run_json(["report", "--format", "json", "--claude-dir", str(root), "--now", str(now)], jenv)
+        p = run_cli(sweep(root, now), jenv)
+    finally:
+        holder.kill()
+        holder.wait()
+    by = {s["session_id"]: s for s in rep["sessions"]}
+    assert by[sid]["decision"] == "keep" and "in use" in by[sid]["reason"], by[sid]
+    assert p.returncode == 0, p.stderr
+    assert sid not in results(p) and other.session_id in results(p)
+    assert intact_or_gone(g.paths) == "intact"
+    assert intact_or_gone(other.paths) == "gone"
+
+
+# ---- (a) the mass-removal guard ------------------------------------------------------------------
+
+def test_one_session_open_for_writing_does_not_disarm_the_guard(root, jenv, now):
+    gs = [make_session(root, f"/p{i}", now - 90 * DAY) for i in range(10)]
+    busy = make_session(root, "/busy", now - 90 * DAY)
+    holder = subprocess.Popen([sys.executable, "-c", f"f=open({str(busy.paths[0])!r},'a');print('ok',flush=True)"
+                               ";import time;time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        p = run_cli(["sweep", "--claude-dir", str(root), "--now", str(now)], jenv)
+        assert p.returncode == 2, p.stdout + p.stderr
+        assert "refusing to remove all 10 sessions" in p.stderr
+        assert all(intact_or_gone(g.paths) == "intact" for g in gs)
+        p = run_cli(["sweep", "--force", "--claude-dir", str(root), "--now", str(now)], jenv)
+        assert p.returncode == 0, p.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert all(intact_or_gone(g.paths) == "gone" for g in gs)
+    assert intact_or_gone(busy.paths) == "intact"
+
+
+# ---- (9) kill -9 at every step, then the next sweep ----------------------------------------------
+
+@pytest.mark.parametrize("action", ["delete", "archive"])
+@pytest.mark.parametrize("point", ["removal-staged:1", "removal-verified:1", "removal-committed:1",
+                                   "removal-purging:1", "removal-purging:2"])
+def test_kill_at_each_removal_step_then_the_next_sweep_finishes(point, action, root, jenv, now):
+    write_config(jenv, f'action = "{action}"\n')
+    gs = [expired(root, now, cwd=f"/p{i}") for i in range(3)]
+    recent = make_session(root, "/recent", now - DAY)
+    before = all_bytes(root)
+    p = run_cli(sweep(root, now), dict(jenv, JANITOR_TEST_KILL_AT=point))
+    assert p.returncode == -signal.SIGKILL, p.stdout + p.stderr
+    if action == "archive":
+        held = all_bytes(root) + archived_bytes(jenv)
+        assert all(c in held for c in before.split(b"\n") if c)  # nothing lost at the kill
+    p = run_cli(sweep(root, now), jenv)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert all(intact_or_gone(g.paths) == "gone" for g in gs)  # finished, not left a window
+    assert intact_or_gone(recent.paths) == "intact"
+    assert stage_empty(root)
+    ok, msg, _ = verify_audit(Path(jenv["XDG_STATE_HOME"]) / "claude-janitor" / "log" / "audit.jsonl")
+    assert ok, msg
+    if point.startswith(("removal-committed", "removal-purging")):
+        assert "finished removing session" in json.dumps(json.loads(p.stdout)["warnings"])
+
+
+def test_kill_while_a_big_session_is_being_deleted_then_the_next_sweep_finishes(root, jenv, now):
+    g = expired(root, now)
+    fh = root / "file-history" / g.session_id
+    for i in range(6000):
+        (fh / f"f{i}@v1").write_text("x")
+        set_times(fh / f"f{i}@v1", now - 91 * DAY)
+    set_times(fh, now - 91 * DAY)
+    make_session(root, "/recent", now - DAY)
+    proc = subprocess.Popen([sys.executable, "-m", "janitor", *sweep(root, now)], env=jenv,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def emptying() -> bool:
+        try:
+            return proc.poll() is not None or any(len(os.listdir(d)) < 6001 for d in _fh_dirs(root, g.session_id))
+        except OSError:
+            return False
+
+    assert wait_for(emptying, timeout=60, interval=0.002)
+    proc.kill()
+    proc.communicate()
+    p = run_cli(sweep(root, now), jenv)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert intact_or_gone(g.paths) == "gone" and not _fh_dirs(root, g.session_id)
+    assert stage_empty(root)
+
+
+def _fh_dirs(root: Path, sid: str) -> list[Path]:
+    """The session's file-history dir, where it is or staged."""
+    out = [d for d in [root / "file-history" / sid] if d.is_dir()]
+    if (root / STAGE).is_dir():
+        for e in os.listdir(root / STAGE):
+            out += [root / STAGE / e / n for n in os.listdir(root / STAGE / e) if n.endswith(sid)
+                    and n.startswith("file-history")]
+    return out
+
+
+# ---- randomized: a writer appending all the time, many sweeps ------------------------------------
+
+class Writer(threading.Thread):
+    """Appends numbered records every few ms to a transcript and a file-history file, as Claude Code does
+    (open by path, append, close; parent dirs made if missing)."""
+
+    def __init__(self, files: list[Path]) -> None:
+        super().__init__(daemon=True)
+        self.files, self.n, self.stop, self.written = files, 0, threading.Event(), 0
+
+    def run(self) -> None:
+        rng = random.Random(5)
+        while not self.stop.is_set():
+            rec = f'{{"rec": {self.n:08d}}}\n'.encode()
+            append(self.files[self.n % len(self.files)], rec)
+            self.n += 1
+            self.written += len(rec)
+            time.sleep(rng.uniform(0.001, 0.006))
+
+
+@pytest.mark.parametrize("action", ["delete", "archive"])
+def test_a_writer_appending_all_the_time_loses_no_byte(action, root, jenv, tmp_path):
+    write_config(jenv, f'action = "{action}"\ngrace = "1m"\n')
+    later = time.time() + 90 * DAY  # every file, however fresh, is expired at this "now"
+    g = make_session(root, "/w", time.time() - DAY, side=False)
+    fh = root / "file-history" / g.session_id
+    fh.mkdir(parents=True)
+    for i in range(3000):
+        (fh / f"f{i}@v1").write_text("y" * 10)
+    initial = sum(f.stat().st_size for f in [g.paths[0], *fh.iterdir()])
+    w = Writer([g.paths[0], fh / "live@v1"])
+    w.start()
+    outcomes = []
+    try:
+        for _ in range(12):
+            p = run_cli(sweep(root, later), jenv)
+            assert p.returncode in (0, 1), p.stderr
+            outcomes += [s.get("result") for s in json.loads(p.stdout)["sessions"] if s["decision"] != "keep"]
+    finally:
+        w.stop.set()
+        w.join()
+    assert stage_empty(root)
+    recs = [f'{{"rec": {i:08d}}}'.encode() for i in range(w.n)]
+    if action == "archive":
+        held = all_bytes(root) + archived_bytes(jenv)
+        missing = [r for r in recs if r not in held]
+        assert not missing, f"{len(missing)} of {len(recs)} records lost; outcomes {outcomes}"
+    else:
+        # What is gone is exactly what the sweeps reported deleting (their scans' bytes): nothing written
+        # after a session was checked went with it.
+        log = Path(jenv["XDG_STATE_HOME"]) / "claude-janitor" / "log" / "audit.jsonl"
+        recs_ = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+        deleted = sum(r["bytes"] for r in recs_ if r["phase"] == "result" and r["result"] == "ok")
+        present = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+        assert initial + w.written - present == deleted, f"outcomes {outcomes}"
+    assert w.n > 100
+
+
+def test_staging_dir_left_as_a_symlink_is_refused(root, jenv, now, tmp_path):
+    g = expired(root, now)
+    outside = tmp_path / "o"
+    outside.mkdir()
+    os.symlink(outside, root / STAGE)
+    p = run_cli(sweep(root, now), jenv)
+    assert p.returncode == 1
+    assert intact_or_gone(g.paths) == "intact" and os.listdir(outside) == []
+    shutil.rmtree(outside)
