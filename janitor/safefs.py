@@ -306,8 +306,11 @@ class Root:
 
         With ``expect``, the entry is checked once more right before removal and Changed is raised if it
         is not the inode the scan saw (for a dir: the very dir opened for removal, by its fd)."""
-        pfd, name, owned = self.parent(rel)
+        fds, name, owned = self.dir_chain(rel)
+        pfd = fds[-1]
         try:
+            if not self.inside(fds, rel):  # a held dir fd follows its dir wherever it was moved
+                raise Changed(f"{rel}: its folder was moved or replaced since it was opened; not touched")
             if expect is not None and expect.is_dir:
                 try:
                     rmtree_at(pfd, name, self.dev, expect_ino=expect.ino)
@@ -329,7 +332,8 @@ class Root:
                 os.unlink(name, dir_fd=pfd)
         finally:
             if owned:
-                os.close(pfd)
+                for fd in fds[1:]:
+                    os.close(fd)
 
 
 def rmtree_at(parent_fd: int, name: str, dev: int, *, expect_ino: int | None = None) -> None:

@@ -16,8 +16,9 @@ what was moved is checked, and only then is anything deleted:
    re-created meanwhile; every parent dir must still be reachable from the Claude dir by its path, no
    symlink followed (else the rename pulled something in from outside: it goes straight back); the
    staging dir must still be inside the Claude dir and the entry hold nothing but what was staged.
-   Any mismatch rolls every piece back to where it was (never replacing anything: a name taken meanwhile
-   gets the piece put back beside it as ``<name>.janitor-kept-<time>``), and raises ``Interfered``.
+   Any mismatch rolls every piece back to where it was and raises ``Interfered``. Nothing is ever
+   replaced: a piece whose name was taken meanwhile (a writer created the file again) stays in the
+   entry, renamed ``….kept``, which no sweep deletes and every sweep reports until it is moved back.
 3. **commit**: one rename, ``….staging`` → ``….doomed``: the point of no return.
 4. **purge**: the doomed entry is deleted (``safefs.rmtree_at``).
 
@@ -43,7 +44,6 @@ import os
 import re
 import secrets
 import stat
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +56,6 @@ from .safefs import DIR_FLAGS, Changed, Root, Unsafe, _check_rel, rename_norepla
 STAGE_DIR = ".janitor-removing"
 STAGING, DOOMED, KEPT = ".staging", ".doomed", ".kept"
 ORIGIN = "origin.json"  # only when a piece's path is too long to be its staged name
-KEPT_MARK = ".janitor-kept-"
 _NAME_MAX = 240
 
 # what a verify sees: per piece (its rel), (rel, lstat) of the piece and of everything below it
@@ -262,8 +261,9 @@ class Removal:
             return
         with contextlib.suppress(OSError):
             os.rename(self.entry + state, self.entry + KEPT, src_dir_fd=sfd, dst_dir_fd=sfd)
-        self.notes.append(f"{', '.join(m.piece.rel for m in left)} could not be put back: kept in "
-                          f"{self.root.path}/{STAGE_DIR}/{self.entry}{KEPT} (move it back by hand)")
+        self.notes.append(f"the removed copy of {', '.join(m.piece.rel for m in left)} is kept in "
+                          f"{self.root.path}/{STAGE_DIR}/{self.entry}{KEPT} (names: the original paths, "
+                          "%-encoded; move it back by hand)")
 
     def _close(self) -> None:
         for m in self.moved:
@@ -278,27 +278,18 @@ class Removal:
 
 
 def _put_back(src_fd: int, staged: str, pfd: int, name: str, rel: str, note: Callable[[str], None]) -> bool:
+    """Move a staged piece back to ``name`` in ``pfd``, never replacing anything; False (and a note) if
+    it cannot go back. A name taken meanwhile (a writer made the file or dir again) leaves it staged: it
+    is not put beside the new one, where the store rules (stores.py) could age it away."""
     try:
         rename_noreplace(src_fd, staged, pfd, name)
         return True
     except OSError as e:
-        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-            note(f"{rel}: could not be put back: {e.strerror or e}")
-            return False
-    beside = f"{name}{KEPT_MARK}{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-    for i in range(100):
-        cand = beside if not i else f"{beside}-{i}"
-        try:
-            rename_noreplace(src_fd, staged, pfd, cand)
-        except FileExistsError:
-            continue
-        except OSError as e:
-            note(f"{rel}: could not be put back: {e.strerror or e}")
-            return False
-        note(f"{rel} was created again meanwhile: the removed copy is back beside it as "
-             f"{rel.rpartition('/')[0]}/{cand}")
-        return True
-    return False
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            note(f"{rel} was created again meanwhile")
+        else:
+            note(f"{rel} could not be put back: {e.strerror or e}")
+        return False
 
 
 def remove(root: Root, session: Session, action: str, check: Check) -> None:
