@@ -401,8 +401,8 @@ def test_a_writer_appending_all_the_time_loses_no_byte(action, root, jenv, tmp_p
         # after a session was checked went with it.
         log = Path(jenv["XDG_STATE_HOME"]) / "claude-janitor" / "log" / "audit.jsonl"
         recs_ = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
-        deleted = sum(r["bytes"] for r in recs_ if r["phase"] == "result" and r["result"] == "ok"
-                      and r["action"] == "delete")
+        deleted = sum(r["bytes"] for r in recs_ if r.get("phase") == "result" and r.get("result") == "ok"
+                      and r.get("action") == "delete")
         present = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
         assert initial + w.written - present == deleted, f"outcomes {outcomes}"
     assert w.n > 100
