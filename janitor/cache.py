@@ -303,6 +303,8 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
                 res.unknown.append(f"{prel}/{name} (not a session file)")
                 continue
             s.pieces.append(_piece(r, f"{prel}/{name}", SIBLING, st)[0])
+            if name == sid + MARKER:
+                s.desktop_marker = read_marker(os.path.join(pe.path, name), st)
         for name, (_entry, st) in sorted(dirs.items()):
             if st.st_dev != root_dev:
                 res.unknown.append(f"{prel}/{name} (another filesystem, not entered)")
@@ -468,6 +470,8 @@ def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str]
                         if not s.pieces:
                             s.notes.append("no transcript; files beside it only")
                         s.pieces.append(piece(s, f"projects/{project}/{name}", SIBLING, st))
+                        if name == sid + MARKER:
+                            s.desktop_marker = read_marker(os.path.join(root, "projects", project, name), st)
             if not s.pieces:
                 out[(project, sid)] = None
                 continue
@@ -509,6 +513,59 @@ def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str]
     return out
 
 
+DESKTOP_ENTRYPOINTS = frozenset({"claude-desktop", "claude-desktop-3p", "local-agent"})
+ENTRYPOINT_SPAN = 64 * 1024  # Claude Code looks for the entrypoint in a transcript's first and last 64 KiB
+_ENTRYPOINT_RE = re.compile(rb'"entrypoint"\s*:\s*"([A-Za-z0-9_-]{1,64})"')
+MARKER = ".desktop-released.json"
+MARKER_MAX = 4096  # Claude Code reads at most this much of a release marker
+
+
+def desktop_entrypoint(fd: int, size: int) -> str | None:
+    """The desktop entrypoint (claude-desktop, claude-desktop-3p, local-agent) a transcript names in its first
+    record with one within its first 64 KiB, or its last within the last 64 KiB — what Claude Code's own
+    cleanup looks at to exempt desktop sessions. Reads 8 KiB at each end, up to 64 KiB while none is found."""
+    def norm(v: bytes) -> str | None:
+        name = v.decode("ascii").replace("local_agent", "local-agent")
+        return name if name in DESKTOP_ENTRYPOINTS else None
+
+    want = min(8192, size)
+    while True:
+        m = _ENTRYPOINT_RE.search(os.pread(fd, want, 0))
+        if m or want >= min(ENTRYPOINT_SPAN, size):
+            break
+        want = min(ENTRYPOINT_SPAN, size)
+    head = norm(m.group(1)) if m else None
+    if head or size <= want:
+        return head
+    want = min(8192, size)
+    while True:
+        found = list(_ENTRYPOINT_RE.finditer(os.pread(fd, want, size - want)))
+        if found or want >= min(ENTRYPOINT_SPAN, size):
+            break
+        want = min(ENTRYPOINT_SPAN, size)
+    return norm(found[-1].group(1)) if found else None
+
+
+def read_marker(path: str, st: os.stat_result) -> tuple[str | None, float]:
+    """(reason, mtime) of a <id>.desktop-released.json: "archive", "delete", or None (unreadable, other)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None, st.st_mtime
+    try:
+        data = os.read(fd, MARKER_MAX) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        data = b""
+    finally:
+        os.close(fd)
+    try:
+        rec = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None, st.st_mtime
+    reason = rec.get("reason") if isinstance(rec, dict) else None
+    return (reason if reason in ("archive", "delete") else None), st.st_mtime
+
+
 def _read_transcript(s: Session, path: str, st: os.stat_result) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -524,6 +581,7 @@ def _read_transcript(s: Session, path: str, st: os.stat_result) -> None:
             s.unreadable = "transcript changed while being read"
             return
         info = read_tail(fd, fst.st_size)
+        s.desktop_entrypoint = desktop_entrypoint(fd, fst.st_size) if fst.st_size else None
     except OSError as e:
         s.unreadable = f"cannot read transcript: {e.strerror}"
         return

@@ -374,8 +374,9 @@ def read_settings(path: Path) -> dict[str, Any] | None:
 DAYS_KEYS = ("cleanupPeriodDays", "desktopSessionCleanupPeriodDays")
 
 
-def _valid_days(v: object) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int) and v >= 1
+def _valid_days(v: object, *, zero_ok: bool = False) -> bool:
+    """cleanupPeriodDays: an integer ≥ 1; desktopSessionCleanupPeriodDays: ≥ 0 (0 = no ceiling)."""
+    return not isinstance(v, bool) and isinstance(v, int) and v >= (0 if zero_ok else 1)
 
 
 def cleanup_days(data: dict[str, Any] | None, path: Path) -> int | None:
@@ -419,7 +420,8 @@ def settings_layer(path: Path, kind: str) -> SettingsLayer:
         return layer
     layer.exists = layer.data is not None
     if layer.data:
-        layer.invalid_keys = [k for k in DAYS_KEYS if k in layer.data and not _valid_days(layer.data[k])]
+        layer.invalid_keys = [k for k in DAYS_KEYS if k in layer.data
+                              and not _valid_days(layer.data[k], zero_ok=k == "desktopSessionCleanupPeriodDays")]
         try:
             layer.days = cleanup_days(layer.data, path)
         except ConfigError as e:
@@ -493,6 +495,22 @@ def window_of(layers: list[SettingsLayer], default: Window | None = None) -> Win
     return default or _window(CLAUDE_DEFAULT_DAYS, "Claude Code default (30 days)")
 
 
+def desktop_ceiling(layers: list[SettingsLayer]) -> Window | None:
+    """Claude Code's exemption of desktop sessions from its cleanup, from settings layers (low → high):
+    its ceiling (desktopSessionCleanupPeriodDays, the highest valid one; 0 or unset: none, seconds None), or
+    None when the exemption is off (managed settings set cleanupPeriodDays)."""
+    if any(layer.managed and layer.days is not None for layer in layers):
+        return None
+    for layer in reversed(layers):
+        v = (layer.data or {}).get("desktopSessionCleanupPeriodDays")
+        if _valid_days(v, zero_ok=True):
+            assert isinstance(v, int)
+            if v == 0:
+                return Window(None, f"desktopSessionCleanupPeriodDays 0 in {layer.path}: no ceiling")
+            return _window(v, f"desktopSessionCleanupPeriodDays in {layer.path}")
+    return Window(None, "desktopSessionCleanupPeriodDays not set: no ceiling")
+
+
 def claude_layers(root: Path) -> list[tuple[Path, dict[str, Any] | None]]:
     """User settings, then managed settings files (later wins), for one Claude config dir."""
     return [(layer.path, layer.data) for layer in [user_layer(root), *managed_layers()]]
@@ -529,11 +547,13 @@ def resolve_claude_windows(policy: Policy, roots: list[Path], sessions: list[Ses
     policy.project_doubts.clear()
     policy.claude_root_windows.clear()
     policy.claude_root_doubts.clear()
+    policy.claude_desktop.clear()
     problems: dict[str, None] = {}
     managed = managed_layers()
     user: dict[str, SettingsLayer] = {}
     for root in roots:
         user[str(root)] = user_layer(root)
+        policy.claude_desktop[str(root)] = desktop_ceiling([user[str(root)], *managed])
         got = window_of([user[str(root)], *managed])
         if isinstance(got, str):
             policy.claude_root_doubts[str(root)] = got

@@ -65,6 +65,10 @@ class Session:
     unreadable: str | None = None  # why the session could not be read; such sessions are kept
     pinned: bool = False
     in_use: str | None = None  # another process has it open for writing or locked: kept
+    # Claude Code's desktop exemption (policy.desktop_why): a desktop entrypoint named in the transcript's
+    # first or last 64 KiB, and the reason and mtime of <id>.desktop-released.json
+    desktop_entrypoint: str | None = None
+    desktop_marker: tuple[str | None, float] | None = None
     ambiguous: str | None = None  # pieces that may belong to another session that is kept: kept, and why
     notes: list[str] = field(default_factory=list)
 
@@ -135,6 +139,10 @@ class Policy:
     # Where Claude Code's window cannot be known (a settings file is broken): the reason, per root and per
     # (root, project). Only sessions whose window would come from Claude Code's settings are kept for it.
     claude_root_doubts: dict[str, str] = field(default_factory=dict)
+    # Claude Code's desktop exemption per root: its ceiling (desktopSessionCleanupPeriodDays; seconds None =
+    # no ceiling), or None where managed settings set cleanupPeriodDays (the exemption is then off).
+    # A root not in it: no ceiling, as Claude Code's default.
+    claude_desktop: dict[str, Window | None] = field(default_factory=dict)
     project_doubts: dict[tuple[str, str], str] = field(default_factory=dict)
     archive_dir: str | None = None
     archive_retention: Window | None = None

@@ -45,6 +45,12 @@ def window_for(session: Session, policy: Policy, rule: Rule | None) -> Window | 
         return Window(rule.retention, rule.label)
     if policy.retention is not None:
         return policy.retention
+    return claude_window(session, policy)
+
+
+def claude_window(session: Session, policy: Policy) -> Window | str:
+    """Claude Code's window for the session (its project's settings, else its root's), or why it cannot
+    be known."""
     key = (session.root, session.project)
     if key in policy.claude_windows:
         return policy.claude_windows[key]
@@ -53,6 +59,67 @@ def window_for(session: Session, policy: Policy, rule: Rule | None) -> Window | 
     if session.root in policy.claude_root_doubts:
         return policy.claude_root_doubts[session.root]
     return policy.claude_root_windows.get(session.root, DEFAULT_CLAUDE)
+
+
+NO_CEILING = Window(None, "desktopSessionCleanupPeriodDays not set: no ceiling")
+
+
+def desktop_why(s: Session, now: float, cc_window: float | None) -> str | None:
+    """Why Claude Code's own cleanup would keep this session's old transcript as a desktop session (its
+    rule, CLAUDE-CODE-CLEANUP.md), or None. ``cc_window``: its cleanupPeriodDays in seconds (a release
+    marker with reason "archive" keeps the session while the marker is younger than that)."""
+    tr = s.transcript
+    if tr is None:
+        return None
+    if s.desktop_marker is not None:
+        reason, mtime = s.desktop_marker
+        if reason == "delete" or (reason == "archive" and cc_window is not None and mtime < now - cc_window):
+            return None  # released by the desktop app
+        if reason == "archive":
+            return "released by the desktop app for archiving, within its grace"
+    if tr.bytes == 0 and not any(p.store == "session-dir" for p in s.pieces):
+        return "an empty transcript with no session folder"
+    if s.desktop_entrypoint:
+        return f"entrypoint {s.desktop_entrypoint}"
+    return None
+
+
+def desktop_window(s: Session, policy: Policy, win: Window, now: float) -> tuple[Window, str | None]:
+    """Claude Code's window for a session, its desktop exemption applied: desktop sessions are kept for
+    ever, or capped by desktopSessionCleanupPeriodDays (the longer of it and cleanupPeriodDays); off where
+    managed settings set cleanupPeriodDays. Returns (window, why it is a desktop session or None)."""
+    ceiling = policy.claude_desktop.get(s.root, NO_CEILING)
+    why = desktop_why(s, now, win.seconds)
+    if why is None or ceiling is None or win.seconds is None:
+        return win, why
+    if ceiling.seconds is None:
+        return Window(None, f"Claude Code keeps desktop sessions: {why}; {ceiling.source}"), why
+    secs = max(ceiling.seconds, win.seconds)
+    return Window(secs, f"Claude Code's desktop-session ceiling: {why}; {ceiling.source}"), why
+
+
+OWN_TIME_STORES = ("file-history", "session-env", "tasks")  # Claude Code ages these dirs by their own mtime
+
+
+def claude_code_would_remove(s: Session, policy: Policy, now: float, desk: str | None) -> list[str]:
+    """The pieces of a session Claude Code's own cleanup would remove now, each judged by its own file time
+    against Claude Code's window (it knows no whole sessions and no record times): the janitor keeps them
+    with their session, and says so."""
+    cc = claude_window(s, policy)
+    if not isinstance(cc, Window) or cc.seconds is None:
+        return []
+    cutoff = now - cc.seconds
+    has_transcript = s.transcript is not None
+    out = []
+    for p in s.pieces:
+        if p.store == "transcript" and desk and policy.claude_desktop.get(s.root, NO_CEILING) is not None:
+            continue  # its desktop exemption
+        if p.rel.endswith(".desktop-released.json") and has_transcript:
+            continue  # kept while its transcript exists
+        t = p.mtime_ns / 1e9 if p.store in OWN_TIME_STORES and p.mtime_ns else p.mtime
+        if t < cutoff:
+            out.append(p.rel.rsplit("/", 1)[-1] if p.store in ("transcript", "session-file") else p.rel)
+    return out
 
 
 def _recent_ids(sessions: list[Session], policy: Policy) -> dict[tuple[str, str, str], int]:
@@ -91,22 +158,39 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
                                  "(clock skew?), counted as active")
     age = now - last
     rule_label = rule.label if rule else None
+    if (rule is None or not rule.retention_set) and policy.retention is None:
+        win, desk = desktop_window(s, policy, win, now)  # Claude Code's window: its desktop rule too
+        desk_note = ""
+    else:
+        cc = claude_window(s, policy)
+        desk = desktop_why(s, now, cc.seconds if isinstance(cc, Window) else None)
+        desk_note = (f"; a desktop session ({desk}): Claude Code's own cleanup would keep it, the janitor's "
+                     "retention applies") if desk else ""
     expires_at = None if win.seconds is None else last + max(win.seconds, policy.grace)
+
+    def kept(reason: str, expires: float | None) -> Decision:
+        """A kept session; the reason also says what Claude Code's own cleanup would still remove of it."""
+        gone = claude_code_would_remove(s, policy, now, desk)
+        if gone:
+            why = ("its last record is newer than its files" if s.last_record_time is not None
+                   and s.last_record_time >= last and s.last_record_time > (s.newest_mtime or 0) else
+                   "newer pieces keep the whole session")
+            reason += (f"; Claude Code's own cleanup, which goes by each piece's file time, would remove "
+                       f"{', '.join(sorted(gone))} ({why})")
+        return Decision(s, keep, reason, rule_label, expires_at=expires)
+
     if age <= policy.grace:
-        return Decision(s, keep, f"active within grace ({human_duration(policy.grace)})", rule_label,
-                        expires_at=expires_at)
+        return kept(f"active within grace ({human_duration(policy.grace)})", expires_at)
     if win.seconds is None:
-        return Decision(s, keep, f"retention forever ({win.source})", rule_label)
+        return kept(f"retention forever ({win.source})", None)
     keep_last = rule.keep_last if rule and rule.keep_last is not None else policy.keep_last
     if keep_last and rank is not None and rank <= keep_last:
-        return Decision(s, keep, f"among the {keep_last} most recent sessions of its project (keep_last)",
-                        rule_label)
+        return kept(f"among the {keep_last} most recent sessions of its project (keep_last)", None)
     if age <= win.seconds:
-        return Decision(s, keep, f"within retention {human_duration(win.seconds)} ({win.source})",
-                        rule_label, expires_at=expires_at)
+        return kept(f"within retention {human_duration(win.seconds)} ({win.source}){desk_note}", expires_at)
     action = rule.action if rule and rule.action else policy.action
     return Decision(s, action, f"inactive {human_duration(age)} > retention "
-                               f"{human_duration(win.seconds)} ({win.source})", rule_label)
+                               f"{human_duration(win.seconds)} ({win.source}){desk_note}", rule_label)
 
 
 def decide(sessions: list[Session], policy: Policy, now: float) -> Plan:
