@@ -172,14 +172,17 @@ def _files_below(base: str, rel: str, dev: int) -> Iterator[tuple[str, str]]:
             yield sub, name
 
 
-def find(base: str, fam: StoreFamily, claimed: set[str], notes: list[str]) -> Iterator[Found]:
-    """Every entry of one store family under ``base`` (read-only)."""
+def find(base: str, fam: StoreFamily, claimed: set[str], notes: list[str],
+         claimed_dirs: set[str] | None = None) -> Iterator[Found]:
+    """Every entry of one store family under ``base`` (read-only). ``claimed``: paths that are a session's
+    pieces; ``claimed_dirs``: the dirs holding them (never empty)."""
     st = _lstat(base)
     if st is None or not stat.S_ISDIR(st.st_mode):
         return
     dev, uid = st.st_dev, os.getuid()
     seen: set[str] = set()
-    claimed_dirs = {c.rsplit("/", 1)[0] for c in claimed}  # dirs holding a session's piece are never empty
+    if claimed_dirs is None:
+        claimed_dirs = {c.rsplit("/", 1)[0] for c in claimed}
     for sel in fam.selectors:
         rx = re.compile(sel.name)
         for d in _dirs(base, sel, dev, uid, notes):
@@ -255,6 +258,7 @@ def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, c
     """Every store of one Claude dir, decided; and the store entries seen (paths relative to the Claude dir),
     so that the session scan's "unknown" list can leave them out."""
     claimed = {p.rel for s in sessions if s.root == root for p in s.pieces}
+    claimed_dirs = {c.rsplit("/", 1)[0] for c in claimed}
     live = {s.session_id for s in sessions if s.root == root and s.in_use}
     out: list[StoreDecision] = []
     seen: set[str] = set()
@@ -266,7 +270,8 @@ def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, c
         wins = {sel: window_for(fam, sel, pol, claude) for sel in fam.selectors}
         first = wins[fam.selectors[0]]
         sd = StoreDecision(fam.key, root, base, fam.what, first)
-        for f in find(base, fam, claimed if fam.place == "config" else set(), sd.notes):
+        mine = fam.place == "config"
+        for f in find(base, fam, claimed if mine else set(), sd.notes, claimed_dirs if mine else set()):
             sd.entries += 1
             sd.bytes += f.piece.bytes
             if fam.place == "config":
