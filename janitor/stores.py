@@ -259,7 +259,11 @@ def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, c
     so that the session scan's "unknown" list can leave them out."""
     claimed = {p.rel for s in sessions if s.root == root for p in s.pieces}
     claimed_dirs = {c.rsplit("/", 1)[0] for c in claimed}
-    live = {s.session_id for s in sessions if s.root == root and s.in_use}
+    from .livesessions import read as live_sessions
+
+    # Sessions Claude Code is running (its registry, as it reads it; a new one may have no transcript yet)
+    # and sessions kept as in use: their image-cache entries stay, as Claude Code spares its own.
+    live = {s.session_id for s in sessions if s.root == root and s.in_use} | set(live_sessions(root).live)
     out: list[StoreDecision] = []
     seen: set[str] = set()
     where = places(root)

@@ -347,3 +347,29 @@ def test_an_empty_project_dir_that_gets_a_file_is_kept_with_it(root, jenv, now, 
     assert (proj / "0c5e8a6e-4a48-4f7e-8c4c-5d2f0a7d1e11.jsonl").exists()
     (sd,) = [d for d in json.loads(out)["stores"] if d["store"] == "project-files"]
     assert (sd["removed"], sd["kept_changed"]) == (0, 1)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_the_image_cache_of_a_running_session_is_kept(root, jenv, now):
+    import subprocess
+    import sys
+
+    from janitor import livesessions
+
+    sid = "0c5e8a6e-4a48-4f7e-8c4c-5d2f0a7d1e11"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (root / "sessions").mkdir()
+        (root / "sessions" / f"{child.pid}.json").write_text(json.dumps(
+            {"pid": child.pid, "sessionId": sid, "kind": "interactive", "status": "idle",
+             "procStart": livesessions.proc_start(child.pid)}))
+        mine = putdir(root / "image-cache" / sid, now - 5 * H)  # an idle session left open: no fresh times
+        other = putdir(root / "image-cache" / "1f2e3d4c-0000-4000-8000-000000000000", now - 5 * H)
+        p, doc = run_json(["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv)
+    finally:
+        child.kill()
+        child.wait()
+    assert p.returncode == 0, p.stderr
+    assert mine.exists() and not other.exists()
+    (sd,) = [d for d in doc["stores"] if d["store"] == "image-cache"]
+    assert sd["kept"] == {"belongs to a session in use": 1}
