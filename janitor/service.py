@@ -83,6 +83,10 @@ class Setup:
         """(path, required) for ReadWritePaths: the swept dirs (optional: the janitor says clearly when one
         is missing) and the janitor's own state, log, data and archive dirs (created on install)."""
         out: list[tuple[Path, bool]] = [(r, False) for r in self.roots]
+        from .stores import cache_dir, places
+
+        if any("cache" in places(str(r)) for r in self.roots):  # the user's own Claude dir: its cli-logs store
+            out.append((Path(cache_dir()) / "claude-cli-nodejs", False))
         for p in (self.dirs.state, self.dirs.log, self.dirs.data, self.archive_dir):
             if all(p != q and q not in p.parents for q, _ in out):
                 out.append((p, True))

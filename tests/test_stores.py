@@ -373,3 +373,17 @@ def test_the_image_cache_of_a_running_session_is_kept(root, jenv, now):
     assert mine.exists() and not other.exists()
     (sd,) = [d for d in doc["stores"] if d["store"] == "image-cache"]
     assert sd["kept"] == {"belongs to a session in use": 1}
+
+
+def test_the_service_may_write_the_cli_logs_of_the_users_own_claude_dir(jenv, root, monkeypatch):
+    from janitor import service as svc
+    from janitor.paths import janitor_dirs
+
+    logs = f"-{jenv['XDG_CACHE_HOME']}/claude-cli-nodejs"
+    rw = next(x for x in svc.render_systemd(svc.setup_for([root], janitor_dirs(), None))["claude-janitor.service"]
+              .splitlines() if x.startswith("ReadWritePaths="))
+    assert logs not in rw  # another Claude dir: the user's cache dir is none of its business
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(root))
+    rw = next(x for x in svc.render_systemd(svc.setup_for([root], janitor_dirs(), None))["claude-janitor.service"]
+              .splitlines() if x.startswith("ReadWritePaths="))
+    assert logs in rw  # ProtectHome=read-only would otherwise make every removal there fail
