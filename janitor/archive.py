@@ -670,6 +670,7 @@ class ArchiveStore:
     now: float
     level: int = LEVEL
     history: bool = False  # [history] removed_sessions: the session's history.jsonl lines go in its archive
+    _history_index: Any = field(default=None, repr=False, compare=False)
 
     def archive(self, root: Root, d: Decision) -> Path:
         """Archive the session and delete its originals (see the module docstring for the order)."""
@@ -703,9 +704,11 @@ class ArchiveStore:
         header = make_header(d, self.now)
         hist = None
         if self.history:
-            from .history import lines_of
+            if self._history_index is None:
+                from .history import Index
 
-            hist = b"".join(x if x.endswith(b"\n") else x + b"\n" for x in lines_of(root.path, s.session_id))
+                self._history_index = Index()
+            hist = b"".join(self._history_index.lines_of(root.path, s.session_id)) or None
         try:
             fd = os.open(tmp, NEW_FILE, 0o600, dir_fd=dfd)
             with os.fdopen(fd, "wb", buffering=CHUNK) as out:

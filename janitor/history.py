@@ -181,24 +181,44 @@ def merge_back(lines: list[bytes], restored: Iterable[bytes], res: HistoryResult
     return out
 
 
-def lines_of(root: str, session_id: str) -> list[bytes]:
-    """The history lines of one session (read without the lock: the file is only ever appended to or
-    replaced whole). Empty if there is no history or it cannot be read."""
-    try:
-        fd = os.open(os.path.join(root, NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return []
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_READ:
+class Index:
+    """The history lines of each session, read once per file version (read without the lock: the file is
+    only ever appended to or replaced whole) — archiving 1,000 sessions reads a big history once, not
+    1,000 times."""
+
+    def __init__(self) -> None:
+        self._by_root: dict[str, tuple[tuple[int, int, int], dict[str, list[bytes]]]] = {}
+
+    def lines_of(self, root: str, session_id: str) -> list[bytes]:
+        """The whole lines of one session; empty if there are none or the history cannot be read."""
+        try:
+            fd = os.open(os.path.join(root, NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
             return []
-        data = _read_all(fd, st.st_size)
-    except OSError:
-        return []
-    finally:
-        os.close(fd)
-    needle = session_id.encode()
-    return [x for x in split_lines(data) if needle in x and session_of(x) == session_id]
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_READ:
+                return []
+            ident = (st.st_ino, st.st_size, st.st_mtime_ns)
+            got = self._by_root.get(root)
+            if got is None or got[0] != ident:
+                data = _read_all(fd, st.st_size)
+                by_sid: dict[str, list[bytes]] = {}
+                for x in split_lines(data[:data.rfind(b"\n") + 1]):
+                    sid = session_of(x)
+                    if sid is not None:
+                        by_sid.setdefault(sid, []).append(x)
+                got = self._by_root[root] = (ident, by_sid)
+        except OSError:
+            return []
+        finally:
+            os.close(fd)
+        return list(got[1].get(session_id, []))
+
+
+def lines_of(root: str, session_id: str) -> list[bytes]:
+    """The history lines of one session (see Index)."""
+    return Index().lines_of(root, session_id)
 
 
 # ---- the lock folder ----------------------------------------------------------------------------------------
@@ -424,6 +444,7 @@ def after_sweep(decisions: list[Any], outcomes: list[Any], pol: Any, now: float,
     if not hp.enabled:
         return []
     drops: dict[str, Drop] = {}
+    index = Index()
     for d in decisions:
         drops.setdefault(d.session.root, Drop())
     for o in outcomes if hp.removed_sessions else []:
@@ -439,7 +460,7 @@ def after_sweep(decisions: list[Any], outcomes: list[Any], pol: Any, now: float,
             except (ArchiveInvalid, OSError):
                 continue  # lines not known to be in the archive: kept
         elif o.decision.action.value == "archive":  # a dry run: what would be archived would go
-            drop.archived[s.session_id] = {_norm(x) for x in lines_of(s.root, s.session_id)}
+            drop.archived[s.session_id] = {_norm(x) for x in index.lines_of(s.root, s.session_id)}
         else:
             drop.deleted.add(s.session_id)
     out = []
