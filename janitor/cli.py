@@ -110,6 +110,11 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
     from .rootlock import SweepLocks
     from .sweep import run
 
+    def running_pid(dirs: Any) -> int | None:  # this state dir's daemon (its sweeps wait for our state lock)
+        from .daemon import running_pid as pid
+
+        return pid(dirs)
+
     env = make_env(claude_dirs, config_path, older_than=older_than, action=action, force=force)
     stop = _stop_on_signals()
     try:
@@ -117,7 +122,8 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
             if dry_run:
                 res = run(env, _now(now), dry_run=True, should_stop=stop.is_set, phase=phase)
             else:
-                with SweepLocks(env.dirs.lock_file, env.roots, wait=wait):  # also each Claude dir's own
+                with SweepLocks(env.dirs.lock_file, env.roots, wait=wait,  # also each Claude dir's own
+                                daemon_pid=lambda: running_pid(env.dirs)):
                     res = run(env, _now(now), dry_run=False, should_stop=stop.is_set,
                               phase=phase, acting=stop.start_acting)
     except _Stopped as e:

@@ -724,8 +724,8 @@ class Daemon:
         self.full_in_child = full_in_child
         self.child: Any = None  # the running full sweep's process (subprocess.Popen)
         self._child_lock = threading.Lock()
-        self._sweep_lock: Any = None  # the rootlock.SweepLocks held by the sweep in progress
-        self.root_lock: Any = None  # rootlock.RootDaemonLock: this daemon's claim on each Claude dir
+        self._sweep_lock: Any = None  # the SweepLock held by the sweep in progress
+        self.root_lock: Any = None  # rootlock.RootLock: this daemon's hold on each Claude dir
         # A full sweep is running: the transcripts it removes are not noted one by one as they go (at 100k
         # sessions that would be 75k index rows in this long-lived process); it reports what else went.
         self.in_full = False
@@ -1083,12 +1083,12 @@ class Daemon:
     def _sweep(self, *, full: bool) -> None:
         if self.stop_event.is_set():
             return
-        from .rootlock import SweepLocks
+        from .safefs import SweepLock
 
-        lock = SweepLocks(self.dirs.lock_file, self.roots, wait=0.0)
+        lock = SweepLock(self.dirs.lock_file, wait=0.0)
         try:
             if self.root_lock is not None:
-                self.root_lock.acquire()  # a Claude dir that appeared since the start
+                self.root_lock.acquire()  # a Claude dir that appeared since the start, or was busy then
             lock.__enter__()
         except LockBusy as e:
             self._busy_retries += 1
@@ -1218,8 +1218,9 @@ class Daemon:
         if log.isEnabledFor(logging.DEBUG):
             cmd.append("-v")
         fds: tuple[int, ...] = ()
-        if self._sweep_lock is not None:
-            fds = tuple(self._sweep_lock.fds)  # the child holds the locks with us (and on its own if we die)
+        if self._sweep_lock is not None and self._sweep_lock.fd >= 0:
+            # The child holds the sweep lock and the Claude dirs' locks with us (and on its own if we die).
+            fds = (self._sweep_lock.fd, *(self.root_lock.fds if self.root_lock is not None else ()))
             for fd in fds:
                 cmd += ["--lock-fd", str(fd)]
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
@@ -1430,16 +1431,18 @@ SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 def run(env: Env, *, verbose: bool = False) -> int:
     """`janitor daemon`: run in the foreground until SIGTERM/SIGINT. Returns the exit code."""
     setup_logging(verbose)
-    from .rootlock import RootDaemonLock
+    from .rootlock import RootLock
 
     lock = DaemonLock(env.dirs)
     lock.acquire()
-    roots_lock = RootDaemonLock(env.roots)
+    roots_lock = RootLock(env.roots)
     try:
         roots_lock.acquire()  # one daemon per Claude dir, whatever its state dir
-    except LockBusy:
-        lock.release()
-        raise
+    except LockBusy as e:
+        if "daemon" in str(e):
+            lock.release()
+            raise LockBusy(f"{e}: not starting a second daemon on it") from None
+        log.info("%s: sweeping it once that sweep is over", e)  # a one-shot sweep: taken before our first
     # Signals are taken synchronously by the main thread (sigwait); every thread started from here on
     # inherits the blocked mask, so no handler ever runs in the middle of a sweep.
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)

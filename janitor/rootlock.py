@@ -1,37 +1,30 @@
 """Locks keyed to a Claude dir itself, whatever the janitor's state dir: one sweeper per Claude dir.
 
 The state dir's locks (safefs.SweepLock, daemon.DaemonLock) only keep apart janitors that share a state dir;
-two janitors started with different ``XDG_STATE_HOME`` (a service and a shell, two users' setups pointed at
-one cache) would both sweep the same cache, each with its own audit log. So, for each Claude dir:
+two janitors started with different ``XDG_STATE_HOME`` (a service and a shell, two setups pointed at one
+cache) would both sweep the same cache, each with its own audit log. So each Claude dir is locked itself: an
+flock on an fd of the directory (nothing is written into it, nothing changes on disk).
 
-- the daemon holds an flock on the Claude dir itself (an fd of the directory; nothing is written there) for
-  its whole life: a second daemon on the same Claude dir exits 3, whatever its state dir;
-- every sweep (the daemon's wake-ups and full sweeps, ``janitor sweep``) holds an flock on
-  ``<claude dir>/.claude-janitor-sweep.lock`` while it sweeps: a one-shot sweep started while any janitor
-  sweeps that Claude dir exits 3 (or waits with ``--wait``), and the daemon retries later.
+- A daemon holds it for its whole life: a second daemon on the same Claude dir exits 3, whatever its state
+  dir. Its full-sweep process holds it with it (the same open file, passed down), and on its own if the
+  daemon is killed.
+- ``janitor sweep`` holds it for its run: busy (exit 3, or ``--wait``) while another janitor sweeps that
+  Claude dir — unless the holder is the daemon of its own state dir, which the state dir's sweep lock
+  (taken first) already keeps from sweeping meanwhile.
 
-A Claude dir that does not exist (yet) is not locked: there is nothing in it to sweep. One where the lock file
-cannot be made (read-only) is swept without it, with a warning: nothing there can be removed either.
-flock is per open file: the daemon hands its sweep-lock fds to its full sweep's process, which holds them
-with it (and on its own if the daemon dies).
+A Claude dir that does not exist (yet) is not locked: there is nothing in it to sweep; a daemon locks it
+once it appears (before its first sweep there).
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
-import logging
 import os
-import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .model import LockBusy
-
-log = logging.getLogger(__name__)
-
-SWEEP_LOCK_NAME = ".claude-janitor-sweep.lock"
 
 
 def holder(fd: int) -> int | None:
@@ -50,122 +43,100 @@ def holder(fd: int) -> int | None:
     return None
 
 
-def _flock(fd: int, what: str, wait: float) -> None:
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                pid = holder(fd)
-                raise LockBusy(f"{what} (held by pid {pid or '?'})") from None
-            time.sleep(0.1)
+def is_daemon(pid: int | None) -> bool:
+    """Whether ``pid`` is a `janitor daemon` (or its full-sweep process)."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"daemon" in args or b"_daemon-full-sweep" in args
 
 
-class RootDaemonLock:
-    """For a daemon's life: an flock on each (existing) Claude dir. LockBusy if another daemon holds one."""
+class RootLock:
+    """An flock on each (existing) Claude dir of ``roots``, all or none at each ``acquire``."""
 
     def __init__(self, roots: Iterable[str | Path]) -> None:
         self.roots = [str(r) for r in roots]
-        self.fds: dict[str, int] = {}
+        self.held: dict[str, int] = {}
 
-    def acquire(self) -> None:
-        """Lock every Claude dir that exists and is not locked by us yet (called again as dirs appear)."""
-        for root in self.roots:
-            if root in self.fds:
-                continue
-            try:
-                fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except OSError:
-                continue  # not there (yet): nothing to sweep in it
-            try:
-                _flock(fd, f"a janitor daemon already sweeps {root}", 0.0)
-            except BaseException:
-                os.close(fd)
-                raise
-            self.fds[root] = fd
-
-    def release(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
-
-
-class RootSweepLock:
-    """While sweeping: an flock on ``<root>/.claude-janitor-sweep.lock`` of each Claude dir (all or none)."""
-
-    def __init__(self, roots: Iterable[str | Path], *, wait: float = 0.0) -> None:
-        self.roots = [str(r) for r in roots]
-        self.wait = wait
-        self.fds: list[int] = []
-
-    def __enter__(self) -> RootSweepLock:
-        deadline = time.monotonic() + self.wait
+    def acquire(self, *, wait: float = 0.0, allow: Callable[[], int | None] | None = None) -> None:
+        """Lock every Claude dir that exists and is not locked by us yet (called again as dirs appear).
+        ``allow``: gives (asked only when a dir is busy) a pid whose hold on a Claude dir is accepted (that
+        dir is then left to it). LockBusy, naming the holder, if another process holds one after ``wait``."""
+        deadline = time.monotonic() + wait
+        got: dict[str, int] = {}
+        allowed: list[int | None] = []
         try:
             for root in self.roots:
-                fd = _open_lock(root)
-                if fd is None:
+                if root in self.held:
                     continue
-                self.fds.append(fd)
-                _flock(fd, f"another sweep is running on {root} (lock {os.path.join(root, SWEEP_LOCK_NAME)}); "
-                           "try again later or pass --wait SECONDS", max(0.0, deadline - time.monotonic()))
+                try:
+                    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError:
+                    continue  # not there (yet): nothing to sweep in it
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        got[root] = fd
+                        break
+                    except BlockingIOError:
+                        pid = holder(fd)
+                        if allow is not None and not allowed:
+                            allowed.append(allow())
+                        if pid is not None and allowed and pid == allowed[0]:
+                            os.close(fd)
+                            break
+                        if time.monotonic() >= deadline:
+                            os.close(fd)
+                            who = "a janitor daemon" if is_daemon(pid) else "another janitor sweep"
+                            raise LockBusy(f"{who} (pid {pid or '?'}) already sweeps {root}") from None
+                        time.sleep(0.1)
         except BaseException:
-            self.__exit__()
+            for fd in got.values():
+                os.close(fd)
             raise
-        return self
+        self.held.update(got)
 
-    def __exit__(self, *exc: object) -> None:
-        for fd in self.fds:
+    def release(self) -> None:
+        for fd in self.held.values():
             os.close(fd)  # closing the last fd of the open file releases its flock
-        self.fds.clear()
+        self.held.clear()
 
-
-def _open_lock(root: str) -> int | None:
-    """The lock file's fd (made if missing; never a link, a FIFO or a device), or None if it cannot be had."""
-    path = os.path.join(root, SWEEP_LOCK_NAME)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
-            log.warning("cannot lock %s (%s): sweeping it without its lock", root, e.strerror or e)
-        return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        log.warning("%s is not a regular file: sweeping %s without its lock", path, root)
-        return None
-    return fd
+    @property
+    def fds(self) -> list[int]:
+        return list(self.held.values())
 
 
 class SweepLocks:
-    """Every lock a sweep holds: the state dir's (safefs.SweepLock), then each Claude dir's sweep lock.
+    """Every lock a one-shot sweep holds: the state dir's (safefs.SweepLock), then each Claude dir's."""
 
-    ``fds``: the open lock files, for a process that sweeps with us (the daemon's full-sweep child)."""
-
-    def __init__(self, state_lock: Path, roots: Iterable[str | Path], *, wait: float = 0.0) -> None:
+    def __init__(self, state_lock: Path, roots: Iterable[str | Path], *, wait: float = 0.0,
+                 daemon_pid: Callable[[], int | None] | None = None) -> None:
         from .safefs import SweepLock
 
         self.state = SweepLock(state_lock, wait=wait)
-        self.roots = RootSweepLock(roots, wait=wait)
+        self.roots = RootLock(roots)
+        self.daemon_pid = daemon_pid
 
     def __enter__(self) -> SweepLocks:
         start = time.monotonic()
         self.state.__enter__()
         try:
-            self.roots.wait = max(0.0, self.state.wait - (time.monotonic() - start))
-            self.roots.__enter__()
+            self.roots.acquire(wait=max(0.0, self.state.wait - (time.monotonic() - start)), allow=self.daemon_pid)
+        except LockBusy as e:
+            self.state.__exit__(None, None, None)
+            raise LockBusy(f"{e}; try again later or pass --wait SECONDS") from None
         except BaseException:
             self.state.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.roots.__exit__()
+        self.roots.release()
         self.state.__exit__(None, None, None)
-
-    @property
-    def fds(self) -> list[int]:
-        return ([self.state.fd] if self.state.fd >= 0 else []) + list(self.roots.fds)
 
 
 def hold_inherited(fds: Iterable[int]) -> None:

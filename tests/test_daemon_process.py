@@ -421,13 +421,15 @@ def test_one_sweeper_per_claude_dir_whatever_the_state_dir(root, jenv, tmp_path)
         assert p.returncode == 3 and f"already sweeps {root}" in p.stderr, p.stderr
         # A one-shot sweep from that other setup while the daemon's full sweep runs: busy, exit 3.
         p = run_cli(["sweep", "--claude-dir", str(root)], other)
-        assert p.returncode == 3 and "another sweep is running on" in p.stderr, p.stderr
+        assert p.returncode == 3 and f"a janitor daemon (pid {d.proc.pid}) already sweeps {root}" in p.stderr, p.stderr
         (hold / "before-session.go").touch()
         assert wait_for(lambda: not any(g.paths[0].exists() for g in gs), timeout=30), d.output()
-        # Between sweeps, a one-shot sweep of the same Claude dir may run (it takes the lock for its run).
+        # Between the daemon's sweeps, a one-shot sweep with the daemon's own state dir may run (their
+        # state dir's sweep lock keeps them apart); one from elsewhere never does while the daemon lives.
         assert wait_for(lambda: Daemon.status(d)["sweeping"] is None, timeout=20)
-        p = run_cli(["sweep", "--claude-dir", str(root)], other)
+        p = run_cli(["sweep", "--claude-dir", str(root)], jenv)
         assert p.returncode == 0, p.stderr
+        assert run_cli(["sweep", "--claude-dir", str(root)], other).returncode == 3
         assert d.stop() == 0
     finally:
         if d.proc.poll() is None:
