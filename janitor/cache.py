@@ -18,6 +18,7 @@ from pathlib import Path
 from .ids import canonical_id
 from .model import Piece, Session
 from .safefs import iter_tree
+from .titles import CUSTOM_TITLE_MAX, TITLE_HEAD, TailTitles, choose, custom_title, read_head, replied, tail_scan
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 TODO_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
@@ -156,6 +157,8 @@ class TailInfo:
     last_time: float | None = None
     cwd: str | None = None
     bytes_read: int = 0
+    titles: TailTitles | None = None  # Claude Code's titles and the human prompts among the records read
+    whole: bytes | None = None  # the whole transcript, when the tail read covered it (no head read needed)
 
 
 def _lines_newest_first(buf: bytes, *, cut_first: bool) -> Iterator[bytes]:
@@ -190,10 +193,14 @@ def read_tail(fd: int, size: int) -> TailInfo:
             if info.cwd is None and usable_cwd(rec.get("cwd")):
                 info.cwd = rec["cwd"]
             if info.last_time is not None and info.cwd is not None:
-                return info
+                break
         if info.last_time is not None or start == 0 or want >= TAIL_MAX:
             break
         want = min(want * 4, TAIL_MAX, size)
+    # the same buffer once more, for titles and prompts: only lines that can hold one are parsed
+    info.titles = tail_scan(_lines_newest_first(buf, cut_first=start > 0), _records)
+    if start == 0:
+        info.whole = buf
     if info.cwd is None and size > want:
         head = os.pread(fd, min(HEAD_MAX, size), 0)
         for rec in _records(head.split(b"\n")[:-1]):
@@ -324,6 +331,8 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             if problem:
                 s.unreadable = s.unreadable or f"{prel}/{name}: {problem}"
         for sid, s in found.items():
+            if read_transcripts:
+                read_custom_title(s)
             by_id.setdefault(sid, s)
             where.setdefault(sid, []).append(s)
             res.sessions.append(s)
@@ -458,6 +467,7 @@ def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str]
                 if not s.pieces:
                     s.notes.append("no transcript; per-session folder only")
                 s.pieces.append(piece(s, rel, "session-dir", st))
+                read_custom_title(s)
             if s.pieces or UUID_RE.match(sid):
                 if project not in siblings:
                     siblings[project] = {}
@@ -582,6 +592,7 @@ def _read_transcript(s: Session, path: str, st: os.stat_result) -> None:
             return
         info = read_tail(fd, fst.st_size)
         s.desktop_entrypoint = desktop_entrypoint(fd, fst.st_size) if fst.st_size else None
+        head = info.whole if info.whole is not None else os.pread(fd, min(TITLE_HEAD, fst.st_size), 0)
     except OSError as e:
         s.unreadable = f"cannot read transcript: {e.strerror}"
         return
@@ -589,6 +600,38 @@ def _read_transcript(s: Session, path: str, st: os.stat_result) -> None:
         os.close(fd)
     s.last_record_time = info.last_time
     s.project_path = info.cwd
+    _describe(s, info, head)
+
+
+def _describe(s: Session, info: TailInfo, head: bytes) -> None:
+    """Title, entrypoint and replied from the tail already read and the head (titles.py)."""
+    complete = info.whole is not None
+    lines = head.split(b"\n")
+    if not complete and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut: read_head looks at it on its own
+    h = read_head(head, _records(lines), complete)
+    s.entrypoint = h.entrypoint or (info.titles.last_entrypoint if info.titles else None)
+    s.title, s.title_source = choose(None, info.titles, h)
+    s.replied = replied(h, info.titles)
+
+
+def read_custom_title(s: Session) -> None:
+    """Claude Code's own title file, ``projects/<p>/<id>/custom-title.json``, over any other title (one
+    small bounded read, never through a symlink; a bad file is no title)."""
+    from .saferead import InputError, read_input
+
+    if not any(p.store == "session-dir" for p in s.pieces):
+        return
+    path = os.path.join(s.root, "projects", s.project, s.session_id, "custom-title.json")
+    try:
+        raw = read_input(path, what="title file", limit=CUSTOM_TITLE_MAX, follow=False)
+    except (InputError, OSError):
+        return
+    t = custom_title(raw)
+    if t is not None:
+        title, source = choose(t, None, None)
+        if title:
+            s.title, s.title_source = title, source
 
 
 def scan(roots: list[Path], *, progress: Callable[[int], None] | None = None) -> ScanResult:

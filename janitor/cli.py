@@ -85,6 +85,8 @@ def _now(now: float | None) -> float:
 
 now_option = click.option("--now", "now", type=float, hidden=True,
                           help="Pretend the time is this Unix timestamp (testing).")
+no_titles_option = click.option("--no-titles", "no_titles", is_flag=True,
+                                help="Leave out session titles (transcript text), e.g. for a screenshot.")
 
 
 @cli.command()
@@ -98,10 +100,12 @@ now_option = click.option("--now", "now", type=float, hidden=True,
 @click.option("--force", is_flag=True, help="Proceed even if the mass-removal guard trips.")
 @click.option("--wait", type=float, default=0.0, metavar="SECONDS",
               help="Wait up to this long for another running sweep to finish (default: exit 3 at once).")
+@no_titles_option
 @now_option
 @handle_errors
 def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, as_json: bool,
-          older_than: str | None, action: str | None, force: bool, wait: float, now: float | None) -> None:
+          older_than: str | None, action: str | None, force: bool, wait: float, no_titles: bool,
+          now: float | None) -> None:
     """Delete or archive expired sessions now (one-shot).
 
     Sessions that are active (within `grace`), pinned, unreadable or changed since the scan are kept.
@@ -130,7 +134,7 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
         click.echo(f"janitor: stopped by {e.signame} before acting; nothing was changed", err=True)
         sys.exit(128 + e.signum)
     if as_json:
-        click.echo(report.to_json(res, all_sessions=False))
+        click.echo(report.to_json(res, all_sessions=False, titles=not no_titles))
     else:
         click.echo("\n".join(report.summary_lines(res)))
     if stop.is_set():
@@ -186,10 +190,11 @@ def _stop_on_signals() -> _Stop:
 @click.option("--action", type=click.Choice(["delete", "archive"]), help="Report as if this were the action.")
 @click.option("--summary", is_flag=True, help="Only the per-project overview, not every session.")
 @click.option("--stores", is_flag=True, help="Disk usage per store instead (same as `janitor du`).")
+@no_titles_option
 @now_option
 @handle_errors
 def report(claude_dirs: tuple[str, ...], config_path: str | None, fmt: str, older_than: str | None,
-           action: str | None, summary: bool, stores: bool, now: float | None) -> None:
+           action: str | None, summary: bool, stores: bool, no_titles: bool, now: float | None) -> None:
     """Show what a sweep would do, session by session, changing nothing.
 
     Projects come first with their sessions, size and the bytes a sweep would reclaim; then every
@@ -206,10 +211,10 @@ def report(claude_dirs: tuple[str, ...], config_path: str | None, fmt: str, olde
         click.echo(rep.stores_render(usage, res, fmt))
         return
     if fmt == "json":
-        click.echo(rep.to_json(res))
+        click.echo(rep.to_json(res, titles=not no_titles))
     else:
-        click.echo(rep.to_markdown(res, sessions=not summary) if fmt == "markdown" else
-                   rep.to_table(res, sessions=not summary, color=_color()))
+        click.echo(rep.to_markdown(res, sessions=not summary, titles=not no_titles) if fmt == "markdown" else
+                   rep.to_table(res, sessions=not summary, color=_color(), titles=not no_titles))
 
 
 def _color() -> bool:

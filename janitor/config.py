@@ -16,6 +16,7 @@ from typing import Any
 
 from .durations import DurationError, parse_duration
 from .model import Action, ConfigError, HistoryPolicy, Policy, Rule, Session, Window
+from .titles import KINDS
 
 CLAUDE_DEFAULT_DAYS = 30
 
@@ -35,7 +36,7 @@ TOP_KEYS: dict[str, str] = {
     "audit_rotate_size": 'start a new audit log file past this size: "8MiB" (default), bytes, or 0 for never',
     "audit_keep_files": "rotated audit log files kept, oldest removed first (default 8; 0 keeps all)",
     "audit_compress": "compress rotated audit log files but the newest with zstandard (default false)",
-    "rule": "per-project rules: [[rule]] tables",
+    "rule": "rules by project, kind, entrypoint or replied: [[rule]] tables",
     "stores": 'per-store windows for the stores beyond sessions: [stores] paste-cache = "7d" … ("forever" keeps)',
     "history": "opt-in pruning of history.jsonl: [history] removed_sessions = true, retention = \"180d\"",
 }
@@ -45,6 +46,11 @@ HISTORY_KEYS: dict[str, str] = {
 }
 RULE_KEYS: dict[str, str] = {
     "project": "glob matched against the project path (e.g. \"~/work/*\") or its encoded dir name",
+    "kind": 'how the session was run: "interactive", "headless" (claude -p), "sdk", "desktop", "side-files" '
+            'or "unknown"',
+    "entrypoint": 'glob on the entrypoint Claude Code recorded: "cli", "sdk-cli", "sdk-py", "sdk-*", '
+                  '"claude-desktop" …',
+    "replied": "true: a person typed into the session after its first prompt; false: nobody did",
     "retention": "this project's window",
     "action": "this project's action",
     "keep_last": "this project's keep_last",
@@ -269,9 +275,26 @@ def build_policy_layer(raw: RawConfig, *, older_than: str | None = None, action:
         for key in r:
             if key not in RULE_KEYS:
                 errors.append(f"{where}: unknown key {key!r}{_suggest(key, RULE_KEYS)}")
+        if not any(k in r for k in ("project", "kind", "entrypoint", "replied")):
+            errors.append(f"{where}: says which sessions it is for with at least one of project, kind, "
+                          "entrypoint, replied")
+            continue
         pattern = r.get("project")
-        if not isinstance(pattern, str) or not pattern.strip():
-            errors.append(f"{where}: project: a glob string is required")
+        if pattern is not None and (not isinstance(pattern, str) or not pattern.strip()):
+            errors.append(f"{where}: project: must be a glob string, got {pattern!r}")
+            continue
+        kind = r.get("kind")
+        if kind is not None and kind not in KINDS:
+            errors.append(f"{where}: kind: must be one of {', '.join(repr(k) for k in KINDS)}, got {kind!r}"
+                          + (_suggest(kind, KINDS) if isinstance(kind, str) else ""))
+            continue
+        ep = r.get("entrypoint")
+        if ep is not None and (not isinstance(ep, str) or not ep.strip() or len(ep) > 64):
+            errors.append(f"{where}: entrypoint: must be a name or glob like \"sdk-cli\" or \"sdk-*\", got {ep!r}")
+            continue
+        replied = r.get("replied")
+        if replied is not None and not isinstance(replied, bool):
+            errors.append(f"{where}: replied: must be true or false, got {replied!r}")
             continue
         retention = policy.retention.seconds if policy.retention else None
         retention_set = "retention" in r
@@ -283,7 +306,8 @@ def build_policy_layer(raw: RawConfig, *, older_than: str | None = None, action:
         act = _action(r["action"], f"{where}: action", errors) if "action" in r else None
         keep = _nonneg_int(r["keep_last"], f"{where}: keep_last", errors) if "keep_last" in r else None
         policy.rules.append(Rule(pattern=pattern, retention=retention, action=act, keep_last=keep,
-                                 retention_set=retention_set, index=i))
+                                 retention_set=retention_set, index=i, kind=kind, entrypoint=ep,
+                                 replied=replied))
 
     if older_than is not None:
         try:

@@ -230,8 +230,10 @@ def collect(roots: list[Path], config_path: str | None, dirs: JanitorDirs, now: 
         pol = None
     if pol is not None:
         report["policy"] = _policy_rows(pol, raw, dirs)
-        report["rules"] = [{"project": r.pattern, "retention": _fmt_window(r.retention) if r.retention_set
-                            else "(default)", "action": r.action.value if r.action else "(default)",
+        report["rules"] = [{"project": r.pattern, "kind": r.kind, "entrypoint": r.entrypoint,
+                            "replied": r.replied, "label": r.label,
+                            "retention": _fmt_window(r.retention) if r.retention_set else "(default)",
+                            "action": r.action.value if r.action else "(default)",
                             "keep_last": r.keep_last, "source": pol.sources.get("rule", "janitor config")}
                            for r in pol.rules]
     report["claude"] = []
@@ -291,8 +293,8 @@ def render(rep: dict[str, Any]) -> str:
         v = min(40, max(len(r["value"]) for r in rep["policy"]))
         for r in rep["policy"]:
             L.append(f"  {r['key'].ljust(w)}  {r['value'].ljust(v)}  {r['source']}")
-        for i, r in enumerate(rep.get("rules", []), 1):
-            L.append(f"  rule #{i}: {r['project']}  retention {r['retention']}, action {r['action']}"
+        for r in rep.get("rules", []):
+            L.append(f"  {r['label']}  retention {r['retention']}, action {r['action']}"
                      + (f", keep_last {r['keep_last']}" if r["keep_last"] is not None else "") + f"  ({r['source']})")
     for c in rep["claude"]:
         L += ["", f"Claude Code: {c['dir']}" + ("" if c["exists"] else "  (does not exist)")]

@@ -71,6 +71,19 @@ class Session:
     desktop_marker: tuple[str | None, float] | None = None
     ambiguous: str | None = None  # pieces that may belong to another session that is kept: kept, and why
     notes: list[str] = field(default_factory=list)
+    # What it is about and how it was run (janitor.titles): transcript content, shown in reports, never
+    # written to the audit log or a sink.
+    title: str | None = None
+    title_source: str | None = None  # title set in Claude Code | Claude Code's title | summary | first/last prompt
+    entrypoint: str | None = None  # the records' entrypoint: cli, sdk-cli, sdk-py, sdk-ts, claude-desktop …
+    replied: bool = False  # a person typed into it after its first prompt
+
+    @property
+    def kind(self) -> str:
+        """interactive | headless | sdk | desktop | side-files | unknown (janitor.titles.KINDS)."""
+        from .titles import kind_of
+
+        return kind_of(self.entrypoint, self.transcript is not None)
 
     @property
     def bytes(self) -> int:
@@ -103,16 +116,25 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    pattern: str
+    pattern: str | None  # project glob; None = any project
     retention: float | None  # seconds; None = forever
     action: Action | None = None
     keep_last: int | None = None
     retention_set: bool = False  # whether the rule names its own retention
     index: int = 0
+    kind: str | None = None  # interactive | headless | sdk | desktop | side-files | unknown (titles.KINDS)
+    entrypoint: str | None = None  # glob on the records' entrypoint: "sdk-cli", "sdk-*", "claude-desktop"
+    replied: bool | None = None  # True: a person typed into it after the first prompt; False: nobody did
 
     @property
     def label(self) -> str:
-        return f"rule #{self.index + 1} ({self.pattern})"
+        if self.kind is None and self.entrypoint is None and self.replied is None:
+            return f"rule #{self.index + 1} ({self.pattern})"
+        what = [f"project {self.pattern}"] if self.pattern is not None else []
+        what += [f"kind {self.kind}"] if self.kind is not None else []
+        what += [f"entrypoint {self.entrypoint}"] if self.entrypoint is not None else []
+        what += [f"replied {str(self.replied).lower()}"] if self.replied is not None else []
+        return f"rule #{self.index + 1} ({', '.join(what)})"
 
 
 @dataclass(frozen=True, slots=True)

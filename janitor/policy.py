@@ -28,13 +28,29 @@ from .model import Action, Decision, Plan, Policy, Rule, Session, Window
 DEFAULT_CLAUDE = Window(30 * 86400.0, "Claude Code default (30 days)")
 
 
+def _project_matches(session: Session, pattern: str) -> bool:
+    pat = os.path.expanduser(pattern)
+    return any(cand and (fnmatch.fnmatchcase(cand, pat) or fnmatch.fnmatchcase(cand.rstrip("/"), pat.rstrip("/")))
+               for cand in (session.project_path, session.project))
+
+
+def rule_matches(session: Session, rule: Rule) -> bool:
+    """Every condition the rule sets holds: project glob (path or encoded dir name), kind, entrypoint glob,
+    replied."""
+    if rule.pattern is not None and not _project_matches(session, rule.pattern):
+        return False
+    if rule.kind is not None and session.kind != rule.kind:
+        return False
+    if rule.entrypoint is not None and not fnmatch.fnmatchcase(session.entrypoint or "", rule.entrypoint):
+        return False
+    return rule.replied is None or session.replied == rule.replied
+
+
 def match_rule(session: Session, rules: list[Rule]) -> Rule | None:
-    """First rule (in file order) whose glob matches the project path or its encoded dir name."""
+    """First rule (in file order) whose conditions all hold for the session."""
     for rule in rules:
-        pat = os.path.expanduser(rule.pattern)
-        for cand in (session.project_path, session.project):
-            if cand and (fnmatch.fnmatchcase(cand, pat) or fnmatch.fnmatchcase(cand.rstrip("/"), pat.rstrip("/"))):
-                return rule
+        if rule_matches(session, rule):
+            return rule
     return None
 
 
@@ -123,11 +139,14 @@ def claude_code_would_remove(s: Session, policy: Policy, now: float, desk: str |
 
 
 def _recent_ids(sessions: list[Session], policy: Policy) -> dict[tuple[str, str, str], int]:
-    """Rank (1 = newest) of each session within its project, by last activity."""
-    by_project: dict[tuple[str, str], list[Session]] = defaultdict(list)
+    """Rank (1 = newest) of each session, by last activity, among the sessions of its project that the
+    same rule governs (all of the project's sessions when no rule splits it: keep_last = 20 in a
+    kind = "headless" rule keeps the 20 newest headless runs of each project, not 20 of everything)."""
+    by_project: dict[tuple[str, str, int], list[Session]] = defaultdict(list)
     for s in sessions:
         if s.last_activity is not None:
-            by_project[(s.root, s.project)].append(s)
+            rule = match_rule(s, policy.rules)
+            by_project[(s.root, s.project, -1 if rule is None else rule.index)].append(s)
     ranks: dict[tuple[str, str, str], int] = {}
     for group in by_project.values():
         group.sort(key=lambda s: s.last_activity or 0.0, reverse=True)
@@ -185,7 +204,9 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
         return kept(f"retention forever ({win.source})", None)
     keep_last = rule.keep_last if rule and rule.keep_last is not None else policy.keep_last
     if keep_last and rank is not None and rank <= keep_last:
-        return kept(f"among the {keep_last} most recent sessions of its project (keep_last)", None)
+        split = rule is not None and (rule.kind, rule.entrypoint, rule.replied) != (None, None, None)
+        return kept(f"among the {keep_last} most recent sessions of its project"
+                    f"{f' under {rule_label}' if split else ''} (keep_last)", None)
     if age <= win.seconds:
         return kept(f"within retention {human_duration(win.seconds)} ({win.source}){desk_note}", expires_at)
     action = rule.action if rule and rule.action else policy.action

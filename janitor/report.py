@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import defaultdict
 from typing import Any
@@ -31,7 +32,7 @@ def _outcome_map(res: RunResult) -> dict[tuple[str, str, str], Outcome]:
     return {o.decision.session.key: o for o in res.outcomes}
 
 
-def session_dict(d: Decision, now: float, outcome: Outcome | None) -> dict[str, Any]:
+def session_dict(d: Decision, now: float, outcome: Outcome | None, *, titles: bool = True) -> dict[str, Any]:
     s = d.session
     last = s.last_activity
     out: dict[str, Any] = {
@@ -47,7 +48,13 @@ def session_dict(d: Decision, now: float, outcome: Outcome | None) -> dict[str, 
         "bytes": s.bytes,
         "paths": [f"{s.root}/{p.rel}" for p in s.pieces],
         "pinned": s.pinned,
+        "kind": s.kind,
+        "entrypoint": s.entrypoint,
+        "replied": s.replied,
     }
+    if titles:
+        out["title"] = s.title
+        out["title_source"] = s.title_source
     if d.expires_at is not None:
         out["expires_at"] = iso(d.expires_at)
     if s.notes:
@@ -90,13 +97,13 @@ def totals(res: RunResult) -> dict[str, Any]:
     }
 
 
-def to_json(res: RunResult, *, all_sessions: bool = True) -> str:
+def to_json(res: RunResult, *, all_sessions: bool = True, titles: bool = True) -> str:
     om = _outcome_map(res)
     decisions = res.plan.decisions if all_sessions else res.plan.to_act
     doc = {
         "dry_run": res.dry_run,
         "now": iso(res.plan.now),
-        "sessions": [session_dict(d, res.plan.now, om.get(d.session.key)) for d in decisions],
+        "sessions": [session_dict(d, res.plan.now, om.get(d.session.key), titles=titles) for d in decisions],
         "totals": totals(res),
         "unknown": res.plan.unknown,
         "warnings": res.plan.warnings + ([res.guard] if res.guard else []),
@@ -120,18 +127,39 @@ def _grouped(res: RunResult) -> list[tuple[str, list[Decision]]]:
     return out
 
 
-def _cells(d: Decision, now: float, outcome: Outcome | None) -> list[str]:
+TITLE_WIDTH = 40  # a title in a table row is cut to this many characters
+
+
+def kind_cell(s: Any) -> str:
+    from .titles import KIND_LABEL
+
+    return KIND_LABEL.get(s.kind, s.kind) + (", replied" if s.replied and s.kind not in ("interactive",
+                                                                                        "desktop") else "")
+
+
+def title_cell(s: Any, width: int = TITLE_WIDTH) -> str:
+    from .titles import clean
+
+    return clean(s.title, width) if s.title else "-"
+
+
+def _cells(d: Decision, now: float, outcome: Outcome | None, titles: bool = True) -> list[str]:
     s = d.session
     last = s.last_activity
     decision = d.action.value
     if outcome is not None and outcome.result not in ("ok", "dry-run"):
         decision += f" ({outcome.result})"
     return [shown(s.session_id), decision, iso(last) or "-", human_duration(None if last is None else now - last)
-            if last is not None else "-", human_bytes(s.bytes),
+            if last is not None else "-", human_bytes(s.bytes), kind_cell(s),
+            *([title_cell(s)] if titles else []),
             shown(outcome.error if outcome and outcome.error else d.reason)]
 
 
-HEAD = ["SESSION", "DECISION", "LAST ACTIVITY", "AGE", "SIZE", "REASON"]
+HEAD = ["SESSION", "DECISION", "LAST ACTIVITY", "AGE", "SIZE", "KIND", "TITLE", "REASON"]
+
+
+def _head(titles: bool) -> list[str]:
+    return HEAD if titles else [h for h in HEAD if h != "TITLE"]
 PROJECT_HEAD = ["PROJECT", "SESSIONS", "SIZE", "RECLAIMABLE", "OLDEST", "NEWEST"]
 _ANSI = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
 
@@ -190,7 +218,7 @@ def _headline(res: RunResult) -> str:
             f"{human_bytes(t['bytes'])}: {what}.")
 
 
-def to_table(res: RunResult, *, sessions: bool = True, color: bool = False) -> str:
+def to_table(res: RunResult, *, sessions: bool = True, color: bool = False, titles: bool = True) -> str:
     now = res.plan.now
     om = _outcome_map(res)
     title = "DRY RUN: nothing was changed" if res.dry_run else "SWEEP"
@@ -208,10 +236,11 @@ def to_table(res: RunResult, *, sessions: bool = True, color: bool = False) -> s
             lines.append("")
             lines.append(_paint(name, "cyan", color) + f"  {len(ds)} sessions, {human_bytes(r['bytes'])}, "
                          f"{human_bytes(r['bytes_reclaimable'])} reclaimable")
-            rows = [HEAD] + [_cells(d, now, om.get(d.session.key)) for d in ds]
+            head = _head(titles)
+            rows = [head] + [_cells(d, now, om.get(d.session.key), titles) for d in ds]
             for row, d in zip(rows[1:], ds, strict=True):
                 row[2] = _when(d.session.last_activity)
-            w = [max(len(row[i]) for row in rows) for i in range(len(HEAD) - 1)]
+            w = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
             for j, row in enumerate(rows):
                 text = "  " + "  ".join(
                     (c.rjust(wd) if k in (3, 4) else c.ljust(wd)) for k, (c, wd) in enumerate(zip(row[:-1], w,
@@ -237,7 +266,7 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def to_markdown(res: RunResult, *, sessions: bool = True) -> str:
+def to_markdown(res: RunResult, *, sessions: bool = True, titles: bool = True) -> str:
     now = res.plan.now
     om = _outcome_map(res)
     out = [f"# claude-janitor {'report (dry run)' if res.dry_run else 'sweep'} — {_when(now)} UTC", "",
@@ -259,12 +288,15 @@ def to_markdown(res: RunResult, *, sessions: bool = True) -> str:
             out.append(f"<details><summary>{len(ds)} sessions, {human_bytes(r['bytes'])}, "
                        f"{human_bytes(r['bytes_reclaimable'])} reclaimable</summary>")
             out.append("")
-            out.append("| " + " | ".join(h.title() for h in HEAD) + " |")
-            out.append("|---|---|---|---:|---:|---|")
+            head = _head(titles)
+            out.append("| " + " | ".join(h.title() for h in head) + " |")
+            out.append("|---|---|---|---:|---:|" + "---|" * (len(head) - 5))
             for d in ds:
-                cells = [_md(c) for c in _cells(d, now, om.get(d.session.key))]
+                cells = [_md(c) for c in _cells(d, now, om.get(d.session.key), titles)]
                 cells[0] = f"`{cells[0]}`"
                 cells[2] = _when(d.session.last_activity)
+                if titles:  # transcript text: no HTML or markdown of its own in the report
+                    cells[6] = re.sub(r"([\\`*_\[\]<>#~])", r"\\\1", cells[6])
                 if d.action is not Action.KEEP:
                     cells[1] = f"**{cells[1]}**"
                 out.append("| " + " | ".join(cells) + " |")
