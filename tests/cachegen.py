@@ -102,8 +102,9 @@ def make_session(root: Path, cwd: str, last: float, *, sid: str | None = None, r
 
 
 # How sessions were started, as Claude Code marks it (`entrypoint`): mostly interactive, some `claude -p`
-# runs from scripts and CI, an SDK app, the desktop app.
-ENTRYPOINTS = ("cli", "sdk-cli", "cli", "sdk-cli", "sdk-py", "cli", "claude-desktop")
+# runs from scripts and CI, SDK apps. Not the desktop app: Claude Code's own cleanup exempts desktop
+# sessions, which would change the default decisions the tests built on make_cache expect.
+ENTRYPOINTS = ("cli", "sdk-cli", "cli", "sdk-cli", "sdk-py", "cli", "sdk-ts")
 PROMPTS = ("Fix the flaky test in tests/test_api.py", "Summarise yesterday's CI failures",
            "Why does the login page 500 on Safari?", "nightly: update the changelog from merged PRs",
            "Refactor the billing module into smaller functions", "Review this diff for security issues",
