@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -280,6 +281,60 @@ def doctor(claude_dirs: tuple[str, ...], config_path: str | None, as_json: bool,
     rep = collect(find_dirs(claude_dirs), config_path, janitor_dirs(), _now(now))
     click.echo(json.dumps(rep, indent=2, ensure_ascii=True) if as_json else render(rep))
     sys.exit(EXIT_USAGE if rep["problems"] or rep["settings_problems"] else EXIT_OK)
+
+
+@cli.command()
+@click.argument("session_id")
+@cache_options
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+@no_titles_option
+@now_option
+@handle_errors
+def show(session_id: str, claude_dirs: tuple[str, ...], config_path: str | None, as_json: bool, no_titles: bool,
+         now: float | None) -> None:
+    """One session, everything the janitor knows: title, kind, project, pieces with sizes and times, the
+    decision and the whole reasoning behind it (which rule, which window from which file), pins, archives.
+
+    Changes nothing. Exit 2 for a malformed id or one found nowhere."""
+    from . import show as sh
+    from .archive import list_archives
+    from .ids import same_id
+    from .pins import check_id
+    from .sweep import build_plan
+
+    sid = check_id(session_id)
+    env = make_env(claude_dirs, config_path)
+    when = _now(now)
+    plan, pol, _ = build_plan(env, when)
+    found = sh.find(plan, pol, sid)
+    archives = []
+    try:
+        archives = [a.to_dict() for a in list_archives(_archive_dir(config_path))]
+    except OSError:
+        pass
+    archives = [a for a in archives if a.get("session_id") and same_id(a["session_id"], sid)]
+    trash = _trash_of(env, pol, sid)
+    if not found and not archives and not trash:
+        fail(f"no session {sid} under {', '.join(map(str, env.roots)) or '(no Claude dir)'}, in the archives or "
+             "in the trash (see `janitor report`)")
+    for x in found:
+        p = x.decision.session.project
+        x.archives = [a for a in archives if not p or a.get("project") in (p, None)]
+        x.trash = [t for t in trash if not p or t.get("project") in (p, None)]
+    if not found:
+        click.echo(f"session {sid} is not in the cache"
+                   + ("; archived: " + ", ".join(a["path"] for a in archives) if archives else "")
+                   + ("; in the trash: " + ", ".join(t["path"] for t in trash) if trash else ""))
+        if as_json:
+            click.echo(json.dumps({"now": None, "sessions": [], "archives": archives, "trash": trash}, indent=2,
+                                  ensure_ascii=True))
+        return
+    click.echo(sh.to_json(found, when, not no_titles) if as_json else sh.render(found, when, not no_titles), nl=False)
+
+
+def _trash_of(env: Any, pol: Any, sid: str) -> list[dict[str, Any]]:
+    """The trash entries of a session (none until trash is used)."""
+    return []
 
 
 @cli.command()

@@ -265,3 +265,48 @@ def guard(plan: Plan, policy: Policy, total: int) -> str | None:
                 f"max_delete_percent = {policy.max_delete_percent:g}%. If the clock is right and this is "
                 "intended, re-run with --force")
     return None
+
+
+def explain(d: Decision, policy: Policy, now: float) -> list[tuple[str, str]]:
+    """The reasoning behind a decision, step by step, as (step, what was found): which rule matched (or
+    none, and what the session is), which window applies and where it came from, Claude Code's own window,
+    grace, keep_last, pins, use, the age. Pure, for `janitor show`; the decision's own reason is the last
+    step and is what the sweep acts on."""
+    s = d.session
+    steps: list[tuple[str, str]] = []
+    rule = match_rule(s, policy.rules)
+    what = f"project {s.display_project}, kind {s.kind}, entrypoint {s.entrypoint or '-'}, " \
+           f"replied {'yes' if s.replied else 'no'}"
+    if rule is not None:
+        steps.append(("rule", f"{rule.label} matches ({what}); first matching rule wins"))
+    else:
+        steps.append(("rule", f"no [[rule]] matches ({what})" if policy.rules else "no [[rule]] in the config"))
+    win = window_for(s, policy, rule)
+    if isinstance(win, str):
+        steps.append(("window", f"cannot be known: {win}"))
+    else:
+        steps.append(("window", ("forever" if win.seconds is None else human_duration(win.seconds))
+                      + f", from {win.source}"))
+    cc = claude_window(s, policy)
+    if isinstance(cc, Window) and cc is not win:
+        steps.append(("Claude Code's window", ("forever" if cc.seconds is None else human_duration(cc.seconds))
+                      + f", from {cc.source} (Claude Code's own cleanup goes by it)"))
+    steps.append(("grace", f"{human_duration(policy.grace)} ({policy.sources.get('grace', 'default')})"))
+    keep_last = rule.keep_last if rule and rule.keep_last is not None else policy.keep_last
+    if keep_last:
+        src = rule.label if rule and rule.keep_last is not None else policy.sources.get("keep_last", "default")
+        steps.append(("keep_last", f"{keep_last} ({src})"))
+    if s.pinned:
+        steps.append(("pinned", "yes: kept until `janitor unpin`"))
+    if s.in_use:
+        steps.append(("in use", s.in_use))
+    last = s.last_activity
+    if last is not None:
+        by = "a record's timestamp in the transcript" if s.last_record_time is not None and \
+            s.last_record_time >= (s.newest_mtime or 0) else "the newest file time of its pieces"
+        steps.append(("last activity", f"{human_duration(abs(now - last))} {'ago' if last <= now else 'ahead'} "
+                                       f"(from {by})"))
+    steps.append(("decision", f"{d.action.value}: {d.reason}"))
+    if d.expires_at is not None and d.action is Action.KEEP:
+        steps.append(("expires", f"in {human_duration(max(0.0, d.expires_at - now))} unless it is active again"))
+    return steps
