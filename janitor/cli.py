@@ -120,8 +120,11 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
 
         return pid(dirs)
 
+    from .model import JanitorError, LockBusy
+
     env = make_env(claude_dirs, config_path, older_than=older_than, action=action, force=force)
     stop = _stop_on_signals()
+    started = _time()
     try:
         with _progress(not as_json) as phase:
             if dry_run:
@@ -131,9 +134,15 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
                                 daemon_pid=lambda: running_pid(env.dirs)):
                     res = run(env, _now(now), dry_run=False, should_stop=stop.is_set,
                               phase=phase, acting=stop.start_acting)
+    except JanitorError as e:
+        if not dry_run and not isinstance(e, LockBusy):  # busy: the other sweep writes the metrics
+            _write_metrics(env, None, started, error=e)
+        raise
     except _Stopped as e:
         click.echo(f"janitor: stopped by {e.signame} before acting; nothing was changed", err=True)
         sys.exit(128 + e.signum)
+    if not dry_run:
+        _write_metrics(env, res, started)
     if as_json:
         click.echo(report.to_json(res, all_sessions=False, titles=not no_titles))
     else:
@@ -142,6 +151,37 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
         click.echo(f"janitor: stopped by {stop.signame} between sessions; nothing is half done", err=True)
         sys.exit(128 + stop.signum)
     sys.exit(res.exit_code)
+
+
+def _time() -> float:
+    import time
+
+    return time.time()
+
+
+def _write_metrics(env: Any, res: Any, started: float, *, error: Exception | None = None) -> None:
+    """metrics_file after a sweep that ran, or that failed (then the last success time is carried over)."""
+    from . import metrics
+    from .config import load_policy
+    from .model import GuardTripped, JanitorError
+
+    try:
+        pol = res.policy if res is not None else load_policy(env.config_path, older_than=env.older_than,
+                                                              action=env.action)
+    except JanitorError:
+        return  # a broken config names no metrics file
+    if not pol.metrics_file:
+        return
+    if res is not None:
+        sample = metrics.from_run(res.plan, res.outcomes, started=started, finished=_time(), guard=None,
+                                  error="some actions failed" if res.exit_code else None)
+    else:
+        guard = str(error) if isinstance(error, GuardTripped) else None
+        sample = metrics.from_run(None, [], started=started, finished=_time(), guard=guard,
+                                  error=None if guard else str(error))
+    why = metrics.write(pol.metrics_file, sample)
+    if why:
+        click.echo(f"janitor: warning: {why}", err=True)
 
 
 class _Stopped(BaseException):

@@ -33,6 +33,7 @@ TOP_KEYS: dict[str, str] = {
     "sweep_interval": 'daemon: how often to run a full sweep (default "1d")',
     "sweep_cron": 'daemon: crontab expression for the full sweep (instead of sweep_interval)',
     "audit_sink": 'also send audit records to "journald" or "syslog"',
+    "metrics_file": "write Prometheus metrics here after every sweep (node_exporter textfile collector: *.prom)",
     "audit_rotate_size": 'start a new audit log file past this size: "8MiB" (default), bytes, or 0 for never',
     "audit_keep_files": "rotated audit log files kept, oldest removed first (default 8; 0 keeps all)",
     "audit_compress": "compress rotated audit log files but the newest with zstandard (default false)",
@@ -261,6 +262,13 @@ def build_policy_layer(raw: RawConfig, *, older_than: str | None = None, action:
                       f"got {data['audit_sink']!r}")
     audit_settings(data, errors, where_file)
 
+    if "metrics_file" in data:
+        v = data["metrics_file"]
+        if not isinstance(v, str) or not v.strip() or "\0" in v:
+            errors.append(f"{where_file}: metrics_file: must be a path string")
+        else:
+            policy.metrics_file = os.path.abspath(os.path.expanduser(v))
+            policy.sources["metrics_file"] = src_of("metrics_file")
     if "stores" in data:
         _stores(data["stores"], where_file, src_of("stores"), policy, errors)
     if "history" in data:

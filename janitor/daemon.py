@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import config, policy
+from . import config, metrics, policy
 from .cache import rescan
 from .durations import DurationError, human_duration, parse_duration
 from .index import Entry, Index, Key, count_sessions
@@ -583,7 +583,12 @@ def full_sweep_work(env: Env, pol: Policy, now: float, index: Index, *, should_s
     gone += [e for e in entries if e.rel and e.key not in listed and not os.path.lexists(os.path.join(e.root, e.rel))]
     pos, restored = audit_since(env.dirs.audit_log, audit_from)
     out: dict[str, Any] = _count(outcomes)
+    from . import metrics  # (ux: what the metrics file reports of a full sweep)
+
+    sample = metrics.from_run(plan, outcomes, started=now, finished=time.time(), kind="full",
+                              guard=policy.guard(plan, used, len(plan.decisions)) if plan.to_act else None)
     out.update({
+        "metrics": metrics.to_json(sample),
         "sessions": len(plan.decisions), "indexed": len(entries),
         "cancelled": sum(o.result == "cancelled" for o in outcomes),
         "gone": [[e.root, e.project, e.session_id, e.rel, e.last_activity, e.bytes] for e in gone],
@@ -756,6 +761,7 @@ class Daemon:
         self._not_before = 0.0  # no wake-up before this (backing off after a busy lock or a failure)
         self.started = self.clock()
         self.last_sweep: dict[str, Any] | None = None
+        self._last_sample: metrics.Sample | None = None  # what metrics_file last said (ux)
         self.last_full: float | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------------
@@ -803,6 +809,12 @@ class Daemon:
             self.pinger.stop()
         self.watcher.stop()
         self.write_state(stopped=True)
+        last = self._last_sample
+        if last is not None and self.policy.metrics_file:  # daemon_up 0: the last sweep's numbers stay
+            last.daemon_up = False
+            why = metrics.write(self.policy.metrics_file, last)
+            if why:
+                log.warning("%s", why)
         self.index.close()
         log.info("daemon stopped")
 
@@ -1105,6 +1117,7 @@ class Daemon:
         self._recover()
         kind = "full" if full or self.untrusted else "incremental"
         started = self.clock()
+        sample: dict[str, Any] | None = None
         summary: dict[str, Any] = {"kind": kind, "started": _iso(started)}
         self.sweeping = {"kind": kind, "since": _iso(started)}
         self.write_state()
@@ -1115,8 +1128,12 @@ class Daemon:
                 res = self._full(started)
                 summary.update({k: res[k] for k in ("acted", "failed", "skipped", "process", "max_rss_kb")
                                 if k in res})
+                sample = res.get("metrics")
             else:
-                summary.update(_count(self._incremental(started)))
+                done = self._incremental(started)
+                summary.update(_count(done))
+                sample = metrics.to_json(metrics.from_run(None, done, started=started, finished=self.clock(),
+                                                          guard=None, kind="incremental")) if done else None
             self._failures = 0
         except _Stopping:
             summary["error"] = "stopped"
@@ -1140,6 +1157,7 @@ class Daemon:
             if kind == "full" and self.untrusted:
                 self._add_once(self.full_sweep, "full-retry", self._not_before, "full sweep (retry)")
         summary["finished"] = _iso(self.clock())
+        self._metrics(sample, summary, started)
         self.sweeping = None
         if summary.get("acted") or kind == "full" or summary.get("error"):
             self.last_sweep = summary
@@ -1149,6 +1167,27 @@ class Daemon:
         if self.gone:
             self._add_once(self.judge_gone, "gone", self.clock() + GONE_DELAY, "judge disappeared sessions")
         self.reschedule_wake(force=True)
+
+    def _metrics(self, sample: dict[str, Any] | None, summary: dict[str, Any], started: float) -> None:
+        """metrics_file after a sweep (ux): a full sweep's numbers, an incremental one's outcomes, or the
+        error; daemon_up says whether the daemon runs. An incremental wake-up that did nothing leaves the
+        file as the last sweep wrote it."""
+        if not self.policy.metrics_file:
+            return
+        if sample is None and not summary.get("error") and summary.get("kind") != "full":
+            return
+        s = metrics.from_json(sample) if sample else metrics.from_run(
+            None, [], started=started, finished=self.clock(), guard=None, error=summary.get("error"),
+            kind=summary.get("kind", "full"))
+        if sample and summary.get("error"):
+            s.success, s.failures = False, s.failures + 1
+        s.finished = self.clock()
+        s.duration = max(0.0, s.finished - started)
+        s.daemon_up = True
+        self._last_sample = s
+        why = metrics.write(self.policy.metrics_file, s)
+        if why:
+            log.warning("%s", why)
 
     def rewatch(self) -> None:
         """Some root could not be watched (projects/ missing, watch limits): try again now and then."""

@@ -28,6 +28,10 @@ class ConfigError(JanitorError):
     """Broken config, settings or usage: exit 2, nothing changed."""
 
 
+class GuardTripped(ConfigError):
+    """The mass-removal guard refused the run (exit 2, nothing changed)."""
+
+
 class LockBusy(JanitorError):
     """Another sweep holds the lock."""
 
@@ -175,6 +179,7 @@ class Policy:
     # A family not named here follows Claude Code's own rule for it.
     stores: dict[str, Window] = field(default_factory=dict)
     history: HistoryPolicy = field(default_factory=lambda: HistoryPolicy())
+    metrics_file: str | None = None  # Prometheus text written after every sweep (janitor.metrics)
 
 
 @dataclass(frozen=True, slots=True)

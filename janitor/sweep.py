@@ -19,7 +19,7 @@ from typing import Any
 
 from . import activity, cache, config, policy, staging, stores, testhooks
 from .audit import AuditLog
-from .model import Action, ConfigError, Decision, Outcome, Plan, Policy, Session
+from .model import Action, ConfigError, Decision, GuardTripped, Outcome, Plan, Policy, Session
 from .paths import JanitorDirs, archive_dir_for
 from .safefs import Changed, Root, Unsafe, validate_root
 
@@ -669,7 +669,7 @@ def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = No
         if dry_run:
             result.guard = msg
         else:
-            raise ConfigError(msg)
+            raise GuardTripped(msg)
     if acting is not None and not dry_run:
         acting()
     result.archives = maintain_archives(env, pol, now, dry_run=dry_run)
