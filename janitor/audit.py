@@ -119,13 +119,14 @@ def iter_chain(path: Path) -> Iterator[dict[str, Any]]:
         yield from iter_records(p)
 
 
-def _tail_of(fd: int, size: int) -> tuple[bytes | None, bytes | None, int]:
-    """(first whole line, last whole line, end of the last whole line) of an open file."""
-    first = None
-    if size:
-        head = os.pread(fd, min(size, 1 << 16), 0)
-        i = head.find(b"\n")
-        first = head[:i] if i >= 0 else None
+def _first_line(fd: int) -> bytes | None:
+    head = os.pread(fd, 1 << 16, 0)
+    i = head.find(b"\n")
+    return head[:i] if i >= 0 else None
+
+
+def _tail_of(fd: int, size: int) -> tuple[bytes | None, int]:
+    """(last whole line, end of the last whole line) of an open file."""
     buf, pos = b"", size
     while pos > 0:
         n = min(1 << 16, pos)
@@ -136,8 +137,8 @@ def _tail_of(fd: int, size: int) -> tuple[bytes | None, bytes | None, int]:
             continue
         start = buf.rfind(b"\n", 0, end)
         if start >= 0 or pos == 0:
-            return first, buf[start + 1:end], pos + end + 1
-    return first, None, 0
+            return buf[start + 1:end], pos + end + 1
+    return None, 0
 
 
 def _file_tail(p: Path) -> tuple[int, int, str] | None:
@@ -228,7 +229,7 @@ class AuditLog:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             size = os.fstat(fd).st_size
-            first_line, last_line, end = _tail_of(fd, size)
+            last_line, end = _tail_of(fd, size)
             notes: list[dict[str, Any]] = []
             seq, prev = 0, GENESIS
             if last_line is not None:
@@ -260,7 +261,8 @@ class AuditLog:
                 self._write_marks(0, GENESIS, 0)  # before the first record: a missing head is then news
             old_settled = head.get("settled", 0) if isinstance(head, dict) else 0
             pruned: list[Path] = []
-            if self.rotate_bytes and size >= self.rotate_bytes and first_line is not None:
+            first_line = _first_line(fd) if self.rotate_bytes and size >= self.rotate_bytes else None
+            if first_line is not None:
                 try:
                     first = int(json.loads(first_line)["seq"])
                 except (ValueError, KeyError, TypeError):

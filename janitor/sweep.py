@@ -614,7 +614,9 @@ def recover(env: Env) -> list[dict[str, Any]]:
     """Before a sweep acts (the caller holds the sweep lock): settle what a killed run left behind.
 
     Every intent in the audit log without a result gets one saying what is on disk now (gone, present
-    or partly), so the log tells what happened. Returns those records."""
+    or partly), so the log tells what happened. Returns those records. A recovery that changes the disk
+    (e.g. of an interrupted removal's own leftovers) belongs before the reconcile, here, so that what the
+    records say is what is left."""
     roots = [str(r) for r in env.roots] or None
     return audit_log(env).reconcile(lambda p: os.path.lexists(p), roots)
 

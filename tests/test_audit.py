@@ -92,3 +92,18 @@ def test_every_whole_file_replace_goes_through_atomicfile():
                     and f.name not in allowed:
                 found.append(f"{f.name}:{n}: {line.strip()}")
     assert not found, "\n".join(found)
+
+
+def test_rotation_keys_are_validated_and_shown(tmp_path, jenv):
+    from conftest import run_cli, write_config
+
+    root = tmp_path / "claude"
+    (root / "projects").mkdir(parents=True)
+    write_config(jenv, 'audit_rotate_size = "lots"\naudit_keep_files = -1\naudit_compress = "yes"\n')
+    p = run_cli(["sweep", "--claude-dir", str(root)], jenv)
+    assert p.returncode == 2
+    assert "audit_rotate_size: must be a size" in p.stderr and "audit_keep_files: must be a whole number" in p.stderr
+    assert "audit_compress: must be true or false" in p.stderr
+    write_config(jenv, 'audit_rotate_size = "2MiB"\naudit_keep_files = 0\n')
+    p = run_cli(["doctor", "--claude-dir", str(root)], jenv)
+    assert "audit_rotate_size" in p.stdout and "2.0 MiB" in p.stdout and "all" in p.stdout, p.stdout
