@@ -151,7 +151,8 @@ def test_kill_9_between_the_log_fsync_and_the_head_rename_with_strace(root, jenv
     head's of the intents' append here; on the code before the fix, the head's of the results' append)."""
     settle(root, now, jenv)
     gens = [make_session(root, "/w/p", now - 60 * DAY, side=False) for _ in range(3)]
-    cmd = ["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=rename", "-e", "inject=rename:signal=KILL:when=2",
+    cmd = ["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=rename,renameat,renameat2",
+           "-e", "inject=rename,renameat,renameat2:signal=KILL:when=2",
            sys.executable, "-m", "janitor", "sweep", "--force", "--claude-dir", str(root), "--now", str(now)]
     p = subprocess.run(cmd, env=dict(jenv, PYTHONDONTWRITEBYTECODE="1"), capture_output=True, text=True,
                        timeout=120)
