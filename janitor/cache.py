@@ -333,8 +333,11 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
         for sid, s in found.items():
             if read_transcripts:
                 read_custom_title(s)
+            if any(p.store in ("transcript", "session-dir") for p in s.pieces):  # as rescan checks it
+                where.setdefault(sid, []).append(s)
+                if not any(p.store in ("transcript", "session-dir") for p in by_id.get(sid, s).pieces):
+                    by_id[sid] = s  # side stores go with a real copy, not with leftovers beside a transcript
             by_id.setdefault(sid, s)
-            where.setdefault(sid, []).append(s)
             res.sessions.append(s)
         if progress:
             progress(len(entries))
