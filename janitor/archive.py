@@ -29,6 +29,7 @@ import errno
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -74,8 +75,9 @@ class ArchiveInvalid(Exception):
     """An archive that cannot be read, or does not match its own manifest, or is unsafe to restore."""
 
 
-def iso(t: float | None) -> str | None:
-    if t is None:
+def iso(t: object) -> str | None:
+    """A UTC time for display; None for anything that is not a time (header values are untrusted)."""
+    if isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t <= TS_MAX:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -349,6 +351,13 @@ def check_header(h: object) -> dict[str, Any]:
     at = h.get("archived_at")
     _need(isinstance(at, int | float) and not isinstance(at, bool) and 0 <= at <= TS_MAX,  # type: ignore[operator]
           "bad archived_at")
+    la = h.get("last_activity")
+    _need(la is None or (isinstance(la, int | float) and not isinstance(la, bool) and math.isfinite(la)),
+          "bad last_activity")
+    nb = h.get("bytes")
+    _need(nb is None or (isinstance(nb, int) and not isinstance(nb, bool) and 0 <= nb < 1 << 63), "bad bytes")
+    for key in ("project_path", "reason", "rule"):
+        _need(h.get(key) is None or isinstance(h.get(key), str), f"bad {key}")
     pieces = h.get("pieces")
     _need(isinstance(pieces, list) and bool(pieces), "no pieces")
     assert isinstance(pieces, list)

@@ -266,7 +266,8 @@ header_values = st.one_of(json_values, big_ints, any_floats, st.text(max_size=30
 
 @FUZZ
 @given(st.dictionaries(st.sampled_from(["format", "version", "session_id", "project", "root", "archived_at",
-                                        "pieces", "x"]), header_values, max_size=8),
+                                        "pieces", "last_activity", "bytes", "project_path", "reason", "x"]),
+                       header_values, max_size=8),
        st.booleans())
 def test_archive_header_check_is_a_header_or_archive_invalid(h, wellformed):
     from janitor import archive
@@ -282,6 +283,9 @@ def test_archive_header_check_is_a_header_or_archive_invalid(h, wellformed):
         assert str(e)
     else:
         assert math.isfinite(got["archived_at"]) and archive.iso(got["archived_at"])
+        info = archive.ArchiveInfo(Path("/a/x.tar.zst"), got, None, 10)
+        json.dumps(info.to_dict())
+        assert archive.render_list([info], Path("/a"), verified=False)
 
 
 @FUZZ

@@ -455,3 +455,23 @@ def test_a_hostile_session_record_stops_nothing(root, jenv, now, body):
     p = cli(["sweep", *args(root, now)], jenv)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     assert not old.paths[0].exists() and keep.paths[0].exists()
+
+
+@pytest.mark.parametrize("field,value,refused", [("last_activity", 1e300, False), ("last_activity", "x", True),
+                                                  ("last_activity", float("nan"), True), ("bytes", "lots", True),
+                                                  ("archived_at", 1e300, True)])
+def test_archive_list_survives_a_crafted_header(root, jenv, tmp_path, field, value, refused):
+    sid = "0b6f3c1e-7a2d-4c8e-9f10-2b3c4d5e6f70"
+    rel = f"projects/-p/{sid}.jsonl"
+    header = {"format": archive.FORMAT, "version": archive.VERSION, "session_id": sid, "root": str(root),
+              "project": "-p", "project_path": "/p", "archived_at": 1_700_000_000.0, field: value,
+              "pieces": [{"rel": rel, "store": "transcript", "is_dir": False}]}
+    adir = Path(jenv["XDG_DATA_HOME"]) / "claude-janitor" / "archives" / "-p"
+    craft(adir / f"{sid}.20231114T221320Z.tar.zst", header, [(tar_member(rel), b'{"type":"user"}\n')])
+    for extra in ([], ["--json"], ["--verify"]):
+        p = cli(["archive", "list", *extra], jenv)
+        assert "unexpected" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert p.returncode == (1 if refused else 0) and (f"bad {field}" in p.stdout) == refused, p.stdout
+    p = cli(["restore", sid, "--claude-dir", str(root)], jenv)
+    assert "unexpected" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert p.returncode in ((1, 2) if refused else (0,)) and (root / rel).exists() != refused
