@@ -314,19 +314,32 @@ def test_after_kill_9_mid_sweep_every_intent_gets_an_outcome_from_the_disk(root,
     verify_ok(jenv)
 
 
+def start_daemon(root: Path, env: dict[str, str], out) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "janitor", "daemon", "--claude-dir", str(root), "-v"],
+                            env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="the daemon test runs on Linux")
-def test_daemon_start_settles_the_intents_of_a_killed_run(root, jenv, now, tmp_path):
-    write_config(jenv, 'retention = "20d"\ngrace = "0s"\nsweep_interval = "1d"\n')
+@pytest.mark.parametrize("killed", ["one-shot sweep", "daemon's sweep"])
+def test_daemon_start_settles_the_intents_of_a_killed_run(root, jenv, tmp_path, killed):
     import time
 
+    write_config(jenv, 'retention = "20d"\ngrace = "0s"\nsweep_interval = "1d"\n')
     t = time.time()
     gens = [make_session(root, "/w/d", t - 60 * DAY, side=False) for _ in range(3)]
-    p = run_cli(["sweep", "--claude-dir", str(root)], dict(jenv, JANITOR_TEST_KILL_AT="before-session:2"))
-    assert p.returncode == -9
-    assert open_intents(records(jenv))
     with open(tmp_path / "daemon.log", "w+") as out:
-        d = subprocess.Popen([sys.executable, "-m", "janitor", "daemon", "--claude-dir", str(root), "-v"],
-                             env=jenv, stdout=out, stderr=subprocess.STDOUT)
+        if killed == "one-shot sweep":
+            p = run_cli(["sweep", "--claude-dir", str(root)], dict(jenv, JANITOR_TEST_KILL_AT="before-session:2"))
+            assert p.returncode == -9
+        else:  # the daemon's first full sweep is killed (kill -9) after its intents, then the daemon too
+            d = start_daemon(root, dict(jenv, JANITOR_TEST_KILL_AT="after-intent"), out)
+            try:
+                assert wait_for(lambda: open_intents(records(jenv)), timeout=60)
+            finally:
+                d.kill()
+                d.wait(timeout=30)
+        assert open_intents(records(jenv))
+        d = start_daemon(root, jenv, out)
         try:
             ok = wait_for(lambda: all(intact_or_gone(g.paths) == "gone" for g in gens)
                           and not open_intents(records(jenv)), timeout=60)
@@ -336,5 +349,6 @@ def test_daemon_start_settles_the_intents_of_a_killed_run(root, jenv, now, tmp_p
             d.terminate()
             d.wait(timeout=30)
     recs = records(jenv)
-    assert [r["found"] for r in recs if r.get("result") == "interrupted"]
+    said = [r for r in recs if r.get("result") == "interrupted"]
+    assert said and all(r["found"] in ("gone", "present") for r in said)
     verify_ok(jenv)
