@@ -67,6 +67,7 @@ RETRY_BUSY = (5.0, 300.0)  # first and longest wait before retrying when a one-s
 RETRY_FAILED = (30.0, 3600.0)  # same, after a sweep failed
 GONE_DELAY = 1.0  # let a burst of deletions settle before judging who made them
 GONE_PATIENCE = 600.0  # how long to wait for a janitor sweep's result record before judging
+WAKE_IN_PROCESS = 32  # a wake-up with more sessions due than this runs in a process of its own
 MIN_STEP = 1.0  # a kept session is looked at again no sooner than this (no busy loop at the boundary)
 RECHECK_CHANGED = 60.0  # a session changed or in use while acting: look again after this
 RECHECK_FAILED = 3600.0
@@ -450,7 +451,7 @@ def _iso(t: float | None) -> str | None:
 # ---- one full sweep: the work itself (in the child process `janitor _daemon-full-sweep`) --------------
 
 def act(plan: Plan, pol: Policy, env: Env, total: int, actors: dict[Action, Any] | None,
-        should_stop: Callable[[], bool], index: Index | None = None) -> list[Outcome]:
+        should_stop: Callable[[], bool], index: Index | None = None, *, parallel: bool = True) -> list[Outcome]:
     """Guard, then sweep.execute (which re-checks each piece before acting; stops between sessions).
 
     ``index``: for a wake-up's subset of sessions, the index the guard judges the whole population from."""
@@ -474,7 +475,7 @@ def act(plan: Plan, pol: Policy, env: Env, total: int, actors: dict[Action, Any]
     if msg:
         log.error("not acting: %s (run `janitor sweep --force` by hand if this is intended)", msg)
         return []
-    return execute(plan, pol, env, dry_run=False, actors=actors, should_stop=should_stop)
+    return execute(plan, pol, env, dry_run=False, actors=actors, should_stop=should_stop, parallel=parallel)
 
 
 def entries_for(plan: Plan, outcomes: list[Outcome], now: float, pol: Policy) -> list[Entry]:
@@ -509,6 +510,41 @@ def entries_for(plan: Plan, outcomes: list[Outcome], now: float, pol: Policy) ->
         out.append(Entry(s.root, s.project, s.session_id, tr.rel if tr else None, s.last_activity, s.bytes,
                          due, kl, now, d.reason))
     return out
+
+
+def incremental_work(env: Env, pol: Policy, now: float, index: Index, rows: list[Entry], *,
+                     should_stop: Callable[[], bool], actors: dict[Action, Any] | None = None,
+                     parallel: bool = True) -> tuple[list[Outcome], list[Entry]]:
+    """A wake-up's work on the due ``rows``: read those sessions again (their whole projects under
+    keep_last), decide, act, and update their index rows. Returns the outcomes and the indexed sessions
+    found gone (for the daemon to judge). ``parallel=False``: act in this thread (the daemon's own process
+    keeps no pool of removal threads)."""
+    wanted: dict[str, set[tuple[str, str]]] = {}
+    for e in rows:
+        wanted.setdefault(e.root, set()).add((e.project, e.session_id))
+    if uses_keep_last(pol):  # a session's rank depends on its whole project
+        for root, project in {(e.root, e.project) for e in rows if e.project}:
+            wanted[root] |= index.project_keys(root, project)
+            wanted[root] |= _project_transcripts(root, project)
+    sessions: list[Session] = []
+    gone: list[Entry] = []
+    for root, keys in wanted.items():
+        for (project, sid), s in rescan(root, sorted(keys)).items():
+            if should_stop():
+                raise _Stopping()
+            if s is None:
+                e = index.get((root, project, sid))
+                if e is not None:
+                    gone.append(e)
+            else:
+                sessions.append(s)
+    log.debug("incremental sweep: %d due, %d read", len(rows), len(sessions))
+    plan = plan_for(env, sessions, now, pol)
+    outcomes = act(plan, pol, env, max(index.count(), len(sessions)), actors, should_stop, index,
+                   parallel=parallel)
+    index.put(entries_for(plan, outcomes, now, pol))
+    index.remove(_removed(outcomes))
+    return outcomes, gone
 
 
 def audit_since(path: Path, start: str | None) -> tuple[str, list[tuple[str, str]]]:
@@ -648,7 +684,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
 
     env = Env(roots=[Path(r) for r in roots], dirs=janitor_dirs(), config_path=config_path,
               default_root=default_root)
-    pol = _policy_from(sys.stdin.buffer.read(), env)
+    pol, due = _payload(sys.stdin.buffer.read())
     if should_stop():
         emit({"stopped": "start"})
         return 0
@@ -666,7 +702,16 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
             pol = load_settings(env)[0]
         index = Index(env.dirs.index_db)
         try:
-            emit(full_sweep_work(env, pol, now, index, should_stop=should_stop, audit_from=audit_from))
+            if due is None:
+                emit(full_sweep_work(env, pol, now, index, should_stop=should_stop, audit_from=audit_from))
+            else:  # a big wake-up: the due sessions only
+                rows = [e for k in due if (e := index.get((str(k[0]), str(k[1]), str(k[2])))) is not None]
+                outcomes, gone = incremental_work(env, pol, now, index, rows, should_stop=should_stop)
+                pos, restored = audit_since(env.dirs.audit_log, audit_from)
+                res = _incremental_result(outcomes, now, time.time())
+                res.update({"gone": [[e.root, e.project, e.session_id, e.rel, e.last_activity, e.bytes]
+                                     for e in gone], "audit_pos": pos, "restored": [list(k) for k in restored]})
+                emit(res)
         finally:
             index.close()
         return 0
@@ -688,23 +733,26 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
             lock.__exit__(None, None, None)
 
 
-def _policy_from(data: bytes, env: Env) -> Policy | None:
-    """The daemon's policy, if it sent one this version of the janitor can use (else None: load it)."""
+def _payload(data: bytes) -> tuple[Policy | None, list[Any] | None]:
+    """What the daemon sent: its policy, if this version of the janitor can use it (else None: load the
+    config), and the sessions due for a wake-up (None: a full sweep)."""
     if not data:
-        return None
+        return None, None
     import pickle
 
     from . import __version__
 
     try:
         got = pickle.loads(data)  # noqa: S301 - from our own parent, over a pipe
+        due = got.get("due")
+        due = list(due) if isinstance(due, list | tuple) else None
         if got.get("version") == __version__ and isinstance(got.get("policy"), Policy):
-            return got["policy"]
+            return got["policy"], due
     except Exception as e:  # noqa: BLE001 - e.g. the janitor was upgraded under a running daemon
         log.warning("cannot use the daemon's policy (%s): loading the config", e)
-        return None
+        return None, None
     log.warning("the daemon runs another version of the janitor: loading the config")
-    return None
+    return None, due
 
 
 class ChildFailed(JanitorError):
@@ -1130,10 +1178,10 @@ class Daemon:
                                 if k in res})
                 sample = res.get("metrics")
             else:
-                done = self._incremental(started)
-                summary.update(_count(done))
-                sample = metrics.to_json(metrics.from_run(None, done, started=started, finished=self.clock(),
-                                                          guard=None, kind="incremental")) if done else None
+                res = self._incremental(started)
+                summary.update({k: res[k] for k in ("acted", "failed", "skipped", "process", "max_rss_kb")
+                                if k in res})
+                sample = res.get("metrics")
             self._failures = 0
         except _Stopping:
             summary["error"] = "stopped"
@@ -1215,15 +1263,24 @@ class Daemon:
         was_untrusted = self.untrusted
         self.untrusted = None if self.watcher.healthy else "not all roots are watched"
         start = f"{self.follower.ino}:{self.follower.pos}"
-        self.in_full = True
-        try:
-            if self.full_in_child:
-                res = self._full_in_child(now, start)
-            else:
+        if self.full_in_child:
+            res = self._in_child(now, start)
+        else:
+            self.in_full = True
+            try:
                 res = full_sweep_work(self.env, self.policy, now, self.index, should_stop=self.stop_event.is_set,
                                       actors=self.actors, audit_from=start)
-        finally:
-            self.in_full = False
+            finally:
+                self.in_full = False
+        self._took(res, "full scan")
+        self.last_full = now
+        if was_untrusted and self.untrusted is None:
+            log.info("index rebuilt from a full scan: %d sessions", self.index.count())
+        return res
+
+    def _took(self, res: dict[str, Any], how: str) -> dict[str, Any]:
+        """Take from a sweep's result (run in a process of its own) what this process needs: where the audit
+        log stands, what disappeared without the sweep removing it; its error, raised."""
         if res.get("stopped") in ("start", "scan"):
             raise _Stopping()
         if res.get("error"):
@@ -1231,16 +1288,22 @@ class Daemon:
                 raise LockBusy(res["error"])
             raise (ChildFailed if res.get("crash") else JanitorError)(res["error"])
         self.follower.adopt(res["audit_pos"], [tuple(k) for k in res.get("restored", ())])
-        gone = [Entry(*g) for g in res.get("gone", ())]  # what disappeared without the sweep removing it
+        gone = [Entry(*g) for g in res.get("gone", ())]
         if gone:
-            self.note_gone(gone, "full scan")
-        self.last_full = now
-        if was_untrusted and self.untrusted is None:
-            log.info("index rebuilt from a full scan: %d sessions", self.index.count())
+            self.note_gone(gone, how)
         return res
 
-    def _full_in_child(self, now: float, audit_from: str) -> dict[str, Any]:
-        """Run `janitor _daemon-full-sweep` and wait for it; its JSON result (a crash raises ChildFailed)."""
+    def _in_child(self, now: float, audit_from: str, due: list[Key] | None = None) -> dict[str, Any]:
+        """Run `janitor _daemon-full-sweep` (a full sweep; with ``due``, a wake-up of those sessions) and
+        wait for it; its JSON result (a crash raises ChildFailed). Meanwhile the watcher leaves what goes to
+        the child (``in_full``), which reports it."""
+        self.in_full = True
+        try:
+            return self._run_child(now, audit_from, due)
+        finally:
+            self.in_full = False
+
+    def _run_child(self, now: float, audit_from: str, due: list[Key] | None) -> dict[str, Any]:
         import pickle
         import subprocess
 
@@ -1263,7 +1326,7 @@ class Daemon:
             for fd in fds:
                 cmd += ["--lock-fd", str(fd)]
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-        payload = pickle.dumps({"version": __version__, "policy": self.policy})
+        payload = pickle.dumps({"version": __version__, "policy": self.policy, "due": due})
         # Started (and waited for) from the scheduler's worker thread: PR_SET_PDEATHSIG fires when the thread
         # that started the child ends, and this one lives as long as the daemon (it is blocked here meanwhile).
         with self._child_lock:
@@ -1271,8 +1334,8 @@ class Daemon:
                 raise _Stopping()
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, pass_fds=fds)
             self.child = proc
-        log.debug("full sweep: process %d", proc.pid)
-        sd_notify(f"STATUS=full sweep in progress (process {proc.pid})")
+        log.debug("%s: process %d", "wake-up" if due else "full sweep", proc.pid)
+        sd_notify(f"STATUS={'wake-up' if due else 'full sweep'} in progress (process {proc.pid})")
         try:
             out, _ = proc.communicate(payload)
         finally:
@@ -1303,10 +1366,12 @@ class Daemon:
                 with contextlib.suppress(ProcessLookupError):
                     self.child.send_signal(sig)
 
-    def _incremental(self, now: float) -> list[Outcome]:
+    def _incremental(self, now: float) -> dict[str, Any]:
+        """A wake-up: act on the sessions due now (in this process, or in a process of its own for a big
+        batch); the outcome counts."""
         rows = self.index.due(now + 0.5)
         if not rows:
-            return []
+            return _count([])
         self.follower.poll()
         held = [e for e in rows if (e.root, e.session_id) in self.follower.restored]
         if held:
@@ -1315,35 +1380,18 @@ class Daemon:
             self.index.put([dataclasses.replace(e, due=None) for e in held])
             rows = [e for e in rows if e not in held]
             if not rows:
-                return []
-        pol = copy.deepcopy(self.policy)
-        wanted: dict[str, set[tuple[str, str]]] = {}
-        for e in rows:
-            wanted.setdefault(e.root, set()).add((e.project, e.session_id))
-        if uses_keep_last(pol):  # a session's rank depends on its whole project
-            for root, project in {(e.root, e.project) for e in rows if e.project}:
-                wanted[root] |= self.index.project_keys(root, project)
-                wanted[root] |= _project_transcripts(root, project)
-        sessions: list[Session] = []
-        gone: list[Entry] = []
-        for root, keys in wanted.items():
-            for (project, sid), s in rescan(root, sorted(keys)).items():
-                self._check_stop()
-                if s is None:
-                    e = self.index.get((root, project, sid))
-                    if e is not None:
-                        gone.append(e)
-                else:
-                    sessions.append(s)
-        log.debug("incremental sweep: %d due, %d read", len(rows), len(sessions))
-        plan = plan_for(self.env, sessions, now, pol)
-        outcomes = act(plan, pol, self.env, max(self.index.count(), len(sessions)), self.actors,
-                       self.stop_event.is_set, self.index)
-        self.index.put(entries_for(plan, outcomes, now, self.policy))
-        self.index.remove(_removed(outcomes))
+                return _count([])
+        if len(rows) > WAKE_IN_PROCESS and self.full_in_child:
+            # A big batch goes to a process of its own, as a full sweep does: the memory (and the removal
+            # workers) it takes are given back when it ends, and this long-lived process stays small.
+            res = self._in_child(now, f"{self.follower.ino}:{self.follower.pos}", due=[e.key for e in rows])
+            return self._took(res, "re-read")
+        outcomes, gone = incremental_work(self.env, copy.deepcopy(self.policy), now, self.index, rows,
+                                          should_stop=self.stop_event.is_set, actors=self.actors,
+                                          parallel=False)
         if gone:
             self.note_gone(gone, "re-read")
-        return outcomes
+        return _incremental_result(outcomes, now, self.clock())
 
     def judge_gone(self) -> None:
         """Transcripts that disappeared: removed by a janitor sweep (per the audit log), moved to another
@@ -1406,6 +1454,15 @@ def _is_reg(st: os.stat_result) -> bool:
     import stat
 
     return stat.S_ISREG(st.st_mode)
+
+
+def _incremental_result(outcomes: list[Outcome], started: float, finished: float) -> dict[str, Any]:
+    """A wake-up's counts, and what metrics_file says of it (ux) when it acted on anything."""
+    res: dict[str, Any] = _count(outcomes)
+    if outcomes:
+        res["metrics"] = metrics.to_json(metrics.from_run(None, outcomes, started=started, finished=finished,
+                                                          guard=None, kind="incremental"))
+    return res
 
 
 def _removed(outcomes: list[Outcome]) -> list[Key]:

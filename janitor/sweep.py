@@ -418,8 +418,10 @@ class InUseWatch:
 
 def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: ProgressFn | None = None,
             actors: dict[Action, Actor] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> list[Outcome]:
+            should_stop: Callable[[], bool] | None = None, parallel: bool = True) -> list[Outcome]:
     """Act on the plan. Dry runs perform every check but the mutation and write no audit records.
+    ``parallel=False``: act in the calling thread (the daemon's own process, for a small wake-up: a pool of
+    removal threads would stay with it for good).
 
     For every action an intent record is made durable before acting and a result record after.
     ``should_stop`` is asked between sessions: a stop never leaves a session half done."""
@@ -437,7 +439,7 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
     for d in {d.session.root: d for d in todo}.values():  # forked removers inherit the roots (and .busy)
         if _open_root(d, roots):
             roots[d.session.root].busy = watch.inuse.inodes
-    removers = None if dry_run or _workers() == 1 else _Removers(todo, roots)
+    removers = None if dry_run or not parallel or _workers() == 1 else _Removers(todo, roots)
     inflight: deque[tuple[list[Decision], Any]] = deque()
     chunk: list[tuple[int, Decision]] = []  # gathered for the removers, not handed out yet
     results: list[dict[str, Any]] = []

@@ -509,3 +509,26 @@ def test_a_recreated_projects_dir_and_a_late_claude_dir_are_watched_at_once(star
                 if x.proc.poll() is None:
                     x.proc.kill()
                 x.log.close()
+
+
+def threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_big_wake_ups_run_in_a_process_of_their_own_and_leave_no_threads_behind(start, root, jenv):
+    make_session(root, "/w/keep", time.time() + 3600, side=False)  # not every session at once: no guard
+    d = start()
+    assert wait_for(d.ready, timeout=20), d.output()
+    base = threads(d.proc.pid)
+    for n in (5, 200, 200):  # a small wake-up acts in the daemon, a big one in a process of its own
+        t = time.time()
+        gs = [make_session(root, f"/w/p{i % 7}", t, side=i % 2 == 0) for i in range(n)]
+        paths = [p for g in gs for p in g.paths]
+        assert wait_for(lambda: not any(p.exists() for p in paths), timeout=60), d.output()  # noqa: B023
+        assert wait_for(lambda: d.status()["index_sessions"] == 1 and not d.status()["sweeping"], timeout=20)
+        assert threads(d.proc.pid) <= base, "threads left behind"
+        assert not children(d.proc.pid)
+    assert "wake-up: process" in d.output()
+    results = [r["result"] for r in records("delete") if r["phase"] == "result"]
+    assert results.count("ok") == 405 and len(results) == 405
+    assert d.stop() == 0
