@@ -628,8 +628,12 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
 @cli.command()
 @cache_options
 @click.option("-v", "--verbose", is_flag=True, help="Log every step (debug level).")
+@click.option("--log-file", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Log to this file instead of stderr, rotated at 1 MiB (3 old files kept); for launchd.")
+@click.option("--log-max-bytes", type=click.IntRange(min=1024), default=1024 * 1024, hidden=True)
 @handle_errors
-def daemon(claude_dirs: tuple[str, ...], config_path: str | None, verbose: bool) -> None:
+def daemon(claude_dirs: tuple[str, ...], config_path: str | None, verbose: bool, log_file: str | None,
+           log_max_bytes: int) -> None:
     """Run in the foreground, sweeping as sessions expire (for systemd, launchd or a terminal).
 
     A full sweep runs at start and then every `sweep_interval` (default 1d) or on `sweep_cron`; between
@@ -639,7 +643,8 @@ def daemon(claude_dirs: tuple[str, ...], config_path: str | None, verbose: bool)
     """
     from .daemon import run
 
-    sys.exit(run(make_env(claude_dirs, config_path), verbose=verbose))
+    sys.exit(run(make_env(claude_dirs, config_path), verbose=verbose, log_file=log_file,
+                 log_max_bytes=log_max_bytes))
 
 
 @cli.command("_daemon-full-sweep", hidden=True)

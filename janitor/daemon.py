@@ -618,6 +618,7 @@ def full_sweep_work(env: Env, pol: Policy, now: float, index: Index, *, should_s
     listed = {e.key for e in gone}
     gone += [e for e in entries if e.rel and e.key not in listed and not os.path.lexists(os.path.join(e.root, e.rel))]
     pos, restored = audit_since(env.dirs.audit_log, audit_from)
+    vacuumed = index.vacuum_if_sparse()
     out: dict[str, Any] = _count(outcomes)
     from . import metrics  # (ux: what the metrics file reports of a full sweep)
 
@@ -628,7 +629,7 @@ def full_sweep_work(env: Env, pol: Policy, now: float, index: Index, *, should_s
         "sessions": len(plan.decisions), "indexed": len(entries),
         "cancelled": sum(o.result == "cancelled" for o in outcomes),
         "gone": [[e.root, e.project, e.session_id, e.rel, e.last_activity, e.bytes] for e in gone],
-        "audit_pos": pos, "restored": [list(k) for k in restored],
+        "audit_pos": pos, "restored": [list(k) for k in restored], "index_vacuumed": vacuumed,
     })
     return out
 
@@ -1509,8 +1510,46 @@ class _JournalFormatter(logging.Formatter):
         return f"<{self.PRIO.get(record.levelno, 6)}>{text}" if self.journal else text
 
 
-def setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+LOG_MAX_BYTES = 1024 * 1024  # --log-file: rotated at this size
+LOG_KEEP = 3  # --log-file: this many rotated files are kept (daemon.log.1 … .3): at most ~4 MiB in all
+
+
+class RotatingStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """The daemon's log in a file of its own (launchd has no journal: ``--log-file``): the file is this
+    process's stdout and stderr (so a traceback or a warning lands there too), and it is rotated once it
+    reaches ``max_bytes``: PATH → PATH.1 → … → PATH.<keep>, the oldest dropped, a new PATH opened in place."""
+
+    def __init__(self, path: str, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP) -> None:
+        self.path, self.max_bytes, self.keep = path, max_bytes, keep
+        self._reopen()
+        super().__init__(sys.stderr)
+
+    def _reopen(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for target in (1, 2):
+            os.dup2(fd, target)  # inheritable copies: the full-sweep process writes there too
+        os.close(fd)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        try:
+            if os.fstat(2).st_size >= self.max_bytes:
+                self.rotate()
+        except OSError:
+            pass  # a log that cannot be rotated must not stop the daemon: it grows instead
+
+    def rotate(self) -> None:
+        for n in range(self.keep, 0, -1):
+            src = self.path if n == 1 else f"{self.path}.{n - 1}"
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(src, f"{self.path}.{n}")
+        self._reopen()
+
+
+def setup_logging(verbose: bool, log_file: str | None = None, log_max_bytes: int = LOG_MAX_BYTES) -> None:
+    handler = RotatingStderr(log_file, log_max_bytes) if log_file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JournalFormatter(bool(os.environ.get("JOURNAL_STREAM"))))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -1524,9 +1563,10 @@ def setup_logging(verbose: bool) -> None:
 SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
-def run(env: Env, *, verbose: bool = False) -> int:
+def run(env: Env, *, verbose: bool = False, log_file: str | None = None,
+        log_max_bytes: int = LOG_MAX_BYTES) -> int:
     """`janitor daemon`: run in the foreground until SIGTERM/SIGINT. Returns the exit code."""
-    setup_logging(verbose)
+    setup_logging(verbose, log_file, log_max_bytes)
     from .rootlock import RootLock
 
     lock = DaemonLock(env.dirs)

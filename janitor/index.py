@@ -249,6 +249,22 @@ class Index:
                 "UPDATE sessions SET due=min(coalesce(due, ?), ?) WHERE session_id=?", (due, due, sid)).rowcount
                 for sid in ids)
 
+    def vacuum_if_sparse(self, *, min_free_pages: int = 256, free_fraction: float = 0.25) -> bool:
+        """Give back the space of removed rows when it is worth it (at least ``min_free_pages`` free pages,
+        and more than ``free_fraction`` of the file), and truncate the write-ahead log. True if vacuumed.
+        Run after a full sweep (in its own process: VACUUM's memory is given back with it)."""
+        with self._lock:
+            pages = int(self._db.execute("PRAGMA page_count").fetchone()[0])
+            free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+            done = free >= min_free_pages and free > free_fraction * pages
+            try:
+                if done:
+                    self._db.execute("VACUUM")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError:  # busy (the daemon writing): next time
+                return False
+        return done
+
     def get_meta(self, key: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

@@ -532,3 +532,32 @@ def test_big_wake_ups_run_in_a_process_of_their_own_and_leave_no_threads_behind(
     results = [r["result"] for r in records("delete") if r["phase"] == "result"]
     assert results.count("ok") == 405 and len(results) == 405
     assert d.stop() == 0
+
+
+def test_the_daemons_own_log_file_is_rotated(root, jenv, tmp_path):
+    # launchd has no journal: the daemon writes its log file itself (`--log-file`, as the plist starts it) and
+    # rotates it: PATH, PATH.1 … PATH.3, nothing older.
+    write_config(jenv, FAST)
+    (root / "projects").mkdir()
+    log = tmp_path / "logs" / "daemon.log"
+    log.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "janitor", "daemon", "--claude-dir", str(root), "-v",
+                             "--log-file", str(log), "--log-max-bytes", "4096"], env=jenv,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for i in range(400):  # each new session: a few debug lines
+            make_session(root, f"/w/p{i % 9}", time.time() + 3600, side=False)
+            if i % 20 == 19 and wait_for(lambda: Path(f"{log}.3").exists(), timeout=1):
+                break
+        assert wait_for(lambda: Path(f"{log}.3").exists(), timeout=30)
+        assert wait_for(lambda: run_cli(["status", "--json"], jenv).returncode == 0, timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    names = sorted(p.name for p in log.parent.iterdir())
+    assert names == ["daemon.log", "daemon.log.1", "daemon.log.2", "daemon.log.3"]
+    for p in log.parent.iterdir():
+        assert p.stat().st_size < 4096 + 2048  # rotated once past the limit (plus the record that crossed it)
+    assert "daemon stopped" in log.read_text()  # the current file goes on after each rotation

@@ -150,3 +150,21 @@ def test_rescan_reports_gone_sessions_and_orphans(tmp_path: Path, now: float) ->
     # Once a transcript for the orphan's id exists, the orphan is no longer a session of its own.
     make_session(root, "/w/c", now, sid=orphan.session_id, side=False)
     assert rescan(str(root), [("", orphan.session_id)])[("", orphan.session_id)] is None
+
+
+def test_the_space_of_removed_rows_is_given_back(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    ix = Index(path)
+    rows = [_e(f"{i:08d}-0000-4000-8000-000000000000", rel=f"projects/p/{i}.jsonl" + "x" * 200) for i in range(20000)]
+    ix.put(rows)
+    ix.vacuum_if_sparse()  # nothing to give back yet: kept as is
+    full = path.stat().st_size
+    assert full > 4_000_000
+    ix.remove([e.key for e in rows[:19000]])
+    assert path.stat().st_size == full  # sqlite keeps the pages of removed rows
+    assert ix.vacuum_if_sparse() is True
+    assert path.stat().st_size < full / 5 and ix.count() == 1000
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+    assert ix.get(rows[-1].key) == rows[-1]
+    assert ix.vacuum_if_sparse() is False  # nothing more to give back
+    ix.close()

@@ -96,7 +96,8 @@ def test_systemd_analyze_verify_passes_on_the_rendered_units(setup: svc.Setup, t
 def test_rendered_plists(setup: svc.Setup) -> None:
     data = plistlib.loads(svc.render_launchd(setup)["org.claude-janitor.daemon.plist"])
     assert data["Label"] == "org.claude-janitor.daemon"
-    assert data["ProgramArguments"] == [*setup.command, "daemon", "--claude-dir", str(setup.roots[0])]
+    assert data["ProgramArguments"] == [*setup.command, "daemon", "--claude-dir", str(setup.roots[0]),
+                                        "--log-file", str(setup.dirs.log / "daemon.log")]  # rotated by itself
     assert data["RunAtLoad"] is True and data["KeepAlive"] == {"SuccessfulExit": False}
     assert data["StandardErrorPath"] == str(setup.dirs.log / "daemon.log")
     setup.at = (22, 15)
