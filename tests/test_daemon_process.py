@@ -525,7 +525,7 @@ def test_big_wake_ups_run_in_a_process_of_their_own_and_leave_no_threads_behind(
         gs = [make_session(root, f"/w/p{i % 7}", t, side=i % 2 == 0) for i in range(n)]
         paths = [p for g in gs for p in g.paths]
         assert wait_for(lambda: not any(p.exists() for p in paths), timeout=60), d.output()  # noqa: B023
-        assert wait_for(lambda: d.status()["index_sessions"] == 1 and not d.status()["sweeping"], timeout=20)
+        assert wait_for(lambda: d.status()["index_sessions"] == 1 and not d.status().get("sweeping"), timeout=20)
         assert threads(d.proc.pid) <= base, "threads left behind"
         assert not children(d.proc.pid)
     assert "wake-up: process" in d.output()
