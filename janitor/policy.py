@@ -134,7 +134,8 @@ def claude_code_would_remove(s: Session, policy: Policy, now: float, desk: str |
             continue  # kept while its transcript exists
         t = p.mtime_ns / 1e9 if p.store in OWN_TIME_STORES and p.mtime_ns else p.mtime
         if t < cutoff:
-            out.append(p.rel.rsplit("/", 1)[-1] if p.store in ("transcript", "session-file") else p.rel)
+            name = p.rel.rsplit("/", 1)[-1]
+            out.append({"transcript": name, "session-file": name, "session-dir": name + "/"}.get(p.store, p.rel))
     return out
 
 
