@@ -37,9 +37,21 @@ def _version_ok() -> bool:
     return p.returncode == 0 and p.stdout.startswith(VERSION)
 
 
+_installed: list[str | None] = []
+
+
 def _install() -> str | None:
-    """Install (once, under a lock: several test runs may share the cache); None or why it failed."""
-    INSTALL_DIR.mkdir(parents=True, exist_ok=True)
+    """Install (once per run, under a lock: several test runs may share the cache); None or why not."""
+    if not _installed:
+        _installed.append(_do_install())
+    return _installed[0]
+
+
+def _do_install() -> str | None:
+    try:
+        INSTALL_DIR.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot create {INSTALL_DIR}: {e.strerror}"
     with open(INSTALL_DIR / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _version_ok():
@@ -58,6 +70,31 @@ def _install() -> str | None:
         if not _version_ok():
             return f"{BIN} does not run or is not {VERSION} (no native binary for this platform?)"
     return None
+
+
+_HERE = Path(__file__).parent
+_unavailable: list[str] = []  # why the real CLI cannot be used, once known
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Install the CLI once, before any of these tests run; where it cannot be, they are deselected and
+    the run says so in one line (instead of one skip per test)."""
+    mine = [i for i in items if _HERE in Path(str(i.path)).parents]
+    if not mine:
+        return
+    why = _install()
+    if why is None:
+        return
+    _unavailable.append(f"tests/claude_code: {len(mine)} tests not run: real Claude Code {VERSION} "
+                        f"unavailable ({why})")
+    config.hook.pytest_deselected(items=mine)
+    drop = set(mine)
+    items[:] = [i for i in items if i not in drop]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _unavailable:
+        terminalreporter.write_line(line, yellow=True)
 
 
 @pytest.fixture(scope="session")
