@@ -175,6 +175,8 @@ def _write_metrics(env: Any, res: Any, started: float, *, error: Exception | Non
     if res is not None:
         sample = metrics.from_run(res.plan, res.outcomes, started=started, finished=_time(), guard=None,
                                   error="some actions failed" if res.exit_code else None)
+        t = _trash_usage(env)
+        sample.trash_bytes = t[2] if t else None
     else:
         guard = str(error) if isinstance(error, GuardTripped) else None
         sample = metrics.from_run(None, [], started=started, finished=_time(), guard=guard,
@@ -249,7 +251,7 @@ def report(claude_dirs: tuple[str, ...], config_path: str | None, fmt: str, olde
         res = run(env, _now(now), dry_run=True, phase=phase)
         usage = _store_usage(env, res, phase) if stores else None
     if usage is not None:
-        click.echo(rep.stores_render(usage, res, fmt))
+        click.echo(rep.stores_render(usage, res, fmt, _trash_usage(env)))
         return
     if fmt == "json":
         click.echo(rep.to_json(res, titles=not no_titles))
@@ -295,7 +297,17 @@ def du(claude_dirs: tuple[str, ...], config_path: str | None, fmt: str, older_th
     with _progress(fmt != "json") as phase:
         res = run(env, _now(now), dry_run=True, phase=phase)
         usage = _store_usage(env, res, phase)
-    click.echo(rep.stores_render(usage, res, fmt))
+    click.echo(rep.stores_render(usage, res, fmt, _trash_usage(env)))
+
+
+def _trash_usage(env: Any) -> tuple[str, int, int] | None:
+    from . import trash
+
+    tdir = trash.trash_dir(env.dirs)
+    if not tdir.is_dir():
+        return None
+    n, b = trash.usage(tdir)
+    return str(tdir), n, b
 
 
 @cli.command()
@@ -373,8 +385,11 @@ def show(session_id: str, claude_dirs: tuple[str, ...], config_path: str | None,
 
 
 def _trash_of(env: Any, pol: Any, sid: str) -> list[dict[str, Any]]:
-    """The trash entries of a session (none until trash is used)."""
-    return []
+    """The trash entries of a session."""
+    from . import trash
+    from .ids import same_id
+
+    return [e.to_dict() for e in trash.entries(trash.trash_dir(env.dirs)) if same_id(e.session_id, sid)]
 
 
 @cli.command()
@@ -559,7 +574,19 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
             if not same_id(info.session_id, session_id):
                 fail(f"{archive_file} holds session {info.session_id}, not {session_id}")
         else:
-            info = arc.find_archive(_archive_dir(config_path), session_id, project=project)
+            from . import trash
+            from .model import JanitorError
+
+            entry = trash.find(trash.trash_dir(dirs), session_id, project)
+            try:
+                info = arc.find_archive(_archive_dir(config_path), session_id, project=project)
+            except JanitorError:
+                if entry is None:
+                    raise
+                info = None
+            if entry is not None and (info is None or entry.removed_at >= (info.header.get("archived_at") or 0)):
+                sys.exit(_restore_trash(entry, target, dirs, config_path, wait, as_json))
+            assert info is not None
         with SweepLock(dirs.lock_file, wait=wait):
             res = arc.restore(info, target_root=target,
                               audit=audit_log(Env(roots=[], dirs=dirs, config_path=config_path)))
@@ -621,6 +648,103 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
         click.echo("it counts as active now: Claude Code's cleanup and the janitor give it a fresh window; "
                    "if it expires again unchanged, the janitor re-uses this archive.")
     sys.exit(EXIT_PARTIAL if hist_failed else EXIT_OK)
+
+
+def _restore_trash(entry: Any, target: Any, dirs: Any, config_path: str | None, wait: float, as_json: bool) -> int:
+    """Put one session back from the trash (trash.restore); the exit code."""
+    from . import trash
+    from .safefs import SweepLock
+    from .sweep import Env, audit_log
+
+    with SweepLock(dirs.lock_file, wait=wait):
+        res = trash.restore(entry, target, audit=audit_log(Env(roots=[], dirs=dirs, config_path=config_path)))
+    if as_json:
+        click.echo(json.dumps({"session_id": entry.session_id, "trash": str(entry.path), "root": res.root,
+                               "project_path": entry.project_path, "restored": res.restored,
+                               "refused": res.refused}, indent=2, ensure_ascii=True))
+    else:
+        where = entry.project_path or entry.project or "(no project)"
+        click.echo(f"restored session {entry.session_id} ({where}) from the trash {entry.path}")
+        click.echo(f"  into {res.root}: {len(res.restored)} pieces, with the restore time")
+        for r in res.refused:
+            click.echo(f"  not restored: {r}")
+        if entry.project_path and not res.refused:
+            click.echo(f"resume it with: cd {entry.project_path!r} && claude --resume {entry.session_id}")
+    return EXIT_PARTIAL if res.refused else EXIT_OK
+
+
+@cli.command()
+@click.option("--claude-dir", "claude_dir", metavar="DIR",
+              help="Restore into this Claude config dir (default: $CLAUDE_CONFIG_DIR, else ~/.claude).")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--wait", type=float, default=0.0, metavar="SECONDS",
+              help="Wait up to this long for a running sweep to finish (default: exit 3 at once).")
+@handle_errors
+def undo(claude_dir: str | None, config_path: str | None, as_json: bool, wait: float) -> None:
+    """Put back everything the last sweep removed: from the trash, or from its archives.
+
+    Same safety as `janitor restore`: nothing is overwritten, and everything goes into the Claude dir this
+    command resolves. Sessions deleted with the trash off (or already purged from it) cannot come back."""
+    from pathlib import Path
+
+    from . import archive as arc
+    from . import trash
+    from .model import JanitorError
+    from .paths import claude_dirs as find_dirs
+    from .paths import janitor_dirs
+    from .safefs import SweepLock
+    from .sweep import Env, audit_log
+
+    dirs = janitor_dirs()
+    target = find_dirs((claude_dir,) if claude_dir else ())[0]
+    last = trash.last_sweep(dirs)
+    if not last:
+        fail("no sweep has removed anything yet; nothing to undo", EXIT_USAGE)
+    assert last is not None
+    out: list[dict[str, Any]] = []
+    code = EXIT_OK
+    audit = audit_log(Env(roots=[], dirs=dirs, config_path=config_path))
+    tdir = trash.trash_dir(dirs)
+    with SweepLock(dirs.lock_file, wait=wait):
+        for item in last["removed"]:
+            if not isinstance(item, dict) or not isinstance(item.get("session_id"), str):
+                continue
+            sid = item["session_id"]
+            row: dict[str, Any] = {"session_id": sid, "project": item.get("project")}
+            try:
+                if item.get("trash"):
+                    e = next((e for e in trash.entries(tdir) if str(e.path) == item["trash"]), None)
+                    if e is None:
+                        row.update(result="gone", detail=f"no longer in the trash ({item['trash']}): purged or "
+                                                         "restored already")
+                    else:
+                        res = trash.restore(e, target, audit=audit)
+                        row.update(result="failed" if res.refused else "restored", detail="; ".join(res.refused)
+                                   or f"from the trash, {len(res.restored)} pieces")
+                elif item.get("archive"):
+                    info = arc.read_header(Path(item["archive"]))
+                    res = arc.restore(info, target_root=target, audit=audit)
+                    row.update(result="restored" if res.restored else "already in place",
+                               detail=f"from {item['archive']}")
+                else:
+                    row.update(result="gone", detail="deleted for good (the trash was off)")
+            except (JanitorError, OSError) as e:  # noqa: PERF203 - one session's failure is reported, the rest go on
+                row.update(result="failed", detail=str(e))
+            if row["result"] == "failed":
+                code = EXIT_PARTIAL
+            out.append(row)
+    from .report import iso
+
+    if as_json:
+        click.echo(json.dumps({"sweep_at": iso(last.get("at")) if isinstance(last.get("at"), int | float) else None,
+                               "sessions": out}, indent=2, ensure_ascii=True))
+    else:
+        click.echo(f"undoing the sweep of {iso(last.get('at')) if isinstance(last.get('at'), int | float) else '?'}"
+                   f" ({len(out)} sessions):")
+        for r in out:
+            click.echo(f"  {r['session_id']}: {r['result']}: {r['detail']}")
+    sys.exit(code)
 
 
 # ---- daemon, status, service -------------------------------------------------------------------------

@@ -33,6 +33,7 @@ TOP_KEYS: dict[str, str] = {
     "sweep_interval": 'daemon: how often to run a full sweep (default "1d")',
     "sweep_cron": 'daemon: crontab expression for the full sweep (instead of sweep_interval)',
     "audit_sink": 'also send audit records to "journald" or "syslog"',
+    "trash": 'delete moves sessions into a trash for this long ("7d"; undo / restore bring them back)',
     "metrics_file": "write Prometheus metrics here after every sweep (node_exporter textfile collector: *.prom)",
     "audit_rotate_size": 'start a new audit log file past this size: "8MiB" (default), bytes, or 0 for never',
     "audit_keep_files": "rotated audit log files kept, oldest removed first (default 8; 0 keeps all)",
@@ -262,6 +263,12 @@ def build_policy_layer(raw: RawConfig, *, older_than: str | None = None, action:
                       f"got {data['audit_sink']!r}")
     audit_settings(data, errors, where_file)
 
+    if "trash" in data:
+        n = len(errors)
+        secs = _duration(data["trash"], f"{where_file}: trash", errors)
+        if len(errors) == n:
+            policy.trash = Window(secs, src_of("trash"))
+            policy.sources["trash"] = src_of("trash")
     if "metrics_file" in data:
         v = data["metrics_file"]
         if not isinstance(v, str) or not v.strip() or "\0" in v:

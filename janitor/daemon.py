@@ -597,6 +597,10 @@ def full_sweep_work(env: Env, pol: Policy, now: float, index: Index, *, should_s
         log.warning("%s", w)
     for err in (maintain_archives(env, used, now, dry_run=False) or {}).get("errors", []):
         log.warning("archives: %s", err)
+    from .sweep import maintain_trash  # (ux) the trash is purged by full sweeps too
+
+    for err in (maintain_trash(env, used, now, dry_run=False) or {}).get("errors", []):
+        log.warning("trash: %s", err)
     outcomes = act(plan, used, env, len(plan.decisions), actors, should_stop)
     entries = entries_for(plan, outcomes, now, pol)
     roots = [str(r) for r in env.roots]

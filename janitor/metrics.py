@@ -56,7 +56,7 @@ def from_run(plan: Any, outcomes: list[Any], *, started: float, finished: float,
     reclaimed = 0
     for o in outcomes:
         results[o.result] = results.get(o.result, 0) + 1
-        if o.result == "ok":
+        if o.result == "ok" and not getattr(o, "trash", None):  # trashed bytes are freed when purged
             reclaimed += o.decision.session.bytes
     for sd in getattr(plan, "stores", None) or ():
         reclaimed += getattr(sd, "removed_bytes", 0) or 0

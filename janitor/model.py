@@ -180,6 +180,7 @@ class Policy:
     stores: dict[str, Window] = field(default_factory=dict)
     history: HistoryPolicy = field(default_factory=lambda: HistoryPolicy())
     metrics_file: str | None = None  # Prometheus text written after every sweep (janitor.metrics)
+    trash: Window | None = None  # delete moves sessions into the trash for this long (trash.py); None: off
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,3 +230,4 @@ class Outcome:
     result: str  # ok | failed | skipped | vanished | dry-run
     error: str | None = None
     archive: str | None = None
+    trash: str | None = None  # the trash entry it was moved to (trash.py), when the trash is on

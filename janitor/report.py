@@ -65,6 +65,8 @@ def session_dict(d: Decision, now: float, outcome: Outcome | None, *, titles: bo
             out["error"] = outcome.error
         if outcome.archive:
             out["archive"] = outcome.archive
+        if outcome.trash:
+            out["trash"] = outcome.trash
     return out
 
 
@@ -74,6 +76,8 @@ def totals(res: RunResult) -> dict[str, Any]:
                                                                  "bytes_reclaimable": 0})
     reclaim = 0
     total = 0
+    to_trash = 0
+    trash_on = getattr(res.policy, "trash", None) is not None
     for d in res.plan.decisions:
         counts[d.action.value] += 1
         b = d.session.bytes
@@ -81,7 +85,9 @@ def totals(res: RunResult) -> dict[str, Any]:
         p = by_project[d.session.display_project]
         p["sessions"] += 1
         p["bytes"] += b
-        if d.action is not Action.KEEP:
+        if d.action is Action.DELETE and trash_on:
+            to_trash += b  # not freed until purged from the trash
+        elif d.action is not Action.KEEP:
             reclaim += b
             p["bytes_reclaimable"] += b
     results: dict[str, int] = defaultdict(int)
@@ -92,6 +98,7 @@ def totals(res: RunResult) -> dict[str, Any]:
         **counts,
         "bytes": total,
         "bytes_reclaimable": reclaim,
+        **({"bytes_to_trash": to_trash} if trash_on else {}),
         "results": dict(results),
         "by_project": dict(sorted(by_project.items())),
     }
@@ -383,11 +390,14 @@ def _store_cells(u: Any, now: float) -> list[str]:
             + (f" [store: {', '.join(u.stores)}]" if u.stores else "")]
 
 
-def stores_render(usage: list[tuple[str, list[Any]]], res: RunResult, fmt: str) -> str:
-    """`janitor du`: per-store usage of each Claude dir (table, markdown or JSON)."""
+def stores_render(usage: list[tuple[str, list[Any]]], res: RunResult, fmt: str,
+                  trash: tuple[str, int, int] | None = None) -> str:
+    """`janitor du`: per-store usage of each Claude dir (table, markdown or JSON); ``trash``: (dir,
+    sessions, bytes) of the janitor's trash, shown apart (it is not freed space)."""
     now = res.plan.now
     if fmt == "json":
-        doc = {"now": iso(now), "roots": [
+        doc = {"now": iso(now), **({"trash": {"dir": trash[0], "sessions": trash[1], "bytes": trash[2]}}
+                                   if trash is not None else {}), "roots": [
             {"root": root, "stores": [u.to_dict() for u in stores],
              "total_bytes": sum(u.bytes for u in stores), "total_disk_bytes": sum(u.disk_bytes for u in stores),
              "reclaimable_bytes": sum(u.reclaimable for u in stores)} for root, stores in usage]}
@@ -411,6 +421,9 @@ def stores_render(usage: list[tuple[str, list[Any]]], res: RunResult, fmt: str) 
             out += [head, ""] + [_row(c, widths, right={1, 2, 3, 4, 5, 6}) for c in cells] + [""]
     if not usage:
         out.append("no Claude config dir found")
+    if trash is not None and trash[1]:
+        out.append(f"trash: {trash[1]} sessions, {human_bytes(trash[2])} in {shown(trash[0])} (not freed until "
+                   "purged; `janitor show ID`, `janitor restore ID`, `janitor undo`)")
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -420,6 +433,12 @@ def summary_lines(res: RunResult) -> list[str]:
     lines = [f"{t['sessions']} sessions, {human_bytes(t['bytes'])}: {verb}keep {t['keep']}, "
              f"{verb}delete {t['delete']}, {verb}archive {t['archive']} "
              f"({human_bytes(t['bytes_reclaimable'])} {'reclaimable' if res.dry_run else 'to reclaim'})"]
+    if t.get("bytes_to_trash"):
+        win = res.policy.trash
+        lines.append(f"{human_bytes(t['bytes_to_trash'])} of deleted sessions {'would go' if res.dry_run else 'go'} "
+                     "to the trash: not freed until purged"
+                     + (f" after {human_duration(win.seconds)}" if win.seconds is not None else " (kept forever)")
+                     + "; `janitor undo` puts the last sweep back")
     r = t["results"]
     if not res.dry_run and res.outcomes:
         lines.append("results: " + ", ".join(f"{k} {v}" for k, v in sorted(r.items())))

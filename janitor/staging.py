@@ -292,9 +292,12 @@ def _put_back(src_fd: int, staged: str, pfd: int, name: str, rel: str, note: Cal
         return False
 
 
-def remove(root: Root, session: Session, action: str, check: Check) -> None:
+def remove(root: Root, session: Session, action: str, check: Check, *, into: tuple[int, str] | None = None
+           ) -> None:
     """Remove the session's pieces (transcript last) through stage → verify → commit → purge.
 
+    ``into`` (dir fd, name): instead of the purge, the committed entry is moved there by one rename (the
+    trash, trash.py: same filesystem); if that fails, the session is put back and OSError says why.
     Raises Interfered (session put back, ``str`` says what happened), Busy, Unsafe, or OSError."""
     pieces = sorted(session.pieces, key=lambda p: p.store == "transcript")
     r = Removal(root, session, action)
@@ -312,7 +315,16 @@ def remove(root: Root, session: Session, action: str, check: Check) -> None:
         raise
     r.commit()
     testhooks.point("removal-committed")
-    r.purge()
+    if into is None:
+        r.purge()
+        return
+    try:
+        os.rename(r.entry + DOOMED, into[1], src_dir_fd=root.stage_fd, dst_dir_fd=into[0])
+    except OSError as e:
+        r.rollback(DOOMED)
+        raise OSError(e.errno, f"moving it to the trash failed: {e.strerror or e}; put back"
+                      + (f"; {'; '.join(r.notes)}" if r.notes else ""), e.filename) from None
+    r._close()
 
 
 def matches_scan(session: Session) -> Check:

@@ -48,6 +48,7 @@ class RunResult:
     files_seen: int = 0
     guard: str | None = None
     archives: dict[str, Any] | None = None  # archive maintenance: temp leftovers, pruned archives, errors
+    trash: dict[str, Any] | None = None  # trash maintenance (trash.maintain): what was purged
 
     @property
     def failed(self) -> list[Outcome]:
@@ -428,6 +429,11 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
     actors = actors or {Action.DELETE: delete_session}
     if any(d.action is Action.ARCHIVE for d in plan.to_act):  # else archive (and zstandard) stay unloaded
         actors = _with_archive(actors, pol, env, plan.now)
+    if pol.trash is not None and actors.get(Action.DELETE) is delete_session and plan.to_act and not dry_run:
+        from . import trash  # (ux) delete into the trash: the same transaction, moved instead of purged
+
+        fallback = _with_archive({}, pol, env, plan.now).get(Action.ARCHIVE)
+        actors = trash.bind(actors, pol, env.dirs, plan.now, fallback)
     audit = None if dry_run else audit_log(env)
     todo = plan.to_act
     outcomes: list[Outcome] = []
@@ -439,14 +445,18 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
     for d in {d.session.root: d for d in todo}.values():  # forked removers inherit the roots (and .busy)
         if _open_root(d, roots):
             roots[d.session.root].busy = watch.inuse.inodes
-    removers = None if dry_run or not parallel or _workers() == 1 else _Removers(todo, roots)
+    # With the trash on, a removal is a few renames (nothing to overlap), and its actor (trash.actor) must be
+    # the one used: sessions are acted on here, not by the removal workers (which only delete).
+    removers = None if dry_run or not parallel or _workers() == 1 \
+        or actors.get(Action.DELETE) is not delete_session else _Removers(todo, roots)
     inflight: deque[tuple[list[Decision], Any]] = deque()
     chunk: list[tuple[int, Decision]] = []  # gathered for the removers, not handed out yet
     results: list[dict[str, Any]] = []
 
     def finish(d: Decision, o: Outcome) -> None:
         outcomes.append(o)
-        results.append(_record(d, "result", o.result, o.error, {"archive": o.archive} if o.archive else None))
+        results.append(_record(d, "result", o.result, o.error, {k: v for k, v in (("archive", o.archive),
+                                                                                   ("trash", o.trash)) if v}))
         if progress:
             progress(1)
 
@@ -496,6 +506,11 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
         if not stopped and not (should_stop and should_stop()):
             # The stores beyond sessions (planned by a full scan only), after the sessions.
             stores.execute(plan.stores, dry_run=dry_run, audit=audit, should_stop=should_stop)
+        if not dry_run:  # (ux) what this sweep removed and where it went, for `janitor undo`
+            from . import trash
+
+            with contextlib.suppress(OSError):
+                trash.record_last_sweep(env.dirs, plan.now, outcomes)
         if pol.history.enabled:  # the lines of the sessions removed above (and old lines), under Claude's lock
             from . import history
 
@@ -576,7 +591,7 @@ def _act_one(d: Decision, roots: dict[str, Root], dry_run: bool, actors: dict[Ac
         if actor is None:
             return Outcome(d, "failed", f"action {d.action.value!r} is not available")
         extra = actor(root, d) or {}
-        return Outcome(d, "ok", archive=extra.get("archive"))
+        return Outcome(d, "ok", extra.get("trash_fallback"), archive=extra.get("archive"), trash=extra.get("trash"))
     except staging.Busy as e:
         return Outcome(d, "skipped", f"in use, kept: {e}")
     except staging.Interfered as e:
@@ -647,6 +662,15 @@ def maintain_archives(env: Env, pol: Policy, now: float, *, dry_run: bool) -> di
                             audit=None if dry_run else audit_log(env))
 
 
+def maintain_trash(env: Env, pol: Policy, now: float, *, dry_run: bool) -> dict[str, Any] | None:
+    """Once per full sweep: purge what has been in the trash longer than ``trash`` (trash.maintain)."""
+    from . import trash
+
+    if not trash.trash_dir(env.dirs).is_dir():
+        return None
+    return trash.maintain(pol, env.dirs, now, dry_run=dry_run, audit=None if dry_run else audit_log(env))
+
+
 def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = None,
         actors: dict[Action, Actor] | None = None, should_stop: Callable[[], bool] | None = None,
         phase: Callable[[str, int | None, str], ProgressFn] | None = None,
@@ -677,6 +701,7 @@ def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = No
     if acting is not None and not dry_run:
         acting()
     result.archives = maintain_archives(env, pol, now, dry_run=dry_run)
+    result.trash = maintain_trash(env, pol, now, dry_run=dry_run)
     act_progress = phase("checking" if dry_run else "sweeping", len(plan.to_act), "sessions") if phase else None
     result.outcomes = execute(plan, pol, env, dry_run=dry_run, progress=act_progress, actors=actors,
                               should_stop=should_stop)
