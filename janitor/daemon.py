@@ -1237,6 +1237,10 @@ class Daemon:
         s.finished = self.clock()
         s.duration = max(0.0, s.finished - started)
         s.daemon_up = True
+        from .trash import trash_dir, usage
+
+        tdir = trash_dir(self.dirs)
+        s.trash_bytes = usage(tdir)[1] if tdir.is_dir() else None
         self._last_sample = s
         why = metrics.write(self.policy.metrics_file, s)
         if why:
