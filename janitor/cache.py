@@ -216,17 +216,24 @@ def _dir_usage(path: str, dev: int) -> tuple[int, float, int, str | None]:
     """(bytes of regular files, newest mtime, entries, problem) under a dir (see safefs.iter_tree).
 
     ``problem`` says what could not be read: such a session is in doubt, and kept."""
+    problems: list[str] = []
+    total, newest, count = usage_of(iter_tree(path, dev, problems))
+    return total, newest, count, problems[0] if problems else None
+
+
+def usage_of(stats: Iterable[os.stat_result]) -> tuple[int, float, int]:
+    """(bytes of regular files, newest mtime, entries) of these lstats: what a dir piece records of what is
+    in it, and what staging.matches_scan compares a staged dir against (one definition for both)."""
     total = 0
     newest = 0.0
     count = 0
-    problems: list[str] = []
-    for st in iter_tree(path, dev, problems):
+    for st in stats:
         count += 1
         if st.st_mtime > newest:
             newest = st.st_mtime
         if stat.S_ISREG(st.st_mode):
             total += st.st_size
-    return total, newest, count, problems[0] if problems else None
+    return total, newest, count
 
 
 def _piece(root: str, rel: str, store: str, st: os.stat_result) -> tuple[Piece, int, str | None]:

@@ -50,6 +50,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from . import testhooks
+from .cache import usage_of
 from .model import Piece, Session
 from .safefs import DIR_FLAGS, Changed, Root, Unsafe, _check_rel, rename_noreplace, rmtree_at, walk_at
 
@@ -329,7 +330,7 @@ def remove(root: Root, session: Session, action: str, check: Check, *, into: tup
 
 def matches_scan(session: Session) -> Check:
     """Delete mode: each staged piece must be the inode the scan saw, unchanged — for a dir, with the
-    same bytes of regular files and the same newest mtime at any depth (as cache._dir_usage counted them)."""
+    same bytes of regular files and the same newest mtime at any depth (cache.usage_of, as the scan counted)."""
     def check(snap: Snapshot) -> str | None:
         for p in session.pieces:
             items = snap.get(p.rel)
@@ -342,12 +343,8 @@ def matches_scan(session: Session) -> Check:
                 if (st.st_size, st.st_mtime_ns) != (p.size, p.mtime_ns):
                     return f"{p.rel} was written to since the scan"
                 continue
-            total, newest = 0, st.st_mtime
-            for _, cst in items[1:]:
-                newest = max(newest, cst.st_mtime)
-                if stat.S_ISREG(cst.st_mode):
-                    total += cst.st_size
-            if st.st_mtime_ns != p.mtime_ns or total != p.bytes or newest != p.mtime:
+            total, newest, _ = usage_of(cst for _, cst in items[1:])
+            if st.st_mtime_ns != p.mtime_ns or total != p.bytes or max(newest, st.st_mtime) != p.mtime:
                 return f"something in {p.rel} changed since the scan"
         return None
     return check

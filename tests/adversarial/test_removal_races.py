@@ -358,7 +358,7 @@ class Writer(threading.Thread):
     def run(self) -> None:
         rng = random.Random(5)
         while not self.stop.is_set():
-            phase, until = rng.choice(["deep", "both", "quiet"]), time.monotonic() + rng.uniform(0.05, 0.4)
+            phase, until = rng.choice(["deep", "both", "quiet"]), time.monotonic() + rng.uniform(0.05, 1.2)
             while time.monotonic() < until and not self.stop.is_set():
                 if phase != "quiet":
                     rec = f'{{"rec": {self.n:08d}}}\n'.encode()
@@ -390,7 +390,7 @@ def test_a_writer_appending_all_the_time_loses_no_byte(action, root, jenv, tmp_p
     finally:
         w.stop.set()
         w.join()
-    assert all(n.endswith(".kept") for n in os.listdir(root / STAGE))
+    assert all(n.endswith(".kept") for n in (os.listdir(root / STAGE) if (root / STAGE).exists() else []))
     recs = [f'{{"rec": {i:08d}}}'.encode() for i in range(w.n)]
     if action == "archive":
         held = all_bytes(root) + archived_bytes(jenv)
