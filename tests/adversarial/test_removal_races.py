@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from archivetools import archive_files
+from archivetools import archive_files, entries
 from cachegen import DAY, make_session, set_times
 from conftest import run_cli, run_json, wait_for, write_config
 
@@ -222,6 +222,19 @@ def test_a_store_dir_swapped_for_a_symlink_mid_sweep_is_not_followed(root, jenv,
     assert p.returncode == 1, p.stderr
     assert [r["result"] for r in results(p).values()] == ["ok", "failed", "failed"]  # plan order
     assert len(gs) == 3
+
+
+def test_the_staging_dir_moved_out_mid_removal_puts_the_session_back(root, jenv, now, tmp_path):
+    g = expired(root, now)
+    make_session(root, "/recent", now - DAY)
+    before = entries(root, g.session_id)
+    run = Paused(sweep(root, now), jenv, "removal-staged", tmp_path / "hook")
+    os.rename(root / STAGE, tmp_path / "stage-elsewhere")  # the session's pieces go with it
+    p = run.release()
+    assert p.returncode == 1, p.stderr
+    assert "changed during removal" in results(p)[g.session_id]["error"]
+    assert entries(root, g.session_id) == before  # every piece back, contents, modes and mtimes
+    assert all_bytes(tmp_path / "stage-elsewhere") == b""  # only the janitor's own empty dir is left there
 
 
 # ---- (6) locks and open files at any depth -------------------------------------------------------
