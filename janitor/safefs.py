@@ -154,6 +154,7 @@ class Root:
         # a removal that finds one of them anywhere in a session's trees keeps the session (staging).
         self.busy: dict[tuple[int, int], str] = {}
         self.stage_fd = -1  # the private staging dir of removals (staging.py), opened when first needed
+        self.spares: list[str] = []  # emptied staging entries this process keeps for its next removals
 
     def close(self) -> None:
         with self._lock:
@@ -161,6 +162,10 @@ class Root:
                 os.close(fd)
             self._dirs.clear()
         if self.stage_fd >= 0:
+            for name in self.spares:  # staging.release_spares, without importing it here
+                with contextlib.suppress(OSError):
+                    os.rmdir(name, dir_fd=self.stage_fd)
+            self.spares = []
             os.close(self.stage_fd)
             self.stage_fd = -1
         if self.fd >= 0:

@@ -20,7 +20,9 @@ what was moved is checked, and only then is anything deleted:
    replaced: a piece whose name was taken meanwhile (a writer created the file again) stays in the
    entry, renamed ``….kept``, which no sweep deletes and every sweep reports until it is moved back.
 3. **commit**: one rename, ``….staging`` → ``….doomed``: the point of no return.
-4. **purge**: the doomed entry is deleted (``safefs.rmtree_at``).
+4. **purge**: the doomed entry is emptied (``safefs.rmtree_at``) and kept as ``<random>.spare`` for the
+   process's next session (one same-dir rename instead of an rmdir and a mkdir); ``Root.close`` removes
+   the spares, recovery removes those of a killed process.
 
 ``recover`` runs at the start of every sweep (one-shot and the daemon's full sweeps), under the sweep
 lock: a ``.staging`` entry left by a crash is rolled back (the session is decided afresh by that sweep),
@@ -55,7 +57,7 @@ from .model import Piece, Session
 from .safefs import DIR_FLAGS, Changed, Root, Unsafe, _check_rel, rename_noreplace, rmtree_at, walk_at
 
 STAGE_DIR = ".janitor-removing"
-STAGING, DOOMED, KEPT = ".staging", ".doomed", ".kept"
+STAGING, DOOMED, KEPT, SPARE = ".staging", ".doomed", ".kept", ".spare"
 ORIGIN = "origin.json"  # only when a piece's path is too long to be its staged name
 _NAME_MAX = 240
 
@@ -131,7 +133,16 @@ class Removal:
     def __post_init__(self) -> None:
         sfd = stage_fd(self.root)
         self.entry = f"{_safe(self.session.session_id)}.{_safe(self.action)}.{secrets.token_hex(4)}"
-        os.mkdir(self.entry + STAGING, 0o700, dir_fd=sfd)
+        # An entry emptied by an earlier purge of this process is renamed for this session (same dir: no
+        # block to allocate, none to discard, as a mkdir and rmdir per session would cost).
+        with self.root._lock:
+            spare = self.root.spares.pop() if self.root.spares else None
+        try:
+            if spare is None:
+                raise FileNotFoundError
+            os.rename(spare, self.entry + STAGING, src_dir_fd=sfd, dst_dir_fd=sfd)
+        except FileNotFoundError:
+            os.mkdir(self.entry + STAGING, 0o700, dir_fd=sfd)
         self.fd = os.open(self.entry + STAGING, DIR_FLAGS, dir_fd=sfd)
 
     # -- 1. stage ---------------------------------------------------------------------------------
@@ -239,7 +250,10 @@ class Removal:
         if self.origin:
             os.unlink(ORIGIN, dir_fd=self.fd)
         self._close()
-        os.rmdir(self.entry + DOOMED, dir_fd=self.root.stage_fd)
+        spare = f"{secrets.token_hex(4)}{SPARE}"  # kept for the next session (Root.close removes it)
+        os.rename(self.entry + DOOMED, spare, src_dir_fd=self.root.stage_fd, dst_dir_fd=self.root.stage_fd)
+        with self.root._lock:
+            self.root.spares.append(spare)
 
     # -- rollback ---------------------------------------------------------------------------------
     def rollback(self, state: str = STAGING) -> None:
@@ -433,6 +447,8 @@ def recover(root: Root) -> list[Recovered]:
                                      f"finished removing session {sid} (an earlier sweep was interrupted)"))
             elif "." + state == STAGING:
                 out.append(_roll_back(root, sfd, entry, sid, action))
+            elif "." + state == SPARE:  # an emptied entry a killed process was keeping for reuse
+                os.rmdir(entry, dir_fd=sfd)
             elif "." + state == KEPT:
                 out.append(Recovered(sid, action, "kept", _staged_paths(sfd, entry),
                                      f"{root.path}/{STAGE_DIR}/{entry} holds pieces of session {sid} that "

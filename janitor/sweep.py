@@ -369,6 +369,9 @@ def _remover_main(todo: list[Decision], roots: dict[str, Root], flag: Any, tasks
 
         traceback.print_exc()
     finally:
+        for r in roots.values():  # its own copies: the staging entries it kept for reuse go (Root.close)
+            with contextlib.suppress(OSError):
+                r.close()
         os._exit(code)
 
 
