@@ -355,6 +355,10 @@ def _hostile(kind: str, root: Path, outside: Path) -> tuple[dict, list, list | N
     if kind == "foreign-place":  # a piece where no session file lives: Claude Code's own settings
         return (_header(root, [("settings.json", False)]),
                 [(tar_member("settings.json"), b'{"hooks": {}}')], None, "not a place")
+    if kind == "foreign-sibling":  # a file beside a transcript, but another session's
+        other = TR.rsplit("/", 1)[0] + "/99999999-0000-4000-8000-000000000000.precompact.json"
+        return (_header(root, [(TR, False), (other, False)]), [ok_file, (tar_member(other), b"{}")], None,
+                "not a place")
     if kind == "outside-pieces":
         return (_header(root, [(TR, False)]), [ok_file, (tar_member("debug/other.txt"), b"x")], None,
                 "outside the session's pieces")
@@ -367,7 +371,7 @@ def _hostile(kind: str, root: Path, outside: Path) -> tuple[dict, list, list | N
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink", "hardlink", "foreign-place",
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink", "hardlink", "foreign-place", "foreign-sibling",
                                   "outside-pieces", "missing-piece", "tampered"])
 def test_restore_refuses_hostile_archives(kind, root, jenv, tmp_path):
     outside = tmp_path / "outside"
