@@ -231,7 +231,7 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
         t = time.perf_counter()
         outs = d._incremental(t1)
         res["first_incremental_after_full_s"] = time.perf_counter() - t
-        res["first_incremental_acted"] = sum(o.result == "ok" for o in outs)
+        res["first_incremental_acted"] = outs["acted"]
         t = time.perf_counter()
         plan, _, _ = build_plan(env, t2)
         res["full_scan_s"] = time.perf_counter() - t
@@ -240,7 +240,8 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
         outs = d._incremental(t2)  # steady state: the next 1% of sessions come due
         res["incremental_s"] = time.perf_counter() - t
         res["incremental_due"] = k
-        res["incremental_acted"] = sum(o.result == "ok" for o in outs)
+        res["incremental_acted"] = outs["acted"]
+        res["incremental_in_process"] = k <= dmod.WAKE_IN_PROCESS
         res["ratio"] = res["incremental_s"] / res["full_scan_s"]
         t = time.perf_counter()
         d._incremental(t2)  # nothing due any more
@@ -250,7 +251,7 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
         t = time.perf_counter()
         outs = d._incremental(nxt)
         res["incremental_one_due_s"] = time.perf_counter() - t
-        res["incremental_one_due_acted"] = sum(o.result == "ok" for o in outs)
+        res["incremental_one_due_acted"] = outs["acted"]
         res["ratio_one_due"] = res["incremental_one_due_s"] / res["full_scan_s"]
         d.index.close()
     finally:
@@ -271,6 +272,7 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
         shutil.rmtree(work / "xdg-daemon-idle", ignore_errors=True)
         res["idle"] = bench_idle(fresh, janitor_env(work, "daemon-idle"))
         shutil.rmtree(fresh)
+        res["heavy_wake_ups"] = bench_heavy_wakes(work)
     shutil.rmtree(dcopy)
     return res
 
@@ -333,6 +335,68 @@ def bench_idle(root: Path, env: dict[str, str], window: float = 20.0) -> dict:
         pass
     p.send_signal(signal.SIGTERM)
     p.wait(120)
+    return out
+
+
+def bench_heavy_wakes(work: Path, rounds: int = 8, per_round: int = 3000) -> dict:
+    """The issue-16 soak: a running daemon, then ``rounds`` bursts of ``per_round`` transcripts that all expire
+    together (each burst one wake-up); RSS and threads after each, then idle."""
+    root = work / "heavy-claude"
+    shutil.rmtree(root, ignore_errors=True)
+    proj = root / "projects" / "-w-heavy"
+    proj.mkdir(parents=True)
+    env = janitor_env(work, "daemon-heavy")
+    shutil.rmtree(work / "xdg-daemon-heavy", ignore_errors=True)
+    cfg = Path(env["XDG_CONFIG_HOME"]) / "claude-janitor" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text('retention = "1h"\ngrace = "0s"\n')
+    keep = proj / "00000000-0000-4000-8000-000000000000.jsonl"  # not every session at once: no guard
+    keep.write_text(json.dumps({"type": "user", "timestamp": "2099-01-01T00:00:00Z"}) + "\n")
+    p = subprocess.Popen([*JANITOR, "daemon", "--claude-dir", str(root)], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    state = Path(env["XDG_STATE_HOME"]) / "claude-janitor" / "daemon.json"
+
+    def st() -> dict:
+        try:
+            return json.loads(state.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    deadline = time.monotonic() + 120
+    while not st().get("last_full_sweep") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    out: dict = {"rounds": rounds, "per_round": per_round, "rss_kb_start": _status(p.pid, "VmRSS"),
+                 "threads_start": len(os.listdir(f"/proc/{p.pid}/task")), "after_round": []}
+    body = (json.dumps({"type": "user", "message": {"role": "user", "content": "hello"}}) + "\n") * 5
+    for r in range(rounds):
+        t = time.time() - 3600 + 3  # all expire 3 s from now
+        names = []
+        for i in range(per_round):
+            f = proj / f"{r:04d}{i:04d}-0000-4000-8000-{i:012d}.jsonl"
+            f.write_text(body)
+            os.utime(f, (t, t))
+            names.append(f)
+        started = time.monotonic()
+        while any(f.exists() for f in names[-50:]) or any(f.exists() for f in names):
+            if time.monotonic() - started > 300:
+                break
+            time.sleep(0.5)
+        while (st().get("sweeping") or st().get("index_sessions", 0) > 1) and time.monotonic() - started < 300:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        out["after_round"].append({"s": round(time.monotonic() - started, 2), "rss_kb": _status(p.pid, "VmRSS"),
+                                   "threads": len(os.listdir(f"/proc/{p.pid}/task")),
+                                   "process": (st().get("last_sweep") or {}).get("process")})
+    time.sleep(2.0)
+    c0 = _ctx(p.pid)
+    time.sleep(5.0)
+    out.update({"rss_kb_idle_after": _status(p.pid, "VmRSS"), "peak_rss_kb": _status(p.pid, "VmHWM"),
+                "threads_idle_after": len(os.listdir(f"/proc/{p.pid}/task")),
+                "context_switches_idle_5s": _ctx(p.pid) - c0})
+    p.send_signal(signal.SIGTERM)
+    p.wait(120)
+    shutil.rmtree(root, ignore_errors=True)
     return out
 
 

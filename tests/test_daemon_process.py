@@ -520,7 +520,7 @@ def test_big_wake_ups_run_in_a_process_of_their_own_and_leave_no_threads_behind(
     d = start()
     assert wait_for(d.ready, timeout=20), d.output()
     base = threads(d.proc.pid)
-    for n in (5, 200, 200):  # a small wake-up acts in the daemon, a big one in a process of its own
+    for n in (5, 300, 300):  # a small wake-up acts in the daemon, a big one in a process of its own
         t = time.time()
         gs = [make_session(root, f"/w/p{i % 7}", t, side=i % 2 == 0) for i in range(n)]
         paths = [p for g in gs for p in g.paths]
@@ -530,7 +530,7 @@ def test_big_wake_ups_run_in_a_process_of_their_own_and_leave_no_threads_behind(
         assert not children(d.proc.pid)
     assert "wake-up: process" in d.output()
     results = [r["result"] for r in records("delete") if r["phase"] == "result"]
-    assert results.count("ok") == 405 and len(results) == 405
+    assert results.count("ok") == 605 and len(results) == 605
     assert d.stop() == 0
 
 

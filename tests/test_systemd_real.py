@@ -40,8 +40,9 @@ class Manager:
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
     def run(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run(["nsenter", "-t", str(self.proc.pid), "-m", "--", *args], env=self.env,
-                           capture_output=True, text=True, timeout=120)
+        # --wd: entering a mount namespace moves to its root; `python -m janitor` must run from here
+        cmd = ["nsenter", "-t", str(self.proc.pid), "-m", f"--wd={os.getcwd()}", "--", *args]
+        p = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
         assert not check or p.returncode == 0, (args, p.stdout, p.stderr)
         return p
 
