@@ -249,13 +249,33 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def alive(pid: int) -> bool:
-    """Running (a zombie, or a pid that is gone, is not)."""
+_born: dict[int, str] = {}  # pid -> its start time (track())
+
+
+def _stat(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return f.read().rsplit(")", 1)[1].split()
     except FileNotFoundError:
+        return None
+
+
+def track(pid: int) -> int:
+    """Remember which process ``pid`` is now (its start time), for alive()."""
+    fields = _stat(pid)
+    if fields is not None:
+        _born[pid] = fields[19]
+    return pid
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie, or a pid that is gone, is not). A tracked pid must still be the same process (its
+    start time): with pid_max at 32768 on a busy machine pids wrap within minutes, and a child waited for
+    could seem alive again in another process."""
+    fields = _stat(pid)
+    if fields is None or (pid in _born and _born[pid] != fields[19]):
         return False
+    return fields[0] != "Z"
 
 
 def cmdline(pid: int) -> list[str]:
@@ -274,7 +294,7 @@ def paused_daemon(root: Path, jenv: dict[str, str], tmp_path: Path, at: str) -> 
     assert wait_for(lambda: (hold / f"{name}.reached").exists(), timeout=20), d.output()
     kids = children(d.proc.pid)
     assert len(kids) == 1 and "_daemon-full-sweep" in cmdline(kids[0]), d.output()
-    return d, hold, kids[0]
+    return d, hold, track(kids[0])
 
 
 def assert_whole(gs: list) -> dict[str, str]:
