@@ -52,6 +52,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from . import testhooks
+from .atomicfile import write_atomic_at
 from .cache import usage_of
 from .model import Piece, Session
 from .safefs import DIR_FLAGS, Changed, Root, Unsafe, _check_rel, rename_noreplace, rmtree_at, walk_at
@@ -177,14 +178,7 @@ class Removal:
                 raise Interfered(f"{p.rel}: its folder was moved during removal; put back, nothing removed")
 
     def _write_origin(self) -> None:
-        data = json.dumps(self.origin).encode()
-        fd = os.open(ORIGIN + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=self.fd)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.rename(ORIGIN + ".tmp", ORIGIN, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        write_atomic_at(self.fd, ORIGIN, json.dumps(self.origin), tmp_name=ORIGIN + ".tmp")
 
     # -- 2. verify --------------------------------------------------------------------------------
     def verify(self, check: Check) -> None:

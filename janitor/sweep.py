@@ -567,7 +567,7 @@ def recover_interrupted(env: Env, acting: Callable[[], None] | None = None) -> l
         finally:
             root.close()
     if records:
-        AuditLog(env.dirs.audit_log, sinks=_sinks(env)).append(records)
+        audit_log(env).append(records)
     return notes
 
 
