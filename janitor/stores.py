@@ -367,8 +367,11 @@ EMPTY_DIR_STORES = {f.key for f in STORE_FAMILIES for sel in f.selectors if sel.
 
 def _rmdir(root: Root, p: Piece) -> None:
     """An empty folder goes by rmdir alone: anything created in it meanwhile keeps it (never a tree removal)."""
-    pfd, name, owned = root.parent(p.rel)
+    fds, name, owned = root.dir_chain(p.rel)
+    pfd = fds[-1]
     try:
+        if not root.inside(fds, p.rel):  # a held dir fd follows its dir wherever it was moved
+            raise Changed(f"{p.rel}: its folder was moved or replaced since it was opened; not touched")
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         if not stat.S_ISDIR(st.st_mode) or (st.st_ino, st.st_dev, st.st_mtime_ns) != (p.ino, p.dev, p.mtime_ns):
             raise Changed(f"{p.rel} changed since the scan")
@@ -380,7 +383,8 @@ def _rmdir(root: Root, p: Piece) -> None:
             raise
     finally:
         if owned:
-            os.close(pfd)
+            for fd in fds[1:]:
+                os.close(fd)
 
 
 def _remove_all(root: Root, sd: StoreDecision, dry_run: bool, should_stop: Callable[[], bool] | None) -> None:
