@@ -19,13 +19,17 @@ import pytest
 from cachegen import DAY, make_session
 from conftest import run_cli, run_json, wait_for, write_config
 
-# Appends N history lines the way Claude Code does: take the proper-lockfile folder (taking over one stale
+# Appends history lines the way Claude Code does: take the proper-lockfile folder (taking over one stale
 # for more than 10 s), append one line, remove the folder; writes its progress to a file after each line.
+# It appends N lines, or (N = 0) until the file named by its 4th argument exists.
 APPENDER = r"""
-import json, os, sys, time
+import itertools, json, os, sys, time
 root, n, progress = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+stop = sys.argv[4] if len(sys.argv) > 4 else None
 hist, lock = os.path.join(root, "history.jsonl"), os.path.join(root, "history.jsonl.lock")
-for i in range(n):
+for i in (range(n) if n else itertools.count()):
+    if stop and os.path.exists(stop):
+        break
     while True:
         try:
             os.mkdir(lock)
@@ -99,8 +103,8 @@ def test_removed_sessions_lines_go_while_claude_code_appends(root, jenv, now, tw
     hold = tmp_path / "hold"
     hold.mkdir()
     progress = tmp_path / "progress"
-    n = 400
-    app = subprocess.Popen([sys.executable, "-c", APPENDER, str(root), str(n), str(progress)])
+    stop = tmp_path / "stop"
+    app = subprocess.Popen([sys.executable, "-c", APPENDER, str(root), "0", str(progress), str(stop)])
 
     def count() -> int:
         try:
@@ -117,12 +121,16 @@ def test_removed_sessions_lines_go_while_claude_code_appends(root, jenv, now, tw
         seen = count()
         assert wait_for(lambda: count() >= seen + 5, timeout=60)
         (hold / "history-read.go").touch()
-        out, err = sw.communicate(timeout=120)
+        out, err = sw.communicate(timeout=120)  # the appender goes on meanwhile, and after
+        done = count()
+        assert wait_for(lambda: count() >= done + 5, timeout=60)
+        stop.touch()
         assert app.wait(timeout=120) == 0
     finally:
         sw.kill()
         app.kill()
     assert sw.returncode == 0, err
+    n = count()
     got = history(root)
     assert not any(old.session_id in x for x in got)
     want = [x for x in lines if old.session_id not in x]
