@@ -25,7 +25,10 @@ SYSTEMD_DAEMON = "claude-janitor.service"
 SYSTEMD_SWEEP = ("claude-janitor-sweep.service", "claude-janitor-sweep.timer")
 LAUNCHD_DAEMON = "org.claude-janitor.daemon"
 LAUNCHD_SWEEP = "org.claude-janitor.sweep"
-PASS_ENV = ("CLAUDE_JANITOR_MANAGED_DIR", "CLAUDE_JANITOR_POLICY")  # passed on to the service when set
+# Passed on to the service when set. The last three say where Claude Code's own dir, user cache and temp dir
+# are, so the service takes the same stores for the user's (cli-logs, tmp: janitor.stores.places) as the shell.
+PASS_ENV = ("CLAUDE_JANITOR_MANAGED_DIR", "CLAUDE_JANITOR_POLICY", "CLAUDE_CONFIG_DIR", "XDG_CACHE_HOME",
+            "CLAUDE_CODE_TMPDIR")
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 

@@ -384,6 +384,8 @@ def test_the_service_may_write_the_cli_logs_of_the_users_own_claude_dir(jenv, ro
               .splitlines() if x.startswith("ReadWritePaths="))
     assert logs not in rw  # another Claude dir: the user's cache dir is none of its business
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(root))
-    rw = next(x for x in svc.render_systemd(svc.setup_for([root], janitor_dirs(), None))["claude-janitor.service"]
-              .splitlines() if x.startswith("ReadWritePaths="))
+    unit = svc.render_systemd(svc.setup_for([root], janitor_dirs(), None))["claude-janitor.service"]
+    rw = next(x for x in unit.splitlines() if x.startswith("ReadWritePaths="))
     assert logs in rw  # ProtectHome=read-only would otherwise make every removal there fail
+    # and the service knows it sweeps the user's own dir, with the same cache dir, as the shell did
+    assert f"CLAUDE_CONFIG_DIR={root}" in unit and f"XDG_CACHE_HOME={jenv['XDG_CACHE_HOME']}" in unit
