@@ -243,8 +243,7 @@ class Lock:
                     st = os.stat(LOCK, dir_fd=self.dir_fd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue
-                if time.time() - st.st_mtime > STALE and stat.S_ISDIR(st.st_mode):
-                    self._take_over(st)
+                if time.time() - st.st_mtime > STALE and stat.S_ISDIR(st.st_mode) and self._take_over(st):
                     continue
                 if time.monotonic() >= deadline:
                     raise HistoryBusy(f"{LOCK} is held (Claude Code is writing its history)") from None
@@ -255,14 +254,18 @@ class Lock:
         self._thread = threading.Thread(target=self._refresh, name="janitor-history-lock", daemon=True)
         self._thread.start()
 
-    def _take_over(self, seen: os.stat_result) -> None:
-        """Remove a lock folder abandoned for more than STALE seconds (the same one that was judged)."""
+    def _take_over(self, seen: os.stat_result) -> bool:
+        """Remove a lock folder abandoned for more than STALE seconds (the same one that was judged);
+        False if it could not be (e.g. something was put in it): then it is waited for like a live one."""
         try:
             st = os.stat(LOCK, dir_fd=self.dir_fd, follow_symlinks=False)
             if st.st_ino == seen.st_ino and st.st_mtime == seen.st_mtime:
                 os.rmdir(LOCK, dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            return True
         except OSError:
-            pass
+            return False
+        return True
 
     def _refresh(self) -> None:
         while not self._stop.wait(REFRESH):
