@@ -389,3 +389,30 @@ def test_the_service_may_write_the_cli_logs_of_the_users_own_claude_dir(jenv, ro
     assert logs in rw  # ProtectHome=read-only would otherwise make every removal there fail
     # and the service knows it sweeps the user's own dir, with the same cache dir, as the shell did
     assert f"CLAUDE_CONFIG_DIR={root}" in unit and f"XDG_CACHE_HOME={jenv['XDG_CACHE_HOME']}" in unit
+
+
+def test_a_running_daemon_ages_the_stores_in_its_full_sweep(root, jenv):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    now = time.time()
+    old = put(root / "shell-snapshots" / "snapshot-bash-1.sh", now - 40 * DAY)
+    new = put(root / "shell-snapshots" / "snapshot-bash-2.sh", now - 1 * DAY)
+    (root / "projects").mkdir()
+    d = subprocess.Popen([sys.executable, "-m", "janitor", "daemon", "--claude-dir", str(root)], env=jenv,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for(lambda: not old.exists() or d.poll() is not None, timeout=120)
+        assert d.poll() is None and not old.exists() and new.exists()
+        assert wait_for(lambda: [r["phase"] for r in audit_records(jenv) if r["action"] == "delete-store"]
+                        == ["intent", "result"], timeout=60)
+    finally:
+        d.send_signal(signal.SIGTERM)
+        try:
+            out, _ = d.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            d.kill()
+            out, _ = d.communicate()
+    assert d.returncode == 0, out
