@@ -602,7 +602,7 @@ def _read_transcript(s: Session, path: str, st: os.stat_result) -> None:
             return
         info = read_tail(fd, fst.st_size)
         s.desktop_entrypoint = desktop_entrypoint(fd, fst.st_size) if fst.st_size else None
-        head = info.whole if info.whole is not None else os.pread(fd, min(TITLE_HEAD, fst.st_size), 0)
+        head = info.whole[:TITLE_HEAD] if info.whole is not None else os.pread(fd, min(TITLE_HEAD, fst.st_size), 0)
     except OSError as e:
         s.unreadable = f"cannot read transcript: {e.strerror}"
         return
@@ -615,7 +615,7 @@ def _read_transcript(s: Session, path: str, st: os.stat_result) -> None:
 
 def _describe(s: Session, info: TailInfo, head: bytes) -> None:
     """Title, entrypoint and replied from the tail already read and the head (titles.py)."""
-    complete = info.whole is not None
+    complete = info.whole is not None and len(info.whole) <= TITLE_HEAD
     lines = head.split(b"\n")
     if not complete and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut: read_head looks at it on its own

@@ -45,6 +45,7 @@ _NOT_PROMPTS = ("<command-", "<local-command-", "<bash-", "<system-reminder>", "
                 "Caveat: ", "[Request interrupted", "<task-notification>")
 _ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])|\x9b[0-?]*[ -/]*[@-~]")
 _SPACE = re.compile(r"\s+")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def kind_of(entrypoint: str | None, has_transcript: bool) -> str:
@@ -56,9 +57,12 @@ def kind_of(entrypoint: str | None, has_transcript: bool) -> str:
 def clean(text: str, limit: int = TITLE_MAX) -> str:
     """One terminal-safe line: escape sequences and control/format characters gone, whitespace collapsed,
     cut to ``limit`` characters (with an ellipsis)."""
-    text = _ESCAPES.sub("", text[: limit * 8])
-    text = "".join(" " if c.isspace() else c for c in text
-                   if c.isspace() or unicodedata.category(c)[0] != "C")
+    text = _ESCAPES.sub("", text[: limit * 2 + 64])
+    if text.isascii():  # the common case, without a look at each character
+        text = _ASCII_CONTROL.sub(" ", text)
+    else:
+        text = "".join(" " if c.isspace() else c for c in text
+                       if c.isspace() or unicodedata.category(c)[0] != "C")
     text = _SPACE.sub(" ", text).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
@@ -149,7 +153,7 @@ def read_head(buf: bytes, records: Iterable[dict], complete: bool) -> HeadInfo:
             info.first_prompt_ids = tuple(v for k in ("promptId", "uuid") if isinstance(v := rec.get(k), str))
             if info.entrypoint is None:
                 info.entrypoint = _entrypoint(rec)
-        if info.entrypoint is not None and info.first_prompt is not None:
+        if info.first_prompt is not None:  # Claude Code writes the entrypoint on the prompt record itself
             break
     if info.first_prompt is None and not complete:
         nl = buf.rfind(b"\n")
@@ -181,8 +185,9 @@ def tail_scan(lines: Iterable[bytes], parse: callable) -> TailTitles:  # type: i
     out = TailTitles(human_prompts=set())
     for line in lines:
         title = any(m in line for m in _TITLE_MARKS)
-        user = b'"user"' in line and b'"entrypoint"' in line
-        if not title and not user and out.last_entrypoint is not None:
+        has_ep = b'"entrypoint"' in line
+        user = has_ep and b'"user"' in line
+        if not title and not user and not (has_ep and out.last_entrypoint is None):
             continue
         for rec in parse((line,)):
             t = rec.get("type")
