@@ -327,3 +327,31 @@ def test_cli_report_and_sweep_survive_hostile_transcripts(tmp_path_factory, bodi
     assert acted and all(s["result"] == "ok" for s in acted)  # (a valid future time keeps its session)
     left = {x.stem for x in (root / "projects" / "-p").glob("*.jsonl")}
     assert left.isdisjoint(s["session_id"] for s in acted)
+
+
+title_records = st.one_of(
+    hostile_records,
+    st.builds(lambda t, c: json.dumps({"type": t, "message": {"role": "user", "content": c},
+                                       "customTitle": c, "summary": c, "entrypoint": c}).encode(),
+              st.sampled_from(["user", "summary", "custom-title", "ai-title", "x"]),
+              st.one_of(json_values, st.text(max_size=50), st.just("\x1b[31mred\x07"))),
+)
+
+
+@FUZZ
+@given(st.lists(title_records, min_size=1, max_size=8), st.lists(title_records, max_size=4),
+       st.one_of(st.none(), st.binary(max_size=80), settings_bytes))
+def test_transcript_head_tail_and_title_file_never_stop_a_scan(tmp_path_factory, head, tail, title_file):
+    """The head (titles, entrypoint), the tail and custom-title.json are untrusted too: scan_root reads all
+    of them for a session and never raises; whatever title comes out is one printable line."""
+    root = tmp_path_factory.mktemp("t")
+    sid = "abcdefab-1111-2222-3333-444455556666"
+    proj = root / "projects" / "-p"
+    (proj / sid).mkdir(parents=True)
+    (proj / f"{sid}.jsonl").write_bytes(b"\n".join([*head, b'{"timestamp": "2020-01-01T00:00:00Z"}', *tail]))
+    if title_file is not None:
+        (proj / sid / "custom-title.json").write_bytes(title_file)
+    res = scan_root(root)
+    (s,) = [x for x in res.sessions if x.transcript is not None]
+    title = getattr(s, "title", None)
+    assert title is None or (isinstance(title, str) and "\n" not in title)
