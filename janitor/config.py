@@ -550,11 +550,6 @@ def desktop_ceiling(layers: list[SettingsLayer]) -> Window | None:
     return Window(None, "desktopSessionCleanupPeriodDays not set: no ceiling")
 
 
-def claude_layers(root: Path) -> list[tuple[Path, dict[str, Any] | None]]:
-    """User settings, then managed settings files (later wins), for one Claude config dir."""
-    return [(layer.path, layer.data) for layer in [user_layer(root), *managed_layers()]]
-
-
 def root_window_or_doubt(root: Path, managed: list[SettingsLayer] | None = None) -> Window | str:
     """Claude Code's window for a config dir's sessions that have no project settings of their own."""
     return window_of([user_layer(root), *(managed_layers() if managed is None else managed)])

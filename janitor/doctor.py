@@ -271,6 +271,13 @@ def collect(roots: list[Path], config_path: str | None, dirs: JanitorDirs, now: 
     return report
 
 
+def _short(error: str | None, file: str) -> str | None:
+    """A settings error without the file name the line already shows."""
+    if error and error.startswith(f"settings file {file}: "):
+        return error[len(f"settings file {file}: "):]
+    return error
+
+
 def _when(t: float | None) -> str:
     return "-" if t is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
@@ -303,7 +310,7 @@ def render(rep: dict[str, Any]) -> str:
         else:
             L.append(f"  cleanupPeriodDays  unknown: {shown(c['cleanup_unknown'])}")
         for s in c["settings"]:
-            state = ("missing" if not s["exists"] else s.get("error") or
+            state = ("missing" if not s["exists"] else _short(s.get("error"), s["file"]) or
                      (f"cleanupPeriodDays = {s['cleanupPeriodDays']}" if s.get("cleanupPeriodDays") is not None
                       else "no cleanupPeriodDays"))
             L.append(f"    {'managed' if s['managed'] else 'user   '}  {s['file']}: {state}")
