@@ -29,7 +29,6 @@ import errno
 import functools
 import hashlib
 import json
-import math
 import os
 import re
 import secrets
@@ -352,8 +351,8 @@ def check_header(h: object) -> dict[str, Any]:
     _need(isinstance(at, int | float) and not isinstance(at, bool) and 0 <= at <= TS_MAX,  # type: ignore[operator]
           "bad archived_at")
     la = h.get("last_activity")
-    _need(la is None or (isinstance(la, int | float) and not isinstance(la, bool) and math.isfinite(la)),
-          "bad last_activity")
+    _need(la is None or (isinstance(la, int | float) and not isinstance(la, bool) and -TS_MAX <= la <= TS_MAX),
+          "bad last_activity")  # (a comparison, not math.isfinite: a 300-digit int would overflow a float)
     nb = h.get("bytes")
     _need(nb is None or (isinstance(nb, int) and not isinstance(nb, bool) and 0 <= nb < 1 << 63), "bad bytes")
     for key in ("project_path", "reason", "rule"):
