@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cachegen import DAY, make_session
+from cachegen import DAY, make_session, set_times
 from conftest import run_cli, wait_for, write_config
 
 from janitor import daemon as dm
@@ -518,3 +518,17 @@ def test_the_full_sweep_command_on_its_own(jenv, root):
     assert res["audit_pos"].endswith(f":{janitor_dirs().audit_log.stat().st_size}")
     assert dm.count_sessions(janitor_dirs().index_db) == 1
     assert "_daemon" not in run_cli(["--help"], jenv).stdout  # hidden
+
+
+def test_an_emptied_project_dir_goes_with_a_full_sweep_and_its_watch_with_it(mkdaemon, root):
+    old = make_session(root, "/w/gone", time.time() - 2 * H, side=False)
+    keep = make_session(root, "/w/kept", time.time(), side=False)
+    d = mkdaemon()
+    watches = d.watcher.watch_count
+    assert watches == 3  # projects/ and its two project dirs
+    d.full_sweep()  # removes the old session, and its project dir is empty now (but fresh: kept)
+    assert not old.paths[0].exists() and old.paths[0].parent.is_dir()
+    set_times(old.paths[0].parent, time.time() - 2 * H)  # emptied long ago
+    d.full_sweep()
+    assert not old.paths[0].parent.exists() and keep.paths[0].exists()
+    assert wait_for(lambda: d.watcher.watch_count == 2, timeout=10)  # the inotify watch went with the dir
