@@ -350,8 +350,9 @@ def bench_heavy_wakes(work: Path, rounds: int = 8, per_round: int = 3000) -> dic
     cfg = Path(env["XDG_CONFIG_HOME"]) / "claude-janitor" / "config.toml"
     cfg.parent.mkdir(parents=True)
     cfg.write_text('retention = "1h"\ngrace = "0s"\n')
-    keep = proj / "00000000-0000-4000-8000-000000000000.jsonl"  # not every session at once: no guard
-    keep.write_text(json.dumps({"type": "user", "timestamp": "2099-01-01T00:00:00Z"}) + "\n")
+    from cachegen import make_session
+
+    make_session(root, "/w/keep", time.time() + 86400, side=False)  # not every session at once: no guard
     p = subprocess.Popen([*JANITOR, "daemon", "--claude-dir", str(root)], env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     state = Path(env["XDG_STATE_HOME"]) / "claude-janitor" / "daemon.json"
@@ -371,6 +372,7 @@ def bench_heavy_wakes(work: Path, rounds: int = 8, per_round: int = 3000) -> dic
     body = (json.dumps({"type": "user", "message": {"role": "user", "content": "hello"}}) + "\n") * 5
     for r in range(rounds):
         t = time.time() - 3600 + 3  # all expire 3 s from now
+        proj.mkdir(parents=True, exist_ok=True)  # an empty project folder goes with a full sweep
         names = []
         for i in range(per_round):
             f = proj / f"{r:04d}{i:04d}-0000-4000-8000-{i:012d}.jsonl"
@@ -387,7 +389,9 @@ def bench_heavy_wakes(work: Path, rounds: int = 8, per_round: int = 3000) -> dic
         time.sleep(1.0)
         out["after_round"].append({"s": round(time.monotonic() - started, 2), "rss_kb": _status(p.pid, "VmRSS"),
                                    "threads": len(os.listdir(f"/proc/{p.pid}/task")),
+                                   "left": sum(f.exists() for f in names),
                                    "process": (st().get("last_sweep") or {}).get("process")})
+        print(f"   heavy round {r}: {out['after_round'][-1]}", file=sys.stderr)
     time.sleep(2.0)
     c0 = _ctx(p.pid)
     time.sleep(5.0)
