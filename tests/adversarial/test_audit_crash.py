@@ -95,6 +95,7 @@ def settle(root: Path, now: float, jenv: dict[str, str]) -> None:
 # results (2). Each append: the records written and fsync'd ("audit-written"), then the anchor, then the head,
 # each a temp file made durable ("-tmp-synced") and renamed ("-renamed") before the dir is fsync'd.
 APPEND_POINTS = [
+    "audit-write:1",              # the intents written (one piece: under 64 KiB), not fsync'd yet
     "audit-written:1",            # intents durable; anchor and head still say the run before
     "audit-anchor-tmp-synced:1",
     "audit-anchor-renamed:1",
@@ -122,7 +123,7 @@ def test_kill_9_at_each_instant_of_an_append_leaves_a_log_that_verifies(root, je
     assert not open_intents(recs)
     assert all(intact_or_gone(g.paths) == "gone" for g in gens)
     assert not any(r.get("problem") == "tampered" for r in recs), out
-    if point.startswith(("audit-written", "audit-anchor", "audit-head-tmp")):  # the head lagged the log
+    if point.startswith(("audit-write", "audit-anchor", "audit-head-tmp")):  # the head lagged the log
         assert any(r.get("action") == "audit-recovery" and r["problem"] == "interrupted" for r in recs)
 
 
