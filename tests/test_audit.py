@@ -116,3 +116,24 @@ def test_the_audit_log_is_opened_in_one_place():
     found = [f"{f.name}:{n}" for f in sorted(pkg.glob("*.py")) for n, line in enumerate(f.read_text().splitlines(), 1)
              if "AuditLog(" in line and not line.lstrip().startswith(("class ", "#"))]
     assert len(found) == 1 and found[0].startswith("sweep.py:"), found
+
+
+def test_reconcile_gives_each_open_intent_what_is_on_disk(tmp_path):
+    import os
+
+    root = tmp_path / "claude"
+    a = AuditLog(tmp_path / "log" / "audit.jsonl", anchor=tmp_path / "data" / "audit.anchor")
+    paths = {"present": ["p/a.jsonl", "p/a"], "partly": ["p/b.jsonl", "p/b"], "gone": ["p/c.jsonl", "p/c"]}
+    for rel in paths["present"] + paths["partly"][:1]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("x")
+    a.append([{"action": "delete", "phase": "intent", "session_id": k, "root": str(root), "paths": v,
+               "result": "pending"} for k, v in paths.items()])
+    a.append([{"action": "delete", "phase": "intent", "session_id": "other", "root": "/elsewhere",
+               "paths": ["x"], "result": "pending"}])
+    got = a.reconcile(os.path.lexists, [str(root)])
+    assert {r["session_id"]: r["found"] for r in got} == {"present": "present", "partly": "partly", "gone": "gone"}
+    assert next(r for r in got if r["found"] == "partly")["left"] == [str(root / "p/b.jsonl")]
+    assert a.reconcile(os.path.lexists, [str(root)]) == []  # settled; the other root's intent waits for its sweep
+    assert [r["session_id"] for r in a.reconcile(os.path.lexists, None)] == ["other"]
+    assert verify(a.path, anchor=a.anchor)[0]
