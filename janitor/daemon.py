@@ -985,6 +985,7 @@ class Daemon:
             log.debug("%s: a run was due while it was running; it runs again once it ends", event.job_id)
             return
         self.reschedule_wake(force=True)
+        give_back_memory()
 
     def _healthy(self) -> bool:
         """For the watchdog: the scheduler's thread is alive (a wedged or dead daemon stops pinging)."""
@@ -1056,6 +1057,8 @@ class Daemon:
         if gone:
             self.note_gone(gone, "watch")
         self.reschedule_wake()
+        if len(changes) > WAKE_IN_PROCESS:
+            give_back_memory()  # a burst of new transcripts: what indexing them took goes back
 
     # ---- pins and config files -------------------------------------------------------------------
 
@@ -1457,6 +1460,24 @@ class Daemon:
             self._add_once(self.judge_gone, "gone", now + (5.0 if later else GONE_DELAY),
                            "judge disappeared sessions")
         self.reschedule_wake()
+
+
+def give_back_memory() -> None:
+    """Return the C heap's free memory to the system (glibc malloc_trim): a long-lived process that once
+    handled a burst keeps it otherwise. Cheap (a few ms); a no-op where there is no glibc."""
+    global _trim
+    if _trim is None:
+        try:
+            import ctypes
+
+            _trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim: Any = None
 
 
 def _is_reg(st: os.stat_result) -> bool:
