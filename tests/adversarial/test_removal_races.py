@@ -367,6 +367,25 @@ class Writer(threading.Thread):
     def __init__(self, transcript: Path, deep: Path) -> None:
         super().__init__(daemon=True)
         self.transcript, self.deep, self.n, self.stop, self.written = transcript, deep, 0, threading.Event(), 0
+        # Records whose file was moved away between this writer's open and its write: the residual race
+        # (README, "What is not"), which only the kernel could close. Counted, not hidden.
+        self.raced: set[int] = set()
+        self.raced_bytes = 0
+
+    def write(self, path: Path, rec: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:  # moved away since the open, before the write: the write goes to the moved file
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            os.write(fd, rec)
+        finally:
+            os.close(fd)
+        if not same:
+            self.raced.add(self.n)
+            self.raced_bytes += len(rec)
 
     def run(self) -> None:
         rng = random.Random(5)
@@ -375,7 +394,7 @@ class Writer(threading.Thread):
             while time.monotonic() < until and not self.stop.is_set():
                 if phase != "quiet":
                     rec = f'{{"rec": {self.n:08d}}}\n'.encode()
-                    append(self.deep if phase == "deep" or self.n % 2 else self.transcript, rec)
+                    self.write(self.deep if phase == "deep" or self.n % 2 else self.transcript, rec)
                     self.n += 1
                     self.written += len(rec)
                 time.sleep(rng.uniform(0.001, 0.005))
@@ -383,7 +402,9 @@ class Writer(threading.Thread):
 
 @pytest.mark.parametrize("action", ["delete", "archive"])
 def test_a_writer_appending_all_the_time_loses_no_byte(action, root, jenv, tmp_path):
-    write_config(jenv, f'action = "{action}"\ngrace = "1m"\n')
+    # (file-history dirs the writer makes again between a sweep's session scan and its store scan would be
+    # aged as leftovers of no session at this far "now": that is the stores' removal, not this test's)
+    write_config(jenv, f'action = "{action}"\ngrace = "1m"\n[stores]\nsession-leftovers = "forever"\n')
     later = time.time() + 90 * DAY  # every file, however fresh, is expired at this "now"
     g = make_session(root, "/w", time.time() - DAY, side=False)
     fh = root / "file-history" / g.session_id
@@ -407,17 +428,19 @@ def test_a_writer_appending_all_the_time_loses_no_byte(action, root, jenv, tmp_p
     recs = [f'{{"rec": {i:08d}}}'.encode() for i in range(w.n)]
     if action == "archive":
         held = all_bytes(root) + archived_bytes(jenv)
-        missing = [r for r in recs if r not in held]
-        assert not missing, f"{len(missing)} of {len(recs)} records lost: {missing[:3]}; outcomes {outcomes}"
+        missing = [i for i, r in enumerate(recs) if r not in held]
+        assert set(missing) <= w.raced, f"{len(missing)} of {len(recs)} records lost: {missing[:3]}; " \
+                                        f"outcomes {outcomes}"
     else:
         # What is gone is exactly what the sweeps reported deleting (their scans' bytes): nothing written
-        # after a session was checked went with it.
+        # after a session was checked went with it — but for writes caught in the residual race.
         log = Path(jenv["XDG_STATE_HOME"]) / "claude-janitor" / "log" / "audit.jsonl"
         recs_ = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
         deleted = sum(r["bytes"] for r in recs_ if r.get("phase") == "result" and r.get("result") == "ok"
                       and r.get("action") == "delete")
         present = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-        assert initial + w.written - present == deleted, f"outcomes {outcomes}"
+        lost = initial + w.written - present
+        assert deleted <= lost <= deleted + w.raced_bytes, f"outcomes {outcomes}"
     assert w.n > 100
 
 
