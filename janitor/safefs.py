@@ -461,47 +461,47 @@ def walk_at(dir_fd: int, name: str, dev: int) -> Iterator[tuple[str, os.stat_res
     """(path relative to ``name``'s parent, lstat) of ``name`` and, for a dir, of everything below it.
 
     By dir fd (no PATH_MAX), one fd per level, never following a symlink; a dir on another filesystem
-    is yielded, not entered. Entries vanishing meanwhile are skipped; other errors propagate."""
+    is yielded, not entered. Each dir's listing is streamed (memory grows with the subdirs waiting, not
+    with the files). Entries vanishing meanwhile are skipped; a dir swapped between its lstat and its
+    open raises Changed; other errors propagate."""
     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     yield name, st
     if not stat.S_ISDIR(st.st_mode) or st.st_dev != dev:
         return
     raise_fd_limit()
-    fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
-    if os.fstat(fd).st_ino != st.st_ino:
-        os.close(fd)
-        raise Changed(f"{name} changed while being read")
-    stack: list[tuple[int, str, list[tuple[str, int]]]] = [(fd, name, [])]
+    # stack of (fd, its path, (name, ino) of its subdirs still to enter)
+    stack: list[tuple[int, str, list[tuple[str, int]]]] = []
+    todo: tuple[int, str, int] | None = (dir_fd, name, st.st_ino)  # (parent fd, path, expected ino)
     try:
-        with os.scandir(fd) as it:
-            entries = list(it)
-        while True:
-            top, trel, subdirs = stack[-1]
-            for e in entries:
+        while todo is not None or stack:
+            if todo is not None:
+                pfd, path, ino = todo
+                todo = None
                 try:
-                    est = e.stat(follow_symlinks=False)
+                    fd = os.open(path.rpartition("/")[2], DIR_FLAGS, dir_fd=pfd)
                 except FileNotFoundError:
                     continue
-                yield f"{trel}/{e.name}", est
-                if stat.S_ISDIR(est.st_mode) and est.st_dev == dev:
-                    subdirs.append((e.name, est.st_ino))
-            entries = []
-            while stack and not stack[-1][2]:
-                os.close(stack.pop()[0])
-            if not stack:
-                return
-            top, trel, subdirs = stack[-1]
-            n, ino = subdirs.pop()
-            try:
-                cfd = os.open(n, DIR_FLAGS, dir_fd=top)
-            except FileNotFoundError:
+                if os.fstat(fd).st_ino != ino:
+                    os.close(fd)
+                    raise Changed(f"{path} changed while being read")
+                subdirs: list[tuple[str, int]] = []
+                stack.append((fd, path, subdirs))
+                with os.scandir(fd) as it:
+                    for e in it:
+                        try:
+                            est = e.stat(follow_symlinks=False)
+                        except FileNotFoundError:
+                            continue
+                        yield f"{path}/{e.name}", est
+                        if stat.S_ISDIR(est.st_mode) and est.st_dev == dev:
+                            subdirs.append((e.name, est.st_ino))
+            fd, path, subdirs = stack[-1]
+            if not subdirs:
+                os.close(fd)
+                stack.pop()
                 continue
-            if os.fstat(cfd).st_ino != ino:
-                os.close(cfd)
-                raise Changed(f"{trel}/{n} changed while being read")
-            stack.append((cfd, f"{trel}/{n}", []))
-            with os.scandir(cfd) as it:
-                entries = list(it)
+            n, ino = subdirs.pop()
+            todo = (fd, f"{path}/{n}", ino)
     finally:
         for sfd, _, _ in stack:
             os.close(sfd)

@@ -48,7 +48,7 @@ import secrets
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 from . import testhooks
@@ -63,8 +63,15 @@ ORIGIN = "origin.json"  # only when a piece's path is too long to be its staged 
 _NAME_MAX = 240
 
 # what a verify sees: per piece (its rel), (rel, lstat) of the piece and of everything below it
-Snapshot = dict[str, list[tuple[str, os.stat_result]]]
-Check = Callable[[Snapshot], "str | None"]
+class Check(Protocol):
+    """What a verify compares the staged entries with, fed one entry at a time (memory stays bounded
+    whatever the number of files: a 200k-entry dir is streamed, never listed into a list)."""
+
+    def entry(self, piece: Piece, rel: str, st: os.stat_result) -> str | None:
+        """One staged entry (``rel``: its original path; the piece itself comes first): why it differs."""
+
+    def done(self) -> str | None:
+        """After every entry: why the whole differs (something missing, totals), or None."""
 
 
 class Interfered(Exception):
@@ -178,27 +185,28 @@ class Removal:
                 raise Interfered(f"{p.rel}: its folder was moved during removal; put back, nothing removed")
 
     def _write_origin(self) -> None:
+        """Where each ``p<n>`` piece came from, for recovery (only for paths too long to be names)."""
         write_atomic_at(self.fd, ORIGIN, json.dumps(self.origin), tmp_name=ORIGIN + ".tmp")
 
     # -- 2. verify --------------------------------------------------------------------------------
     def verify(self, check: Check) -> None:
-        snap: Snapshot = {}
         busy = self.root.busy
         for m in self.moved:
-            items: list[tuple[str, os.stat_result]] = []
             try:
                 for rel, st in walk_at(self.fd, m.staged, self.root.dev):
+                    orig = m.piece.rel + rel[len(m.staged):]
                     if st.st_dev != self.root.dev:
-                        raise Unsafe(f"{m.piece.rel}{rel[len(m.staged):]} is on another filesystem (kept)")
+                        raise Unsafe(f"{orig} is a mount point or on another filesystem (kept)")
                     if busy:
                         why = busy.get((st.st_dev, st.st_ino))
                         if why:
-                            raise Busy(f"{m.piece.rel}{rel[len(m.staged):]} is {why}")
-                    items.append((m.piece.rel + rel[len(m.staged):], st))
+                            raise Busy(f"{orig} is {why}")
+                    why = check.entry(m.piece, orig, st)
+                    if why:
+                        raise Interfered(why)
             except (OSError, Changed) as e:
                 raise Interfered(f"{m.piece.rel} changed during removal ({e})") from None
-            snap[m.piece.rel] = items
-        why = check(snap)
+        why = check.done()
         if why:
             raise Interfered(why)
         for m in self.moved:
@@ -336,39 +344,59 @@ def remove(root: Root, session: Session, action: str, check: Check, *, into: tup
     r._close()
 
 
-def matches_scan(session: Session) -> Check:
+class matches_scan:  # noqa: N801 (a Check, used like a function: staging.matches_scan(session))
     """Delete mode: each staged piece must be the inode the scan saw, unchanged — for a dir, with the
-    same bytes of regular files and the same newest mtime at any depth (cache.usage_of, as the scan counted)."""
-    def check(snap: Snapshot) -> str | None:
-        for p in session.pieces:
-            items = snap.get(p.rel)
-            if not items:
+    same bytes of regular files and the same newest mtime at any depth (cache.usage_of, as the scan
+    counted)."""
+
+    def __init__(self, session: Session) -> None:
+        self.pieces = session.pieces
+        self.seen: dict[str, list[Any]] = {}  # piece rel -> [top stat, bytes, newest mtime] (cache.usage_of)
+
+    def entry(self, piece: Piece, rel: str, st: os.stat_result) -> str | None:
+        if rel == piece.rel:
+            if (st.st_ino, st.st_dev, stat.S_ISDIR(st.st_mode)) != (piece.ino, piece.dev, piece.is_dir):
+                return f"{piece.rel} was replaced since the scan"
+            if not piece.is_dir and (st.st_size, st.st_mtime_ns) != (piece.size, piece.mtime_ns):
+                return f"{piece.rel} was written to since the scan"
+            self.seen[piece.rel] = [st, 0, 0.0]
+            return None
+        acc = self.seen[piece.rel]
+        total, newest, _ = usage_of((st,))
+        acc[1] += total
+        acc[2] = max(acc[2], newest)
+        return None
+
+    def done(self) -> str | None:
+        for p in self.pieces:
+            got = self.seen.get(p.rel)
+            if got is None:
                 return f"{p.rel} vanished during removal"
-            _, st = items[0]
-            if (st.st_ino, st.st_dev, stat.S_ISDIR(st.st_mode)) != (p.ino, p.dev, p.is_dir):
-                return f"{p.rel} was replaced since the scan"
-            if not p.is_dir:
-                if (st.st_size, st.st_mtime_ns) != (p.size, p.mtime_ns):
-                    return f"{p.rel} was written to since the scan"
-                continue
-            total, newest, _ = usage_of(cst for _, cst in items[1:])
-            if st.st_mtime_ns != p.mtime_ns or total != p.bytes or max(newest, st.st_mtime) != p.mtime:
+            st, total, newest = got
+            if p.is_dir and (st.st_mtime_ns != p.mtime_ns or total != p.bytes
+                             or max(newest, st.st_mtime) != p.mtime):
                 return f"something in {p.rel} changed since the scan"
         return None
-    return check
 
 
-def matches_identities(idents: dict[str, tuple[str, int, int, int]]) -> Check:
+class matches_identities:  # noqa: N801 (a Check, used like a function)
     """Archive mode: what is staged must be exactly what went into the archive (kind, inode, size,
     mtime of every entry)."""
-    def check(snap: Snapshot) -> str | None:
-        now = {rel: ("dir" if stat.S_ISDIR(st.st_mode) else "file", st.st_ino, st.st_size, st.st_mtime_ns)
-               for items in snap.values() for rel, st in items}
-        if now != idents:
-            changed = sorted(k for k in set(now) | set(idents) if now.get(k) != idents.get(k))
-            return f"{changed[0]} changed since it was archived"
+
+    def __init__(self, idents: dict[str, tuple[str, int, int, int]]) -> None:
+        self.idents, self.count = idents, 0
+
+    def entry(self, piece: Piece, rel: str, st: os.stat_result) -> str | None:
+        now = ("dir" if stat.S_ISDIR(st.st_mode) else "file", st.st_ino, st.st_size, st.st_mtime_ns)
+        if self.idents.get(rel) != now:
+            return f"{rel} changed since it was archived"
+        self.count += 1
         return None
-    return check
+
+    def done(self) -> str | None:
+        if self.count != len(self.idents):
+            return "something archived is no longer there"
+        return None
 
 
 # ---- recovery --------------------------------------------------------------------------------------
