@@ -74,55 +74,53 @@ def iter_tree(path: str, dev: int, problems: list[str] | None = None) -> Iterato
     """
     problems = problems if problems is not None else []
 
-    def listing(fd: int) -> tuple[list[os.stat_result], list[str]]:
-        stats, subdirs = [], []
-        with os.scandir(fd) as it:
-            for e in it:
-                try:
-                    st = e.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                except OSError as err:
-                    problems.append(f"cannot stat {e.name!r}: {err.strerror}")
-                    continue
-                stats.append(st)
-                if stat.S_ISDIR(st.st_mode) and st.st_dev == dev:
-                    subdirs.append(e.name)
-        return stats, subdirs
-
-    def enter(name: str, dir_fd: int | None) -> tuple[int, list[os.stat_result], list[str]] | None:
-        """Open and list one dir (fd left open for the caller), or note why not and return None."""
+    def listing(fd: int, name: str, subdirs: list[str]) -> Iterator[os.stat_result]:
+        """The lstat of each entry of one dir, streamed: a listing is never held whole (a dir of 200k
+        entries cost ~115 MB of stat results at once); only the names of its subdirs are kept."""
         try:
-            fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+            with os.scandir(fd) as it:
+                for e in it:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    except OSError as err:
+                        problems.append(f"cannot stat {e.name!r}: {err.strerror}")
+                        continue
+                    if stat.S_ISDIR(st.st_mode) and st.st_dev == dev:
+                        subdirs.append(e.name)
+                    yield st
+        except OSError as err:
+            problems.append(f"cannot list {name!r}: {err.strerror}")
+
+    def enter(name: str, dir_fd: int | None) -> int | None:
+        """Open one dir (fd left open for the caller), or note why not and return None."""
+        try:
+            return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
         except FileNotFoundError:
             return None
         except OSError as err:
             problems.append(f"cannot open {name!r}: {err.strerror}")
             return None
-        try:
-            stats, subdirs = listing(fd)
-        except OSError as err:
-            os.close(fd)
-            problems.append(f"cannot list {name!r}: {err.strerror}")
-            return None
-        return fd, stats, subdirs
 
     raise_fd_limit()
     stack: list[tuple[int, list[str]]] = []
+    name = path
     got = enter(path, None)
     try:
         while got is not None or stack:
             if got is not None:
-                fd, stats, subdirs = got
-                stack.append((fd, subdirs))
-                yield from stats
+                subdirs: list[str] = []
+                stack.append((got, subdirs))
+                yield from listing(got, name, subdirs)
             fd, subdirs = stack[-1]
             if not subdirs:
                 os.close(fd)
                 stack.pop()
                 got = None
                 continue
-            got = enter(subdirs.pop(), fd)
+            name = subdirs.pop()
+            got = enter(name, fd)
     finally:
         for fd, _ in stack:
             os.close(fd)
