@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import testhooks
+from .procs import pid_alive
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 
@@ -53,14 +54,6 @@ def mkdirs_private(path: Path) -> None:
         fsync_dir(d.parent)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _clean_stale(parent: Path, name: str) -> None:
@@ -74,7 +67,7 @@ def _clean_stale(parent: Path, name: str) -> None:
         if not (e.startswith(prefix) and e.endswith(".tmp")):
             continue
         pid = e[len(prefix):-len(".tmp")].split(".")[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.unlink(parent / e)
 

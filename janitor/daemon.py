@@ -54,7 +54,7 @@ from .durations import DurationError, human_duration, parse_duration
 from .index import Entry, Index, Key, count_sessions
 from .model import Action, ConfigError, Decision, JanitorError, LockBusy, Outcome, Plan, Policy, Session
 from .paths import JanitorDirs, managed_policy_path
-from .procs import die_with_parent
+from .procs import die_with_parent, pid_alive
 from .watch import Change, make_watcher, transcript_parts
 
 if TYPE_CHECKING:
@@ -183,21 +183,13 @@ def running_pid(dirs: JanitorDirs) -> int | None:
                 pid = int(os.pread(fd, 32, 0).decode().strip())
             except ValueError:
                 return -1
-            return pid if _alive(pid) else None
+            return pid if pid_alive(pid) else None
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_state(dirs: JanitorDirs) -> dict[str, Any]:

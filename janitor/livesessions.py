@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from .ids import canonical_id
+from .procs import pid_alive
 
 REGISTRY = "sessions"
 MAX_RECORD = 64 * 1024  # a record is a few hundred bytes; anything bigger is not one
@@ -56,16 +57,6 @@ def proc_start(pid: int) -> str | None:
     return rest[19].decode() if len(rest) > 19 else None  # fields 3.. → index 0..; field 22 = index 19
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: it exists
-    except OSError:
-        return False
-    return True
 
 
 _HAS_PROC = os.path.isdir("/proc/self")
@@ -121,7 +112,7 @@ def judge(rec: dict, name: str) -> LiveSession | None:
     if isinstance(domain, str) and domain and mine and domain != mine:
         return LiveSession(pid, sid, kind, status, f"registered in {REGISTRY}/{name} by another machine or pid "
                                                    f"namespace ({domain}), which cannot be checked from here")
-    if not _alive(pid):
+    if not pid_alive(pid):
         return None
     recorded = rec.get("procStart")
     if _HAS_PROC:
