@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from gencache import generate  # noqa: E402
 
-JANITOR = [sys.executable, "-m", "janitor"]
+JANITOR = [sys.executable, "-m", "claude_janitor"]
 
 
 def sh(cmd: list[str], **kw) -> float:
@@ -128,7 +128,7 @@ def bench_sweep(gen: Path, work: Path, reps: int = 2) -> dict:
 def bench_tail(work: Path) -> dict:
     from cachegen import record
 
-    from janitor.cache import read_tail
+    from claude_janitor.cache.layout import read_tail
 
     d = work / "tail"
     shutil.rmtree(d, ignore_errors=True)
@@ -161,11 +161,11 @@ def bench_tail(work: Path) -> dict:
 def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
     """Incremental sweep from the index vs a full scan; then an idle daemon's wake-ups and RSS."""
     try:
-        from janitor import daemon as dmod
+        from claude_janitor.daemon import main as dmod
     except ImportError:
         return {"pending": "janitor.daemon is not there yet"}
-    from janitor.paths import janitor_dirs
-    from janitor.sweep import Env, build_plan
+    from claude_janitor.config.paths import janitor_dirs
+    from claude_janitor.sweep.run import Env, build_plan
 
     dcopy = work / "copy-daemon"
     copy(gen, dcopy)

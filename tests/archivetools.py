@@ -12,7 +12,7 @@ from pathlib import Path
 
 import zstandard
 
-from janitor import archive
+from claude_janitor.archive import core as archive
 
 
 def entries(root: Path, sid: str) -> dict[str, tuple]:

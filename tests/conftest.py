@@ -66,7 +66,7 @@ def write_config(jenv: dict[str, str], text: str) -> Path:
 def run_cli(args: list[str], env: dict[str, str], *, timeout: float = 120,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
     """The real CLI, as a subprocess."""
-    return subprocess.run([sys.executable, "-m", "janitor", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "claude_janitor", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, input=input)
 
 

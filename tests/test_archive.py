@@ -21,9 +21,9 @@ from archivetools import archive_files, craft, entries, leftovers, manifest_entr
 from cachegen import DAY, make_session, set_times
 from conftest import run_cli, run_json, write_config
 
-from janitor import archive
-from janitor.model import Action, Policy, Rule, Window
-from janitor.sweep import warnings_for
+from claude_janitor.archive import core as archive
+from claude_janitor.model import Action, Policy, Rule, Window
+from claude_janitor.sweep.run import warnings_for
 
 CFG = 'action = "archive"\nretention = "20d"\n'
 
@@ -259,7 +259,7 @@ def test_write_error_keeps_the_original_and_removes_the_partial_archive(root, je
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
-    p = subprocess.run([sys.executable, "-m", "janitor", "sweep", "--claude-dir", str(root), "--now", str(now)],
+    p = subprocess.run([sys.executable, "-m", "claude_janitor", "sweep", "--claude-dir", str(root), "--now", str(now)],
                        env=jenv, capture_output=True, text=True, timeout=120, preexec_fn=limit)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "archive not written, originals kept: File too large" in p.stdout
@@ -472,8 +472,8 @@ def test_race_warning_is_shown_by_report_and_sweep(sessions, root, jenv, now):
 def test_execute_alone_binds_the_archive_action(sessions, root, jenv, now):
     """Callers that plan and execute themselves (the daemon) pass the plain archive_actor: execute binds it
     to the configured archive dir and the plan's time."""
-    from janitor.paths import janitor_dirs
-    from janitor.sweep import Env, build_plan, delete_session, execute
+    from claude_janitor.config.paths import janitor_dirs
+    from claude_janitor.sweep.run import Env, build_plan, delete_session, execute
 
     old_a, old_b, _ = sessions
     write_config(jenv, CFG)

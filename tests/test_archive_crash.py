@@ -3,7 +3,7 @@ or in a verified archive, never neither; the next run cleans the temp files up, 
 archive, and finishes the job with exactly one archive per session.
 
 The kills are real SIGKILLs of the real CLI, sent by the process itself at named points
-(JANITOR_TEST_KILL_AT, see janitor/testhooks.py)."""
+(JANITOR_TEST_KILL_AT, see claude_janitor/testhooks.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from archivetools import archive_files, entries, files_only, leftovers, manifest
 from cachegen import DAY, make_session
 from conftest import run_cli, write_config
 
-from janitor import archive
-from janitor.audit import verify as verify_audit
+from claude_janitor.archive import core as archive
+from claude_janitor.audit.log import verify as verify_audit
 
 CFG = 'action = "archive"\nretention = "20d"\n'
 PIECES = 7  # transcript, session dir, file-history, session-env, tasks, todos, debug

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from janitor.audit import AuditLog, verify
+from claude_janitor.audit.log import AuditLog, verify
 
 
 @pytest.fixture

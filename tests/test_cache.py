@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cachegen import DAY, make_session, record, set_times
 
-from janitor.cache import read_tail, scan_root
+from claude_janitor.cache.layout import read_tail, scan_root
 
 
 def sessions_by_id(root: Path):

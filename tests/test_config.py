@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from janitor.config import RawConfig, build_policy, claude_root_window, project_window, read_toml
-from janitor.durations import DurationError, parse_duration
-from janitor.model import Action, ConfigError, Window
+from claude_janitor.config.settings import RawConfig, build_policy, claude_root_window, project_window, read_toml
+from claude_janitor.durations import DurationError, parse_duration
+from claude_janitor.model import Action, ConfigError, Window
 
 DAY = 86400.0
 

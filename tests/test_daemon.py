@@ -15,12 +15,12 @@ import pytest
 from cachegen import DAY, make_session, set_times
 from conftest import run_cli, wait_for, write_config
 
-from janitor import daemon as dm
-from janitor.audit import iter_records
-from janitor.model import Action, ConfigError, Policy, Rule, Window
-from janitor.paths import janitor_dirs
-from janitor.safefs import SweepLock
-from janitor.sweep import Env
+from claude_janitor.audit.log import iter_records
+from claude_janitor.config.paths import janitor_dirs
+from claude_janitor.daemon import main as dm
+from claude_janitor.fs.safefs import SweepLock
+from claude_janitor.model import Action, ConfigError, Policy, Rule, Window
+from claude_janitor.sweep.run import Env
 
 H = 3600.0
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
@@ -384,7 +384,7 @@ def test_old_sessions_of_a_quiet_cache_need_no_wake_up(mkdaemon, root):
 def test_plan_for_decides_like_a_full_sweep(jenv, root):
     from cachegen import make_cache
 
-    from janitor import sweep
+    from claude_janitor.sweep import run as sweep
 
     now = time.time()
     make_cache(root, now, projects=3, per_project=4)

@@ -17,9 +17,9 @@ import pytest
 from cachegen import make_session
 from conftest import run_cli, wait_for, write_config
 
-from janitor.audit import iter_records, verify
-from janitor.paths import janitor_dirs
-from janitor.safefs import SweepLock
+from claude_janitor.audit.log import iter_records, verify
+from claude_janitor.config.paths import janitor_dirs
+from claude_janitor.fs.safefs import SweepLock
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="inotify and signals as on Linux")
 
@@ -37,8 +37,8 @@ class Daemon:
             self.sock.settimeout(20)
             self.env["NOTIFY_SOCKET"] = "@" + name
         self.log = open(tmp / "daemon.log", "w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "janitor", "daemon", "--claude-dir", str(root), "-v"],
-                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root),
+                                      "-v"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def notices(self, until: str) -> list[str]:
         """Messages sent to $NOTIFY_SOCKET, up to and including ``until`` (or the end)."""
@@ -561,7 +561,7 @@ def test_the_daemons_own_log_file_is_rotated(root, jenv, tmp_path):
     (root / "projects").mkdir()
     log = tmp_path / "logs" / "daemon.log"
     log.parent.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "janitor", "daemon", "--claude-dir", str(root), "-v",
+    proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root), "-v",
                              "--log-file", str(log), "--log-max-bytes", "4096"], env=jenv,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

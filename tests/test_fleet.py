@@ -13,7 +13,7 @@ import pytest
 from cachegen import DAY, make_session
 from conftest import run_cli, run_json, write_config
 
-from janitor.sinks import encode_journal
+from claude_janitor.audit.sinks import encode_journal
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ def test_removed_sessions_lines_go_while_claude_code_appends(root, jenv, now, tw
             return 0
 
     env = {**jenv, "JANITOR_TEST_PAUSE_AT": f"history-read:{hold}"}
-    sw = subprocess.Popen([sys.executable, "-m", "janitor", *sweep_args(root, now)], env=env,
+    sw = subprocess.Popen([sys.executable, "-m", "claude_janitor", *sweep_args(root, now)], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: (hold / "history-read.reached").exists(), timeout=60)
@@ -150,7 +150,7 @@ def test_the_janitor_holds_the_lock_and_claude_code_waits(root, jenv, now, two, 
     hold = tmp_path / "hold"
     hold.mkdir()
     env = {**jenv, "JANITOR_TEST_PAUSE_AT": f"history-locked:{hold}"}
-    sw = subprocess.Popen([sys.executable, "-m", "janitor", *sweep_args(root, now)], env=env,
+    sw = subprocess.Popen([sys.executable, "-m", "claude_janitor", *sweep_args(root, now)], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     progress = tmp_path / "progress"
     app = None
@@ -179,7 +179,7 @@ def test_a_live_lock_is_waited_for_and_a_stale_one_taken_over(root, jenv, now, t
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), str(go)])
     try:
         assert wait_for(lambda: Path(str(go) + ".held").exists(), timeout=60)
-        sw = subprocess.Popen([sys.executable, "-m", "janitor", *sweep_args(root, now)], env=jenv,
+        sw = subprocess.Popen([sys.executable, "-m", "claude_janitor", *sweep_args(root, now)], env=jenv,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert not wait_for(lambda: sw.poll() is not None, timeout=2.0)  # waiting for Claude Code's lock
         assert any(old.session_id in x for x in history(root))
@@ -257,7 +257,7 @@ def test_archived_lines_go_into_the_archive_and_come_back_with_restore(root, jen
     assert not old.paths[0].exists()
     assert not any(old.session_id in x for x in history(root))
     (s,) = [x for x in doc["sessions"] if x["session_id"] == old.session_id]
-    from janitor.archive import read_history, verify
+    from claude_janitor.archive.core import read_history, verify
 
     assert [x.decode() for x in read_history(Path(s["archive"]))] == [lines[0], lines[2]]
     verify(Path(s["archive"]))  # the extra member is in the manifest

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from cachegen import DAY, make_cache, make_session
 
-from janitor import cache
-from janitor.cache import rescan
-from janitor.index import Entry, Index, count_sessions
+from claude_janitor.cache import layout as cache
+from claude_janitor.cache.layout import rescan
+from claude_janitor.daemon.index import Entry, Index, count_sessions
 
 
 def _e(sid: str, **kw) -> Entry:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from janitor import livesessions
+from claude_janitor.cache import livesessions
 
 SID = "11111111-2222-3333-4444-555555555555"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from janitor.model import Action, Piece, Policy, Rule, Session, Window
-from janitor.policy import decide, guard, match_rule, next_expiry
+from claude_janitor.model import Action, Piece, Policy, Rule, Session, Window
+from claude_janitor.policy import decide, guard, match_rule, next_expiry
 
 NOW = 1_790_000_000.0
 DAY = 86400.0

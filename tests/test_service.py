@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, write_config
 
-from janitor import service as svc
-from janitor.model import ConfigError, JanitorError
-from janitor.paths import janitor_dirs
+from claude_janitor.config.paths import janitor_dirs
+from claude_janitor.model import ConfigError, JanitorError
+from claude_janitor.service import manager as svc
 
 REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "claude_janitor" / "service" / "templates"
 ANALYZE = shutil.which("systemd-analyze")
 
 
@@ -39,11 +40,11 @@ def analyze(unit_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 def test_templates_are_real_files_with_placeholders() -> None:
     for name in ("claude-janitor.service", "claude-janitor-sweep.service", "claude-janitor-sweep.timer"):
-        text = (REPO / "systemd" / name).read_text()
+        text = (TEMPLATES / "systemd" / name).read_text()
         assert "@" in text and "[Install]" in text or name.endswith("sweep.service")
-    daemon = plistlib.loads((REPO / "launchd" / "org.claude-janitor.daemon.plist").read_bytes())
+    daemon = plistlib.loads((TEMPLATES / "launchd" / "org.claude-janitor.daemon.plist").read_bytes())
     assert daemon["ProgramArguments"][0] == "@JANITOR@"
-    assert svc.template_dir("systemd") == REPO / "systemd"
+    assert Path(str(svc.template_dir("systemd"))) == TEMPLATES / "systemd"
 
 
 def test_rendered_daemon_unit(setup: svc.Setup) -> None:
@@ -106,9 +107,9 @@ def test_rendered_plists(setup: svc.Setup) -> None:
     assert sweep["StartCalendarInterval"] == {"Hour": 22, "Minute": 15}
     assert sweep["ProgramArguments"][len(setup.command):] == ["sweep", "--wait", "900", "--claude-dir",
                                                               str(setup.roots[0])]
-    setup.command = ["/usr/bin/python3", "-m", "janitor"]
+    setup.command = ["/usr/bin/python3", "-m", "claude_janitor"]
     assert plistlib.loads(svc.render_launchd(setup)["org.claude-janitor.daemon.plist"])[
-        "ProgramArguments"][:4] == ["/usr/bin/python3", "-m", "janitor", "daemon"]
+        "ProgramArguments"][:4] == ["/usr/bin/python3", "-m", "claude_janitor", "daemon"]
 
 
 def test_sd_quote() -> None:
@@ -219,15 +220,24 @@ def test_cli_prints_the_rendered_files(jenv, tmp_path: Path) -> None:
 
 
 def test_every_template_ships_in_the_wheel():
-    """pyproject maps systemd/ and launchd/ into the package: every template file must match its globs."""
+    """pyproject's package-data must cover every template file (they are package resources)."""
     import fnmatch
     import tomllib
 
-    top = Path(__file__).parent.parent
-    conf = tomllib.loads((top / "pyproject.toml").read_text())["tool"]["setuptools"]
-    for pkg, folder in conf["package-dir"].items():
-        globs = conf["package-data"][pkg]
-        files = [p.name for p in (top / folder).iterdir() if p.is_file()]
-        assert files, folder
-        for name in files:
-            assert any(fnmatch.fnmatch(name, g) for g in globs), (folder, name)
+    conf = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = conf["package-data"]["claude_janitor.service"]
+    files = [p.relative_to(TEMPLATES.parent).as_posix() for p in TEMPLATES.rglob("*") if p.is_file()]
+    assert len(files) == 5
+    for name in files:
+        assert any(fnmatch.fnmatch(name, g) for g in globs), name
+
+
+def test_a_systemd_package_elsewhere_on_the_path_is_not_taken_for_the_templates(jenv, tmp_path):
+    """python-systemd installs a top-level ``systemd`` package; the templates must still be the janitor's own."""
+    shadow = tmp_path / "site"
+    (shadow / "systemd").mkdir(parents=True)
+    (shadow / "systemd" / "__init__.py").write_text("")
+    env = dict(jenv, PYTHONPATH=f"{shadow}{os.pathsep}{jenv.get('PYTHONPATH', '')}")
+    p = run_cli(["service", "install", "--systemd", "--print"], env)
+    assert p.returncode == 0, p.stderr
+    assert "ExecStart=" in p.stdout

@@ -235,7 +235,7 @@ def test_a_file_changed_between_the_check_and_its_removal_is_kept(root, jenv, no
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "janitor", "sweep", "--json", "--claude-dir", str(root),
+    proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", "sweep", "--json", "--claude-dir", str(root),
                              "--now", str(now)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: (hold / "store-before-remove.reached").exists(), timeout=60)
@@ -282,7 +282,7 @@ def test_a_store_dir_swapped_for_a_symlink_after_the_scan_is_not_followed(root, 
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "janitor", "sweep", "--json", "--claude-dir", str(root),
+    proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", "sweep", "--json", "--claude-dir", str(root),
                              "--now", str(now)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: (hold / "after-plan.reached").exists(), timeout=60)
@@ -333,7 +333,7 @@ def test_an_empty_project_dir_that_gets_a_file_is_kept_with_it(root, jenv, now, 
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "janitor", "sweep", "--json", "--claude-dir", str(root),
+    proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", "sweep", "--json", "--claude-dir", str(root),
                              "--now", str(now)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: (hold / "store-before-remove.reached").exists(), timeout=60)
@@ -354,7 +354,7 @@ def test_the_image_cache_of_a_running_session_is_kept(root, jenv, now):
     import subprocess
     import sys
 
-    from janitor import livesessions
+    from claude_janitor.cache import livesessions
 
     sid = "0c5e8a6e-4a48-4f7e-8c4c-5d2f0a7d1e11"
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
@@ -376,8 +376,8 @@ def test_the_image_cache_of_a_running_session_is_kept(root, jenv, now):
 
 
 def test_the_service_may_write_the_cli_logs_of_the_users_own_claude_dir(jenv, root, monkeypatch):
-    from janitor import service as svc
-    from janitor.paths import janitor_dirs
+    from claude_janitor.config.paths import janitor_dirs
+    from claude_janitor.service import manager as svc
 
     logs = f"-{jenv['XDG_CACHE_HOME']}/claude-cli-nodejs"
     rw = next(x for x in svc.render_systemd(svc.setup_for([root], janitor_dirs(), None))["claude-janitor.service"]
@@ -401,7 +401,7 @@ def test_a_running_daemon_ages_the_stores_in_its_full_sweep(root, jenv):
     old = put(root / "shell-snapshots" / "snapshot-bash-1.sh", now - 40 * DAY)
     new = put(root / "shell-snapshots" / "snapshot-bash-2.sh", now - 1 * DAY)
     (root / "projects").mkdir()
-    d = subprocess.Popen([sys.executable, "-m", "janitor", "daemon", "--claude-dir", str(root)], env=jenv,
+    d = subprocess.Popen([sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root)], env=jenv,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert wait_for(lambda: not old.exists() or d.poll() is not None, timeout=120)

@@ -54,7 +54,7 @@ class Manager:
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
     def janitor(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run(sys.executable, "-m", "janitor", *args)
+        return self.run(sys.executable, "-m", "claude_janitor", *args)
 
     def output(self) -> str:
         self.log.seek(0)

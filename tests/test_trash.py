@@ -13,8 +13,8 @@ import pytest
 from cachegen import DAY, make_session
 from conftest import run_cli, write_config
 
-from janitor.audit import iter_records
-from janitor.paths import janitor_dirs
+from claude_janitor.audit.log import iter_records
+from claude_janitor.config.paths import janitor_dirs
 
 
 def args(root: Path, now: float, *more: str) -> list[str]:

@@ -18,7 +18,7 @@ import pytest
 from cachegen import DAY, make_cache, make_session, set_times
 from conftest import run_cli, run_json, write_config
 
-from janitor.progress import Progress
+from claude_janitor.render.progress import Progress
 
 
 @pytest.fixture
@@ -213,7 +213,7 @@ def test_pin_rejects_non_ids_and_concurrent_pins_all_land(jenv):
     p = run_cli(["pin", "../../etc/passwd"], jenv)
     assert p.returncode == 2 and "is not a session id" in p.stderr
     ids = [f"{i:08x}-0000-4000-8000-000000000000" for i in range(6)]
-    procs = [subprocess.Popen([sys.executable, "-m", "janitor", "pin", sid], env=jenv,
+    procs = [subprocess.Popen([sys.executable, "-m", "claude_janitor", "pin", sid], env=jenv,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for sid in ids]
     assert all(pr.wait(60) == 0 for pr in procs)
     assert run_cli(["pin"], jenv).stdout.split() == sorted(ids)
@@ -226,7 +226,7 @@ def test_pin_rejects_non_ids_and_concurrent_pins_all_land(jenv):
 def run_on_tty(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
     """Run the CLI with stderr on a pseudo-terminal (stdout a pipe); returns (code, stdout, tty text)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "janitor", *argv], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", *argv], env=env, stdout=subprocess.PIPE,
                             stderr=slave, stdin=subprocess.DEVNULL)
     os.close(slave)
     chunks = []

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from janitor.watch import Change, Inotify, WatchdogWatcher, Watcher, transcript_parts
+from claude_janitor.daemon.watch import Change, Inotify, WatchdogWatcher, Watcher, transcript_parts
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="inotify is Linux-only")
 

@@ -154,7 +154,7 @@ def test_kill_9_between_the_log_fsync_and_the_head_rename_with_strace(root, jenv
     gens = [make_session(root, "/w/p", now - 60 * DAY, side=False) for _ in range(3)]
     cmd = ["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=rename,renameat,renameat2",
            "-e", "inject=rename,renameat,renameat2:signal=KILL:when=2",
-           sys.executable, "-m", "janitor", "sweep", "--force", "--claude-dir", str(root), "--now", str(now)]
+           sys.executable, "-m", "claude_janitor", "sweep", "--force", "--claude-dir", str(root), "--now", str(now)]
     p = subprocess.run(cmd, env=dict(jenv, PYTHONDONTWRITEBYTECODE="1"), capture_output=True, text=True,
                        timeout=120)
     if "ptrace" in p.stderr and "Operation not permitted" in p.stderr:
@@ -251,7 +251,7 @@ def test_a_rotating_delete_sweep_does_not_load_zstandard(root, jenv, now):
     write_config(jenv, ROTATE)
     for i in range(6):
         make_session(root, f"/w/z{i}", now - 60 * DAY, side=False)
-        p = subprocess.run([sys.executable, "-X", "importtime", "-m", "janitor", "sweep", "--force",
+        p = subprocess.run([sys.executable, "-X", "importtime", "-m", "claude_janitor", "sweep", "--force",
                             "--claude-dir", str(root), "--now", str(now)], env=jenv, capture_output=True,
                            text=True, timeout=120)
         assert p.returncode == 0, p.stderr
@@ -318,7 +318,7 @@ def test_after_kill_9_mid_sweep_every_intent_gets_an_outcome_from_the_disk(root,
 
 
 def start_daemon(root: Path, env: dict[str, str], out) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "janitor", "daemon", "--claude-dir", str(root), "-v"],
+    return subprocess.Popen([sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root), "-v"],
                             env=env, stdout=out, stderr=subprocess.STDOUT)
 
 

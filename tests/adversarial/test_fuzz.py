@@ -14,10 +14,10 @@ from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from janitor.cache import read_tail, scan_root
-from janitor.config import RawConfig, build_policy, cleanup_days, read_settings
-from janitor.model import Action, ConfigError, Policy
-from janitor.policy import decide
+from claude_janitor.cache.layout import read_tail, scan_root
+from claude_janitor.config.settings import RawConfig, build_policy, cleanup_days, read_settings
+from claude_janitor.model import Action, ConfigError, Policy
+from claude_janitor.policy import decide
 
 from .helpers import tree_state
 
@@ -197,7 +197,7 @@ hostile_records = st.one_of(
 @FUZZ
 @given(timestamp_values)
 def test_parse_timestamp_is_a_usable_time_or_none(value):
-    from janitor.cache import TS_MAX, parse_timestamp
+    from claude_janitor.cache.layout import TS_MAX, parse_timestamp
 
     got = parse_timestamp(value)
     assert got is None or (isinstance(got, float) and math.isfinite(got) and 0 <= got <= TS_MAX)
@@ -209,7 +209,7 @@ def test_tail_reader_survives_hostile_records(body, pad_kib):
     """Whatever the last records are, the tail reader returns a usable time (or none) and a usable cwd."""
     import tempfile
 
-    from janitor.cache import TS_MAX, usable_cwd
+    from claude_janitor.cache.layout import TS_MAX, usable_cwd
 
     data = b"x" * (pad_kib * 1024) + b"\n" + b"\n".join(body) + b"\n"
     with tempfile.TemporaryFile() as f:
@@ -234,7 +234,7 @@ settings_bytes = st.one_of(
 @FUZZ
 @given(settings_bytes)
 def test_settings_layer_never_raises_and_is_a_window_or_a_reason(tmp_path_factory, raw):
-    from janitor.config import settings_layer, window_of
+    from claude_janitor.config.settings import settings_layer, window_of
 
     path = tmp_path_factory.mktemp("s") / "settings.json"
     path.write_bytes(raw)
@@ -249,7 +249,7 @@ def test_settings_layer_never_raises_and_is_a_window_or_a_reason(tmp_path_factor
 @FUZZ
 @given(st.one_of(settings_bytes, st.builds(lambda xs: json.dumps(xs).encode(), st.lists(st.text(max_size=40)))))
 def test_pins_file_is_a_set_of_ids_or_a_clear_error(tmp_path_factory, raw):
-    from janitor.cache import load_pins
+    from claude_janitor.cache.layout import load_pins
 
     path = tmp_path_factory.mktemp("p") / "pins.json"
     path.write_bytes(raw)
@@ -270,7 +270,7 @@ header_values = st.one_of(json_values, big_ints, any_floats, st.text(max_size=30
                        header_values, max_size=8),
        st.booleans())
 def test_archive_header_check_is_a_header_or_archive_invalid(h, wellformed):
-    from janitor import archive
+    from claude_janitor.archive import core as archive
 
     if wellformed:
         base = {"format": archive.FORMAT, "version": archive.VERSION, "session_id": "s", "project": "-p",
@@ -293,7 +293,7 @@ def test_archive_header_check_is_a_header_or_archive_invalid(h, wellformed):
                        st.one_of(header_values, big_ints), max_size=6),
        st.one_of(big_ints.map(str), st.text(max_size=8)))
 def test_session_record_judge_never_raises(rec, name):
-    from janitor import livesessions
+    from claude_janitor.cache import livesessions
 
     got = livesessions.judge(rec, f"{name}.json")
     assert got is None or isinstance(got.session_id, str)

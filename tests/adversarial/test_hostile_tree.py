@@ -134,7 +134,7 @@ def _set_tree_times(top: Path, t: float) -> None:
 def deep_cleanup(root):
     """pytest's own tmp cleanup recurses and cannot remove a 5000-level tree: remove it ourselves."""
     yield
-    from janitor.safefs import rmtree_at
+    from claude_janitor.fs.safefs import rmtree_at
 
     fd = os.open(root.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -179,7 +179,7 @@ def test_deep_fresh_file_keeps_the_session(root, jenv, now, deep_cleanup):
 
 MEM_CHECK = """
 import resource, subprocess, sys
-p = subprocess.run([sys.executable, "-m", "janitor", *sys.argv[1:]], capture_output=True, text=True)
+p = subprocess.run([sys.executable, "-m", "claude_janitor", *sys.argv[1:]], capture_output=True, text=True)
 print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 sys.stderr.write(p.stderr)
 """

@@ -19,8 +19,8 @@ from archivetools import craft, tar_member
 from cachegen import DAY, make_session, record, set_times
 from conftest import run_cli, wait_for, write_config
 
-from janitor import archive
-from janitor.cache import rescan
+from claude_janitor.archive import core as archive
+from claude_janitor.cache.layout import rescan
 
 from .helpers import tree_state as _tree_state
 
@@ -38,7 +38,7 @@ def _limit_memory() -> None:
 
 def cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """run_cli with an address-space cap, so a runaway read fails fast instead of eating the machine."""
-    return subprocess.run([sys.executable, "-m", "janitor", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "claude_janitor", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, preexec_fn=_limit_memory)
 
 
@@ -67,7 +67,7 @@ def test_fifo_settings_never_block_a_sweep(root, jenv, tmp_path, now):
     os.mkfifo(root / "settings.json")
     a = make_session(root, str(proj), now - 90 * DAY)
     b = make_session(root, "/elsewhere", now - 90 * DAY)
-    p = subprocess.Popen([sys.executable, "-m", "janitor", "sweep", "--json", *args(root, now)], env=jenv,
+    p = subprocess.Popen([sys.executable, "-m", "claude_janitor", "sweep", "--json", *args(root, now)], env=jenv,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = p.communicate(timeout=60)
@@ -92,7 +92,7 @@ def test_sigterm_stops_a_sweep_at_once_before_it_acts_and_releases_the_lock(root
     folder = tmp_path / "pause"
     folder.mkdir()
     env = dict(jenv, JANITOR_TEST_PAUSE_AT=f"after-plan:{folder}")
-    p = subprocess.Popen([sys.executable, "-m", "janitor", "sweep", *args(root, now)], env=env,
+    p = subprocess.Popen([sys.executable, "-m", "claude_janitor", "sweep", *args(root, now)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: (folder / "after-plan.reached").exists() or p.poll() is not None, 60)
@@ -174,7 +174,7 @@ NO_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
 
 def without_dac(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The CLI as root without the capabilities that let root read any dir: file modes apply to it."""
-    return subprocess.run([*NO_DAC, sys.executable, "-m", "janitor", *cmd], env=env, capture_output=True,
+    return subprocess.run([*NO_DAC, sys.executable, "-m", "claude_janitor", *cmd], env=env, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -317,7 +317,7 @@ def test_overflow_line_does_not_stop_the_daemons_full_sweep(root, jenv, now):
         f.write(b'{"timestamp": 1' + b"0" * 400 + b"}\n")
     set_times(hostile.paths[0], now - 90 * DAY)
     other = make_session(root, "/q", now - 90 * DAY)
-    p = subprocess.run([sys.executable, "-m", "janitor", "_daemon-full-sweep", "--claude-dir", str(root),
+    p = subprocess.run([sys.executable, "-m", "claude_janitor", "_daemon-full-sweep", "--claude-dir", str(root),
                         "--now", str(now), "--parent-pid", str(os.getpid())], env=jenv, input="",
                        capture_output=True, text=True, timeout=120, preexec_fn=_limit_memory)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr

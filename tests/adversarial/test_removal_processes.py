@@ -1,4 +1,4 @@
-"""A big real sweep removes sessions in forked worker processes (janitor.sweep._Procs): signals to the whole
+"""A big real sweep removes sessions in forked worker processes (claude_janitor.sweep.run._Procs): signals to the whole
 process group, and a worker killed mid-run, still leave every session whole or gone and the report true."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def big_cache(root: Path, now: float, n: int = BIG) -> dict[str, list[Path]]:
 
 
 def start(root: Path, jenv, now: float) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "janitor", "sweep", "--json", "--claude-dir", str(root),
+    return subprocess.Popen([sys.executable, "-m", "claude_janitor", "sweep", "--json", "--claude-dir", str(root),
                              "--now", str(now)], env=jenv, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
 

@@ -2,7 +2,7 @@
 dir, locked at depth, or the sweep killed at any step. Every byte written is afterwards in the cache or in a
 verified archive; nothing outside the Claude dir changes; a crashed removal is finished (or undone) by the
 next sweep. Real processes, real files; the races are made deterministic by the pause points
-(JANITOR_TEST_PAUSE_AT / KILL_AT, janitor/testhooks.py) or run at random in a loop."""
+(JANITOR_TEST_PAUSE_AT / KILL_AT, claude_janitor/testhooks.py) or run at random in a loop."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from archivetools import archive_files, entries
 from cachegen import DAY, make_session, set_times
 from conftest import run_cli, run_json, wait_for, write_config
 
-from janitor import archive
-from janitor.audit import verify as verify_audit
+from claude_janitor.archive import core as archive
+from claude_janitor.audit.log import verify as verify_audit
 
 from .helpers import Paused, intact_or_gone, tree_state
 
@@ -329,7 +329,7 @@ def test_kill_while_a_big_session_is_being_deleted_then_the_next_sweep_finishes(
         set_times(fh / f"f{i}@v1", now - 91 * DAY)
     set_times(fh, now - 91 * DAY)
     make_session(root, "/recent", now - DAY)
-    proc = subprocess.Popen([sys.executable, "-m", "janitor", *sweep(root, now)], env=jenv,
+    proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", *sweep(root, now)], env=jenv,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def emptying() -> bool:

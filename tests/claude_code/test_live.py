@@ -14,7 +14,7 @@ from pathlib import Path
 
 from conftest import run_cli, run_json, wait_for, write_config
 
-from janitor.paths import janitor_dirs
+from claude_janitor.config.paths import janitor_dirs
 
 from .conftest import age_tree
 from .fakeapi import current_prompt, scripted
@@ -122,7 +122,7 @@ def test_a_live_turn_survives_the_daemon(claude, jenv, tmp_path):
     age_session(cfg, old, time.time() - 60 * DAY)
     write_config(jenv, 'retention = "3s"\ngrace = "0s"\nsweep_interval = "1d"\n')
     log = open(tmp_path / "daemon.log", "w+")
-    d = subprocess.Popen([sys.executable, "-m", "janitor", "daemon", "--claude-dir", str(cfg), "-v"],
+    d = subprocess.Popen([sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(cfg), "-v"],
                          env=jenv, stdout=log, stderr=subprocess.STDOUT)
     h = None
 

@@ -1,0 +1,3 @@
+from claude_janitor.cli.main import main
+
+main()

@@ -1,0 +1,65 @@
+"""Pinned sessions: a JSON list of session ids in the state dir that no sweep ever removes.
+
+Read by cache.load_pins; written here atomically (atomicfile.write_atomic) under an
+exclusive lock, so concurrent `janitor pin` calls never lose an update and a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from claude_janitor.cache.ids import canonical_id
+from claude_janitor.cache.layout import UUID_RE, load_pins
+from claude_janitor.config.paths import ensure_private_dir
+from claude_janitor.fs.atomicfile import write_atomic
+from claude_janitor.model import ConfigError
+
+
+def check_id(session_id: str) -> str:
+    sid = session_id.strip()
+    if not UUID_RE.match(sid):
+        raise ConfigError(f"{session_id!r} is not a session id (expected a UUID like "
+                          "0b6f3c1e-7a2d-4c8e-9f10-2b3c4d5e6f70; see `janitor report`)")
+    return canonical_id(sid)
+
+
+def _write_atomic(path: Path, ids: list[str]) -> None:
+    write_atomic(path, json.dumps(ids, indent=1) + "\n")
+
+
+def update(path: Path, add: Iterable[str] = (), remove: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """Add and remove ids; returns (all pins now, ids that actually changed)."""
+    ensure_private_dir(path.parent)
+    lock = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        pins = load_pins(path)
+        before = set(pins)
+        pins |= {check_id(s) for s in add}
+        pins -= {check_id(s) for s in remove}
+        changed = sorted(before ^ pins)
+        if changed or not path.exists():
+            _write_atomic(path, sorted(pins))
+        return sorted(pins), changed
+    finally:
+        os.close(lock)
+
+
+def find_session(roots: list[Path], sid: str) -> list[Path]:
+    """Where a session's transcript is, under each root (cheap: one stat per project dir)."""
+    out = []
+    for r in roots:
+        try:
+            projects = list(os.scandir(r / "projects"))
+        except OSError:
+            continue
+        for p in projects:
+            for cand in dict.fromkeys((sid, canonical_id(sid), sid.upper())):  # ids compare case-blind
+                t = Path(p.path) / f"{cand}.jsonl"
+                if os.path.lexists(t):
+                    out.append(t)
+    return out
