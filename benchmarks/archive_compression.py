@@ -1,6 +1,6 @@
 """Measure gzip (stdlib) vs zstandard on real-shaped Claude Code transcripts.
 
-The transcript is built from ``tests/cachegen.record()`` records, made realistic: random UUIDs and
+The transcript is built from ``tests/helpers/cachegen.record()`` records, made realistic: random UUIDs and
 parent links, ISO timestamps a few seconds apart, user prompts, assistant prose, tool_use inputs and
 tool_result payloads that are slices of real source text (the stdlib's own .py files, which is what
 Claude Code reads and writes most), plus usage blocks. Every codec compresses the same bytes.
@@ -20,9 +20,9 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cachegen import record  # noqa: E402
+from tests.helpers.cachegen import record  # noqa: E402
 
 WORDS = ("the function returns a list of sessions that expired before now so we keep the newest and "
          "archive the rest while the audit log records every action with its hash chain fix test "

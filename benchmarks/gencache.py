@@ -1,6 +1,6 @@
 """Generate large, realistic Claude Code caches fast (10k–100k sessions, ~1M files) for the benchmarks.
 
-Same layout as tests/cachegen.py (whose record format it reuses), but written with raw os calls and
+Same layout as tests/helpers/cachegen.py (whose record format it reuses), but written with raw os calls and
 one shared transcript template, so 100k sessions with all their side stores take about a minute:
 
   projects/<enc cwd>/<sid>.jsonl                 transcript (template body + session-specific tail)
@@ -27,8 +27,8 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from cachegen import encode, record  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.helpers.cachegen import encode, record  # noqa: E402
 
 DAY = 86400.0
 O_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC

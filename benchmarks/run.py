@@ -126,9 +126,8 @@ def bench_sweep(gen: Path, work: Path, reps: int = 2) -> dict:
 
 
 def bench_tail(work: Path) -> dict:
-    from cachegen import record
-
     from claude_janitor.cache.layout import read_tail
+    from tests.helpers.cachegen import record
 
     d = work / "tail"
     shutil.rmtree(d, ignore_errors=True)
@@ -350,7 +349,7 @@ def bench_heavy_wakes(work: Path, rounds: int = 8, per_round: int = 3000) -> dic
     cfg = Path(env["XDG_CONFIG_HOME"]) / "claude-janitor" / "config.toml"
     cfg.parent.mkdir(parents=True)
     cfg.write_text('retention = "1h"\ngrace = "0s"\n')
-    from cachegen import make_session
+    from tests.helpers.cachegen import make_session
 
     make_session(root, "/w/keep", time.time() + 86400, side=False)  # not every session at once: no guard
     p = subprocess.Popen([*JANITOR, "daemon", "--claude-dir", str(root)], env=env, stdout=subprocess.DEVNULL,

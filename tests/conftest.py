@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-NOW = 1_790_000_000.0  # a fixed "now" (2026-09-21) passed to the code under test
+from tests.helpers import NOW
 
 
 @pytest.fixture
@@ -54,33 +48,3 @@ def root(tmp_path: Path) -> Path:
     r = tmp_path / "claude"
     r.mkdir()
     return r
-
-
-def write_config(jenv: dict[str, str], text: str) -> Path:
-    p = Path(jenv["XDG_CONFIG_HOME"]) / "claude-janitor" / "config.toml"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text)
-    return p
-
-
-def run_cli(args: list[str], env: dict[str, str], *, timeout: float = 120,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """The real CLI, as a subprocess."""
-    return subprocess.run([sys.executable, "-m", "claude_janitor", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, input=input)
-
-
-def run_json(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], dict]:
-    p = run_cli(args, env)
-    assert p.stdout.strip(), p.stderr
-    return p, json.loads(p.stdout)
-
-
-def wait_for(pred, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    """Poll ``pred`` until true (for watching real processes; not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return bool(pred())

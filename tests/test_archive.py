@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
-from archivetools import archive_files, craft, entries, leftovers, manifest_entries, tar_member, timeless
-from cachegen import DAY, make_session, set_times
-from conftest import run_cli, run_json, write_config
 
 from claude_janitor.archive import core as archive
 from claude_janitor.model import Action, Policy, Rule, Window
 from claude_janitor.sweep.run import warnings_for
+from tests.helpers import run_cli, run_json, write_config
+from tests.helpers.archivetools import archive_files, craft, entries, leftovers, manifest_entries, tar_member, timeless
+from tests.helpers.cachegen import DAY, make_session, set_times
 
 CFG = 'action = "archive"\nretention = "20d"\n'
 

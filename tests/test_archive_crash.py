@@ -12,12 +12,12 @@ import signal
 from pathlib import Path
 
 import pytest
-from archivetools import archive_files, entries, files_only, leftovers, manifest_entries, timeless
-from cachegen import DAY, make_session
-from conftest import run_cli, write_config
 
 from claude_janitor.archive import core as archive
 from claude_janitor.audit.log import verify as verify_audit
+from tests.helpers import run_cli, write_config
+from tests.helpers.archivetools import archive_files, entries, files_only, leftovers, manifest_entries, timeless
+from tests.helpers.cachegen import DAY, make_session
 
 CFG = 'action = "archive"\nretention = "20d"\n'
 PIECES = 7  # transcript, session dir, file-history, session-env, tasks, todos, debug

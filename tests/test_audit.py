@@ -95,7 +95,7 @@ def test_every_whole_file_replace_goes_through_atomicfile():
 
 
 def test_rotation_keys_are_validated_and_shown(tmp_path, jenv):
-    from conftest import run_cli, write_config
+    from tests.helpers import run_cli, write_config
 
     root = tmp_path / "claude"
     (root / "projects").mkdir(parents=True)

@@ -6,9 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from cachegen import DAY, make_session, record, set_times
-
 from claude_janitor.cache.layout import read_tail, scan_root
+from tests.helpers.cachegen import DAY, make_session, record, set_times
 
 
 def sessions_by_id(root: Path):

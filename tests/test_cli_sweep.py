@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from cachegen import DAY, make_cache, make_session, set_times
-from conftest import run_cli, run_json, write_config
+
+from tests.helpers import run_cli, run_json, write_config
+from tests.helpers.cachegen import DAY, make_cache, make_session, set_times
 
 
 def snapshot(tree: Path) -> dict[str, tuple[int, int]]:

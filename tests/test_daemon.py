@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from cachegen import DAY, make_session, set_times
-from conftest import run_cli, wait_for, write_config
 
 from claude_janitor.audit.log import iter_records
 from claude_janitor.config.paths import janitor_dirs
@@ -21,6 +19,8 @@ from claude_janitor.daemon import main as dm
 from claude_janitor.fs.safefs import SweepLock
 from claude_janitor.model import Action, ConfigError, Policy, Rule, Window
 from claude_janitor.sweep.run import Env
+from tests.helpers import run_cli, wait_for, write_config
+from tests.helpers.cachegen import DAY, make_session, set_times
 
 H = 3600.0
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
@@ -382,9 +382,8 @@ def test_old_sessions_of_a_quiet_cache_need_no_wake_up(mkdaemon, root):
 
 
 def test_plan_for_decides_like_a_full_sweep(jenv, root):
-    from cachegen import make_cache
-
     from claude_janitor.sweep import run as sweep
+    from tests.helpers.cachegen import make_cache
 
     now = time.time()
     make_cache(root, now, projects=3, per_project=4)

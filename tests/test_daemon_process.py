@@ -7,72 +7,23 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from cachegen import make_session
-from conftest import run_cli, wait_for, write_config
 
 from claude_janitor.audit.log import iter_records, verify
 from claude_janitor.config.paths import janitor_dirs
 from claude_janitor.fs.safefs import SweepLock
+from tests.helpers import run_cli, wait_for, write_config
+from tests.helpers.cachegen import make_session
+from tests.helpers.daemonproc import Daemon
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="inotify and signals as on Linux")
 
 FAST = 'retention = "3s"\ngrace = "0s"\nsweep_interval = "1d"\n'
-
-
-class Daemon:
-    def __init__(self, root: Path, env: dict[str, str], tmp: Path, *, notify: bool = False) -> None:
-        self.env = dict(env)
-        self.sock = None
-        if notify:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            name = f"janitor-test-{os.getpid()}-{time.monotonic_ns()}"
-            self.sock.bind("\0" + name)
-            self.sock.settimeout(20)
-            self.env["NOTIFY_SOCKET"] = "@" + name
-        self.log = open(tmp / "daemon.log", "w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root),
-                                      "-v"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def notices(self, until: str) -> list[str]:
-        """Messages sent to $NOTIFY_SOCKET, up to and including ``until`` (or the end)."""
-        assert self.sock is not None
-        got: list[str] = []
-        try:
-            while until not in got:
-                got.append(self.sock.recv(4096).decode())
-        except (TimeoutError, OSError):
-            pass
-        return got
-
-    def status(self) -> dict:
-        p = run_cli(["status", "--json"], self.env)
-        st = json.loads(p.stdout)
-        assert p.returncode == (0 if st["running"] else 3), p.stderr
-        return st
-
-    def ready(self) -> bool:
-        st = self.status()
-        return st["running"] and st.get("pid") == self.proc.pid and bool(st.get("last_full_sweep"))
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            if self.sock:
-                self.sock.close()
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from cachegen import DAY, record, set_times
-from conftest import run_json
+from tests.helpers import run_json
+from tests.helpers.cachegen import DAY, record, set_times
 
 CWD = "/home/dev/app"
 ENC = "-home-dev-app"

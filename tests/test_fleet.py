@@ -10,10 +10,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from cachegen import DAY, make_session
-from conftest import run_cli, run_json, write_config
 
 from claude_janitor.audit.sinks import encode_journal
+from tests.helpers import run_cli, run_json, write_config
+from tests.helpers.cachegen import DAY, make_session
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cachegen import DAY, make_session
-from conftest import run_cli, run_json, wait_for, write_config
+
+from tests.helpers import run_cli, run_json, wait_for, write_config
+from tests.helpers.cachegen import DAY, make_session
 
 # Appends history lines the way Claude Code does: take the proper-lockfile folder (taking over one stale
 # for more than 10 s), append one line, remove the folder; writes its progress to a file after each line.

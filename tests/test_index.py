@@ -5,11 +5,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from cachegen import DAY, make_cache, make_session
-
 from claude_janitor.cache import layout as cache
 from claude_janitor.cache.layout import rescan
 from claude_janitor.daemon.index import Entry, Index, count_sessions
+from tests.helpers.cachegen import DAY, make_cache, make_session
 
 
 def _e(sid: str, **kw) -> Entry:

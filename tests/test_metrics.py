@@ -10,9 +10,9 @@ import stat
 import time
 from pathlib import Path
 
-from cachegen import DAY, make_session
-from conftest import run_cli, wait_for, write_config
-from test_daemon_process import Daemon
+from tests.helpers import run_cli, wait_for, write_config
+from tests.helpers.cachegen import DAY, make_session
+from tests.helpers.daemonproc import Daemon
 
 
 def parse(text: str) -> dict[str, float]:

@@ -11,11 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, write_config
 
 from claude_janitor.config.paths import janitor_dirs
 from claude_janitor.model import ConfigError, JanitorError
 from claude_janitor.service import manager as svc
+from tests.helpers import run_cli, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "claude_janitor" / "service" / "templates"

@@ -6,8 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from cachegen import DAY, make_session
-from conftest import run_cli, write_config
+from tests.helpers import run_cli, write_config
+from tests.helpers.cachegen import DAY, make_session
 
 
 def args(root: Path, now: float, *more: str) -> list[str]:

@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 
 import pytest
-from cachegen import DAY, make_session, set_times
-from conftest import run_cli, run_json, wait_for, write_config
+
+from tests.helpers import run_cli, run_json, wait_for, write_config
+from tests.helpers.cachegen import DAY, make_session, set_times
 
 H = 3600.0
 

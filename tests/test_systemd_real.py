@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cachegen import make_session
-from conftest import wait_for, write_config
+
+from tests.helpers import wait_for, write_config
+from tests.helpers.cachegen import make_session
 
 SYSTEMD = next((p for p in ("/usr/lib/systemd/systemd", "/lib/systemd/systemd") if os.access(p, os.X_OK)), None)
 # Sandboxing a container may not allow (read-only /proc/sys, no /proc/kmsg): set off in a drop-in only when

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cachegen import DAY, encode, make_session, record
-from conftest import run_cli, run_json, write_config
+from tests.helpers import run_cli, run_json, write_config
+from tests.helpers.cachegen import DAY, encode, make_session, record
 
 
 def args(root: Path, now: float, *more: str) -> list[str]:
@@ -279,7 +279,7 @@ def test_sweep_applies_a_kind_rule(root, jenv, now):
 
 
 def test_cachegen_report_excerpt_shows_titles_and_kinds(root, jenv, now):
-    from cachegen import make_cache
+    from tests.helpers.cachegen import make_cache
 
     make_cache(root, now, projects=2, per_project=4, seed=5)
     p = run_cli(args(root, now, "report"), jenv)

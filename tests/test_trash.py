@@ -10,11 +10,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cachegen import DAY, make_session
-from conftest import run_cli, write_config
 
 from claude_janitor.audit.log import iter_records
 from claude_janitor.config.paths import janitor_dirs
+from tests.helpers import run_cli, write_config
+from tests.helpers.cachegen import DAY, make_session
 
 
 def args(root: Path, now: float, *more: str) -> list[str]:

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from cachegen import DAY, make_cache, make_session, set_times
-from conftest import run_cli, run_json, write_config
 
 from claude_janitor.render.progress import Progress
+from tests.helpers import run_cli, run_json, write_config
+from tests.helpers.cachegen import DAY, make_cache, make_session, set_times
 
 
 @pytest.fixture

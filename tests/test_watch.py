@@ -11,9 +11,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
 
 from claude_janitor.daemon.watch import Change, Inotify, WatchdogWatcher, Watcher, transcript_parts
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="inotify is Linux-only")
 

@@ -8,10 +8,10 @@ import sys
 import time
 
 import pytest
-from cachegen import DAY, make_cache, make_session, set_times
-from conftest import run_cli, run_json, write_config
 
-from .helpers import Paused, intact_or_gone, tree_state
+from tests.helpers import run_cli, run_json, write_config
+from tests.helpers.cachegen import DAY, make_cache, make_session, set_times
+from tests.helpers.races import Paused, intact_or_gone, tree_state
 
 HOLD = """
 import fcntl, sys, time

@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from cachegen import DAY, make_session
-from conftest import run_cli, wait_for, write_config
 
-from .helpers import intact_or_gone
+from tests.helpers import run_cli, wait_for, write_config
+from tests.helpers.cachegen import DAY, make_session
+from tests.helpers.races import intact_or_gone
 
 
 def log_dir(jenv: dict[str, str]) -> Path:

@@ -8,11 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from archivetools import leftovers
-from cachegen import DAY, make_session, set_times
-from conftest import run_cli, write_config
 
-from .helpers import ROOT_ONLY, intact_or_gone, tree_state
+from tests.helpers import run_cli, write_config
+from tests.helpers.archivetools import leftovers
+from tests.helpers.cachegen import DAY, make_session, set_times
+from tests.helpers.races import ROOT_ONLY, intact_or_gone, tree_state
 
 
 @pytest.fixture

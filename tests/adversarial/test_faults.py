@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cachegen import DAY, make_session
-from conftest import run_cli, run_json
 
-from .helpers import ROOT_ONLY, Paused, intact_or_gone
+from tests.helpers import run_cli, run_json
+from tests.helpers.cachegen import DAY, make_session
+from tests.helpers.races import ROOT_ONLY, Paused, intact_or_gone
 
 
 def audit_records(jenv) -> list[dict]:

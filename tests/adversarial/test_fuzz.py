@@ -9,8 +9,6 @@ import os
 import tomllib
 from pathlib import Path
 
-from cachegen import DAY, make_session, set_times
-from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,8 +16,9 @@ from claude_janitor.cache.layout import read_tail, scan_root
 from claude_janitor.config.settings import RawConfig, build_policy, cleanup_days, read_settings
 from claude_janitor.model import Action, ConfigError, Policy
 from claude_janitor.policy import decide
-
-from .helpers import tree_state
+from tests.helpers import run_cli
+from tests.helpers.cachegen import DAY, make_session, set_times
+from tests.helpers.races import tree_state
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 SLOW = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from cachegen import DAY, make_session, set_times
-from conftest import run_cli, run_json
 
-from .helpers import ROOT_ONLY, intact_or_gone
+from tests.helpers import run_cli, run_json
+from tests.helpers.cachegen import DAY, make_session, set_times
+from tests.helpers.races import ROOT_ONLY, intact_or_gone
 
 
 @ROOT_ONLY

@@ -15,14 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from archivetools import craft, tar_member
-from cachegen import DAY, make_session, record, set_times
-from conftest import run_cli, wait_for, write_config
 
 from claude_janitor.archive import core as archive
 from claude_janitor.cache.layout import rescan
-
-from .helpers import tree_state as _tree_state
+from tests.helpers import run_cli, wait_for, write_config
+from tests.helpers.archivetools import craft, tar_member
+from tests.helpers.cachegen import DAY, make_session, record, set_times
+from tests.helpers.races import tree_state as _tree_state
 
 
 def tree_state(top: Path) -> dict:

@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from cachegen import DAY, make_session
-from conftest import run_cli, wait_for
-
-from .helpers import intact_or_gone
+from tests.helpers import run_cli, wait_for
+from tests.helpers.cachegen import DAY, make_session
+from tests.helpers.races import intact_or_gone
 
 BIG = 1500  # well over sweep.MIN_PROCESSES, and enough that a run is still going when it is interrupted
 

@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
-from archivetools import archive_files, entries
-from cachegen import DAY, make_session, set_times
-from conftest import run_cli, run_json, wait_for, write_config
 
 from claude_janitor.archive import core as archive
 from claude_janitor.audit.log import verify as verify_audit
-
-from .helpers import Paused, intact_or_gone, tree_state
+from tests.helpers import run_cli, run_json, wait_for, write_config
+from tests.helpers.archivetools import archive_files, entries
+from tests.helpers.cachegen import DAY, make_session, set_times
+from tests.helpers.races import Paused, intact_or_gone, tree_state
 
 STAGE = ".janitor-removing"
 

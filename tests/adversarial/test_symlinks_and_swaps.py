@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cachegen import DAY, make_session, set_times
-from conftest import run_cli, run_json
 
-from .helpers import Paused, intact_or_gone, tree_state
+from tests.helpers import run_cli, run_json
+from tests.helpers.cachegen import DAY, make_session, set_times
+from tests.helpers.races import Paused, intact_or_gone, tree_state
 
 
 @pytest.fixture

@@ -177,16 +177,3 @@ class Claude:
 @pytest.fixture
 def claude(claude_bin: Path, fake_api: FakeAPI, tmp_path: Path, jenv: dict[str, str]) -> Claude:
     return Claude(claude_bin, fake_api, tmp_path / "cc", jenv)
-
-
-def age_tree(path: Path, t: float) -> None:
-    """Give ``path`` and everything under it the mtime ``t`` (deepest first)."""
-    if path.is_dir() and not path.is_symlink():
-        for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-            for n in filenames + dirnames:
-                os.utime(os.path.join(dirpath, n), (t, t), follow_symlinks=False)
-    os.utime(path, (t, t), follow_symlinks=False)
-
-
-def now() -> float:
-    return time.time()

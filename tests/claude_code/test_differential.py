@@ -13,10 +13,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cachegen import make_cache
-from conftest import run_json, wait_for
+from tests.helpers import run_json, wait_for
+from tests.helpers.cachegen import make_cache
+from tests.helpers.claude import age_tree
 
-from .conftest import age_tree
 from .fakeapi import current_prompt, scripted, text, tool
 from .test_live import DAY, session_paths
 

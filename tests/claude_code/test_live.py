@@ -12,11 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import run_cli, run_json, wait_for, write_config
-
 from claude_janitor.config.paths import janitor_dirs
+from tests.helpers import run_cli, run_json, wait_for, write_config
+from tests.helpers.claude import age_tree
 
-from .conftest import age_tree
 from .fakeapi import current_prompt, scripted
 
 DAY = 86400.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_json
+from tests.helpers import run_json
 
 from .fakeapi import scripted, text, tool
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import run_cli, run_json, wait_for
+from tests.helpers import run_cli, run_json, wait_for
+from tests.helpers.claude import age_tree
 
-from .conftest import age_tree
 from .fakeapi import current_prompt, scripted, text, tool
 from .test_live import DAY, session_paths
 

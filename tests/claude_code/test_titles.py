@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import run_cli, run_json, write_config
-
-from .conftest import now
+from tests.helpers import run_cli, run_json, write_config
+from tests.helpers.claude import now
 
 
 def _run(claude, prompt: str, *args: str, cwd, entrypoint: str | None = None) -> str:
