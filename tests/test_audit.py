@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from claude_janitor.audit.log import AuditLog, verify
+from tests.helpers import PKG, package_sources
 
 
 @pytest.fixture
@@ -83,14 +84,14 @@ def test_every_whole_file_replace_goes_through_atomicfile():
     that move things (staging, rotation, a corrupt index set aside) write nothing and are not looked at."""
     import re
 
-    pkg = Path(__file__).parent.parent / "janitor"
     found = []
-    for f in sorted(pkg.glob("*.py")):
-        if f.name in ("atomicfile.py", "archive.py"):
+    for f in package_sources():
+        rel = f.relative_to(PKG).as_posix()
+        if rel == "fs/atomicfile.py" or rel.startswith("archive/"):
             continue
         for n, line in enumerate(f.read_text().splitlines(), 1):
             if re.search(r"\bos\.(replace|rename)\([^,]*(tmp|TMP)|\.(replace|rename)\(\s*tmp\b", line):
-                found.append(f"{f.name}:{n}: {line.strip()}")
+                found.append(f"{rel}:{n}: {line.strip()}")
     assert not found, "\n".join(found)
 
 
@@ -112,10 +113,10 @@ def test_rotation_keys_are_validated_and_shown(tmp_path, jenv):
 def test_the_audit_log_is_opened_in_one_place():
     """sweep.audit_log gives every writer the anchor and the rotation settings; an AuditLog made elsewhere
     would leave the anchor behind (a false 'interrupted' note at the next append) and rotate by defaults."""
-    pkg = Path(__file__).parent.parent / "janitor"
-    found = [f"{f.name}:{n}" for f in sorted(pkg.glob("*.py")) for n, line in enumerate(f.read_text().splitlines(), 1)
+    found = [f"{f.relative_to(PKG).as_posix()}:{n}" for f in package_sources()
+             for n, line in enumerate(f.read_text().splitlines(), 1)
              if "AuditLog(" in line and not line.lstrip().startswith(("class ", "#"))]
-    assert len(found) == 1 and found[0].startswith("sweep.py:"), found
+    assert len(found) == 1 and found[0].startswith("sweep/"), found
 
 
 def test_reconcile_gives_each_open_intent_what_is_on_disk(tmp_path):

@@ -45,3 +45,13 @@ def wait_for(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0
             return True
         time.sleep(interval)
     return bool(pred())
+
+
+PKG = Path(__file__).resolve().parent.parent.parent / "claude_janitor"
+
+
+def package_sources() -> list[Path]:
+    """Every module of the package, for the tests that read the source (one home per idea)."""
+    found = sorted(PKG.rglob("*.py"))
+    assert len(found) > 30, PKG  # a lint over no files would pass without looking
+    return found
