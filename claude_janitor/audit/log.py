@@ -84,7 +84,7 @@ def _open_records(p: Path) -> BinaryIO:
     if p.name.endswith(".zst"):
         import zstandard  # only for compressed rotated files: a delete-only sweep never gets here
 
-        return zstandard.ZstdDecompressor().stream_reader(open(p, "rb"), closefd=True)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(open(p, "rb"), closefd=True)
     return open(p, "rb")
 
 
@@ -438,7 +438,7 @@ def open_intents(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]
 def outcome_record(intent: dict[str, Any], exists: Callable[[str], bool]) -> dict[str, Any]:
     """The honest result for an intent whose sweep died: what is on disk now."""
     if intent.get("action") == "delete-store":  # its intent counts files, it does not list them
-        rec = {k: intent[k] for k in ("action", "store", "root", "place") if k in intent}
+        rec: dict[str, Any] = {k: intent[k] for k in ("action", "store", "root", "place") if k in intent}
         rec.update({"phase": "result", "result": INTERRUPTED, "found": "unknown", "intent_seq": intent["seq"],
                     "note": "the run that recorded this intent ended (killed or crashed) before its result; "
                             "the intent does not list the files, so how many went is not known"})
@@ -450,6 +450,7 @@ def outcome_record(intent: dict[str, Any], exists: Callable[[str], bool]) -> dic
     there = [p for p in paths if exists(p)]
     found = "present" if paths and len(there) == len(paths) else "gone" if not there else "partly"
     rec = {k: intent[k] for k in ("action", "session_id", "root", "project", "paths", "archive") if k in intent}
+    rec = dict(rec)
     rec.update({"phase": "result", "result": INTERRUPTED, "found": found, "intent_seq": intent["seq"],
                 "note": "the run that recorded this intent ended (killed or crashed) before its result; "
                         f"found {found} on disk afterwards"})

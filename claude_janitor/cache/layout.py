@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from claude_janitor.cache.ids import canonical_id
 from claude_janitor.cache.titles import (
@@ -135,7 +136,7 @@ def parse_timestamp(value: object) -> float | None:
     return v
 
 
-def _records(lines: Iterable[bytes]) -> Iterator[dict]:
+def _records(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     """JSON objects from ``lines``, parsed lazily (callers stop early), skipping anything malformed."""
     for line in lines:
         line = line.strip()
@@ -254,7 +255,7 @@ def _piece(root: str, rel: str, store: str, st: os.stat_result) -> tuple[Piece, 
                  st.st_size), 1, None
 
 
-def _entries(path: str) -> list[os.DirEntry]:
+def _entries(path: str) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(path) as it:
             return list(it)
@@ -262,7 +263,7 @@ def _entries(path: str) -> list[os.DirEntry]:
         return []
 
 
-def _lstat(e: os.DirEntry) -> os.stat_result | None:
+def _lstat(e: os.DirEntry[str]) -> os.stat_result | None:
     try:
         return e.stat(follow_symlinks=False)
     except OSError:
@@ -292,9 +293,11 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             res.unknown.append(prel + " (another filesystem, not entered)")
             continue
         entries = _entries(pe.path)
-        dirs: dict[str, tuple[os.DirEntry, os.stat_result]] = {}
+        dirs: dict[str, tuple[os.DirEntry[str], os.stat_result]] = {}
         found: dict[str, Session] = {}
         siblings: list[tuple[str, str, os.stat_result]] = []
+        sid: str | None
+        s: Session | None
         for e in entries:
             st = _lstat(e)
             if st is None:
@@ -302,12 +305,12 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             res.files_seen += 1
             if e.name.endswith(".jsonl") and stat.S_ISREG(st.st_mode) and len(e.name) > 6:
                 sid = e.name[:-6]
-                s = Session(session_id=sid, root=r, project=pe.name)
+                new = Session(session_id=sid, root=r, project=pe.name)
                 piece, _, _ = _piece(r, f"{prel}/{e.name}", "transcript", st)
-                s.pieces.append(piece)
+                new.pieces.append(piece)
                 if read_transcripts:
-                    _read_transcript(s, e.path, st)
-                found[sid] = s
+                    _read_transcript(new, e.path, st)
+                found[sid] = new
             elif stat.S_ISDIR(st.st_mode) and e.name not in NEVER_TOUCHED:
                 dirs[e.name] = (e, st)
             elif e.name in NEVER_TOUCHED:
@@ -798,7 +801,8 @@ def name_time(name: str) -> float | None:
     if not m:
         return None
     try:
-        dt = datetime(*(int(g) for g in m.groups()[:6]), int(m.group(7) or 0) * 1000, tzinfo=UTC)
+        y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
+        dt = datetime(y, mo, d, h, mi, s, int(m.group(7) or 0) * 1000, tzinfo=UTC)
     except ValueError:
         return None
     return dt.timestamp()

@@ -21,6 +21,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from claude_janitor.cache.ids import canonical_id
 from claude_janitor.fs.procs import pid_alive
@@ -81,7 +82,7 @@ def _my_pid_domain() -> str | None:
 PID_LIMIT = 1 << 31  # pids are C ints (Linux pid_max is at most 4194304)
 
 
-def _read_record(dfd: int, name: str) -> dict | None:
+def _read_record(dfd: int, name: str) -> dict[str, Any] | None:
     from claude_janitor.fs.saferead import InputError, read_input
 
     try:  # non-blocking, a regular file, bounded, no symlink followed (saferead)
@@ -97,7 +98,7 @@ def _read_record(dfd: int, name: str) -> dict | None:
     return rec if isinstance(rec, dict) else None
 
 
-def judge(rec: dict, name: str) -> LiveSession | None:
+def judge(rec: dict[str, Any], name: str) -> LiveSession | None:
     """The live session a registry record stands for, or None (stale, or not a record)."""
     pid, sid = rec.get("pid"), rec.get("sessionId")
     if (isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < PID_LIMIT or not isinstance(sid, str)

@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 TITLE_HEAD = 8 * 1024  # the head read for the first prompt: one pread of at most this
 TITLE_MAX = 200  # longest title kept (JSON); tables cut further
@@ -67,12 +68,12 @@ def clean(text: str, limit: int = TITLE_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _entrypoint(rec: dict) -> str | None:
+def _entrypoint(rec: dict[str, Any]) -> str | None:
     ep = rec.get("entrypoint")
     return ep if isinstance(ep, str) and 0 < len(ep) <= 64 and ep.isprintable() else None
 
 
-def prompt_text(rec: dict) -> str | None:
+def prompt_text(rec: dict[str, Any]) -> str | None:
     """The text of a real user prompt record, or None (a tool result, command, meta or caveat message, a
     sidechain's prompt, a compaction summary, anything malformed)."""
     if rec.get("type") != "user" or rec.get("isMeta") or rec.get("isSidechain") or rec.get("isCompactSummary"):
@@ -98,7 +99,7 @@ def prompt_text(rec: dict) -> str | None:
     return text
 
 
-def _prompt_id(rec: dict) -> str | None:
+def _prompt_id(rec: dict[str, Any]) -> str | None:
     for key in ("promptId", "uuid"):
         v = rec.get(key)
         if isinstance(v, str) and v:
@@ -137,7 +138,7 @@ def _partial_prompt(line: bytes) -> str | None:
     return None
 
 
-def read_head(buf: bytes, records: Iterable[dict], complete: bool) -> HeadInfo:
+def read_head(buf: bytes, records: Iterable[dict[str, Any]], complete: bool) -> HeadInfo:
     """The first entrypoint and first real prompt among the head's ``records`` (already parsed by the
     caller's hardened parser, oldest first). ``complete``: ``buf`` is the whole transcript (else its last
     line may be cut, and a cut first prompt is read as far as it goes)."""
@@ -179,10 +180,11 @@ class TailTitles:
 _TITLE_MARKS = (b'"custom-title"', b'"ai-title"', b'"summary"', b'"last-prompt"')
 
 
-def tail_scan(lines: Iterable[bytes], parse: callable) -> TailTitles:  # type: ignore[valid-type]
+def tail_scan(lines: Iterable[bytes], parse: Callable[[Iterable[bytes]], Iterable[dict[str, Any]]]) -> TailTitles:
     """Titles and human prompts among the tail's ``lines`` (newest first). Only lines that can hold one are
     parsed (a byte test first), with the caller's hardened ``parse`` (one line → records)."""
-    out = TailTitles(human_prompts=set())
+    prompts: set[str] = set()
+    out = TailTitles(human_prompts=prompts)
     for line in lines:
         title = any(m in line for m in _TITLE_MARKS)
         has_ep = b'"entrypoint"' in line
@@ -204,7 +206,7 @@ def tail_scan(lines: Iterable[bytes], parse: callable) -> TailTitles:  # type: i
             elif t == "user" and ENTRYPOINT_KIND.get(_entrypoint(rec) or "") in HUMAN_KINDS:
                 pid = _prompt_id(rec)
                 if pid and prompt_text(rec) is not None:
-                    out.human_prompts.add(pid)
+                    prompts.add(pid)
     return out
 
 

@@ -159,19 +159,22 @@ def _entry(tfd: int, tdir: Path, name: str) -> Entry | None:
         origin = origin if isinstance(origin, dict) else {}
         e = Entry(name, tdir / name, sid, float(meta["removed_at"]) if isinstance(meta.get("removed_at"),
                                                                                    int | float) else st.st_mtime)
-        e.project = meta.get("project") if isinstance(meta.get("project"), str) else ""
+        project = meta.get("project")
+        e.project = project if isinstance(project, str) else ""
         e.project_path = meta.get("project_path") if isinstance(meta.get("project_path"), str) else None
         e.root = meta.get("root") if isinstance(meta.get("root"), str) else None
         for staged in sorted(os.listdir(fd)):
             if staged in (META, ORIGIN) or staged.startswith("."):
                 continue
-            rel = origin.get(staged) if staged in origin else unquote(staged, errors="surrogateescape")
+            named = origin.get(staged)
+            rel: str | None = (named if isinstance(named, str) else None) if staged in origin \
+                else unquote(staged, errors="surrogateescape")
             try:
                 pst = os.stat(staged, dir_fd=fd, follow_symlinks=False)
             except OSError:
                 continue
-            owner = piece_owner(rel, stat.S_ISDIR(pst.st_mode)) if isinstance(rel, str) else None
-            if owner is None or not same_id(owner[1], sid):
+            owner = piece_owner(rel, stat.S_ISDIR(pst.st_mode)) if rel is not None else None
+            if rel is None or owner is None or not same_id(owner[1], sid):
                 e.problem = f"{staged}: not a piece of session {sid}; the entry is left alone"
                 continue
             if owner[0] and not e.project:

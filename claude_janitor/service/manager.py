@@ -309,11 +309,11 @@ def install(setup: Setup, backend: str, *, timer: bool = False, runner: Runner =
     elif backend == "launchd":
         agent_dir = unit_dir or launchd_agent_dir()
         domain = f"gui/{os.getuid()}"
-        other = LAUNCHD_DAEMON if timer else LAUNCHD_SWEEP
-        if (agent_dir / f"{other}.plist").exists():
-            res.run(runner, ["launchctl", "bootout", f"{domain}/{other}"], check=False)
-            (agent_dir / f"{other}.plist").unlink()
-            res.removed.append(agent_dir / f"{other}.plist")
+        other_agent = LAUNCHD_DAEMON if timer else LAUNCHD_SWEEP
+        if (agent_dir / f"{other_agent}.plist").exists():
+            res.run(runner, ["launchctl", "bootout", f"{domain}/{other_agent}"], check=False)
+            (agent_dir / f"{other_agent}.plist").unlink()
+            res.removed.append(agent_dir / f"{other_agent}.plist")
         label = LAUNCHD_SWEEP if timer else LAUNCHD_DAEMON
         for name, data in render_launchd(setup, timer=timer).items():
             _write(agent_dir / name, data)
