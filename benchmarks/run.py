@@ -126,7 +126,7 @@ def bench_sweep(gen: Path, work: Path, reps: int = 2) -> dict:
 
 
 def bench_tail(work: Path) -> dict:
-    from claude_janitor.cache.layout import read_tail
+    from claude_janitor.cache.transcript import read_tail
     from tests.helpers.cachegen import record
 
     d = work / "tail"

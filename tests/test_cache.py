@@ -6,7 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from claude_janitor.cache.layout import read_tail, scan_root
+from claude_janitor.cache.scan import scan_root
+from claude_janitor.cache.transcript import read_tail
 from tests.helpers.cachegen import DAY, make_session, record, set_times
 
 

@@ -45,7 +45,8 @@ import zstandard
 from claude_janitor import testhooks
 from claude_janitor.audit.log import AuditLog
 from claude_janitor.cache.ids import canonical_id, same_id
-from claude_janitor.cache.layout import TS_MAX, piece_owner
+from claude_janitor.cache.layout import piece_owner
+from claude_janitor.cache.transcript import TS_MAX
 from claude_janitor.config.paths import JanitorDirs, archive_dir_for, encode_project
 from claude_janitor.durations import human_bytes, human_duration
 from claude_janitor.fs.atomicfile import fsync_dir, mkdirs_private

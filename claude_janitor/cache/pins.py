@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from claude_janitor.cache.ids import canonical_id
-from claude_janitor.cache.layout import UUID_RE, load_pins
+from claude_janitor.cache.layout import UUID_RE
 from claude_janitor.config.paths import ensure_private_dir
 from claude_janitor.fs.atomicfile import write_atomic
 from claude_janitor.model import ConfigError
@@ -63,3 +63,21 @@ def find_session(roots: list[Path], sid: str) -> list[Path]:
                 if os.path.lexists(t):
                     out.append(t)
     return out
+
+
+def load_pins(path: Path) -> set[str]:
+    """The pinned ids (canonical case). Read through saferead: pins.json is the janitor's own file in its
+    private state dir, so a symlink there is refused rather than followed."""
+    from claude_janitor.fs.saferead import STATE_MAX, read_input
+    from claude_janitor.model import ConfigError
+
+    raw = read_input(path, what="pins file", limit=STATE_MAX, follow=False)
+    if raw is None:
+        return set()
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise ConfigError(f"pins file {path} is unreadable: {str(e)[:200]}; fix or remove it") from None
+    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+        raise ConfigError(f"pins file {path} must be a JSON list of session ids")
+    return {canonical_id(x) for x in data}

@@ -405,7 +405,7 @@ def pin(session_ids: tuple[str, ...], claude_dirs: tuple[str, ...]) -> None:
 
     path = janitor_dirs().pins_file
     if not session_ids:
-        from claude_janitor.cache.layout import load_pins
+        from claude_janitor.cache.pins import load_pins
 
         for sid in sorted(load_pins(path)):
             click.echo(sid)

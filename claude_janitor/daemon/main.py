@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from claude_janitor import policy
-from claude_janitor.cache.layout import rescan
+from claude_janitor.cache.scan import rescan
 from claude_janitor.config import settings as config
 from claude_janitor.config.paths import JanitorDirs, managed_policy_path
 from claude_janitor.daemon.index import Entry, Index, Key, count_sessions
@@ -1057,7 +1057,7 @@ class Daemon:
     # ---- pins and config files -------------------------------------------------------------------
 
     def _read_pins(self, *, quiet: bool = False) -> set[str] | None:
-        from claude_janitor.cache.layout import load_pins
+        from claude_janitor.cache.pins import load_pins
 
         try:
             return load_pins(self.dirs.pins_file)

@@ -52,7 +52,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 from claude_janitor import testhooks
-from claude_janitor.cache.layout import usage_of
+from claude_janitor.cache.scan import usage_of
 from claude_janitor.fs.atomicfile import write_atomic_at
 from claude_janitor.fs.safefs import DIR_FLAGS, Changed, Root, Unsafe, _check_rel, rename_noreplace, rmtree_at, walk_at
 from claude_janitor.model import Piece, Session

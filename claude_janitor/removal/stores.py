@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from claude_janitor import testhooks
-from claude_janitor.cache.layout import STORE_FAMILIES, Selector, StoreFamily, _piece, name_time
+from claude_janitor.cache.layout import STORE_FAMILIES, Selector, StoreFamily, name_time
+from claude_janitor.cache.scan import make_piece
 from claude_janitor.durations import human_duration
 from claude_janitor.fs.safefs import Changed, Root, Unsafe
 from claude_janitor.model import Piece, Policy, Session, Window
@@ -209,7 +210,7 @@ def find(base: str, fam: StoreFamily, claimed: set[str], notes: list[str],
                 if sel.own and est.st_uid != uid:
                     continue
                 seen.add(rel)
-                piece, _, problem = _piece(base, rel, fam.key, est)
+                piece, _, problem = make_piece(base, rel, fam.key, est)
                 if problem:
                     notes.append(f"{rel}: {problem}; kept")
                     continue

@@ -132,7 +132,7 @@ def _project_overrides(root: Path) -> list[dict[str, Any]]:
 
     Claude Code's sweep is machine-wide but uses the settings of the project it was started in: a short
     window in one project deletes every project's sessions."""
-    from claude_janitor.cache.layout import read_tail
+    from claude_janitor.cache.transcript import read_tail
 
     out = []
     try:
@@ -218,7 +218,7 @@ def collect(roots: list[Path], config_path: str | None, dirs: JanitorDirs, now: 
         "state_dir": str(dirs.state), "audit_log": str(dirs.audit_log), "pins_file": str(dirs.pins_file),
     }
     try:
-        from claude_janitor.cache.layout import load_pins
+        from claude_janitor.cache.pins import load_pins
 
         report["janitor"]["pinned_sessions"] = sorted(load_pins(dirs.pins_file))
     except ConfigError as e:

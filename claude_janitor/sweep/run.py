@@ -20,7 +20,8 @@ from typing import Any
 from claude_janitor import policy, testhooks
 from claude_janitor.audit.log import AuditLog
 from claude_janitor.cache import activity
-from claude_janitor.cache import layout as cache
+from claude_janitor.cache import scan as cache
+from claude_janitor.cache.pins import load_pins
 from claude_janitor.config import settings as config
 from claude_janitor.config.paths import JanitorDirs, archive_dir_for
 from claude_janitor.fs.safefs import Changed, Root, Unsafe, validate_root
@@ -105,7 +106,7 @@ def _in_stores(unknown: str, in_stores: dict[str, set[str]]) -> bool:
 def plan_for(sessions: list[Session], pol: Policy, now: float, roots: list[Path], dirs: JanitorDirs) -> Plan:
     """Decide sessions already read from disk: every session of a scan, or the few the daemon re-read
     because they may be due (pins, sessions in use and Claude Code's windows are applied the same way)."""
-    cache.apply_pins(sessions, cache.load_pins(dirs.pins_file))
+    cache.apply_pins(sessions, load_pins(dirs.pins_file))
     inuse = activity.mark_in_use(sessions, [str(r) for r in roots])
     taken = time.monotonic()
     problems = config.resolve_claude_windows(pol, roots, sessions)

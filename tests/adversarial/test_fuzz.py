@@ -12,7 +12,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claude_janitor.cache.layout import read_tail, scan_root
+from claude_janitor.cache.scan import scan_root
+from claude_janitor.cache.transcript import read_tail
 from claude_janitor.config.settings import RawConfig, build_policy, cleanup_days, read_settings
 from claude_janitor.model import Action, ConfigError, Policy
 from claude_janitor.policy import decide
@@ -196,7 +197,7 @@ hostile_records = st.one_of(
 @FUZZ
 @given(timestamp_values)
 def test_parse_timestamp_is_a_usable_time_or_none(value):
-    from claude_janitor.cache.layout import TS_MAX, parse_timestamp
+    from claude_janitor.cache.transcript import TS_MAX, parse_timestamp
 
     got = parse_timestamp(value)
     assert got is None or (isinstance(got, float) and math.isfinite(got) and 0 <= got <= TS_MAX)
@@ -208,7 +209,7 @@ def test_tail_reader_survives_hostile_records(body, pad_kib):
     """Whatever the last records are, the tail reader returns a usable time (or none) and a usable cwd."""
     import tempfile
 
-    from claude_janitor.cache.layout import TS_MAX, usable_cwd
+    from claude_janitor.cache.transcript import TS_MAX, usable_cwd
 
     data = b"x" * (pad_kib * 1024) + b"\n" + b"\n".join(body) + b"\n"
     with tempfile.TemporaryFile() as f:
@@ -248,7 +249,7 @@ def test_settings_layer_never_raises_and_is_a_window_or_a_reason(tmp_path_factor
 @FUZZ
 @given(st.one_of(settings_bytes, st.builds(lambda xs: json.dumps(xs).encode(), st.lists(st.text(max_size=40)))))
 def test_pins_file_is_a_set_of_ids_or_a_clear_error(tmp_path_factory, raw):
-    from claude_janitor.cache.layout import load_pins
+    from claude_janitor.cache.pins import load_pins
 
     path = tmp_path_factory.mktemp("p") / "pins.json"
     path.write_bytes(raw)

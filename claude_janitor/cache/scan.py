@@ -1,0 +1,379 @@
+"""Discovering sessions: walk one Claude dir's projects/ and id-keyed stores, group every piece with its session
+(cache/layout.py's rules), read each transcript's tail and head (cache/transcript.py).
+
+Read-only. Never follows symlinks, never descends into another filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from claude_janitor.cache.ids import canonical_id
+from claude_janitor.cache.layout import (
+    DEBUG_RE,
+    DIR_STORES,
+    NEVER_TOUCHED,
+    SIBLING,
+    TODO_RE,
+    UUID_RE,
+    sibling_id,
+)
+from claude_janitor.cache.transcript import MARKER, read_custom_title, read_marker, read_transcript
+from claude_janitor.fs.safefs import iter_tree
+from claude_janitor.model import Piece, Session
+
+
+@dataclass
+class ScanResult:
+    sessions: list[Session] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # paths left alone, relative to their root
+    files_seen: int = 0
+
+
+
+# ---- walking ---------------------------------------------------------------------------------------
+
+def _dir_usage(path: str, dev: int) -> tuple[int, float, int, str | None]:
+    """(bytes of regular files, newest mtime, entries, problem) under a dir (see safefs.iter_tree).
+
+    ``problem`` says what could not be read: such a session is in doubt, and kept."""
+    problems: list[str] = []
+    total, newest, count = usage_of(iter_tree(path, dev, problems))
+    return total, newest, count, problems[0] if problems else None
+
+
+def usage_of(stats: Iterable[os.stat_result]) -> tuple[int, float, int]:
+    """(bytes of regular files, newest mtime, entries) of these lstats: what a dir piece records of what is
+    in it, and what staging.matches_scan compares a staged dir against (one definition for both)."""
+    total = 0
+    newest = 0.0
+    count = 0
+    for st in stats:
+        count += 1
+        if st.st_mtime > newest:
+            newest = st.st_mtime
+        if stat.S_ISREG(st.st_mode):
+            total += st.st_size
+    return total, newest, count
+
+
+def make_piece(root: str, rel: str, store: str, st: os.stat_result) -> tuple[Piece, int, str | None]:
+    if stat.S_ISDIR(st.st_mode):
+        b, newest, n, problem = _dir_usage(os.path.join(root, rel), st.st_dev)
+        return Piece(rel, store, True, b, max(newest, st.st_mtime), st.st_ino, st.st_dev, st.st_mtime_ns,
+                     st.st_size), n + 1, problem
+    return Piece(rel, store, False, st.st_size, st.st_mtime, st.st_ino, st.st_dev, st.st_mtime_ns,
+                 st.st_size), 1, None
+
+
+def _entries(path: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _lstat(e: os.DirEntry[str]) -> os.stat_result | None:
+    try:
+        return e.stat(follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
+              read_transcripts: bool = True) -> ScanResult:
+    """Discover every session under one Claude config dir."""
+    res = ScanResult()
+    r = str(root)
+    root_dev = os.lstat(r).st_dev
+    by_id: dict[str, Session] = {}
+    where: dict[str, list[Session]] = {}  # every project session of an id (the same id in two projects)
+
+    projects = os.path.join(r, "projects")
+    for pe in sorted(_entries(projects) if store_dir_ok(r, "projects", root_dev, res.unknown) else [],
+                     key=lambda e: e.name):
+        prel = f"projects/{pe.name}"
+        pst = _lstat(pe)
+        if pst is None:
+            continue
+        if not stat.S_ISDIR(pst.st_mode):
+            res.unknown.append(prel + (" (symlink, not followed)" if stat.S_ISLNK(pst.st_mode) else ""))
+            continue
+        if pst.st_dev != root_dev:
+            res.unknown.append(prel + " (another filesystem, not entered)")
+            continue
+        entries = _entries(pe.path)
+        dirs: dict[str, tuple[os.DirEntry[str], os.stat_result]] = {}
+        found: dict[str, Session] = {}
+        siblings: list[tuple[str, str, os.stat_result]] = []
+        sid: str | None
+        s: Session | None
+        for e in entries:
+            st = _lstat(e)
+            if st is None:
+                continue
+            res.files_seen += 1
+            if e.name.endswith(".jsonl") and stat.S_ISREG(st.st_mode) and len(e.name) > 6:
+                sid = e.name[:-6]
+                new = Session(session_id=sid, root=r, project=pe.name)
+                piece, _, _ = make_piece(r, f"{prel}/{e.name}", "transcript", st)
+                new.pieces.append(piece)
+                if read_transcripts:
+                    read_transcript(new, e.path, st)
+                found[sid] = new
+            elif stat.S_ISDIR(st.st_mode) and e.name not in NEVER_TOUCHED:
+                dirs[e.name] = (e, st)
+            elif e.name in NEVER_TOUCHED:
+                continue
+            elif stat.S_ISREG(st.st_mode) and (sid := sibling_id(e.name)) is not None:
+                siblings.append((sid, e.name, st))
+            else:
+                kind = "symlink, not followed" if stat.S_ISLNK(st.st_mode) else "not a session file"
+                res.unknown.append(f"{prel}/{e.name} ({kind})")
+        for sid, name, st in siblings:
+            s = found.get(sid)
+            if s is None and UUID_RE.match(sid):
+                s = found[sid] = Session(session_id=sid, root=r, project=pe.name,
+                                         notes=["no transcript; files beside it only"])
+            if s is None:
+                res.unknown.append(f"{prel}/{name} (not a session file)")
+                continue
+            s.pieces.append(make_piece(r, f"{prel}/{name}", SIBLING, st)[0])
+            if name == sid + MARKER:
+                s.desktop_marker = read_marker(os.path.join(pe.path, name), st)
+        for name, (_entry, st) in sorted(dirs.items()):
+            if st.st_dev != root_dev:
+                res.unknown.append(f"{prel}/{name} (another filesystem, not entered)")
+                continue
+            s = found.get(name)
+            if s is None and UUID_RE.match(name):
+                s = found[name] = Session(session_id=name, root=r, project=pe.name,
+                                          notes=["no transcript; per-session folder only"])
+            elif s is not None and s.transcript is None:
+                s.notes = ["no transcript; per-session folder and files beside it only"]
+            if s is None:
+                res.unknown.append(f"{prel}/{name}/ (not a session folder)")
+                continue
+            piece, n, problem = make_piece(r, f"{prel}/{name}", "session-dir", st)
+            res.files_seen += n - 1
+            s.pieces.append(piece)
+            if problem:
+                s.unreadable = s.unreadable or f"{prel}/{name}: {problem}"
+        for sid, s in found.items():
+            if read_transcripts:
+                read_custom_title(s)
+            if any(p.store in ("transcript", "session-dir") for p in s.pieces):  # as rescan checks it
+                where.setdefault(sid, []).append(s)
+                if not any(p.store in ("transcript", "session-dir") for p in by_id.get(sid, s).pieces):
+                    by_id[sid] = s  # side stores go with a real copy, not with leftovers beside a transcript
+            by_id.setdefault(sid, s)
+            res.sessions.append(s)
+        if progress:
+            progress(len(entries))
+
+    orphans: dict[str, Session] = {}
+    shared: dict[str, Session] = {}
+    for sid, copies in where.items():
+        if len(copies) > 1:
+            names = ", ".join(f"projects/{c.project}" for c in copies)
+            for c in copies:
+                c.notes.append(f"the same session id is also in {names}: its side stores (file-history, "
+                               "session-env, tasks, todos, debug) cannot be told apart and are kept apart")
+            shared[sid] = Session(session_id=sid, root=r, project="", ambiguous=(
+                f"side stores of session id {sid}, which is in more than one project ({names}): they may belong "
+                "to a copy that is kept"), notes=[f"ambiguous: the same id is in {names}"])
+
+    def attach(sid: str, rel: str, store: str, st: os.stat_result) -> None:
+        s = shared.get(sid) or by_id.get(sid) or orphans.get(sid)
+        if s is None:
+            s = orphans[sid] = Session(session_id=sid, root=r, project="",
+                                       notes=["side files only: no transcript found"])
+        piece, n, problem = make_piece(r, rel, store, st)
+        res.files_seen += n
+        s.pieces.append(piece)
+        if problem:
+            s.unreadable = s.unreadable or f"{rel}: {problem}"
+
+    for store in DIR_STORES:
+        if not store_dir_ok(r, store, root_dev, res.unknown):
+            continue
+        for e in _entries(os.path.join(r, store)):
+            st = _lstat(e)
+            if st is None:
+                continue
+            if stat.S_ISDIR(st.st_mode) and UUID_RE.match(e.name) and st.st_dev == root_dev:
+                attach(e.name, f"{store}/{e.name}", store, st)
+            else:
+                res.unknown.append(f"{store}/{e.name}")
+    for store, rx in (("todos", TODO_RE), ("debug", DEBUG_RE)):
+        if not store_dir_ok(r, store, root_dev, res.unknown):
+            continue
+        for e in _entries(os.path.join(r, store)):
+            st = _lstat(e)
+            if st is None:
+                continue
+            m = rx.match(e.name)
+            if m and stat.S_ISREG(st.st_mode):
+                attach(m.group(1), f"{store}/{e.name}", store, st)
+            elif not (store == "debug" and e.name == "latest"):
+                res.unknown.append(f"{store}/{e.name}")
+    res.sessions.extend(orphans.values())
+    res.sessions.extend(s for s in shared.values() if s.pieces)
+    return res
+
+
+def store_dir_ok(root: str, name: str, root_dev: int, unknown: list[str] | None = None) -> bool:
+    """Is ``root/name`` (projects/ or a per-session store) a real dir on the root's filesystem? A symlink
+    is never followed, by the scan or by the sweep (which would refuse it anyway): what it points to is
+    outside the cache. Anything else there is listed under "unknown" with the reason."""
+    try:
+        st = os.lstat(os.path.join(root, name))
+    except OSError:
+        return False
+    why = None
+    if stat.S_ISLNK(st.st_mode):
+        why = "symlink, not followed: nothing through it is swept"
+    elif not stat.S_ISDIR(st.st_mode):
+        why = "not a directory"
+    elif st.st_dev != root_dev:
+        why = "another filesystem, not entered"
+    if why and unknown is not None:
+        unknown.append(f"{name} ({why})")
+    return why is None
+
+
+def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Session | None]:
+    """Re-read the given (project, session_id) sessions of one Claude config dir from disk, each with every
+    piece a full scan (scan_root) would give it; None for a session that is gone. The daemon's wake-ups use
+    it to read only the sessions that are due.
+
+    A session with ``project == ""`` is an orphan (side files only); it is reported gone once a transcript
+    for its id exists in any project (the full scan then attaches the side files to that session)."""
+    out: dict[tuple[str, str], Session | None] = {}
+    try:
+        root_dev = os.lstat(root).st_dev
+    except OSError:
+        return dict.fromkeys(wanted, None)
+    todos: dict[str, list[str]] | None = None
+    wanted = list(wanted)
+    sids = {sid for _, sid in wanted}
+
+    def lst(rel: str) -> os.stat_result | None:
+        try:
+            return os.lstat(os.path.join(root, rel))
+        except OSError:
+            return None
+
+    def piece(s: Session, rel: str, store: str, st: os.stat_result) -> Piece:
+        got, _, problem = make_piece(root, rel, store, st)
+        if problem:
+            s.unreadable = s.unreadable or f"{rel}: {problem}"
+        return got
+
+    projects: list[str] | None = None
+    siblings: dict[str, dict[str, list[str]]] = {}  # project → session id → names beside its transcript
+    ok = {name: store_dir_ok(root, name, root_dev) for name in ("projects", *DIR_STORES, "todos", "debug")}
+
+    def project_names() -> list[str]:
+        nonlocal projects
+        if projects is None:
+            projects = [e.name for e in _entries(os.path.join(root, "projects"))] if ok["projects"] else []
+        return projects
+
+    for project, sid in wanted:
+        s = Session(session_id=sid, root=root, project=project)
+        if project:
+            pst = lst(f"projects/{project}") if ok["projects"] else None
+            if pst is None or not stat.S_ISDIR(pst.st_mode) or pst.st_dev != root_dev:
+                out[(project, sid)] = None
+                continue
+            rel = f"projects/{project}/{sid}.jsonl"
+            st = lst(rel)
+            if st is not None and stat.S_ISREG(st.st_mode):
+                s.pieces.append(piece(s, rel, "transcript", st))
+                read_transcript(s, os.path.join(root, rel), st)
+            rel = f"projects/{project}/{sid}"
+            st = lst(rel)
+            if (st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev
+                    and sid not in NEVER_TOUCHED and (s.pieces or UUID_RE.match(sid))):
+                if not s.pieces:
+                    s.notes.append("no transcript; per-session folder only")
+                s.pieces.append(piece(s, rel, "session-dir", st))
+                read_custom_title(s)
+            if s.pieces or UUID_RE.match(sid):
+                if project not in siblings:
+                    siblings[project] = {}
+                    for name in (e.name for e in _entries(os.path.join(root, "projects", project))):
+                        if not name.endswith(".jsonl") and (o := sibling_id(name)) in sids:
+                            siblings[project].setdefault(o, []).append(name)
+                for name in sorted(siblings[project].get(sid, [])):
+                    st = lst(f"projects/{project}/{name}")
+                    if st is not None and stat.S_ISREG(st.st_mode):
+                        if not s.pieces:
+                            s.notes.append("no transcript; files beside it only")
+                        s.pieces.append(piece(s, f"projects/{project}/{name}", SIBLING, st))
+                        if name == sid + MARKER:
+                            s.desktop_marker = read_marker(os.path.join(root, "projects", project, name), st)
+            if not s.pieces:
+                out[(project, sid)] = None
+                continue
+            others = [p for p in project_names() if p != project and (
+                os.path.lexists(os.path.join(root, "projects", p, f"{sid}.jsonl"))
+                or (UUID_RE.match(sid) and os.path.isdir(os.path.join(root, "projects", p, sid))))]
+            if others:
+                # The same id in another project: the side stores cannot be told apart (scan_root keeps
+                # them in a session of their own); this session is its project pieces only.
+                s.notes.append("the same session id is also in " + ", ".join(f"projects/{p}" for p in others)
+                               + ": its side stores are kept apart")
+                out[(project, sid)] = s
+                continue
+        else:
+            if any(os.path.lexists(os.path.join(root, "projects", p, f"{sid}.jsonl")) for p in project_names()):
+                out[(project, sid)] = None
+                continue
+            s.notes.append("side files only: no transcript found")
+        if UUID_RE.match(sid):
+            for store in DIR_STORES:
+                if not ok[store]:
+                    continue
+                st = lst(f"{store}/{sid}")
+                if st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev:
+                    s.pieces.append(piece(s, f"{store}/{sid}", store, st))
+        if todos is None:
+            todos = {}
+            for name in (e.name for e in (_entries(os.path.join(root, "todos")) if ok["todos"] else [])):
+                if name[:36] in sids and (m := TODO_RE.match(name)):  # only the wanted ids are matched
+                    todos.setdefault(m.group(1), []).append(name)
+        for name in todos.get(sid, []):
+            st = lst(f"todos/{name}")
+            if st is not None and stat.S_ISREG(st.st_mode):
+                s.pieces.append(piece(s, f"todos/{name}", "todos", st))
+        st = lst(f"debug/{sid}.txt") if ok["debug"] else None
+        if st is not None and stat.S_ISREG(st.st_mode) and DEBUG_RE.match(f"{sid}.txt"):
+            s.pieces.append(piece(s, f"debug/{sid}.txt", "debug", st))
+        out[(project, sid)] = s if s.pieces else None
+    return out
+
+def scan(roots: list[Path], *, progress: Callable[[int], None] | None = None) -> ScanResult:
+    out = ScanResult()
+    for root in roots:
+        res = scan_root(root, progress=progress)
+        out.sessions += res.sessions
+        out.unknown += [f"{root}/{u}" for u in res.unknown]
+        out.files_seen += res.files_seen
+    return out
+
+
+def apply_pins(sessions: list[Session], pins: set[str]) -> None:
+    """Mark pinned sessions; ids compare in canonical (lower) case, whatever case the file name has."""
+    wanted = {canonical_id(p) for p in pins}
+    for s in sessions:
+        if canonical_id(s.session_id) in wanted:
+            s.pinned = True
+
+
