@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_janitor.config.settings import RawConfig, build_policy, claude_root_window, project_window, read_toml
+from claude_janitor.config.claude import claude_root_window, project_window
+from claude_janitor.config.janitor import RawConfig, build_policy, read_toml
 from claude_janitor.durations import DurationError, parse_duration
 from claude_janitor.model import Action, ConfigError, Window
 

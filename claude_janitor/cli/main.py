@@ -161,7 +161,7 @@ def _time() -> float:
 
 def _write_metrics(env: Any, res: Any, started: float, *, error: Exception | None = None) -> None:
     """metrics_file after a sweep that ran, or that failed (then the last success time is carried over)."""
-    from claude_janitor.config.settings import load_policy
+    from claude_janitor.config.janitor import load_policy
     from claude_janitor.model import GuardTripped, JanitorError
     from claude_janitor.render import metrics
 
@@ -485,8 +485,8 @@ def audit_verify(file: str | None) -> None:
 # ---- archives --------------------------------------------------------------------------------------
 
 def _archive_dir(config_path: str | None) -> Any:
+    from claude_janitor.config.janitor import load_policy
     from claude_janitor.config.paths import archive_dir_for, janitor_dirs
-    from claude_janitor.config.settings import load_policy
 
     return archive_dir_for(load_policy(config_path), janitor_dirs())
 

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from claude_janitor import policy
 from claude_janitor.cache.scan import rescan
-from claude_janitor.config import settings as config
+from claude_janitor.config import janitor as config
 from claude_janitor.config.paths import JanitorDirs, managed_policy_path
 from claude_janitor.daemon.index import Entry, Index, Key, count_sessions
 from claude_janitor.daemon.watch import Change, make_watcher, transcript_parts

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from claude_janitor import __version__
-from claude_janitor.config import settings as config
+from claude_janitor.config import claude as claude_settings
+from claude_janitor.config import janitor as config
 from claude_janitor.config.paths import JanitorDirs, managed_policy_path, managed_settings_dir
 from claude_janitor.durations import human_bytes, human_duration
 from claude_janitor.model import ConfigError, Policy, Window
@@ -35,14 +36,16 @@ def _truthy(v: str) -> str:
 
 
 def privacy(root: Path, environ: dict[str, str] | None = None,
-            layers: list[config.SettingsLayer] | None = None) -> list[dict[str, Any]]:
+            layers: list[claude_settings.SettingsLayer] | None = None) -> list[dict[str, Any]]:
     """Each privacy variable: its effective value and where it came from.
 
     Claude Code applies settings.json's ``env`` object over its process environment, and managed settings
     over the user's: process env < ~/.claude/settings.json env < managed settings env."""
     environ = dict(os.environ) if environ is None else environ
     found: list[tuple[str, dict[str, Any]]] = [("environment", environ)]
-    for layer in layers if layers is not None else [config.user_layer(root), *config.managed_layers()]:
+    if layers is None:
+        layers = [claude_settings.user_layer(root), *claude_settings.managed_layers()]
+    for layer in layers:
         env = layer.data.get("env") if layer.data else None
         if isinstance(env, dict):
             label = f"env in {layer.path}" + (" (managed)" if layer.managed else "")
@@ -85,7 +88,7 @@ def last_cleanup(root: Path, now: float) -> dict[str, Any]:
     return {"file": str(f), "last_run": st.st_mtime, "age_seconds": age, "next_allowed": nxt, "status": status}
 
 
-def _settings_layers(layers: list[config.SettingsLayer]) -> list[dict[str, Any]]:
+def _settings_layers(layers: list[claude_settings.SettingsLayer]) -> list[dict[str, Any]]:
     out = []
     for layer in layers:
         item: dict[str, Any] = {"file": str(layer.path), "managed": layer.managed, "exists": layer.exists}
@@ -97,7 +100,7 @@ def _settings_layers(layers: list[config.SettingsLayer]) -> list[dict[str, Any]]
     return out
 
 
-def own_sweep_skips(layers: list[config.SettingsLayer], where: str = "") -> list[dict[str, str]]:
+def own_sweep_skips(layers: list[claude_settings.SettingsLayer], where: str = "") -> list[dict[str, str]]:
     """When Claude Code's own cleanup skips itself with these settings (user, project, managed layers), and
     why — its rules, read from the 2.1.328 binary (see CLAUDE-CODE-CLEANUP.md):
 
@@ -161,7 +164,7 @@ def _project_overrides(root: Path) -> list[dict[str, Any]]:
             os.close(fd)
         if not cwd:
             continue
-        own = config.project_layers(cwd)
+        own = claude_settings.project_layers(cwd)
         skips = own_sweep_skips(own, f" when started in {cwd}")
         for layer in own:
             if layer.error:
@@ -238,11 +241,11 @@ def collect(roots: list[Path], config_path: str | None, dirs: JanitorDirs, now: 
                             "keep_last": r.keep_last, "source": pol.sources.get("rule", "janitor config")}
                            for r in pol.rules]
     report["claude"] = []
-    managed = config.managed_layers()
+    managed = claude_settings.managed_layers()
     for root in roots:
         item: dict[str, Any] = {"dir": str(root), "exists": root.is_dir()}
-        layers = [config.user_layer(root), *managed]
-        w = config.window_of(layers)
+        layers = [claude_settings.user_layer(root), *managed]
+        w = claude_settings.window_of(layers)
         if isinstance(w, str):
             item["cleanup_unknown"] = w
         else:

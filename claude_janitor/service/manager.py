@@ -127,7 +127,7 @@ class Setup:
 
 def setup_for(roots: list[Path], dirs: JanitorDirs, config_path: str | None, *, at: str | None = None) -> Setup:
     """The Setup for this user: reads the janitor config for a custom archive_dir."""
-    from claude_janitor.config import settings as config
+    from claude_janitor.config import janitor as config
 
     pol = config.load_policy(config_path)
     archive = Path(pol.archive_dir) if pol.archive_dir else dirs.archive_dir

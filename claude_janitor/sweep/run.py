@@ -22,7 +22,8 @@ from claude_janitor.audit.log import AuditLog
 from claude_janitor.cache import activity
 from claude_janitor.cache import scan as cache
 from claude_janitor.cache.pins import load_pins
-from claude_janitor.config import settings as config
+from claude_janitor.config import claude as claude_settings
+from claude_janitor.config import janitor as config
 from claude_janitor.config.paths import JanitorDirs, archive_dir_for
 from claude_janitor.fs.safefs import Changed, Root, Unsafe, validate_root
 from claude_janitor.model import Action, ConfigError, Decision, GuardTripped, Outcome, Plan, Policy, Session
@@ -109,7 +110,7 @@ def plan_for(sessions: list[Session], pol: Policy, now: float, roots: list[Path]
     cache.apply_pins(sessions, load_pins(dirs.pins_file))
     inuse = activity.mark_in_use(sessions, [str(r) for r in roots])
     taken = time.monotonic()
-    problems = config.resolve_claude_windows(pol, roots, sessions)
+    problems = claude_settings.resolve_claude_windows(pol, roots, sessions)
     plan = policy.decide(sessions, pol, now)
     plan.warnings += problems
     plan.in_use = (taken, inuse)

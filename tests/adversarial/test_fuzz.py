@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from claude_janitor.cache.scan import scan_root
 from claude_janitor.cache.transcript import read_tail
-from claude_janitor.config.settings import RawConfig, build_policy, cleanup_days, read_settings
+from claude_janitor.config.claude import cleanup_days, read_settings
+from claude_janitor.config.janitor import RawConfig, build_policy
 from claude_janitor.model import Action, ConfigError, Policy
 from claude_janitor.policy import decide
 from tests.helpers import run_cli
@@ -234,7 +235,7 @@ settings_bytes = st.one_of(
 @FUZZ
 @given(settings_bytes)
 def test_settings_layer_never_raises_and_is_a_window_or_a_reason(tmp_path_factory, raw):
-    from claude_janitor.config.settings import settings_layer, window_of
+    from claude_janitor.config.claude import settings_layer, window_of
 
     path = tmp_path_factory.mktemp("s") / "settings.json"
     path.write_bytes(raw)
