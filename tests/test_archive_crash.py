@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from claude_janitor.archive import core as archive
-from claude_janitor.audit.log import verify as verify_audit
+from claude_janitor.audit.verify import verify as verify_audit
 from tests.helpers import run_cli, write_config
 from tests.helpers.archivetools import archive_files, entries, files_only, leftovers, manifest_entries, timeless
 from tests.helpers.cachegen import DAY, make_session

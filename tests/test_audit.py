@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_janitor.audit.log import AuditLog, verify
+from claude_janitor.audit.log import AuditLog
+from claude_janitor.audit.verify import verify
 from tests.helpers import PKG, package_sources
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_janitor.audit.log import iter_records
+from claude_janitor.audit.records import iter_records
 from claude_janitor.config.paths import janitor_dirs
 from claude_janitor.daemon import main as dm
 from claude_janitor.fs.safefs import SweepLock

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_janitor.audit.log import iter_records, verify
+from claude_janitor.audit.records import iter_records
+from claude_janitor.audit.verify import verify
 from claude_janitor.config.paths import janitor_dirs
 from claude_janitor.fs.safefs import SweepLock
 from tests.helpers import run_cli, wait_for, write_config

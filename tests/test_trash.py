@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_janitor.audit.log import iter_records
+from claude_janitor.audit.records import iter_records
 from claude_janitor.config.paths import janitor_dirs
 from tests.helpers import run_cli, write_config
 from tests.helpers.cachegen import DAY, make_session

@@ -472,7 +472,7 @@ def audit_verify(file: str | None) -> None:
     """Check the hash chain, its head and anchor: exit 1 if a record was edited, reordered, removed or cut off."""
     from pathlib import Path
 
-    from claude_janitor.audit.log import verify
+    from claude_janitor.audit.verify import verify
     from claude_janitor.config.paths import janitor_dirs
 
     dirs = janitor_dirs()

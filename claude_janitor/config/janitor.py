@@ -146,7 +146,7 @@ class AuditSettings:
 
 def audit_settings(data: dict[str, Any], errors: list[str] | None = None, where: str = "config") -> AuditSettings:
     """The audit log's rotation keys (defaults for what is missing or, without ``errors``, invalid)."""
-    from claude_janitor.audit.log import KEEP_ROTATED, ROTATE_BYTES
+    from claude_janitor.audit.records import KEEP_ROTATED, ROTATE_BYTES
 
     errs: list[str] = [] if errors is None else errors
     rotate, keep, compress = ROTATE_BYTES, KEEP_ROTATED, False

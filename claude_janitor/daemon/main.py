@@ -359,7 +359,7 @@ class AuditFollower:
     def _rest_of_rotated(self) -> bytes:
         """The log was rotated since the last read: what was appended to it before that (the newest rotated
         file is the old inode, renamed; it stays uncompressed until the next rotation)."""
-        from claude_janitor.audit.log import rotated_files
+        from claude_janitor.audit.records import rotated_files
 
         for p in reversed(rotated_files(self.path)):
             try:

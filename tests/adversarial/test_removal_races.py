@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from claude_janitor.archive import core as archive
-from claude_janitor.audit.log import verify as verify_audit
+from claude_janitor.audit.verify import verify as verify_audit
 from tests.helpers import run_cli, run_json, wait_for, write_config
 from tests.helpers.archivetools import archive_files, entries
 from tests.helpers.cachegen import DAY, make_session, set_times
