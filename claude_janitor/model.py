@@ -203,6 +203,7 @@ class Decision:
     reason: str
     rule: str | None = None
     expires_at: float | None = None  # when a kept session would expire (for the daemon's wake-up)
+    by_keep_last: bool = False  # kept as one of its project's keep_last most recent (no time makes it expire)
 
 
 @dataclass(slots=True)

@@ -139,7 +139,7 @@ def claude_code_would_remove(s: Session, policy: Policy, now: float, desk: str |
     return out
 
 
-def _recent_ids(sessions: list[Session], policy: Policy) -> dict[tuple[str, str, str], int]:
+def recency_ranks(sessions: list[Session], policy: Policy) -> dict[tuple[str, str, str], int]:
     """Rank (1 = newest) of each session, by last activity, among the sessions of its project that the
     same rule governs (all of the project's sessions when no rule splits it: keep_last = 20 in a
     kind = "headless" rule keeps the 20 newest headless runs of each project, not 20 of everything)."""
@@ -188,7 +188,7 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
                      "retention applies") if desk else ""
     expires_at = None if win.seconds is None else last + max(win.seconds, policy.grace)
 
-    def kept(reason: str, expires: float | None) -> Decision:
+    def kept(reason: str, expires: float | None, *, by_keep_last: bool = False) -> Decision:
         """A kept session; the reason also says what Claude Code's own cleanup would still remove of it."""
         gone = claude_code_would_remove(s, policy, now, desk)
         if gone:
@@ -197,7 +197,7 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
                    "newer pieces keep the whole session")
             reason += (f"; Claude Code's own cleanup, which goes by each piece's file time, would remove "
                        f"{', '.join(sorted(gone))} ({why})")
-        return Decision(s, keep, reason, rule_label, expires_at=expires)
+        return Decision(s, keep, reason, rule_label, expires_at=expires, by_keep_last=by_keep_last)
 
     if age <= policy.grace:
         return kept(f"active within grace ({human_duration(policy.grace)})", expires_at)
@@ -207,7 +207,7 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
     if keep_last and rank is not None and rank <= keep_last:
         split = rule is not None and (rule.kind, rule.entrypoint, rule.replied) != (None, None, None)
         return kept(f"among the {keep_last} most recent sessions of its project"
-                    f"{f' under {rule_label}' if split else ''} (keep_last)", None)
+                    f"{f' under {rule_label}' if split else ''} (keep_last)", None, by_keep_last=True)
     if age <= win.seconds:
         return kept(f"within retention {human_duration(win.seconds)} ({win.source}){desk_note}", expires_at)
     action = rule.action if rule and rule.action else policy.action
@@ -216,7 +216,7 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
 
 
 def decide(sessions: list[Session], policy: Policy, now: float) -> Plan:
-    ranks = _recent_ids(sessions, policy)
+    ranks = recency_ranks(sessions, policy)
     decisions = [decide_one(s, policy, now, ranks.get(s.key)) for s in sessions]
     return Plan(now=now, decisions=decisions)
 
@@ -240,7 +240,7 @@ def removable_by_age(d: Decision, policy: Policy, now: float) -> bool:
     s = d.session
     if s.unreadable or s.in_use or s.pinned or s.last_activity is None:
         return False
-    if (s.root, s.project) in policy.project_doubts or "(keep_last)" in d.reason:
+    if (s.root, s.project) in policy.project_doubts or d.by_keep_last:
         return False
     return d.expires_at is not None or s.last_activity > now
 

@@ -89,6 +89,20 @@ def scan_in_use(roots: list[str] | None = None) -> InUse:
     if not os.path.isdir("/proc/self/fd"):
         return out
     me = os.getpid()
+    locked = _locks(me)
+    out.inodes.update(locked)
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return out
+    for pid in pids:
+        if pid != me:
+            _open_files(pid, prefixes, locked, out)
+    return out
+
+
+def _locks(me: int) -> dict[tuple[int, int], str]:
+    """(dev, inode) → who holds a lock on it, from /proc/locks (this process's own locks left out)."""
     locked: dict[tuple[int, int], str] = {}
     try:
         with open("/proc/locks") as f:
@@ -104,39 +118,35 @@ def scan_in_use(roots: list[str] | None = None) -> InUse:
                 locked[(dev, int(ino_s))] = f"locked ({parts[1]}) by process {parts[4]}"
     except (OSError, ValueError):
         pass
-    out.inodes.update(locked)
+    return locked
+
+
+def _open_files(pid: int, prefixes: tuple[str, ...], locked: dict[tuple[int, int], str], out: InUse) -> None:
+    """Process ``pid``'s fds under ``prefixes``: open for writing, or (read-only) on a locked file."""
+    fd_dir = f"/proc/{pid}/fd"
     try:
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        fds = os.listdir(fd_dir)
     except OSError:
-        return out
-    for pid in pids:
-        if pid == me:
-            continue
-        fd_dir = f"/proc/{pid}/fd"
+        return
+    for fd in fds:
         try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"{fd_dir}/{fd}")
-                if not target.startswith(prefixes):
-                    continue
-                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                    flags_line = next((ln for ln in f if ln.startswith("flags:")), "")
-                flags = int(flags_line.split()[1], 8) if flags_line else 0
-                read_only = flags & os.O_ACCMODE == os.O_RDONLY
-                if read_only and not locked:
-                    continue
-                st = os.stat(f"{fd_dir}/{fd}")
-            except (OSError, ValueError, IndexError):
+            target = os.readlink(f"{fd_dir}/{fd}")
+            if not target.startswith(prefixes):
                 continue
-            if read_only:
-                reason = locked.get((st.st_dev, st.st_ino))
-                if reason is None:
-                    continue
-            else:
-                reason = f"open for writing by process {pid}"
-                out.inodes[(st.st_dev, st.st_ino)] = reason
-            out.paths[target] = reason
-    return out
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags_line = next((ln for ln in f if ln.startswith("flags:")), "")
+            flags = int(flags_line.split()[1], 8) if flags_line else 0
+            read_only = flags & os.O_ACCMODE == os.O_RDONLY
+            if read_only and not locked:
+                continue
+            st = os.stat(f"{fd_dir}/{fd}")
+        except (OSError, ValueError, IndexError):
+            continue
+        if read_only:
+            reason = locked.get((st.st_dev, st.st_ino))
+            if reason is None:
+                continue
+        else:
+            reason = f"open for writing by process {pid}"
+            out.inodes[(st.st_dev, st.st_ino)] = reason
+        out.paths[target] = reason

@@ -85,34 +85,74 @@ def _lstat(e: os.DirEntry[str]) -> os.stat_result | None:
         return None
 
 
-def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
-              read_transcripts: bool = True) -> ScanResult:
+def scan_root(root: Path, *, progress: Callable[[int], None] | None = None) -> ScanResult:
     """Discover every session under one Claude config dir."""
-    res = ScanResult()
-    r = str(root)
-    root_dev = os.lstat(r).st_dev
-    by_id: dict[str, Session] = {}
-    where: dict[str, list[Session]] = {}  # every project session of an id (the same id in two projects)
+    return _RootScan(str(root)).run(progress)
 
-    projects = os.path.join(r, "projects")
-    for pe in sorted(_entries(projects) if store_dir_ok(r, "projects", root_dev, res.unknown) else [],
-                     key=lambda e: e.name):
-        prel = f"projects/{pe.name}"
+
+_HAS_BODY = ("transcript", "session-dir")  # a session copy with these is real, not leftovers beside a transcript
+
+
+class _RootScan:
+    """One scan_root: projects first (each project's transcripts, the files beside them, their folders), then
+    the id-keyed stores outside projects/, attached to the session of their id."""
+
+    def __init__(self, r: str) -> None:
+        self.r = r
+        self.res = ScanResult()
+        self.root_dev = os.lstat(r).st_dev
+        self.by_id: dict[str, Session] = {}
+        self.where: dict[str, list[Session]] = {}  # every project session of an id (the same id in two projects)
+        self.orphans: dict[str, Session] = {}
+        self.shared: dict[str, Session] = {}
+
+    def run(self, progress: Callable[[int], None] | None) -> ScanResult:
+        r, res = self.r, self.res
+        projects = os.path.join(r, "projects")
+        listing = _entries(projects) if store_dir_ok(r, "projects", self.root_dev, res.unknown) else []
+        for pe in sorted(listing, key=lambda e: e.name):
+            seen = self.project(pe)
+            if progress and seen is not None:
+                progress(seen)
+        self.mark_shared()
+        self.id_stores()
+        res.sessions.extend(self.orphans.values())
+        res.sessions.extend(s for s in self.shared.values() if s.pieces)
+        return res
+
+    def project(self, pe: os.DirEntry[str]) -> int | None:
+        """Scan one projects/<dir>: the number of entries in it, or None if it is not entered."""
+        res, prel = self.res, f"projects/{pe.name}"
         pst = _lstat(pe)
         if pst is None:
-            continue
+            return None
         if not stat.S_ISDIR(pst.st_mode):
             res.unknown.append(prel + (" (symlink, not followed)" if stat.S_ISLNK(pst.st_mode) else ""))
-            continue
-        if pst.st_dev != root_dev:
+            return None
+        if pst.st_dev != self.root_dev:
             res.unknown.append(prel + " (another filesystem, not entered)")
-            continue
+            return None
         entries = _entries(pe.path)
-        dirs: dict[str, tuple[os.DirEntry[str], os.stat_result]] = {}
         found: dict[str, Session] = {}
+        dirs, siblings = self.project_files(pe, entries, found)
+        self.project_siblings(pe, siblings, found)
+        self.project_dirs(pe, dirs, found)
+        for sid, s in found.items():
+            read_custom_title(s)
+            if any(p.store in _HAS_BODY for p in s.pieces):  # as rescan checks it
+                self.where.setdefault(sid, []).append(s)
+                if not any(p.store in _HAS_BODY for p in self.by_id.get(sid, s).pieces):
+                    self.by_id[sid] = s  # side stores go with a real copy, not with leftovers beside a transcript
+            self.by_id.setdefault(sid, s)
+            res.sessions.append(s)
+        return len(entries)
+
+    def project_files(self, pe: os.DirEntry[str], entries: list[os.DirEntry[str]], found: dict[str, Session]
+                      ) -> tuple[dict[str, os.stat_result], list[tuple[str, str, os.stat_result]]]:
+        """Transcripts (into ``found``), and the project's dirs and sibling files, for the next two steps."""
+        r, res, prel = self.r, self.res, f"projects/{pe.name}"
+        dirs: dict[str, os.stat_result] = {}
         siblings: list[tuple[str, str, os.stat_result]] = []
-        sid: str | None
-        s: Session | None
         for e in entries:
             st = _lstat(e)
             if st is None:
@@ -123,31 +163,39 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
                 new = Session(session_id=sid, root=r, project=pe.name)
                 piece, _, _ = make_piece(r, f"{prel}/{e.name}", "transcript", st)
                 new.pieces.append(piece)
-                if read_transcripts:
-                    read_transcript(new, e.path, st)
+                read_transcript(new, e.path, st)
                 found[sid] = new
-            elif stat.S_ISDIR(st.st_mode) and e.name not in NEVER_TOUCHED:
-                dirs[e.name] = (e, st)
             elif e.name in NEVER_TOUCHED:
                 continue
-            elif stat.S_ISREG(st.st_mode) and (sid := sibling_id(e.name)) is not None:
-                siblings.append((sid, e.name, st))
+            elif stat.S_ISDIR(st.st_mode):
+                dirs[e.name] = st
+            elif stat.S_ISREG(st.st_mode) and (owner := sibling_id(e.name)) is not None:
+                siblings.append((owner, e.name, st))
             else:
                 kind = "symlink, not followed" if stat.S_ISLNK(st.st_mode) else "not a session file"
                 res.unknown.append(f"{prel}/{e.name} ({kind})")
+        return dirs, siblings
+
+    def project_siblings(self, pe: os.DirEntry[str], siblings: list[tuple[str, str, os.stat_result]],
+                         found: dict[str, Session]) -> None:
+        r, prel = self.r, f"projects/{pe.name}"
         for sid, name, st in siblings:
             s = found.get(sid)
             if s is None and UUID_RE.match(sid):
                 s = found[sid] = Session(session_id=sid, root=r, project=pe.name,
                                          notes=["no transcript; files beside it only"])
             if s is None:
-                res.unknown.append(f"{prel}/{name} (not a session file)")
+                self.res.unknown.append(f"{prel}/{name} (not a session file)")
                 continue
             s.pieces.append(make_piece(r, f"{prel}/{name}", SIBLING, st)[0])
             if name == sid + MARKER:
                 s.desktop_marker = read_marker(os.path.join(pe.path, name), st)
-        for name, (_entry, st) in sorted(dirs.items()):
-            if st.st_dev != root_dev:
+
+    def project_dirs(self, pe: os.DirEntry[str], dirs: dict[str, os.stat_result],
+                     found: dict[str, Session]) -> None:
+        r, res, prel = self.r, self.res, f"projects/{pe.name}"
+        for name, st in sorted(dirs.items()):
+            if st.st_dev != self.root_dev:
                 res.unknown.append(f"{prel}/{name} (another filesystem, not entered)")
                 continue
             s = found.get(name)
@@ -164,67 +212,57 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None,
             s.pieces.append(piece)
             if problem:
                 s.unreadable = s.unreadable or f"{prel}/{name}: {problem}"
-        for sid, s in found.items():
-            if read_transcripts:
-                read_custom_title(s)
-            if any(p.store in ("transcript", "session-dir") for p in s.pieces):  # as rescan checks it
-                where.setdefault(sid, []).append(s)
-                if not any(p.store in ("transcript", "session-dir") for p in by_id.get(sid, s).pieces):
-                    by_id[sid] = s  # side stores go with a real copy, not with leftovers beside a transcript
-            by_id.setdefault(sid, s)
-            res.sessions.append(s)
-        if progress:
-            progress(len(entries))
 
-    orphans: dict[str, Session] = {}
-    shared: dict[str, Session] = {}
-    for sid, copies in where.items():
-        if len(copies) > 1:
+    def mark_shared(self) -> None:
+        """The same id in two projects: its side stores cannot be told apart, and go to a session of their own."""
+        for sid, copies in self.where.items():
+            if len(copies) < 2:
+                continue
             names = ", ".join(f"projects/{c.project}" for c in copies)
             for c in copies:
                 c.notes.append(f"the same session id is also in {names}: its side stores (file-history, "
                                "session-env, tasks, todos, debug) cannot be told apart and are kept apart")
-            shared[sid] = Session(session_id=sid, root=r, project="", ambiguous=(
+            self.shared[sid] = Session(session_id=sid, root=self.r, project="", ambiguous=(
                 f"side stores of session id {sid}, which is in more than one project ({names}): they may belong "
                 "to a copy that is kept"), notes=[f"ambiguous: the same id is in {names}"])
 
-    def attach(sid: str, rel: str, store: str, st: os.stat_result) -> None:
-        s = shared.get(sid) or by_id.get(sid) or orphans.get(sid)
+    def attach(self, sid: str, rel: str, store: str, st: os.stat_result) -> None:
+        s = self.shared.get(sid) or self.by_id.get(sid) or self.orphans.get(sid)
         if s is None:
-            s = orphans[sid] = Session(session_id=sid, root=r, project="",
-                                       notes=["side files only: no transcript found"])
-        piece, n, problem = make_piece(r, rel, store, st)
-        res.files_seen += n
+            s = self.orphans[sid] = Session(session_id=sid, root=self.r, project="",
+                                            notes=["side files only: no transcript found"])
+        piece, n, problem = make_piece(self.r, rel, store, st)
+        self.res.files_seen += n
         s.pieces.append(piece)
         if problem:
             s.unreadable = s.unreadable or f"{rel}: {problem}"
 
-    for store in DIR_STORES:
-        if not store_dir_ok(r, store, root_dev, res.unknown):
-            continue
-        for e in _entries(os.path.join(r, store)):
-            st = _lstat(e)
-            if st is None:
+    def id_stores(self) -> None:
+        """file-history/<id>/, session-env/<id>/, tasks/<id>/, todos/<id>….json, debug/<id>.txt."""
+        r, res = self.r, self.res
+        for store in DIR_STORES:
+            if not store_dir_ok(r, store, self.root_dev, res.unknown):
                 continue
-            if stat.S_ISDIR(st.st_mode) and UUID_RE.match(e.name) and st.st_dev == root_dev:
-                attach(e.name, f"{store}/{e.name}", store, st)
-            else:
-                res.unknown.append(f"{store}/{e.name}")
-    for store, rx in (("todos", TODO_RE), ("debug", DEBUG_RE)):
-        if not store_dir_ok(r, store, root_dev, res.unknown):
-            continue
-        for e in _entries(os.path.join(r, store)):
-            st = _lstat(e)
-            if st is None:
+            for e in _entries(os.path.join(r, store)):
+                st = _lstat(e)
+                if st is None:
+                    continue
+                if stat.S_ISDIR(st.st_mode) and UUID_RE.match(e.name) and st.st_dev == self.root_dev:
+                    self.attach(e.name, f"{store}/{e.name}", store, st)
+                else:
+                    res.unknown.append(f"{store}/{e.name}")
+        for store, rx in (("todos", TODO_RE), ("debug", DEBUG_RE)):
+            if not store_dir_ok(r, store, self.root_dev, res.unknown):
                 continue
-            m = rx.match(e.name)
-            if m and stat.S_ISREG(st.st_mode):
-                attach(m.group(1), f"{store}/{e.name}", store, st)
-            elif not (store == "debug" and e.name == "latest"):
-                res.unknown.append(f"{store}/{e.name}")
-    res.sessions.extend(orphans.values())
-    res.sessions.extend(s for s in shared.values() if s.pieces)
-    return res
+            for e in _entries(os.path.join(r, store)):
+                st = _lstat(e)
+                if st is None:
+                    continue
+                m = rx.match(e.name)
+                if m and stat.S_ISREG(st.st_mode):
+                    self.attach(m.group(1), f"{store}/{e.name}", store, st)
+                elif not (store == "debug" and e.name == "latest"):
+                    res.unknown.append(f"{store}/{e.name}")
 
 
 def store_dir_ok(root: str, name: str, root_dev: int, unknown: list[str] | None = None) -> bool:
@@ -254,110 +292,128 @@ def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str]
 
     A session with ``project == ""`` is an orphan (side files only); it is reported gone once a transcript
     for its id exists in any project (the full scan then attaches the side files to that session)."""
-    out: dict[tuple[str, str], Session | None] = {}
     try:
         root_dev = os.lstat(root).st_dev
     except OSError:
         return dict.fromkeys(wanted, None)
-    todos: dict[str, list[str]] | None = None
     wanted = list(wanted)
-    sids = {sid for _, sid in wanted}
+    r = _Rescan(root, root_dev, {sid for _, sid in wanted})
+    return {(project, sid): r.one(project, sid) for project, sid in wanted}
 
-    def lst(rel: str) -> os.stat_result | None:
+
+class _Rescan:
+    """One rescan: lists (projects/, a project's dir, todos/) are read once, only for the ids wanted."""
+
+    def __init__(self, root: str, root_dev: int, sids: set[str]) -> None:
+        self.root, self.root_dev, self.sids = root, root_dev, sids
+        self.ok = {name: store_dir_ok(root, name, root_dev) for name in ("projects", *DIR_STORES, "todos", "debug")}
+        self._projects: list[str] | None = None
+        self._siblings: dict[str, dict[str, list[str]]] = {}  # project → session id → names beside its transcript
+        self._todos: dict[str, list[str]] | None = None
+
+    def lst(self, rel: str) -> os.stat_result | None:
         try:
-            return os.lstat(os.path.join(root, rel))
+            return os.lstat(os.path.join(self.root, rel))
         except OSError:
             return None
 
-    def piece(s: Session, rel: str, store: str, st: os.stat_result) -> Piece:
-        got, _, problem = make_piece(root, rel, store, st)
+    def piece(self, s: Session, rel: str, store: str, st: os.stat_result) -> Piece:
+        got, _, problem = make_piece(self.root, rel, store, st)
         if problem:
             s.unreadable = s.unreadable or f"{rel}: {problem}"
         return got
 
-    projects: list[str] | None = None
-    siblings: dict[str, dict[str, list[str]]] = {}  # project → session id → names beside its transcript
-    ok = {name: store_dir_ok(root, name, root_dev) for name in ("projects", *DIR_STORES, "todos", "debug")}
+    def project_names(self) -> list[str]:
+        if self._projects is None:
+            listing = _entries(os.path.join(self.root, "projects")) if self.ok["projects"] else []
+            self._projects = [e.name for e in listing]
+        return self._projects
 
-    def project_names() -> list[str]:
-        nonlocal projects
-        if projects is None:
-            projects = [e.name for e in _entries(os.path.join(root, "projects"))] if ok["projects"] else []
-        return projects
+    def siblings(self, project: str, sid: str) -> list[str]:
+        if project not in self._siblings:
+            got: dict[str, list[str]] = {}
+            for name in (e.name for e in _entries(os.path.join(self.root, "projects", project))):
+                if not name.endswith(".jsonl") and (o := sibling_id(name)) in self.sids:
+                    got.setdefault(o, []).append(name)
+            self._siblings[project] = got
+        return sorted(self._siblings[project].get(sid, []))
 
-    for project, sid in wanted:
-        s = Session(session_id=sid, root=root, project=project)
+    def todos(self, sid: str) -> list[str]:
+        if self._todos is None:
+            self._todos = {}
+            for name in (e.name for e in (_entries(os.path.join(self.root, "todos")) if self.ok["todos"] else [])):
+                if name[:36] in self.sids and (m := TODO_RE.match(name)):  # only the wanted ids are matched
+                    self._todos.setdefault(m.group(1), []).append(name)
+        return self._todos.get(sid, [])
+
+    def one(self, project: str, sid: str) -> Session | None:
+        s = Session(session_id=sid, root=self.root, project=project)
         if project:
-            pst = lst(f"projects/{project}") if ok["projects"] else None
-            if pst is None or not stat.S_ISDIR(pst.st_mode) or pst.st_dev != root_dev:
-                out[(project, sid)] = None
-                continue
-            rel = f"projects/{project}/{sid}.jsonl"
-            st = lst(rel)
-            if st is not None and stat.S_ISREG(st.st_mode):
-                s.pieces.append(piece(s, rel, "transcript", st))
-                read_transcript(s, os.path.join(root, rel), st)
-            rel = f"projects/{project}/{sid}"
-            st = lst(rel)
-            if (st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev
-                    and sid not in NEVER_TOUCHED and (s.pieces or UUID_RE.match(sid))):
-                if not s.pieces:
-                    s.notes.append("no transcript; per-session folder only")
-                s.pieces.append(piece(s, rel, "session-dir", st))
-                read_custom_title(s)
-            if s.pieces or UUID_RE.match(sid):
-                if project not in siblings:
-                    siblings[project] = {}
-                    for name in (e.name for e in _entries(os.path.join(root, "projects", project))):
-                        if not name.endswith(".jsonl") and (o := sibling_id(name)) in sids:
-                            siblings[project].setdefault(o, []).append(name)
-                for name in sorted(siblings[project].get(sid, [])):
-                    st = lst(f"projects/{project}/{name}")
-                    if st is not None and stat.S_ISREG(st.st_mode):
-                        if not s.pieces:
-                            s.notes.append("no transcript; files beside it only")
-                        s.pieces.append(piece(s, f"projects/{project}/{name}", SIBLING, st))
-                        if name == sid + MARKER:
-                            s.desktop_marker = read_marker(os.path.join(root, "projects", project, name), st)
-            if not s.pieces:
-                out[(project, sid)] = None
-                continue
-            others = [p for p in project_names() if p != project and (
-                os.path.lexists(os.path.join(root, "projects", p, f"{sid}.jsonl"))
-                or (UUID_RE.match(sid) and os.path.isdir(os.path.join(root, "projects", p, sid))))]
+            if not self.project_pieces(s, project, sid):
+                return None
+            others = [p for p in self.project_names() if p != project and (
+                os.path.lexists(os.path.join(self.root, "projects", p, f"{sid}.jsonl"))
+                or (UUID_RE.match(sid) and os.path.isdir(os.path.join(self.root, "projects", p, sid))))]
             if others:
                 # The same id in another project: the side stores cannot be told apart (scan_root keeps
                 # them in a session of their own); this session is its project pieces only.
                 s.notes.append("the same session id is also in " + ", ".join(f"projects/{p}" for p in others)
                                + ": its side stores are kept apart")
-                out[(project, sid)] = s
-                continue
+                return s
         else:
-            if any(os.path.lexists(os.path.join(root, "projects", p, f"{sid}.jsonl")) for p in project_names()):
-                out[(project, sid)] = None
-                continue
+            if any(os.path.lexists(os.path.join(self.root, "projects", p, f"{sid}.jsonl"))
+                   for p in self.project_names()):
+                return None
             s.notes.append("side files only: no transcript found")
+        self.side_pieces(s, sid)
+        return s if s.pieces else None
+
+    def project_pieces(self, s: Session, project: str, sid: str) -> bool:
+        """The pieces in projects/<project>/ (transcript, folder, files beside it); False if there are none."""
+        pst = self.lst(f"projects/{project}") if self.ok["projects"] else None
+        if pst is None or not stat.S_ISDIR(pst.st_mode) or pst.st_dev != self.root_dev:
+            return False
+        rel = f"projects/{project}/{sid}.jsonl"
+        st = self.lst(rel)
+        if st is not None and stat.S_ISREG(st.st_mode):
+            s.pieces.append(self.piece(s, rel, "transcript", st))
+            read_transcript(s, os.path.join(self.root, rel), st)
+        rel = f"projects/{project}/{sid}"
+        st = self.lst(rel)
+        if (st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == self.root_dev
+                and sid not in NEVER_TOUCHED and (s.pieces or UUID_RE.match(sid))):
+            if not s.pieces:
+                s.notes.append("no transcript; per-session folder only")
+            s.pieces.append(self.piece(s, rel, "session-dir", st))
+            read_custom_title(s)
+        if s.pieces or UUID_RE.match(sid):
+            for name in self.siblings(project, sid):
+                st = self.lst(f"projects/{project}/{name}")
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    if not s.pieces:
+                        s.notes.append("no transcript; files beside it only")
+                    s.pieces.append(self.piece(s, f"projects/{project}/{name}", SIBLING, st))
+                    if name == sid + MARKER:
+                        s.desktop_marker = read_marker(os.path.join(self.root, "projects", project, name), st)
+        return bool(s.pieces)
+
+    def side_pieces(self, s: Session, sid: str) -> None:
+        """The id-keyed pieces outside projects/: DIR_STORES/<id>/, todos/<id>….json, debug/<id>.txt."""
         if UUID_RE.match(sid):
             for store in DIR_STORES:
-                if not ok[store]:
+                if not self.ok[store]:
                     continue
-                st = lst(f"{store}/{sid}")
-                if st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev:
-                    s.pieces.append(piece(s, f"{store}/{sid}", store, st))
-        if todos is None:
-            todos = {}
-            for name in (e.name for e in (_entries(os.path.join(root, "todos")) if ok["todos"] else [])):
-                if name[:36] in sids and (m := TODO_RE.match(name)):  # only the wanted ids are matched
-                    todos.setdefault(m.group(1), []).append(name)
-        for name in todos.get(sid, []):
-            st = lst(f"todos/{name}")
+                st = self.lst(f"{store}/{sid}")
+                if st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == self.root_dev:
+                    s.pieces.append(self.piece(s, f"{store}/{sid}", store, st))
+        for name in self.todos(sid):
+            st = self.lst(f"todos/{name}")
             if st is not None and stat.S_ISREG(st.st_mode):
-                s.pieces.append(piece(s, f"todos/{name}", "todos", st))
-        st = lst(f"debug/{sid}.txt") if ok["debug"] else None
+                s.pieces.append(self.piece(s, f"todos/{name}", "todos", st))
+        st = self.lst(f"debug/{sid}.txt") if self.ok["debug"] else None
         if st is not None and stat.S_ISREG(st.st_mode) and DEBUG_RE.match(f"{sid}.txt"):
-            s.pieces.append(piece(s, f"debug/{sid}.txt", "debug", st))
-        out[(project, sid)] = s if s.pieces else None
-    return out
+            s.pieces.append(self.piece(s, f"debug/{sid}.txt", "debug", st))
+
 
 def scan(roots: list[Path], *, progress: Callable[[int], None] | None = None) -> ScanResult:
     out = ScanResult()

@@ -492,7 +492,7 @@ def entries_for(plan: Plan, outcomes: list[Outcome], now: float, pol: Policy) ->
             due = None  # held back by the guard: left to the next full sweep
         elif d.expires_at is not None:
             due = d.expires_at
-        elif "(keep_last)" in d.reason:
+        elif d.by_keep_last:
             kl = True
         elif getattr(s, "in_use", None):
             due = now + RECHECK_CHANGED
