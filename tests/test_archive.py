@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from claude_janitor.archive import core as archive
+from claude_janitor.archive.format import FORMAT, PARTIAL, VERSION, project_dir_name
+from claude_janitor.archive.reader import verify
+from claude_janitor.archive.store import archive_actor
 from claude_janitor.model import Action, Policy, Rule, Window
 from claude_janitor.sweep.run import warnings_for
 from tests.helpers import run_cli, run_json, write_config
@@ -73,7 +75,7 @@ def test_archive_holds_every_piece_and_restore_puts_it_back(sessions, root, jenv
         assert apath.is_file() and adir in apath.parents and root not in apath.parents
         assert stat.S_IMODE(apath.stat().st_mode) == 0o600
         assert stat.S_IMODE(apath.parent.stat().st_mode) == 0o700
-        info = archive.verify(apath)
+        info = verify(apath)
         assert info.header["session_id"] == g.session_id and info.header["root"] == str(root)
         # every file and dir, with relative paths, modes, exact mtimes, sizes and sha256
         assert manifest_entries(info.manifest) == before[g.session_id]
@@ -167,7 +169,7 @@ def test_a_changed_session_gets_a_new_archive_and_the_old_one_is_never_overwritt
     second = Path(next(s["archive"] for s in doc["sessions"] if s["session_id"] == old_a.session_id))
     assert second != first
     assert first.read_bytes() == first_bytes
-    assert manifest_entries(archive.verify(second).manifest) == changed
+    assert manifest_entries(verify(second).manifest) == changed
     # restore takes the newest archive
     r, out = run_json(["restore", "--claude-dir", str(root), old_a.session_id, "--json"], jenv)
     assert r.returncode == 0 and out["archive"] == str(second)
@@ -179,8 +181,8 @@ def test_archive_list_shows_archives_and_never_temp_files(sessions, root, jenv, 
     write_config(jenv, CFG)
     assert sweep(root, jenv, now)[0].returncode == 0
     adir = adir_of(jenv)
-    proj = adir / archive.project_dir_name(old_a.project)
-    partial = proj / f".{old_a.session_id}.20260101T000000Z{archive.PARTIAL}abc123"
+    proj = adir / project_dir_name(old_a.project)
+    partial = proj / f".{old_a.session_id}.20260101T000000Z{PARTIAL}abc123"
     partial.write_bytes(b"half an archive")
 
     p, doc = run_json(["archive", "list", "--json"], jenv)
@@ -190,7 +192,7 @@ def test_archive_list_shows_archives_and_never_temp_files(sessions, root, jenv, 
     assert set(got) == {old_a.session_id, old_b.session_id}
     assert got[old_b.session_id]["project_path"] == "/home/dev/src/lonely"
     assert got[old_a.session_id]["archived_at"] == "2026-09-21T14:13:20Z"
-    assert not any(archive.PARTIAL in a["path"] for a in doc["archives"])
+    assert not any(PARTIAL in a["path"] for a in doc["archives"])
     t = run_cli(["archive", "list"], jenv)
     assert old_a.session_id in t.stdout and "/home/dev/src/lonely" in t.stdout and "2 archives" in t.stdout
 
@@ -328,7 +330,7 @@ PROJ = "-home-dev-src-app"
 
 
 def _header(root: Path, pieces: list[tuple[str, bool]]) -> dict:
-    return {"format": archive.FORMAT, "version": archive.VERSION, "session_id": SID, "root": str(root),
+    return {"format": FORMAT, "version": VERSION, "session_id": SID, "root": str(root),
             "project": PROJ, "project_path": "/home/dev/src/app", "archived_at": 1.7e9,
             "pieces": [{"rel": r, "store": "x", "is_dir": d} for r, d in pieces]}
 
@@ -480,9 +482,9 @@ def test_execute_alone_binds_the_archive_action(sessions, root, jenv, now):
     env = Env(roots=[root], dirs=janitor_dirs())
     plan, pol, _ = build_plan(env, now)
     outs = execute(plan, pol, env, dry_run=False,
-                   actors={Action.DELETE: delete_session, Action.ARCHIVE: archive.archive_actor})
+                   actors={Action.DELETE: delete_session, Action.ARCHIVE: archive_actor})
     assert sorted((o.decision.session.session_id, o.result) for o in outs) == sorted(
         [(old_a.session_id, "ok"), (old_b.session_id, "ok")])
     for o in outs:
-        info = archive.verify(Path(o.archive))
+        info = verify(Path(o.archive))
         assert Path(o.archive).parent.parent == adir_of(jenv) and info.archived_at == now

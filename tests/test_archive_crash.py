@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from claude_janitor.archive import core as archive
+from claude_janitor.archive.format import PARTIAL, ArchiveInvalid
+from claude_janitor.archive.maintenance import list_archives
+from claude_janitor.archive.reader import verify
 from claude_janitor.audit.verify import verify as verify_audit
 from tests.helpers import run_cli, write_config
 from tests.helpers.archivetools import archive_files, entries, files_only, leftovers, manifest_entries, timeless
@@ -69,8 +71,8 @@ def archived_contents(adir: Path) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for path in archive_files(adir):
         try:
-            info = archive.verify(path)
-        except (archive.ArchiveInvalid, OSError):
+            info = verify(path)
+        except (ArchiveInvalid, OSError):
             continue
         out.setdefault(info.session_id, []).append(files_only(manifest_entries(info.manifest)))
     return out
@@ -96,7 +98,7 @@ def test_kill_during_archive_sweep_loses_no_session(point, root, jenv, now):
     assert p.returncode == -signal.SIGKILL, f"{point} was never reached: {p.stdout}{p.stderr}"
     assert_nothing_lost(root, adir, expected)
     # Temp files are never taken for archives.
-    assert not any(archive.PARTIAL in str(a.path) for a in archive.list_archives(adir))
+    assert not any(PARTIAL in str(a.path) for a in list_archives(adir))
 
     p = run_cli(sweep_args(root, now), jenv)
     assert p.returncode == 0, p.stdout + p.stderr

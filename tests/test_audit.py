@@ -81,8 +81,9 @@ def test_chain_continues_across_appends_and_a_deleted_head_is_recorded(log: Audi
 
 def test_every_whole_file_replace_goes_through_atomicfile():
     """One helper (temp file, fsync, rename, dir fsync) for every file the janitor writes whole and renames
-    into place. Archive and restore publish differently: never over an existing name (archive.py). Renames
-    that move things (staging, rotation, a corrupt index set aside) write nothing and are not looked at."""
+    into place. Archive and restore publish differently: never over an existing name (archive/store.py,
+    archive/restore.py). Renames that move things (staging, rotation, a corrupt index set aside) write
+    nothing and are not looked at."""
     import re
 
     found = []

@@ -258,7 +258,7 @@ def test_archived_lines_go_into_the_archive_and_come_back_with_restore(root, jen
     assert not old.paths[0].exists()
     assert not any(old.session_id in x for x in history(root))
     (s,) = [x for x in doc["sessions"] if x["session_id"] == old.session_id]
-    from claude_janitor.archive.core import read_history, verify
+    from claude_janitor.archive.reader import read_history, verify
 
     assert [x.decode() for x in read_history(Path(s["archive"]))] == [lines[0], lines[2]]
     verify(Path(s["archive"]))  # the extra member is in the manifest

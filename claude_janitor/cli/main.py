@@ -348,7 +348,7 @@ def show(session_id: str, claude_dirs: tuple[str, ...], config_path: str | None,
     decision and the whole reasoning behind it (which rule, which window from which file), pins, archives.
 
     Changes nothing. Exit 2 for a malformed id or one found nowhere."""
-    from claude_janitor.archive.core import list_archives
+    from claude_janitor.archive.maintenance import list_archives
     from claude_janitor.cache.ids import same_id
     from claude_janitor.cache.pins import check_id
     from claude_janitor.render import show as sh
@@ -515,7 +515,8 @@ def archive_list(config_path: str | None, as_json: bool, full: bool) -> None:
     """List the archives, oldest first: when, which session, original and stored size, project."""
     import json
 
-    from claude_janitor.archive.core import list_archives, render_list
+    from claude_janitor.archive.maintenance import list_archives
+    from claude_janitor.render.archives import render_list
 
     adir = _archive_dir(config_path)
     archives = list_archives(adir, full=full)
@@ -558,7 +559,10 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
     import json
     from pathlib import Path
 
-    from claude_janitor.archive import core as arc
+    from claude_janitor.archive.format import ArchiveInvalid, iso
+    from claude_janitor.archive.maintenance import find_archive
+    from claude_janitor.archive.reader import read_header
+    from claude_janitor.archive.restore import restore as restore_archive
     from claude_janitor.cache.ids import same_id
     from claude_janitor.config.paths import claude_dirs as find_dirs
     from claude_janitor.config.paths import janitor_dirs
@@ -570,7 +574,7 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
     info = None
     try:
         if archive_file:
-            info = arc.read_header(Path(archive_file))
+            info = read_header(Path(archive_file))
             if not same_id(info.session_id, session_id):
                 fail(f"{archive_file} holds session {info.session_id}, not {session_id}")
         else:
@@ -579,7 +583,7 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
 
             entry = trash.find(trash.trash_dir(dirs), session_id, project)
             try:
-                info = arc.find_archive(_archive_dir(config_path), session_id, project=project)
+                info = find_archive(_archive_dir(config_path), session_id, project=project)
             except JanitorError:
                 if entry is None:
                     raise
@@ -588,9 +592,9 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
                 sys.exit(_restore_trash(entry, target, dirs, config_path, wait, as_json))
             assert info is not None
         with SweepLock(dirs.lock_file, wait=wait):
-            res = arc.restore(info, target_root=target,
+            res = restore_archive(info, target_root=target,
                               audit=audit_log(Env(roots=[], dirs=dirs, config_path=config_path)))
-    except arc.ArchiveInvalid as e:
+    except ArchiveInvalid as e:
         fail(f"archive {info.path if info else archive_file} is not usable: {e}; nothing was restored",
              EXIT_PARTIAL)
     except (Unsafe, Changed) as e:
@@ -620,8 +624,8 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
                                "already_present": res.already, "files": res.files, "bytes": res.bytes,
                                "pinned": pinned, "archive_names_root": res.header_root,
                                "history": res.history.to_dict() if res.history is not None else None,
-                               "original_last_activity": arc.iso(h.get("last_activity")),
-                               "archived_at": arc.iso(h.get("archived_at"))},
+                               "original_last_activity": iso(h.get("last_activity")),
+                               "archived_at": iso(h.get("archived_at"))},
                               indent=2, ensure_ascii=True))
         sys.exit(EXIT_PARTIAL if hist_failed else EXIT_OK)
     where = h.get("project_path") or h.get("project") or "(no project)"
@@ -640,7 +644,7 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
     if h.get("project_path"):
         click.echo(f"resume it with: cd {h['project_path']!r} && claude --resume {session_id}")
     click.echo(f"  its files carry the restore time; the original times (last active "
-               f"{arc.iso(h.get('last_activity')) or 'unknown'}) stay in the archive's manifest")
+               f"{iso(h.get('last_activity')) or 'unknown'}) stay in the archive's manifest")
     if pinned:
         click.echo(f"pinned {session_id}: no sweep will take it again until `janitor unpin {session_id}`; "
                    "Claude Code's own cleanup still deletes it once it has been idle for its window.")
@@ -688,7 +692,8 @@ def undo(claude_dir: str | None, config_path: str | None, as_json: bool, wait: f
     command resolves. Sessions deleted with the trash off (or already purged from it) cannot come back."""
     from pathlib import Path
 
-    from claude_janitor.archive import core as arc
+    from claude_janitor.archive.reader import read_header
+    from claude_janitor.archive.restore import restore as restore_archive
     from claude_janitor.config.paths import claude_dirs as find_dirs
     from claude_janitor.config.paths import janitor_dirs
     from claude_janitor.fs.safefs import SweepLock
@@ -723,8 +728,8 @@ def undo(claude_dir: str | None, config_path: str | None, as_json: bool, wait: f
                         row.update(result="failed" if res.refused else "restored", detail="; ".join(res.refused)
                                    or f"from the trash, {len(res.restored)} pieces")
                 elif item.get("archive"):
-                    info = arc.read_header(Path(item["archive"]))
-                    res = arc.restore(info, target_root=target, audit=audit)
+                    info = read_header(Path(item["archive"]))
+                    res = restore_archive(info, target_root=target, audit=audit)
                     row.update(result="restored" if res.restored else "already in place",
                                detail=f"from {item['archive']}")
                 else:

@@ -8,7 +8,7 @@ write of the same file once its pid is gone.
 
 Used for the audit log's head and anchor, the daemon's state file, pins, rendered service files and
 Claude Code's history.jsonl when it is pruned (``write_atomic_at``, in a dir held open, with a last check).
-(Archives are published differently: never over an existing name; see archive.py.)
+(Archives are published differently: never over an existing name; see archive/store.py.)
 """
 
 from __future__ import annotations

@@ -456,7 +456,8 @@ def after_sweep(decisions: list[Any], outcomes: list[Any], pol: Any, now: float,
             continue
         drop = drops.setdefault(s.root, Drop())
         if o.archive:
-            from claude_janitor.archive.core import ArchiveInvalid, read_history
+            from claude_janitor.archive.format import ArchiveInvalid
+            from claude_janitor.archive.reader import read_history
 
             try:
                 drop.archived[s.session_id] = {_norm(x) for x in read_history(Path(o.archive))}

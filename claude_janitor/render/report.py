@@ -465,7 +465,7 @@ def summary_lines(res: RunResult) -> list[str]:
     if res.guard:
         lines.append(f"guard: {res.guard}")
     if getattr(res, "archives", None):
-        from claude_janitor.archive.core import summary_lines as archive_lines
+        from claude_janitor.render.archives import summary_lines as archive_lines
 
         lines += archive_lines(res.archives, res.dry_run)
     return lines

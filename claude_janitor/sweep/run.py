@@ -649,28 +649,25 @@ def recover(env: Env) -> list[dict[str, Any]]:
     return audit_log(env).reconcile(lambda p: os.path.lexists(p), roots)
 
 
-def _archive_module() -> Any:
-    try:
-        from claude_janitor.archive import core as archive
-    except ImportError:  # zstandard missing: delete still works, archive reports itself unavailable
-        return None
-    return archive
-
-
 def _with_archive(actors: dict[Action, Actor], pol: Policy, env: Env, now: float) -> dict[Action, Actor]:
     """Bind the archive action to the archive dir and this run's time (callers of execute need not)."""
-    archive = _archive_module()
-    return actors if archive is None else archive.bind(actors, pol, env.dirs, now)
+    try:
+        from claude_janitor.archive.store import bind
+    except ImportError:  # zstandard missing: delete still works, archive reports itself unavailable
+        return actors
+    return bind(actors, pol, env.dirs, now)
 
 
 def maintain_archives(env: Env, pol: Policy, now: float, *, dry_run: bool) -> dict[str, Any] | None:
-    """Once per full sweep: temp files of an interrupted run, archive_retention (archive.maintain). None
+    """Once per full sweep: temp files of an interrupted run, archive_retention (archive.maintenance). None
     when nothing was ever archived: then archive (and zstandard) are not even imported."""
-    archive = _archive_module() if archive_dir_for(pol, env.dirs).is_dir() else None
-    if archive is None:
+    if not archive_dir_for(pol, env.dirs).is_dir():
         return None
-    return archive.maintain(pol, env.dirs, now, dry_run=dry_run,
-                            audit=None if dry_run else audit_log(env))
+    try:
+        from claude_janitor.archive.maintenance import maintain
+    except ImportError:
+        return None
+    return maintain(pol, env.dirs, now, dry_run=dry_run, audit=None if dry_run else audit_log(env))
 
 
 def maintain_trash(env: Env, pol: Policy, now: float, *, dry_run: bool) -> dict[str, Any] | None:

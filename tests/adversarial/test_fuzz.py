@@ -271,22 +271,24 @@ header_values = st.one_of(json_values, big_ints, any_floats, st.text(max_size=30
                        header_values, max_size=8),
        st.booleans())
 def test_archive_header_check_is_a_header_or_archive_invalid(h, wellformed):
-    from claude_janitor.archive import core as archive
+    from claude_janitor.archive.format import FORMAT, VERSION, ArchiveInvalid, check_header, iso
+    from claude_janitor.archive.reader import ArchiveInfo
+    from claude_janitor.render.archives import render_list
 
     if wellformed:
-        base = {"format": archive.FORMAT, "version": archive.VERSION, "session_id": "s", "project": "-p",
+        base = {"format": FORMAT, "version": VERSION, "session_id": "s", "project": "-p",
                 "root": "/r", "archived_at": 1.0,
                 "pieces": [{"rel": "projects/-p/s.jsonl", "store": "transcript", "is_dir": False}]}
         h = {**base, **h}
     try:
-        got = archive.check_header(h)
-    except archive.ArchiveInvalid as e:
+        got = check_header(h)
+    except ArchiveInvalid as e:
         assert str(e)
     else:
-        assert math.isfinite(got["archived_at"]) and archive.iso(got["archived_at"])
-        info = archive.ArchiveInfo(Path("/a/x.tar.zst"), got, None, 10)
+        assert math.isfinite(got["archived_at"]) and iso(got["archived_at"])
+        info = ArchiveInfo(Path("/a/x.tar.zst"), got, None, 10)
         json.dumps(info.to_dict())
-        assert archive.render_list([info], Path("/a"), verified=False)
+        assert render_list([info], Path("/a"), verified=False)
 
 
 @FUZZ

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_janitor.archive import core as archive
+from claude_janitor.archive.format import FORMAT, VERSION
 from claude_janitor.cache.scan import rescan
 from tests.helpers import run_cli, wait_for, write_config
 from tests.helpers.archivetools import craft, tar_member
@@ -391,7 +391,7 @@ def test_restore_ignores_the_root_a_crafted_header_names(root, jenv, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "projects").mkdir(parents=True)  # looks like a Claude dir: the old code went there
     rel = f"projects/-p/{sid}.jsonl"
-    header = {"format": archive.FORMAT, "version": archive.VERSION, "session_id": sid, "root": str(elsewhere),
+    header = {"format": FORMAT, "version": VERSION, "session_id": sid, "root": str(elsewhere),
               "project": "-p", "project_path": "/p", "archived_at": 1_700_000_000.0,
               "pieces": [{"rel": rel, "store": "transcript", "is_dir": False}]}
     arc = craft(tmp_path / "a.tar.zst", header, [(tar_member(rel), b'{"type":"user"}\n')])
@@ -463,7 +463,7 @@ def test_a_hostile_session_record_stops_nothing(root, jenv, now, body):
 def test_archive_list_survives_a_crafted_header(root, jenv, tmp_path, field, value, refused):
     sid = "0b6f3c1e-7a2d-4c8e-9f10-2b3c4d5e6f70"
     rel = f"projects/-p/{sid}.jsonl"
-    header = {"format": archive.FORMAT, "version": archive.VERSION, "session_id": sid, "root": str(root),
+    header = {"format": FORMAT, "version": VERSION, "session_id": sid, "root": str(root),
               "project": "-p", "project_path": "/p", "archived_at": 1_700_000_000.0, field: value,
               "pieces": [{"rel": rel, "store": "transcript", "is_dir": False}]}
     adir = Path(jenv["XDG_DATA_HOME"]) / "claude-janitor" / "archives" / "-p"

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_janitor.archive import core as archive
+from claude_janitor.archive.format import ArchiveInvalid
+from claude_janitor.archive.reader import verify
 from claude_janitor.audit.verify import verify as verify_audit
 from tests.helpers import run_cli, run_json, wait_for, write_config
 from tests.helpers.archivetools import archive_files, entries
@@ -65,8 +66,8 @@ def archived_bytes(jenv: dict[str, str]) -> bytes:
 
     for path in archive_files(adir) if adir.exists() else []:
         try:
-            archive.verify(path, sink=Collect())
-        except (archive.ArchiveInvalid, OSError):
+            verify(path, visitor=Collect())
+        except (ArchiveInvalid, OSError):
             continue
     return b"".join(out)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import zstandard
 
-from claude_janitor.archive import core as archive
+from claude_janitor.archive.format import DATA, FORMAT, HEADER_NAME, MANIFEST_NAME, PARTIAL, RESTORE_TMP, VERSION
 
 
 def entries(root: Path, sid: str) -> dict[str, tuple]:
@@ -22,7 +22,7 @@ def entries(root: Path, sid: str) -> dict[str, tuple]:
         for n in dirnames + filenames:
             p = Path(dirpath) / n
             rel = str(p.relative_to(root))
-            if sid not in rel or archive.RESTORE_TMP in rel:
+            if sid not in rel or RESTORE_TMP in rel:
                 continue
             st = p.lstat()
             if stat.S_ISDIR(st.st_mode):
@@ -62,7 +62,7 @@ def archive_files(adir: Path) -> list[Path]:
 
 def leftovers(*dirs: Path) -> list[Path]:
     return sorted(p for d in dirs if d.exists() for p in d.rglob("*")
-                  if archive.PARTIAL in p.name or archive.RESTORE_TMP in p.name)
+                  if PARTIAL in p.name or RESTORE_TMP in p.name)
 
 
 def craft(path: Path, header: dict, members: list[tuple[tarfile.TarInfo, bytes | None]], *,
@@ -72,19 +72,19 @@ def craft(path: Path, header: dict, members: list[tuple[tarfile.TarInfo, bytes |
     hb = json.dumps(header).encode()
     listed = []
     for ti, data in members:
-        m = {"path": ti.name[len(archive.DATA):], "type": "dir" if ti.isdir() else "file", "mode": ti.mode,
+        m = {"path": ti.name[len(DATA):], "type": "dir" if ti.isdir() else "file", "mode": ti.mode,
              "mtime_ns": int(ti.mtime * 1e9)}
         if ti.isreg():
             m.update(size=len(data or b""), sha256=hashlib.sha256(data or b"").hexdigest())
         elif not ti.isdir():
             m["type"] = "link"
         listed.append(m)
-    manifest = {"format": archive.FORMAT, "version": archive.VERSION,
+    manifest = {"format": FORMAT, "version": VERSION,
                 "header_sha256": hashlib.sha256(hb).hexdigest(),
                 "members": manifest_members if manifest_members is not None else listed}
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for name, data in ((archive.HEADER_NAME, hb),):
+        for name, data in ((HEADER_NAME, hb),):
             ti = tarfile.TarInfo(name)
             ti.size = len(data)
             tf.addfile(ti, io.BytesIO(data))
@@ -95,7 +95,7 @@ def craft(path: Path, header: dict, members: list[tuple[tarfile.TarInfo, bytes |
             else:
                 tf.addfile(ti)
         mb = json.dumps(manifest).encode()
-        ti = tarfile.TarInfo(archive.MANIFEST_NAME)
+        ti = tarfile.TarInfo(MANIFEST_NAME)
         ti.size = len(mb)
         tf.addfile(ti, io.BytesIO(mb))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +105,6 @@ def craft(path: Path, header: dict, members: list[tuple[tarfile.TarInfo, bytes |
 
 def tar_member(name: str, kind: bytes = tarfile.REGTYPE, mode: int = 0o600, mtime: float = 1_700_000_000,
                linkname: str = "") -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(archive.DATA + name)
+    ti = tarfile.TarInfo(DATA + name)
     ti.type, ti.mode, ti.mtime, ti.linkname = kind, mode, mtime, linkname
     return ti
