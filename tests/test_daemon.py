@@ -16,7 +16,7 @@ import pytest
 from claude_janitor.audit.records import iter_records
 from claude_janitor.config.paths import janitor_dirs
 from claude_janitor.daemon import main as dm
-from claude_janitor.fs.safefs import SweepLock
+from claude_janitor.fs.locks import SweepLock
 from claude_janitor.model import Action, ConfigError, Policy, Rule, Window
 from claude_janitor.sweep.run import Env
 from tests.helpers import run_cli, wait_for, write_config

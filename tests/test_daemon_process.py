@@ -17,7 +17,7 @@ import pytest
 from claude_janitor.audit.records import iter_records
 from claude_janitor.audit.verify import verify
 from claude_janitor.config.paths import janitor_dirs
-from claude_janitor.fs.safefs import SweepLock
+from claude_janitor.fs.locks import SweepLock
 from tests.helpers import run_cli, wait_for, write_config
 from tests.helpers.cachegen import make_session
 from tests.helpers.daemonproc import Daemon

@@ -26,7 +26,8 @@ from claude_janitor.archive.reader import ArchiveInfo, as_invalid, verify
 from claude_janitor.archive.walk import walk
 from claude_janitor.archive.writer import HashReader
 from claude_janitor.audit.log import AuditLog
-from claude_janitor.fs.safefs import DIR_FLAGS, Root, Unsafe, validate_root
+from claude_janitor.fs.safefs import Root, validate_root
+from claude_janitor.fs.tree import DIR_FLAGS, Unsafe
 from claude_janitor.model import JanitorError
 
 
@@ -192,7 +193,7 @@ class _Extractor:
 
 
 def _remove_at(root: Root, pfd: int, name: str) -> None:
-    from claude_janitor.fs.safefs import rmtree_at
+    from claude_janitor.fs.tree import rmtree_at
 
     try:
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)

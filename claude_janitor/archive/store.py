@@ -30,7 +30,8 @@ from claude_janitor.archive.walk import Identity
 from claude_janitor.archive.writer import write_archive
 from claude_janitor.config.paths import JanitorDirs, archive_dir_for
 from claude_janitor.fs.atomicfile import mkdirs_private
-from claude_janitor.fs.safefs import DIR_FLAGS, Changed, Root, Unsafe
+from claude_janitor.fs.safefs import Root
+from claude_janitor.fs.tree import DIR_FLAGS, Changed, Unsafe
 from claude_janitor.model import Action, Decision, Policy
 from claude_janitor.removal import staging
 

@@ -7,7 +7,8 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from claude_janitor.fs.safefs import DIR_FLAGS, Changed, Root, Unsafe
+from claude_janitor.fs.safefs import Root
+from claude_janitor.fs.tree import DIR_FLAGS, Changed, Unsafe
 from claude_janitor.model import Decision
 
 

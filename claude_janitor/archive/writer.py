@@ -26,7 +26,8 @@ from claude_janitor.archive.format import (
     json_bytes,
 )
 from claude_janitor.archive.walk import Entry, Identity, ident, walk
-from claude_janitor.fs.safefs import Changed, Root
+from claude_janitor.fs.safefs import Root
+from claude_janitor.fs.tree import Changed
 from claude_janitor.model import Decision
 
 

@@ -23,7 +23,7 @@ from claude_janitor.cache.layout import (
     sibling_id,
 )
 from claude_janitor.cache.transcript import MARKER, read_custom_title, read_marker, read_transcript
-from claude_janitor.fs.safefs import iter_tree
+from claude_janitor.fs.tree import iter_tree
 from claude_janitor.model import Piece, Session
 
 

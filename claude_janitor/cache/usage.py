@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from claude_janitor.cache.layout import STORE_FAMILIES
-from claude_janitor.fs.safefs import iter_tree
+from claude_janitor.fs.tree import iter_tree
 from claude_janitor.model import Action, Plan
 
 # Which stores belong to sessions (the janitor removes them with their session) and what the others are.

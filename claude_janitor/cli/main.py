@@ -111,7 +111,7 @@ def sweep(claude_dirs: tuple[str, ...], config_path: str | None, dry_run: bool, 
 
     Sessions that are active (within `grace`), pinned, unreadable or changed since the scan are kept.
     """
-    from claude_janitor.fs.rootlock import SweepLocks
+    from claude_janitor.fs.locks import SweepLocks
     from claude_janitor.render import report
     from claude_janitor.sweep.run import run
 
@@ -566,7 +566,8 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
     from claude_janitor.cache.ids import same_id
     from claude_janitor.config.paths import claude_dirs as find_dirs
     from claude_janitor.config.paths import janitor_dirs
-    from claude_janitor.fs.safefs import Changed, SweepLock, Unsafe
+    from claude_janitor.fs.locks import SweepLock
+    from claude_janitor.fs.tree import Changed, Unsafe
     from claude_janitor.sweep.run import Env, audit_log
 
     dirs = janitor_dirs()
@@ -656,7 +657,7 @@ def restore(session_id: str, project: str | None, archive_file: str | None, clau
 
 def _restore_trash(entry: Any, target: Any, dirs: Any, config_path: str | None, wait: float, as_json: bool) -> int:
     """Put one session back from the trash (trash.restore); the exit code."""
-    from claude_janitor.fs.safefs import SweepLock
+    from claude_janitor.fs.locks import SweepLock
     from claude_janitor.removal import trash
     from claude_janitor.sweep.run import Env, audit_log
 
@@ -696,7 +697,7 @@ def undo(claude_dir: str | None, config_path: str | None, as_json: bool, wait: f
     from claude_janitor.archive.restore import restore as restore_archive
     from claude_janitor.config.paths import claude_dirs as find_dirs
     from claude_janitor.config.paths import janitor_dirs
-    from claude_janitor.fs.safefs import SweepLock
+    from claude_janitor.fs.locks import SweepLock
     from claude_janitor.model import JanitorError
     from claude_janitor.removal import trash
     from claude_janitor.sweep.run import Env, audit_log

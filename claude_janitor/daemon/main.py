@@ -20,7 +20,7 @@ transcripts come, grow, move and go.
 When file events are unavailable or were lost (watch limits, queue overflow), wake-ups fall back to full
 scans until a full scan has rebuilt the index.
 
-Every sweep takes the same lock as `janitor sweep` (safefs.SweepLock); if a one-shot sweep holds it, the
+Every sweep takes the same lock as `janitor sweep` (fs/locks.SweepLock); if a one-shot sweep holds it, the
 daemon retries later rather than waiting in line. SIGTERM/SIGINT stop after the session in hand; SIGHUP
 reloads the config. The daemon's state (pid, last/next sweep, next wake-up) is in JanitorDirs.daemon_state
 for `janitor status`. Under systemd (Type=notify) it reports READY=1/RELOADING=1/STOPPING=1/STATUS= and
@@ -678,7 +678,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     from claude_janitor.config.paths import janitor_dirs
-    from claude_janitor.fs.rootlock import SweepLocks, hold_inherited
+    from claude_janitor.fs.locks import SweepLocks, hold_inherited
     from claude_janitor.sweep.run import Env, recover, recover_interrupted
 
     env = Env(roots=[Path(r) for r in roots], dirs=janitor_dirs(), config_path=config_path,
@@ -777,7 +777,7 @@ class Daemon:
         self.child: Any = None  # the running full sweep's process (subprocess.Popen)
         self._child_lock = threading.Lock()
         self._sweep_lock: Any = None  # the SweepLock held by the sweep in progress
-        self.root_lock: Any = None  # rootlock.RootLock: this daemon's hold on each Claude dir
+        self.root_lock: Any = None  # fs/locks.RootLock: this daemon's hold on each Claude dir
         # A full sweep is running: the transcripts it removes are not noted one by one as they go (at 100k
         # sessions that would be 75k index rows in this long-lived process); it reports what else went.
         self.in_full = False
@@ -1145,7 +1145,7 @@ class Daemon:
     def _sweep(self, *, full: bool) -> None:
         if self.stop_event.is_set():
             return
-        from claude_janitor.fs.safefs import SweepLock
+        from claude_janitor.fs.locks import SweepLock
 
         lock = SweepLock(self.dirs.lock_file, wait=0.0)
         try:
@@ -1590,7 +1590,7 @@ def run(env: Env, *, verbose: bool = False, log_file: str | None = None,
         log_max_bytes: int = LOG_MAX_BYTES) -> int:
     """`janitor daemon`: run in the foreground until SIGTERM/SIGINT. Returns the exit code."""
     setup_logging(verbose, log_file, log_max_bytes)
-    from claude_janitor.fs.rootlock import RootLock
+    from claude_janitor.fs.locks import RootLock
 
     lock = DaemonLock(env.dirs)
     lock.acquire()

@@ -37,7 +37,7 @@ from typing import Any
 
 from claude_janitor import testhooks
 from claude_janitor.fs.atomicfile import write_atomic_at
-from claude_janitor.fs.safefs import DIR_FLAGS
+from claude_janitor.fs.tree import DIR_FLAGS
 
 NAME = "history.jsonl"
 LOCK = NAME + ".lock"

@@ -54,7 +54,8 @@ from urllib.parse import quote, unquote
 from claude_janitor import testhooks
 from claude_janitor.cache.scan import usage_of
 from claude_janitor.fs.atomicfile import write_atomic_at
-from claude_janitor.fs.safefs import DIR_FLAGS, Changed, Root, Unsafe, _check_rel, rename_noreplace, rmtree_at, walk_at
+from claude_janitor.fs.safefs import Root, check_rel
+from claude_janitor.fs.tree import DIR_FLAGS, Changed, Unsafe, rename_noreplace, rmtree_at, walk_at
 from claude_janitor.model import Piece, Session
 
 STAGE_DIR = ".janitor-removing"
@@ -409,7 +410,7 @@ def _origin_rel(name: str, origin: dict[str, str]) -> str | None:
     if not isinstance(rel, str):
         return None
     try:
-        parts = _check_rel(rel)
+        parts = check_rel(rel)
     except Unsafe:
         return None
     return rel if _STORES.get(parts[0]) == len(parts) else None

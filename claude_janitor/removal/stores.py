@@ -31,7 +31,8 @@ from claude_janitor import testhooks
 from claude_janitor.cache.layout import STORE_FAMILIES, Selector, StoreFamily, name_time
 from claude_janitor.cache.scan import make_piece
 from claude_janitor.durations import human_duration
-from claude_janitor.fs.safefs import Changed, Root, Unsafe
+from claude_janitor.fs.safefs import Root
+from claude_janitor.fs.tree import Changed, Unsafe
 from claude_janitor.model import Piece, Policy, Session, Window
 
 DAY = 86400.0

@@ -33,7 +33,8 @@ from claude_janitor.cache.ids import same_id
 from claude_janitor.cache.layout import piece_owner
 from claude_janitor.config.paths import JanitorDirs
 from claude_janitor.fs.atomicfile import DIR_FLAGS, mkdirs_private, write_atomic
-from claude_janitor.fs.safefs import Root, Unsafe, rename_noreplace, rmtree_at, walk_at
+from claude_janitor.fs.safefs import Root
+from claude_janitor.fs.tree import Unsafe, rename_noreplace, rmtree_at, walk_at
 from claude_janitor.model import Decision, JanitorError, Policy
 
 META = "trash.json"

@@ -25,7 +25,8 @@ from claude_janitor.cache.pins import load_pins
 from claude_janitor.config import claude as claude_settings
 from claude_janitor.config import janitor as config
 from claude_janitor.config.paths import JanitorDirs, archive_dir_for
-from claude_janitor.fs.safefs import Changed, Root, Unsafe, validate_root
+from claude_janitor.fs.safefs import Root, validate_root
+from claude_janitor.fs.tree import Changed, Unsafe
 from claude_janitor.model import Action, ConfigError, Decision, GuardTripped, Outcome, Plan, Policy, Session
 from claude_janitor.removal import staging, stores
 

@@ -134,7 +134,7 @@ def _set_tree_times(top: Path, t: float) -> None:
 def deep_cleanup(root):
     """pytest's own tmp cleanup recurses and cannot remove a 5000-level tree: remove it ourselves."""
     yield
-    from claude_janitor.fs.safefs import rmtree_at
+    from claude_janitor.fs.tree import rmtree_at
 
     fd = os.open(root.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:

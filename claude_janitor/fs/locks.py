@@ -1,6 +1,6 @@
 """Locks keyed to a Claude dir itself, whatever the janitor's state dir: one sweeper per Claude dir.
 
-The state dir's locks (safefs.SweepLock, daemon.DaemonLock) only keep apart janitors that share a state dir;
+The state dir's locks (SweepLock below, the daemon's instance lock) only keep apart janitors that share a state dir;
 two janitors started with different ``XDG_STATE_HOME`` (a service and a shell, two setups pointed at one
 cache) would both sweep the same cache, each with its own audit log. So each Claude dir is locked itself: an
 flock on an fd of the directory (nothing is written into it, nothing changes on disk).
@@ -25,6 +25,40 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from claude_janitor.model import LockBusy
+
+
+class SweepLock:
+    """An exclusive flock on the state dir's lock file: one sweep at a time (daemon or one-shot)."""
+
+    def __init__(self, path: Path, *, wait: float = 0.0) -> None:
+        self.path = path
+        self.wait = wait
+        self.fd = -1
+
+    def __enter__(self) -> SweepLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(self.fd)
+                    self.fd = -1
+                    raise LockBusy(f"another sweep is running (lock {self.path} is held); "
+                                   "try again later or pass --wait SECONDS") from None
+                time.sleep(0.1)
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()}\n".encode())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
 
 
 def holder(fd: int) -> int | None:
@@ -111,11 +145,10 @@ class RootLock:
 
 
 class SweepLocks:
-    """Every lock a one-shot sweep holds: the state dir's (safefs.SweepLock), then each Claude dir's."""
+    """Every lock a one-shot sweep holds: the state dir's (fs/locks.SweepLock), then each Claude dir's."""
 
     def __init__(self, state_lock: Path, roots: Iterable[str | Path], *, wait: float = 0.0,
                  daemon_pid: Callable[[], int | None] | None = None) -> None:
-        from claude_janitor.fs.safefs import SweepLock
 
         self.state = SweepLock(state_lock, wait=wait)
         self.roots = RootLock(roots)
