@@ -102,6 +102,7 @@ class TailInfo:
     bytes_read: int = 0
     titles: TailTitles | None = None  # Claude Code's titles and the human prompts among the records read
     whole: bytes | None = None  # the whole transcript, when the tail read covered it (no head read needed)
+    tail: bytes = b""  # the last bytes read from the end (desktop detection looks there too: no second read)
 
 
 def _lines_newest_first(buf: bytes, *, cut_first: bool) -> Iterator[bytes]:
@@ -142,6 +143,7 @@ def read_tail(fd: int, size: int) -> TailInfo:
         want = min(want * 4, TAIL_MAX, size)
     # the same buffer once more, for titles and prompts: only lines that can hold one are parsed
     info.titles = tail_scan(_lines_newest_first(buf, cut_first=start > 0), _records)
+    info.tail = buf
     if start == 0:
         info.whole = buf
     if info.cwd is None and size > want:
@@ -161,26 +163,34 @@ MARKER = ".desktop-released.json"
 MARKER_MAX = 4096  # Claude Code reads at most this much of a release marker
 
 
-def desktop_entrypoint(fd: int, size: int) -> str | None:
+def desktop_entrypoint(fd: int, size: int, *, head: bytes = b"", tail: bytes = b"") -> str | None:
     """The desktop entrypoint (claude-desktop, claude-desktop-3p, local-agent) a transcript names in its first
     record with one within its first 64 KiB, or its last within the last 64 KiB — what Claude Code's own
-    cleanup looks at to exempt desktop sessions. Reads 8 KiB at each end, up to 64 KiB while none is found."""
+    cleanup looks at to exempt desktop sessions. Looks at 8 KiB at each end, up to 64 KiB while none is
+    found; ``head`` and ``tail`` are bytes already read from the start and the end (read_transcript's head
+    and read_tail's last buffer), used instead of reading them again when they cover what is looked at."""
     def norm(v: bytes) -> str | None:
         name = v.decode("ascii").replace("local_agent", "local-agent")
         return name if name in DESKTOP_ENTRYPOINTS else None
 
+    def first(n: int) -> bytes:
+        return head[:n] if len(head) >= n else os.pread(fd, n, 0)
+
+    def last(n: int) -> bytes:
+        return tail[len(tail) - n:] if len(tail) >= n else os.pread(fd, n, size - n)
+
     want = min(8192, size)
     while True:
-        m = _ENTRYPOINT_RE.search(os.pread(fd, want, 0))
+        m = _ENTRYPOINT_RE.search(first(want))
         if m or want >= min(ENTRYPOINT_SPAN, size):
             break
         want = min(ENTRYPOINT_SPAN, size)
-    head = norm(m.group(1)) if m else None
-    if head or size <= want:
-        return head
+    named = norm(m.group(1)) if m else None
+    if named or size <= want:
+        return named
     want = min(8192, size)
     while True:
-        found = list(_ENTRYPOINT_RE.finditer(os.pread(fd, want, size - want)))
+        found = list(_ENTRYPOINT_RE.finditer(last(want)))
         if found or want >= min(ENTRYPOINT_SPAN, size):
             break
         want = min(ENTRYPOINT_SPAN, size)
@@ -222,8 +232,10 @@ def read_transcript(s: Session, path: str, st: os.stat_result) -> None:
             s.unreadable = "transcript changed while being read"
             return
         info = read_tail(fd, fst.st_size)
-        s.desktop_entrypoint = desktop_entrypoint(fd, fst.st_size) if fst.st_size else None
+        # one head read serves the titles and the desktop check; the tail read serves the desktop check too
         head = info.whole[:TITLE_HEAD] if info.whole is not None else os.pread(fd, min(TITLE_HEAD, fst.st_size), 0)
+        s.desktop_entrypoint = (desktop_entrypoint(fd, fst.st_size, head=head, tail=info.tail)
+                                if fst.st_size else None)
     except OSError as e:
         s.unreadable = f"cannot read transcript: {e.strerror}"
         return
