@@ -13,29 +13,16 @@ class Action(StrEnum):
     ARCHIVE = "archive"
 
 
-class JanitorError(Exception):
-    """An error the user must fix; carries the process exit code."""
+class Result(StrEnum):
+    """What became of one session acted on (``Outcome.result``): its text is what the audit log, the JSON
+    output and the tables show."""
 
-    exit_code = 2
-
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
-        super().__init__(message)
-        if exit_code is not None:
-            self.exit_code = exit_code
-
-
-class ConfigError(JanitorError):
-    """Broken config, settings or usage: exit 2, nothing changed."""
-
-
-class GuardTripped(ConfigError):
-    """The mass-removal guard refused the run (exit 2, nothing changed)."""
-
-
-class LockBusy(JanitorError):
-    """Another sweep holds the lock."""
-
-    exit_code = 3
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # in use, or changed since the scan: kept
+    VANISHED = "vanished"  # gone before the janitor got to it
+    DRY_RUN = "dry-run"  # checked, not acted on
+    CANCELLED = "cancelled"  # stopped (a signal) before it was begun
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +215,7 @@ class Plan:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     decision: Decision
-    result: str  # ok | failed | skipped | vanished | dry-run
+    result: Result
     error: str | None = None
     archive: str | None = None
     trash: str | None = None  # the trash entry it was moved to (trash.py), when the trash is on

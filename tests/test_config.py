@@ -10,7 +10,8 @@ import pytest
 from claude_janitor.config.claude import claude_root_window, project_window
 from claude_janitor.config.janitor import RawConfig, build_policy, read_toml
 from claude_janitor.durations import DurationError, parse_duration
-from claude_janitor.model import Action, ConfigError, Window
+from claude_janitor.errors import ConfigError
+from claude_janitor.model import Action, Window
 
 DAY = 86400.0
 

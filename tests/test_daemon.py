@@ -16,8 +16,9 @@ import pytest
 from claude_janitor.audit.records import iter_records
 from claude_janitor.config.paths import janitor_dirs
 from claude_janitor.daemon import main as dm
+from claude_janitor.errors import ConfigError
 from claude_janitor.fs.locks import SweepLock
-from claude_janitor.model import Action, ConfigError, Policy, Rule, Window
+from claude_janitor.model import Action, Policy, Rule, Window
 from claude_janitor.sweep.run import Env
 from tests.helpers import run_cli, wait_for, write_config
 from tests.helpers.cachegen import DAY, make_session, set_times

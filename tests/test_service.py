@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from claude_janitor.config.paths import janitor_dirs
-from claude_janitor.model import ConfigError, JanitorError
+from claude_janitor.errors import ConfigError, JanitorError
 from claude_janitor.service import manager as svc
 from tests.helpers import run_cli, write_config
 

@@ -21,8 +21,9 @@ from claude_janitor.audit.log import AuditLog
 from claude_janitor.cache.ids import canonical_id, same_id
 from claude_janitor.config.paths import JanitorDirs, archive_dir_for, encode_project
 from claude_janitor.durations import human_duration
+from claude_janitor.errors import JanitorError
 from claude_janitor.fs.atomicfile import fsync_dir
-from claude_janitor.model import JanitorError, Policy, Window
+from claude_janitor.model import Policy, Window
 
 
 def list_archives(archive_dir: Path, *, full: bool = False) -> list[ArchiveInfo]:

@@ -26,9 +26,9 @@ from claude_janitor.archive.reader import ArchiveInfo, as_invalid, verify
 from claude_janitor.archive.walk import walk
 from claude_janitor.archive.writer import HashReader
 from claude_janitor.audit.log import AuditLog
+from claude_janitor.errors import JanitorError
 from claude_janitor.fs.safefs import Root, validate_root
 from claude_janitor.fs.tree import DIR_FLAGS, Unsafe
-from claude_janitor.model import JanitorError
 
 
 @dataclass

@@ -15,8 +15,8 @@ from pathlib import Path
 from claude_janitor.cache.ids import canonical_id
 from claude_janitor.cache.layout import UUID_RE
 from claude_janitor.config.paths import ensure_private_dir
+from claude_janitor.errors import ConfigError
 from claude_janitor.fs.atomicfile import write_atomic
-from claude_janitor.model import ConfigError
 
 
 def check_id(session_id: str) -> str:
@@ -68,8 +68,8 @@ def find_session(roots: list[Path], sid: str) -> list[Path]:
 def load_pins(path: Path) -> set[str]:
     """The pinned ids (canonical case). Read through saferead: pins.json is the janitor's own file in its
     private state dir, so a symlink there is refused rather than followed."""
+    from claude_janitor.errors import ConfigError
     from claude_janitor.fs.saferead import STATE_MAX, read_input
-    from claude_janitor.model import ConfigError
 
     raw = read_input(path, what="pins file", limit=STATE_MAX, follow=False)
     if raw is None:

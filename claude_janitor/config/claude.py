@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claude_janitor.model import ConfigError, Policy, Session, Window
+from claude_janitor.errors import ConfigError
+from claude_janitor.model import Policy, Session, Window
 
 CLAUDE_DEFAULT_DAYS = 30
 

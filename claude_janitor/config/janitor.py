@@ -17,7 +17,8 @@ from typing import Any
 from claude_janitor.cache.titles import KINDS
 from claude_janitor.config.claude import parse_problem
 from claude_janitor.durations import DurationError, parse_duration
-from claude_janitor.model import Action, ConfigError, HistoryPolicy, Policy, Rule, Window
+from claude_janitor.errors import ConfigError
+from claude_janitor.model import Action, HistoryPolicy, Policy, Rule, Window
 
 CLAUDE_DEFAULT_DAYS = 30
 

@@ -55,8 +55,9 @@ from claude_janitor.config.paths import JanitorDirs, managed_policy_path
 from claude_janitor.daemon.index import Entry, Index, Key, count_sessions
 from claude_janitor.daemon.watch import Change, make_watcher, transcript_parts
 from claude_janitor.durations import DurationError, human_duration, parse_duration
+from claude_janitor.errors import ConfigError, ExitStatus, JanitorError, LockBusy
 from claude_janitor.fs.procs import die_with_parent, pid_alive
-from claude_janitor.model import Action, ConfigError, Decision, JanitorError, LockBusy, Outcome, Plan, Policy, Session
+from claude_janitor.model import Action, Decision, Outcome, Plan, Policy, Session
 from claude_janitor.render import metrics
 
 if TYPE_CHECKING:
@@ -686,7 +687,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
     pol, due = _payload(sys.stdin.buffer.read())
     if should_stop():
         emit({"stopped": "start"})
-        return 0
+        return ExitStatus.OK
     lock = None
     try:
         if not lock_fds:
@@ -713,10 +714,10 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
                 emit(res)
         finally:
             index.close()
-        return 0
+        return ExitStatus.OK
     except _Stopping:
         emit({"stopped": "scan"})
-        return 0
+        return ExitStatus.OK
     except LockBusy as e:
         emit({"error": str(e), "busy": True})
         return e.exit_code
@@ -726,7 +727,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
     except Exception as e:  # noqa: BLE001 - reported to the daemon, with the traceback in the log
         log.exception("full sweep failed")
         emit({"error": f"unexpected {type(e).__name__}: {e}", "crash": True})
-        return 1
+        return ExitStatus.ACTIONS_FAILED
     finally:
         if lock is not None:
             lock.__exit__(None, None, None)
@@ -1621,7 +1622,7 @@ def run(env: Env, *, verbose: bool = False, log_file: str | None = None,
             log.info("%s: stopping after the session in hand", signal.Signals(sig).name)
             sd_notify("STOPPING=1")
             d.stop()
-            return 0
+            return ExitStatus.OK
     finally:
         roots_lock.release()
         lock.release()

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from claude_janitor.model import LockBusy
+from claude_janitor.errors import LockBusy
 
 
 class SweepLock:

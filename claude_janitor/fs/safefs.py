@@ -10,8 +10,9 @@ import stat
 import threading
 from pathlib import Path
 
+from claude_janitor.errors import ConfigError
 from claude_janitor.fs.tree import DIR_FLAGS, Changed, Unsafe, rmtree_at
-from claude_janitor.model import ConfigError, Piece
+from claude_janitor.model import Piece
 
 
 def validate_root(path: Path) -> Path:

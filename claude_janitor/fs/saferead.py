@@ -23,7 +23,7 @@ import os
 import stat
 from pathlib import Path
 
-from claude_janitor.model import ConfigError
+from claude_janitor.errors import ConfigError
 
 SETTINGS_MAX = 4 << 20  # a Claude Code settings file: a few KiB in practice
 CONFIG_MAX = 1 << 20  # the janitor's TOML config / managed policy

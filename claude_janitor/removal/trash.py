@@ -32,10 +32,11 @@ from urllib.parse import unquote
 from claude_janitor.cache.ids import same_id
 from claude_janitor.cache.layout import piece_owner
 from claude_janitor.config.paths import JanitorDirs
+from claude_janitor.errors import ExitStatus, JanitorError
 from claude_janitor.fs.atomicfile import DIR_FLAGS, mkdirs_private, write_atomic
 from claude_janitor.fs.safefs import Root
 from claude_janitor.fs.tree import Unsafe, rename_noreplace, rmtree_at, walk_at
-from claude_janitor.model import Decision, JanitorError, Policy
+from claude_janitor.model import Decision, Policy
 
 META = "trash.json"
 ORIGIN = "origin.json"  # staging's map of long piece names
@@ -280,7 +281,7 @@ def restore(e: Entry, target: Path, *, audit: Any = None, now: float | None = No
     replacing anything; every piece gets the restore time (Claude Code's own cleanup goes by file times).
     A piece in the way stays in the trash (``refused``); the rest is restored; run again once it is moved."""
     if e.problem:
-        raise JanitorError(f"trash entry {e.path}: {e.problem}", 1)
+        raise JanitorError(f"trash entry {e.path}: {e.problem}", ExitStatus.ACTIONS_FAILED)
     when = time.time() if now is None else now
     out = Restored(e, str(target))
     root = Root(target)
@@ -294,7 +295,7 @@ def restore(e: Entry, target: Path, *, audit: Any = None, now: float | None = No
         try:
             if os.fstat(efd).st_dev != root.dev:
                 raise JanitorError(f"the trash {e.path.parent} is on another filesystem than {target}: cannot "
-                                   "restore by a rename; nothing restored", 1)
+                                   "restore by a rename; nothing restored", ExitStatus.ACTIONS_FAILED)
             for staged, rel in sorted(e.pieces.items(), key=lambda kv: kv[1].endswith(".jsonl")):
                 pfd, name = root.open_parent(rel, create=True)
                 try:

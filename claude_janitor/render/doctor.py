@@ -14,7 +14,8 @@ from claude_janitor.config import claude as claude_settings
 from claude_janitor.config import janitor as config
 from claude_janitor.config.paths import JanitorDirs, managed_policy_path, managed_settings_dir
 from claude_janitor.durations import human_bytes, human_duration
-from claude_janitor.model import ConfigError, Policy, Window
+from claude_janitor.errors import ConfigError
+from claude_janitor.model import Policy, Window
 
 PRIVACY_VARS: dict[str, str] = {
     "DISABLE_TELEMETRY": "no usage telemetry (Statsig)",
@@ -137,7 +138,7 @@ def _project_overrides(root: Path) -> list[dict[str, Any]]:
     window in one project deletes every project's sessions."""
     from claude_janitor.cache.transcript import read_tail
 
-    out = []
+    out: list[dict[str, Any]] = []
     try:
         projects = sorted(os.scandir(root / "projects"), key=lambda e: e.name)
     except OSError:
@@ -286,12 +287,9 @@ def _when(t: float | None) -> str:
     return "-" if t is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
-def render(rep: dict[str, Any]) -> str:
-    from claude_janitor.render.report import shown
-
-    L: list[str] = [f"claude-janitor {rep['version']}", ""]
+def _janitor_lines(rep: dict[str, Any]) -> list[str]:
     j = rep["janitor"]
-    L.append("Janitor")
+    L = ["Janitor"]
     L.append(f"  config file      {j['config_file']}{'' if j['config_exists'] else '  (none: defaults)'}")
     L.append(f"  managed policy   {j['managed_policy']}{'  (in force)' if j['managed_policy_exists'] else '  (none)'}")
     L.append(f"  audit log        {j['audit_log']}")
@@ -307,60 +305,88 @@ def render(rep: dict[str, Any]) -> str:
         for r in rep.get("rules", []):
             L.append(f"  {r['label']}  retention {r['retention']}, action {r['action']}"
                      + (f", keep_last {r['keep_last']}" if r["keep_last"] is not None else "") + f"  ({r['source']})")
-    for c in rep["claude"]:
-        L += ["", f"Claude Code: {c['dir']}" + ("" if c["exists"] else "  (does not exist)")]
-        if "cleanup_window" in c:
-            L.append(f"  cleanupPeriodDays  {c['cleanup_window']}  from {c['cleanup_source']}")
+    return L
+
+
+def _settings_lines(c: dict[str, Any]) -> list[str]:
+    from claude_janitor.render.report import shown
+
+    L: list[str] = []
+    if "cleanup_window" in c:
+        L.append(f"  cleanupPeriodDays  {c['cleanup_window']}  from {c['cleanup_source']}")
+    else:
+        L.append(f"  cleanupPeriodDays  unknown: {shown(c['cleanup_unknown'])}")
+    for s in c["settings"]:
+        state = ("missing" if not s["exists"] else _short(s.get("error"), s["file"]) or
+                 (f"cleanupPeriodDays = {s['cleanupPeriodDays']}" if s.get("cleanupPeriodDays") is not None
+                  else "no cleanupPeriodDays"))
+        L.append(f"    {'managed' if s['managed'] else 'user   '}  {s['file']}: {state}")
+    for o in c["project_overrides"]:
+        if "error" in o:
+            L.append(f"    project  {shown(o['error'])}")
+            L += [f"      {shown(x['why'])} ({x['reason']})" for x in o.get("own_sweep_skips", [])]
         else:
-            L.append(f"  cleanupPeriodDays  unknown: {shown(c['cleanup_unknown'])}")
-        for s in c["settings"]:
-            state = ("missing" if not s["exists"] else _short(s.get("error"), s["file"]) or
-                     (f"cleanupPeriodDays = {s['cleanupPeriodDays']}" if s.get("cleanupPeriodDays") is not None
-                      else "no cleanupPeriodDays"))
-            L.append(f"    {'managed' if s['managed'] else 'user   '}  {s['file']}: {state}")
-        for o in c["project_overrides"]:
-            if "error" in o:
-                L.append(f"    project  {shown(o['error'])}")
-                L += [f"      {shown(x['why'])} ({x['reason']})" for x in o.get("own_sweep_skips", [])]
-            else:
-                L.append(f"    project  {o['file']}: cleanupPeriodDays = {o['cleanupPeriodDays']} "
-                         "(when Claude Code starts there, its sweep applies this to every project)")
-        lc = c["last_cleanup"]
-        L.append(f"  own sweep          {lc['status']}" + (f" (last: {_when(lc['last_run'])})" if lc["last_run"]
-                                                           else ""))
-        for x in c.get("own_sweep_skips", []):
-            if x.get("conditional"):
-                L.append(f"    note: {x['why']} ({x['reason']})")
-            else:
-                L.append(f"    SKIPPED: {shown(x['why'])} ({x['reason']}); nothing is cleaned by Claude Code "
-                         "while this lasts (image-cache is still wiped)")
-        if c.get("stores"):
-            L.append("  stores beyond sessions (delete only; [stores] in the janitor config overrides)")
-            for st in c["stores"]:
-                where = "" if st["place"] in (None, c["dir"]) else f"  in {st['place']}"
-                if st["place"] is None:
-                    where = "  (only with the user's own Claude dir)"
-                win = " / ".join(_fmt_window(w) for w in st["windows"])
-                L.append(f"    {st['store'].ljust(17)} {win.ljust(8)} {st['what']}  ({'; '.join(st['sources'])})"
-                         f"{where}")
-        if "history" in c:
-            h = c["history"]
-            hs = ("not pruned (opt in with [history])" if not h["removed_sessions"] and h["retention"] is None else
-                  ", ".join(x for x in ("lines of removed sessions dropped" if h["removed_sessions"] else "",
-                                        f"lines older than {_fmt_window(h['retention'])} dropped"
-                                        if h["retention"] is not None else "") if x) + f" ({h['source']})")
-            L.append(f"  history.jsonl      {hs}")
-        L.append("  privacy (settings Claude Code honours)")
-        for p in c["privacy"]:
-            if p["state"] == "not set":
-                val = "not set"
-            elif p.get("implied_by"):
-                val = f"on (implied by {p['implied_by']}" + (
-                    f"; {p['name']}={shown(p['value'])} from {p['source']} does not turn it back on)"
-                    if p["value"] is not None else ")")
-            else:
-                val = f"{p['state']} ({p['name']}={shown(p['value'])} from {p['source']})"
-            L.append(f"    {p['name'].ljust(41)}  {val}")
+            L.append(f"    project  {o['file']}: cleanupPeriodDays = {o['cleanupPeriodDays']} "
+                     "(when Claude Code starts there, its sweep applies this to every project)")
+    return L
+
+
+def _own_sweep_lines(c: dict[str, Any]) -> list[str]:
+    from claude_janitor.render.report import shown
+
+    lc = c["last_cleanup"]
+    L = [f"  own sweep          {lc['status']}" + (f" (last: {_when(lc['last_run'])})" if lc["last_run"] else "")]
+    for x in c.get("own_sweep_skips", []):
+        if x.get("conditional"):
+            L.append(f"    note: {x['why']} ({x['reason']})")
+        else:
+            L.append(f"    SKIPPED: {shown(x['why'])} ({x['reason']}); nothing is cleaned by Claude Code "
+                     "while this lasts (image-cache is still wiped)")
+    return L
+
+
+def _stores_lines(c: dict[str, Any]) -> list[str]:
+    L: list[str] = []
+    if c.get("stores"):
+        L.append("  stores beyond sessions (delete only; [stores] in the janitor config overrides)")
+        for st in c["stores"]:
+            where = "" if st["place"] in (None, c["dir"]) else f"  in {st['place']}"
+            if st["place"] is None:
+                where = "  (only with the user's own Claude dir)"
+            win = " / ".join(_fmt_window(w) for w in st["windows"])
+            L.append(f"    {st['store'].ljust(17)} {win.ljust(8)} {st['what']}  ({'; '.join(st['sources'])})"
+                     f"{where}")
+    if "history" in c:
+        h = c["history"]
+        hs = ("not pruned (opt in with [history])" if not h["removed_sessions"] and h["retention"] is None else
+              ", ".join(x for x in ("lines of removed sessions dropped" if h["removed_sessions"] else "",
+                                    f"lines older than {_fmt_window(h['retention'])} dropped"
+                                    if h["retention"] is not None else "") if x) + f" ({h['source']})")
+        L.append(f"  history.jsonl      {hs}")
+    return L
+
+
+def _privacy_lines(c: dict[str, Any]) -> list[str]:
+    from claude_janitor.render.report import shown
+
+    L = ["  privacy (settings Claude Code honours)"]
+    for p in c["privacy"]:
+        if p["state"] == "not set":
+            val = "not set"
+        elif p.get("implied_by"):
+            val = f"on (implied by {p['implied_by']}" + (
+                f"; {p['name']}={shown(p['value'])} from {p['source']} does not turn it back on)"
+                if p["value"] is not None else ")")
+        else:
+            val = f"{p['state']} ({p['name']}={shown(p['value'])} from {p['source']})"
+        L.append(f"    {p['name'].ljust(41)}  {val}")
+    return L
+
+
+def _problem_lines(rep: dict[str, Any]) -> list[str]:
+    from claude_janitor.render.report import shown
+
+    L: list[str] = []
     if rep["problems"]:
         L += ["", "Problems (janitor config, managed policy or pins: sweeps and reports stop, exit 2, nothing "
                   "changed)"] + [f"  {shown(p)}" for p in rep["problems"]]
@@ -370,4 +396,14 @@ def render(rep: dict[str, Any]) -> str:
         L += [f"  {shown(p)}" for p in rep["settings_problems"]]
     if not rep["problems"] and not rep.get("settings_problems"):
         L += ["", "No problems found."]
+    return L
+
+
+def render(rep: dict[str, Any]) -> str:
+    L: list[str] = [f"claude-janitor {rep['version']}", ""]
+    L += _janitor_lines(rep)
+    for c in rep["claude"]:
+        L += ["", f"Claude Code: {c['dir']}" + ("" if c["exists"] else "  (does not exist)")]
+        L += _settings_lines(c) + _own_sweep_lines(c) + _stores_lines(c) + _privacy_lines(c)
+    L += _problem_lines(rep)
     return "\n".join(L)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from claude_janitor.config.paths import JanitorDirs, ensure_private_dir
+from claude_janitor.errors import ConfigError, ExitStatus, JanitorError
 from claude_janitor.fs.atomicfile import write_atomic
-from claude_janitor.model import ConfigError, JanitorError
 
 SYSTEMD_DAEMON = "claude-janitor.service"
 SYSTEMD_SWEEP = ("claude-janitor-sweep.service", "claude-janitor-sweep.timer")
@@ -270,7 +270,8 @@ class Result:
         self.commands.append((cmd, p.returncode, (p.stdout or "") + (p.stderr or "")))
         if check and p.returncode != 0:
             raise JanitorError(f"`{' '.join(cmd)}` failed (exit {p.returncode}): "
-                               f"{((p.stderr or '') + (p.stdout or '')).strip() or 'no output'}", exit_code=1)
+                               f"{((p.stderr or '') + (p.stdout or '')).strip() or 'no output'}",
+                               exit_code=ExitStatus.ACTIONS_FAILED)
         return p
 
 

@@ -25,9 +25,10 @@ from claude_janitor.cache.pins import load_pins
 from claude_janitor.config import claude as claude_settings
 from claude_janitor.config import janitor as config
 from claude_janitor.config.paths import JanitorDirs, archive_dir_for
+from claude_janitor.errors import ConfigError, ExitStatus, GuardTripped
 from claude_janitor.fs.safefs import Root, validate_root
 from claude_janitor.fs.tree import Changed, Unsafe
-from claude_janitor.model import Action, ConfigError, Decision, GuardTripped, Outcome, Plan, Policy, Session
+from claude_janitor.model import Action, Decision, Outcome, Plan, Policy, Result, Session
 from claude_janitor.removal import staging, stores
 
 BATCH = 256  # intents recorded (and fsync'd) per batch before acting on it
@@ -59,13 +60,14 @@ class RunResult:
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.result == "failed"]
+        return [o for o in self.outcomes if o.result is Result.FAILED]
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitStatus:
         stores_failed = any(sd.failed for sd in self.plan.stores) or any(
             h.result.startswith("failed") for h in self.plan.history)
-        return 1 if self.failed or stores_failed or (self.archives and self.archives.get("errors")) else 0
+        failed = self.failed or stores_failed or (self.archives and self.archives.get("errors"))
+        return ExitStatus.ACTIONS_FAILED if failed else ExitStatus.OK
 
 
 ProgressFn = Callable[[int], None]
@@ -271,7 +273,7 @@ class _Removers:
 
 def _act_chunk(ds: list[Decision], roots: dict[str, Root], actors: dict[Action, Actor], flag: Any
                ) -> list[Outcome]:
-    return [Outcome(d, "cancelled", CANCELLED) if flag.value else _act_one(d, roots, False, actors)
+    return [Outcome(d, Result.CANCELLED, CANCELLED) if flag.value else _act_one(d, roots, False, actors)
             for d in ds]
 
 
@@ -331,9 +333,9 @@ class _Procs:
             if w[1] >= 0:
                 os.close(w[1])
                 w[1] = -1
-            return [Outcome(d, "failed", "the process removing it died; some of its pieces may be gone")
+            return [Outcome(d, Result.FAILED, "the process removing it died; some of its pieces may be gone")
                     for d in ds]
-        return [Outcome(d, r, e) for d, (r, e) in zip(ds, json.loads(line), strict=True)]
+        return [Outcome(d, Result(r), e) for d, (r, e) in zip(ds, json.loads(line), strict=True)]
 
     def close(self) -> None:
         """End of input for every worker; wait for each to exit."""
@@ -496,13 +498,13 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
                     stopped = True
                     if removers:
                         removers.stop()
-                    o = Outcome(d, "cancelled", CANCELLED)
+                    o = Outcome(d, Result.CANCELLED, CANCELLED)
                 else:
                     busy = watch.why(d.session)
                     if _open_root(d, roots):  # what staging checks every file of the session against
                         roots[d.session.root].busy = watch.inuse.inodes
                     if busy:
-                        o = Outcome(d, "skipped", f"in use, kept: {busy}")
+                        o = Outcome(d, Result.SKIPPED, f"in use, kept: {busy}")
                     elif removers and d.action is Action.DELETE and _open_root(d, roots):
                         chunk.append((n, d))
                         drain(2 * removers.size)
@@ -596,25 +598,26 @@ def _act_one(d: Decision, roots: dict[str, Root], dry_run: bool, actors: dict[Ac
         if root is None:
             root = roots[d.session.root] = Root(d.session.root)
         if check_session(root, d) == "vanished":
-            return Outcome(d, "vanished")
+            return Outcome(d, Result.VANISHED)
         if dry_run:
-            return Outcome(d, "dry-run")
+            return Outcome(d, Result.DRY_RUN)
         actor = actors.get(d.action)
         if actor is None:
-            return Outcome(d, "failed", f"action {d.action.value!r} is not available")
+            return Outcome(d, Result.FAILED, f"action {d.action.value!r} is not available")
         extra = actor(root, d) or {}
-        return Outcome(d, "ok", extra.get("trash_fallback"), archive=extra.get("archive"), trash=extra.get("trash"))
+        return Outcome(d, Result.OK, extra.get("trash_fallback"), archive=extra.get("archive"),
+                       trash=extra.get("trash"))
     except staging.Busy as e:
-        return Outcome(d, "skipped", f"in use, kept: {e}")
+        return Outcome(d, Result.SKIPPED, f"in use, kept: {e}")
     except staging.Interfered as e:
-        return Outcome(d, "failed", f"changed during removal, kept: {e}")
+        return Outcome(d, Result.FAILED, f"changed during removal, kept: {e}")
     except Changed as e:
-        return Outcome(d, "skipped", f"changed since the scan, kept: {e}")
+        return Outcome(d, Result.SKIPPED, f"changed since the scan, kept: {e}")
     except Unsafe as e:
-        return Outcome(d, "failed", f"refused: {e}")
+        return Outcome(d, Result.FAILED, f"refused: {e}")
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
-        return Outcome(d, "failed", f"{e.strerror or e}{where}")
+        return Outcome(d, Result.FAILED, f"{e.strerror or e}{where}")
 
 
 def _sinks(env: Env) -> tuple[str, ...]:

@@ -16,7 +16,8 @@ from claude_janitor.cache.scan import scan_root
 from claude_janitor.cache.transcript import read_tail
 from claude_janitor.config.claude import cleanup_days, read_settings
 from claude_janitor.config.janitor import RawConfig, build_policy
-from claude_janitor.model import Action, ConfigError, Policy
+from claude_janitor.errors import ConfigError
+from claude_janitor.model import Action, Policy
 from claude_janitor.policy import decide
 from tests.helpers import run_cli
 from tests.helpers.cachegen import DAY, make_session, set_times
