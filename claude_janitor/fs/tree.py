@@ -13,6 +13,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from claude_janitor import testhooks
+
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -121,6 +123,7 @@ def rmtree_at(parent_fd: int, name: str, dev: int, *, expect_ino: int | None = N
     if expect_ino is not None and st.st_ino != expect_ino:
         os.close(root_fd)
         raise Changed(f"{name} changed since the scan")
+    testhooks.point("rmtree-opened")  # the race tests move things here: the opened dir is emptied by its fd
     # stack of (fd, name in parent, subdirs still to empty); the parent of stack[i] is stack[i-1]
     stack: list[tuple[int, str, list[str]]] = []
     fd, nm = root_fd, name
