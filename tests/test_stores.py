@@ -1,6 +1,7 @@
 """The stores beyond sessions (issue 12 item 4): every family Claude Code ages is aged by the janitor, by
 Claude Code's own rule unless [stores] says otherwise; report/du/doctor show them; one audit intent and
-result per store; a file changed between the check and its removal is kept; symlinks are never followed.
+result per store; a file changed between the check and its removal is kept (and reported: exit 1); symlinks
+are never followed.
 
 Real files in tmp_path and the real CLI in a subprocess; time is passed with --now."""
 
@@ -246,12 +247,14 @@ def test_a_file_changed_between_the_check_and_its_removal_is_kept(root, jenv, no
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err
+    # changed after its check, during its removal: put back and reported as a failure (exit 1), as a session
+    assert proc.returncode == 1, err
     assert a.read_text() == "one\nappended by Claude Code\n" and not b.exists()
     (sd,) = [d for d in json.loads(out)["stores"] if d["store"] == "paste-cache"]
-    assert (sd["removed"], sd["kept_changed"]) == (1, 1)
+    assert (sd["removed"], sd["failed"], sd["kept_changed"]) == (1, 1, 0)
+    assert "paste-cache/a.txt: changed during removal, kept" in sd["errors"][0]
     res = [r for r in audit_records(jenv) if r["action"] == "delete-store" and r["phase"] == "result"]
-    assert res[0]["kept_changed"] == 1
+    assert (res[0]["failed"], res[0]["result"]) == (1, "failed")
 
 
 def test_symlinked_store_dirs_and_entries_are_not_followed(root, jenv, now, tmp_path):

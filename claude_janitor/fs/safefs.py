@@ -60,6 +60,9 @@ class Root:
         self.busy: dict[tuple[int, int], str] = {}
         self.stage_fd = -1  # the private staging dir of removals (staging.py), opened when first needed
         self.spares: list[str] = []  # emptied staging entries this process keeps for its next removals
+        # In a shared place (stores.py's tmp and cache dirs): the per-user staging dir's name, which must be
+        # this user's and private, and is removed on close when empty (nothing of the janitor's stays there).
+        self.stage_name = ""
 
     def close(self) -> None:
         with self._lock:
@@ -73,6 +76,9 @@ class Root:
             self.spares = []
             os.close(self.stage_fd)
             self.stage_fd = -1
+            if self.stage_name and self.fd >= 0:
+                with contextlib.suppress(OSError):  # not empty: a .kept entry stays, and says so
+                    os.rmdir(self.stage_name, dir_fd=self.fd)
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -32,6 +32,11 @@ reported every time until someone moves it back by hand. Nothing is ever partly 
 What it cannot close: a writer holding a file open from *before* the rename that writes to it *after*
 the verify. Its bytes go to the staged inode and are deleted with it. See the README's safety section.
 
+Store entries (stores.py: image-cache/<x>/, a leftover file-history dir, a tmp ``claude-<uid>/`` folder, a
+paste-cache file …) go the same way, one entry per removal, named ``<store key>.delete-store.<token>``; in the
+shared tmp and cache dirs the staging dir is per user (``.janitor-removing-<uid>``, this user's and 0700,
+else refused) and removed once empty. Recovery puts such an entry back only where that store's entries are.
+
 Costs per session, beyond deleting: one mkdir and rmdir, one rename per piece plus the commit rename,
 one lstat walk of the staged trees, a few lstats. No fsync: a power cut leaves the entry in one of its
 named states, which recovery handles like a crash.
@@ -52,6 +57,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 from claude_janitor import testhooks
+from claude_janitor.cache.layout import STORE_KEYS
 from claude_janitor.cache.scan import usage_of
 from claude_janitor.fs.atomicfile import write_atomic_at
 from claude_janitor.fs.safefs import Root, check_rel
@@ -60,6 +66,7 @@ from claude_janitor.model import Piece, Session
 
 STAGE_DIR = ".janitor-removing"
 STAGING, DOOMED, KEPT, SPARE = ".staging", ".doomed", ".kept", ".spare"
+STORE_ACTION = "delete-store"  # a store entry's removal (stores.py): its entry is named <store key>.delete-store…
 ORIGIN = "origin.json"  # only when a piece's path is too long to be its staged name
 _NAME_MAX = 240
 
@@ -80,6 +87,10 @@ class Interfered(Exception):
     (kept) and this says what happened. Reported as a failure (exit 1)."""
 
 
+class Vanished(Interfered):
+    """A piece was gone when it was to be staged (removed or moved away meanwhile): nothing was removed."""
+
+
 class Busy(Exception):
     """A file somewhere in the session is open for writing or locked by another process: kept."""
 
@@ -97,29 +108,46 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)[:80] or "_"
 
 
+def stage_name(root: Root) -> str:
+    """The name of the root's staging dir: ``.janitor-removing`` in a Claude dir; in a shared place (the tmp
+    and cache dirs of stores.py, ``Root.stage_name``) one per user, ``.janitor-removing-<uid>``."""
+    return root.stage_name or STAGE_DIR
+
+
+def shared_stage_name() -> str:
+    return f"{STAGE_DIR}-{os.geteuid()}"
+
+
 def stage_fd(root: Root) -> int:
     """The root's private staging dir (created 0700 if missing); refused if it is not a plain dir of
-    this filesystem (a symlink is never followed)."""
+    this filesystem (a symlink is never followed). In a shared place it must also be this user's and
+    writable by no one else (another user could otherwise rename what is staged)."""
     if root.stage_fd >= 0:
         return root.stage_fd
+    name = stage_name(root)
     with contextlib.suppress(FileExistsError):
-        os.mkdir(STAGE_DIR, 0o700, dir_fd=root.fd)
+        os.mkdir(name, 0o700, dir_fd=root.fd)
     try:
-        fd = os.open(STAGE_DIR, DIR_FLAGS, dir_fd=root.fd)
+        fd = os.open(name, DIR_FLAGS, dir_fd=root.fd)
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise Unsafe(f"{STAGE_DIR} in {root.path} is not a directory; nothing removed") from None
+            raise Unsafe(f"{name} in {root.path} is not a directory; nothing removed") from None
         raise
-    if os.fstat(fd).st_dev != root.dev:
+    st = os.fstat(fd)
+    if st.st_dev != root.dev:
         os.close(fd)
-        raise Unsafe(f"{STAGE_DIR} in {root.path} is on another filesystem; nothing removed")
+        raise Unsafe(f"{name} in {root.path} is on another filesystem; nothing removed")
+    if root.stage_name and (st.st_uid != os.geteuid() or st.st_mode & 0o077):
+        os.close(fd)
+        raise Unsafe(f"{name} in {root.path} is not this user's private staging dir (owner uid {st.st_uid}, "
+                     f"mode {stat.S_IMODE(st.st_mode):o}); nothing removed")
     root.stage_fd = fd
     return fd
 
 
 def _stage_inside(root: Root) -> bool:
     try:
-        st = os.stat(STAGE_DIR, dir_fd=root.fd, follow_symlinks=False)
+        st = os.stat(stage_name(root), dir_fd=root.fd, follow_symlinks=False)
     except OSError:
         return False
     fst = os.fstat(root.stage_fd)
@@ -169,7 +197,7 @@ class Removal:
                 try:
                     os.rename(name, staged, src_dir_fd=fds[-1], dst_dir_fd=self.fd)
                 except FileNotFoundError:
-                    raise Interfered(f"{p.rel} vanished during removal") from None
+                    raise Vanished(f"{p.rel} vanished during removal") from None
                 except OSError as e:
                     if e.errno in (errno.EXDEV, errno.EBUSY):
                         raise Unsafe(f"{p.rel} is on another filesystem or a mount point (kept)") from None
@@ -220,7 +248,7 @@ class Removal:
             if not self.root.inside(m.fds, m.piece.rel):
                 raise Interfered(f"{m.piece.rel}: its folder was moved during removal")
         if not _stage_inside(self.root):
-            raise Interfered(f"{STAGE_DIR} was moved during removal")
+            raise Interfered(f"{stage_name(self.root)} was moved during removal")
         want = {m.staged for m in self.moved} | ({ORIGIN} if self.origin else set())
         if set(os.listdir(self.fd)) != want:
             raise Interfered("something else appeared in the staging dir during removal")
@@ -280,7 +308,7 @@ class Removal:
         with contextlib.suppress(OSError):
             os.rename(self.entry + state, self.entry + KEPT, src_dir_fd=sfd, dst_dir_fd=sfd)
         self.notes.append(f"the removed copy of {', '.join(m.piece.rel for m in left)} is kept in "
-                          f"{self.root.path}/{STAGE_DIR}/{self.entry}{KEPT} (names: the original paths, "
+                          f"{self.root.path}/{stage_name(self.root)}/{self.entry}{KEPT} (names: the original paths, "
                           "%-encoded; move it back by hand)")
 
     def _close(self) -> None:
@@ -405,7 +433,22 @@ class matches_identities:  # noqa: N801 (a Check, used like a function)
 _STORES = {"projects": 3, "file-history": 2, "session-env": 2, "tasks": 2, "todos": 2, "debug": 2}
 
 
-def _origin_rel(name: str, origin: dict[str, str]) -> str | None:
+def _store_entry(key: str, parts: list[str]) -> bool:
+    """Is ``parts`` where an entry of the store ``key`` can be (cache.STORE_FAMILIES: its dirs, its name)?"""
+    fam = STORE_KEYS.get(key)
+    uid = str(os.geteuid())
+    for sel in fam.selectors if fam else ():
+        n = len(sel.dirs)
+        if len(parts) < n + 1 or (len(parts) > n + 1 and not sel.recursive):
+            continue
+        if all(re.fullmatch(d.replace("{uid}", uid), c) for d, c in zip(sel.dirs, parts, strict=False)) \
+                and re.fullmatch(sel.name, parts[-1]):
+            return True
+    return False
+
+
+def _origin_rel(name: str, origin: dict[str, str], sid: str = "", action: str = "") -> str | None:
+    """Where a staged piece came from, if that is a place a piece of this kind of removal can be."""
     rel = origin.get(name) if name in origin else unquote(name, errors="surrogateescape")
     if not isinstance(rel, str):
         return None
@@ -413,7 +456,13 @@ def _origin_rel(name: str, origin: dict[str, str]) -> str | None:
         parts = check_rel(rel)
     except Unsafe:
         return None
+    if action == STORE_ACTION:
+        return rel if _store_entry(sid, parts) else None
     return rel if _STORES.get(parts[0]) == len(parts) else None
+
+
+def _what(sid: str, action: str) -> str:
+    return f"an entry of store {sid}" if action == STORE_ACTION else f"session {sid}"
 
 
 @dataclass
@@ -427,6 +476,11 @@ class Recovered:
     message: str
 
     def record(self, root: str) -> dict[str, Any]:
+        if self.action == STORE_ACTION:  # like the stores' own records: counts, no names
+            return {"action": "recover-store", "phase": "result", "store": self.session_id, "place": root,
+                    "files": len(self.paths), "reason": "recovery after an interrupted sweep",
+                    "result": "ok" if self.state == "purged" else "skipped",
+                    "error": None if self.state == "purged" else self.message, "recovered": self.state}
         project = next((p.split("/")[1] for p in self.paths if p.startswith("projects/")), "")
         return {"action": self.action, "phase": "result", "session_id": self.session_id, "root": root,
                 "project": project, "paths": self.paths, "bytes": 0, "reason": "recovery after an interrupted sweep",
@@ -437,19 +491,20 @@ class Recovered:
 def pending(root: Root) -> bool:
     """Is anything left in the root's staging dir?"""
     try:
-        return bool(os.listdir(os.path.join(root.path, STAGE_DIR)))
+        return bool(os.listdir(os.path.join(root.path, stage_name(root))))
     except OSError:
         return False
 
 
 def recover(root: Root) -> list[Recovered]:
     """Finish or undo the removals a crashed sweep left in the root's staging dir (see the docstring)."""
+    where = f"{root.path}/{stage_name(root)}"
     try:
-        st = os.stat(STAGE_DIR, dir_fd=root.fd, follow_symlinks=False)
+        st = os.stat(stage_name(root), dir_fd=root.fd, follow_symlinks=False)
     except FileNotFoundError:
         return []
     if not stat.S_ISDIR(st.st_mode):
-        return [Recovered("", "", "kept", [], f"{root.path}/{STAGE_DIR} is not a directory: left alone")]
+        return [Recovered("", "", "kept", [], f"{where} is not a directory: left alone")]
     sfd = stage_fd(root)
     out: list[Recovered] = []
     for entry in sorted(os.listdir(sfd)):
@@ -463,24 +518,23 @@ def recover(root: Root) -> list[Recovered]:
                     rmtree_at(sfd, entry, root.dev)
                 except (OSError, Unsafe) as e:
                     got = _roll_back(root, sfd, entry, sid, action)
-                    got.message = f"finishing the removal of session {sid} failed ({e}): {got.message}"
+                    got.message = f"finishing the removal of {_what(sid, action)} failed ({e}): {got.message}"
                     out.append(got)
                     continue
                 out.append(Recovered(sid, action, "purged", paths,
-                                     f"finished removing session {sid} (an earlier sweep was interrupted)"))
+                                     f"finished removing {_what(sid, action)} (an earlier sweep was interrupted)"))
             elif "." + state == STAGING:
                 out.append(_roll_back(root, sfd, entry, sid, action))
             elif "." + state == SPARE:  # an emptied entry a killed process was keeping for reuse
                 os.rmdir(entry, dir_fd=sfd)
             elif "." + state == KEPT:
                 out.append(Recovered(sid, action, "kept", _staged_paths(sfd, entry),
-                                     f"{root.path}/{STAGE_DIR}/{entry} holds pieces of session {sid} that "
+                                     f"{where}/{entry} holds pieces of {_what(sid, action)} that "
                                      "could not be put back: move them back by hand"))
             else:
-                out.append(Recovered(sid, action, "kept", [], f"{root.path}/{STAGE_DIR}/{entry}: not the "
-                                     "janitor's; left alone"))
+                out.append(Recovered(sid, action, "kept", [], f"{where}/{entry}: not the janitor's; left alone"))
         except (OSError, Unsafe, Changed) as e:
-            out.append(Recovered(sid, action, "kept", [], f"{root.path}/{STAGE_DIR}/{entry}: {e}"))
+            out.append(Recovered(sid, action, "kept", [], f"{where}/{entry}: {e}"))
     return out
 
 
@@ -502,8 +556,10 @@ def _staged_paths(sfd: int, entry: str) -> list[str]:
     efd = os.open(entry, DIR_FLAGS, dir_fd=sfd)
     try:
         origin = _read_origin(efd)
+        sid, _, rest = entry.partition(".")
+        action = rest.partition(".")[0]
         return sorted(r for n in os.listdir(efd) if n not in (ORIGIN, ORIGIN + ".tmp")
-                      for r in [_origin_rel(n, origin)] if r)
+                      for r in [_origin_rel(n, origin, sid, action)] if r)
     finally:
         os.close(efd)
 
@@ -518,7 +574,7 @@ def _roll_back(root: Root, sfd: int, entry: str, sid: str, action: str) -> Recov
         for name in sorted(os.listdir(efd)):
             if name in (ORIGIN, ORIGIN + ".tmp"):
                 continue
-            rel = _origin_rel(name, origin)
+            rel = _origin_rel(name, origin, sid, action)
             if rel is None:
                 left += 1
                 notes.append(f"{name}: where it came from is unknown")
@@ -526,7 +582,10 @@ def _roll_back(root: Root, sfd: int, entry: str, sid: str, action: str) -> Recov
             paths.append(rel)
             pfd, last = root.open_parent(rel, create=True)
             try:
-                if not _put_back(efd, name, pfd, last, rel, notes.append):
+                if root.stage_name and os.fstat(pfd).st_uid != os.geteuid():  # a shared place: not into another's
+                    left += 1
+                    notes.append(f"{rel}: its folder is not this user's")
+                elif not _put_back(efd, name, pfd, last, rel, notes.append):
                     left += 1
             finally:
                 os.close(pfd)
@@ -539,9 +598,10 @@ def _roll_back(root: Root, sfd: int, entry: str, sid: str, action: str) -> Recov
     if left:
         kept = entry.rpartition(".")[0] + KEPT
         os.rename(entry, kept, src_dir_fd=sfd, dst_dir_fd=sfd)
-        return Recovered(sid, action, "kept", paths, f"session {sid}: an interrupted removal could not be "
-                         f"fully undone: {'; '.join(notes)}; the rest is in {root.path}/{STAGE_DIR}/{kept}")
+        return Recovered(sid, action, "kept", paths, f"{_what(sid, action)}: an interrupted removal could not "
+                         f"be fully undone: {'; '.join(notes)}; the rest is in "
+                         f"{root.path}/{stage_name(root)}/{kept}")
     os.rmdir(entry, dir_fd=sfd)
     extra = f" ({'; '.join(notes)})" if notes else ""
     return Recovered(sid, action, "rolled back", paths,
-                     f"session {sid}: an interrupted removal was undone, the session is back in place{extra}")
+                     f"{_what(sid, action)}: an interrupted removal was undone, it is back in place{extra}")

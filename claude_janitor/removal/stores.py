@@ -2,8 +2,10 @@
 
 Every family Claude Code's own cleanup ages (cache.STORE_FAMILIES, from the reference) is found here, judged
 by its window — Claude Code's own rule for that family unless the config's ``[stores]`` table sets one — and
-removed (never archived: see the README) entry by entry through the same dir-fd, no-follow Root as sessions,
-each re-checked (inode, size, mtime) right before its unlink. find → decide → act → record, like sessions:
+removed (never archived: see the README) entry by entry, each the way a session is (staging.remove): re-checked
+(inode, size, mtime), moved into the place's own staging dir, checked there against the scan at any depth and
+for still being inside the place, and only then deleted; an entry changed or moved meanwhile is put back and
+reported (exit 1). An empty project folder goes by rmdir alone. find → decide → act → record, like sessions:
 
 - ``plan_root`` reads one Claude dir's stores (and, for the user's own Claude dir, the claude-cli-nodejs
   cache dir and the tmp dir) and decides through ``decide_entry``, which is pure;
@@ -34,6 +36,7 @@ from claude_janitor.durations import human_duration
 from claude_janitor.fs.safefs import Root
 from claude_janitor.fs.tree import Changed, Unsafe
 from claude_janitor.model import Piece, Policy, Session, Window
+from claude_janitor.removal import staging
 
 DAY = 86400.0
 ERRORS_KEPT = 5  # failures named in a store's result (the rest are counted)
@@ -358,6 +361,10 @@ def execute(decisions: list[StoreDecision], *, dry_run: bool, audit: Any = None,
             sd.errors.append(f"cannot open {sd.place}: {e.strerror or e}")
         else:
             with root:
+                if os.path.abspath(sd.place) != os.path.abspath(sd.root):
+                    root.stage_name = staging.shared_stage_name()  # the tmp or cache dir: a per-user one
+                    if not dry_run:
+                        _recover(root, sd, audit)
                 _remove_all(root, sd, dry_run, should_stop)
         sd.result = "dry-run" if dry_run else "failed" if sd.failed else "ok"
         if audit is not None:
@@ -389,6 +396,36 @@ def _rmdir(root: Root, p: Piece) -> None:
                 os.close(fd)
 
 
+def _recover(root: Root, sd: StoreDecision, audit: Any) -> None:
+    """Finish or undo what a killed sweep left in a shared place's staging dir (the Claude dir's own is
+    recovered by every sweep before its scan: sweep.recover_interrupted)."""
+    if not staging.pending(root):
+        return
+    try:
+        got = staging.recover(root)
+    except (OSError, Unsafe) as e:
+        sd.errors.append(f"{sd.place}/{staging.stage_name(root)}: {e}")
+        return
+    for r in got:
+        (sd.notes if r.state != "kept" else sd.errors).append(r.message)
+    if audit is not None and got:
+        audit.append([r.record(sd.place) for r in got if r.session_id])
+
+
+def _remove_entry(root: Root, sd: StoreDecision, p: Piece) -> None:
+    """One entry, file or dir, as a session is removed (staging.remove): moved into the place's staging
+    dir, checked there against the scan at any depth (and still inside the place), then deleted. A change
+    or a move puts it back and raises staging.Interfered; nothing outside the place is ever touched."""
+    entry = Session(sd.key, sd.place, "", pieces=[p])
+    staging.remove(root, entry, staging.STORE_ACTION, staging.matches_scan(entry))
+
+
+def _fail(sd: StoreDecision, p: Piece, why: str) -> None:
+    sd.failed += 1
+    if len(sd.errors) < ERRORS_KEPT:
+        sd.errors.append(f"{p.rel}: {why}")
+
+
 def _remove_all(root: Root, sd: StoreDecision, dry_run: bool, should_stop: Callable[[], bool] | None) -> None:
     for p in sd.remove:
         if should_stop is not None and should_stop():
@@ -401,17 +438,18 @@ def _remove_all(root: Root, sd: StoreDecision, dry_run: bool, should_stop: Calla
                 if p.is_dir and p.store in EMPTY_DIR_STORES:
                     _rmdir(root, p)
                 else:
-                    root.remove(p.rel, expect=p)
-        except FileNotFoundError:
+                    _remove_entry(root, sd, p)
+        except (FileNotFoundError, staging.Vanished):
             sd.vanished += 1
             continue
-        except Changed:
+        except Changed:  # seen before anything was done: kept, as a session changed since the scan
             sd.changed += 1
             continue
+        except (staging.Interfered, staging.Busy) as e:  # during its removal: put back, a failure (exit 1)
+            _fail(sd, p, f"changed during removal, kept: {e}")
+            continue
         except (Unsafe, OSError) as e:
-            sd.failed += 1
-            if len(sd.errors) < ERRORS_KEPT:
-                sd.errors.append(f"{p.rel}: {getattr(e, 'strerror', None) or e}")
+            _fail(sd, p, str(getattr(e, "strerror", None) or e))
             continue
         sd.removed += 1
         sd.removed_bytes += p.bytes
