@@ -57,6 +57,7 @@ class StoreDecision:
     kept: Counter[str] = field(default_factory=Counter)  # reason -> entries kept for it
     next_expiry: float | None = None
     notes: list[str] = field(default_factory=list)  # e.g. a symlinked store dir, not followed
+    pending: bool = False  # a removal a killed sweep left in this shared place's staging dir: execute settles it
     # filled in by execute
     result: str | None = None  # dry-run | ok | failed | cancelled
     removed: int = 0
@@ -280,6 +281,9 @@ def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, c
         first = wins[fam.selectors[0]]
         sd = StoreDecision(fam.key, root, base, fam.what, first)
         mine = fam.place == "config"
+        if not mine and _pending(base, fam.key):
+            sd.pending = True
+            sd.notes.append("an interrupted removal of one of its entries is finished or undone by the next sweep")
         for f in find(base, fam, claimed if mine else set(), sd.notes, claimed_dirs if mine else set()):
             sd.entries += 1
             sd.bytes += f.piece.bytes
@@ -347,12 +351,12 @@ def execute(decisions: list[StoreDecision], *, dry_run: bool, audit: Any = None,
     since the scan (inode, size, mtime; a dir's own mtime) is kept. A dry run makes every check and removes
     nothing. One intent record before a store is touched, one result record after (counts and bytes)."""
     for sd in decisions:
-        if not sd.remove:
+        if not sd.remove and not sd.pending:
             continue
         if should_stop is not None and should_stop():
             sd.result = "cancelled"
             continue
-        if audit is not None:
+        if audit is not None and sd.remove:
             audit.append([_record(sd, "intent")])
         try:
             root = Root(sd.place)
@@ -366,6 +370,8 @@ def execute(decisions: list[StoreDecision], *, dry_run: bool, audit: Any = None,
                     if not dry_run:
                         _recover(root, sd, audit)
                 _remove_all(root, sd, dry_run, should_stop)
+        if not sd.remove:
+            continue
         sd.result = "dry-run" if dry_run else "failed" if sd.failed else "ok"
         if audit is not None:
             audit.append([_record(sd, "result")])
@@ -394,6 +400,11 @@ def _rmdir(root: Root, p: Piece) -> None:
         if owned:
             for fd in fds[1:]:
                 os.close(fd)
+
+
+def _pending(base: str, key: str) -> bool:
+    """Does a shared place's staging dir hold a removal of this store's (read-only)?"""
+    return any(n.startswith(f"{key}.") for n in _list(os.path.join(base, staging.shared_stage_name())))
 
 
 def _recover(root: Root, sd: StoreDecision, audit: Any) -> None:
