@@ -80,7 +80,8 @@ class Stores:
                                         "2026-08-01T00-00-00-000Z.0123456789ab", now - H * 2)],  # name: 51 days
             "cli-logs": [put(cache / "errors" / "2026-08-01T00-00-00-000Z.txt", now - 2 * H)],
             "tmp": [put(me / "cc-transcript-1.txt", old), putdir(me / "speculation", now - 5 * DAY),
-                    putdir(tmp / "claude-preview-x1", old), putdir(tmp / ("claude-paste-" + "a" * 32), old)],
+                    putdir(tmp / "claude-preview-x1y2z3", old), putdir(tmp / ("claude-paste-" + "a" * 32), old),
+                    putdir(me / "-home-dev-gone" / "0c5e8a6e-4a48-4f7e-8c4c-5d2f0a7d1e11", old)],  # of no session
         }
         self.kept: dict[str, list[Path]] = {
             "image-cache": [put(root / "image-cache" / "new.png", now - 10 * 60)],  # within grace (1h)
@@ -94,7 +95,9 @@ class Stores:
                                         "2026-09-20T00-00-00-000Z.0123456789ab", old)],
             "cli-logs": [put(cache / "mcp-logs-srv" / "2026-09-20T00-00-00-000Z.jsonl", old),
                          put(cache / "errors" / "garbage.txt", old)],
-            "tmp": [putdir(tmp / "claude-pdf-x", old), put(me / "other.txt", old)],
+            "tmp": [putdir(tmp / "claude-pdf-x", old), put(me / "other.txt", old),
+                    putdir(tmp / "claude-preview-x1", old),  # not mkdtemp's 6 characters: not Claude Code's
+                    putdir(me / "-home-dev-x" / self.live.session_id, old)],  # its session is kept
             "project-files": [empty(root / "projects" / "-just-started", now - 10 * 60)],  # within grace
             # never aged by Claude Code: never touched
             "never": [put(root / "projects" / "-home-dev-x" / "memory" / "MEMORY.md", old),
@@ -420,3 +423,26 @@ def test_a_running_daemon_ages_the_stores_in_its_full_sweep(root, jenv):
             d.kill()
             out, _ = d.communicate()
     assert d.returncode == 0, out
+
+
+def test_a_tmp_session_folder_goes_with_its_session_and_only_then(root, env_own, now, tmp_path):
+    """claude-<uid>/<cwd>/<id>/ (started, tasks/): Claude Code removes it when it removes the transcript. The
+    janitor removes it in the sweep that removes its session, checking first that the transcript is gone."""
+    from adversarial.helpers import Paused
+
+    me = Path(env_own["CLAUDE_CODE_TMPDIR"]) / f"claude-{os.getuid()}" / "-p"
+    gone = make_session(root, "/p", now - 90 * DAY)
+    stays = make_session(root, "/p", now - 90 * DAY)
+    folders = {g.session_id: putdir(me / g.session_id, now - 2 * H) for g in (gone, stays)}
+    run = Paused(["sweep", "--json", "--now", str(now)], env_own, "before-session@2", tmp_path / "hook")
+    second = next(p for p in (root / "projects" / "-p").glob("*.jsonl"))  # the one not removed yet
+    with open(second, "a") as f:  # written to during the sweep: that session stays, and so does its folder
+        f.write('{"type":"user","message":"still here"}\n')
+    p = run.release()
+    assert p.returncode == 0, p.stdout + p.stderr  # a session changed since the scan is skipped, kept
+    kept_id = second.stem
+    assert {s["session_id"]: s["result"] for s in json.loads(p.stdout)["sessions"]}[kept_id] == "skipped"
+    removed_id = gone.session_id if kept_id == stays.session_id else stays.session_id
+    assert not folders[removed_id].exists() and folders[kept_id].exists()
+    (sd,) = [d for d in json.loads(p.stdout)["stores"] if d["store"] == "tmp"]
+    assert (sd["removed"], sd["kept_changed"]) == (1, 1), sd

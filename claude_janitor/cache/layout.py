@@ -86,7 +86,9 @@ class Selector:
     dirs: tuple[str, ...]
     name: str
     kind: str = "file"  # file | dir | any (a regular file or a dir) | empty-dir (removed by rmdir only)
-    age: str = "mtime"  # mtime (a dir: the newest mtime in it) | name (time in the name) | none (no age rule)
+    # mtime (a dir: the newest mtime in it) | name (time in the name) | none (no age rule) | session (a folder
+    # named by a session id: goes with that session; of no session in the Claude dir, by its mtime)
+    age: str = "mtime"
     cap_days: int | None = None  # Claude Code's own window is min(cleanupPeriodDays, cap)
     recursive: bool = False  # regular files at any depth below ``dirs`` (telemetry/**)
     exempt: frozenset[str] = frozenset()
@@ -163,11 +165,15 @@ STORE_FAMILIES: tuple[StoreFamily, ...] = (
     StoreFamily("cli-logs", "cache", "claude-cli-nodejs error and MCP logs (time in the name)",
                 (Selector(("claude-cli-nodejs", r"[^/]+", r"errors|mcp-logs-.+"), ISO_NAME_RE.pattern[1:] + r".*",
                           age="name"),)),
-    StoreFamily("tmp", "tmp", "claude-<uid>/ temp files, previews, paste and history-prefetch folders",
+    StoreFamily("tmp", "tmp", "claude-<uid>/ temp files and session folders, previews, paste and "
+                "history-prefetch folders",
                 (Selector(("claude-{uid}",), _TMP_NAMES, own=True),
                  Selector(("claude-{uid}",), r"speculation", "dir", cap_days=3, own=True),
-                 Selector((), r"claude-preview-.+|claude-paste-[0-9a-f]{32}|cc-history-prefetch-.+", "dir",
-                          own=True))),
+                 # claude-<uid>/<cwd>/<session id>/ (started, tasks/): Claude Code removes it with the session
+                 Selector(("claude-{uid}", r"[^/]+"), UUID_RE.pattern[1:-1], "dir", age="session", own=True),
+                 # the names as Claude Code matches them (mkdtemp's 6 characters)
+                 Selector((), r"claude-preview-[A-Za-z0-9]{6}|claude-paste-[0-9a-f]{32}"
+                              r"|cc-history-prefetch-(?:[A-Za-z0-9]{6}|[0-9]+)", "dir", own=True))),
 )
 STORE_KEYS = {f.key: f for f in STORE_FAMILIES}
 

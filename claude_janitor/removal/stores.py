@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_janitor import testhooks
+from claude_janitor.cache.ids import canonical_id
 from claude_janitor.cache.layout import STORE_FAMILIES, Selector, StoreFamily, name_time
 from claude_janitor.cache.scan import make_piece
 from claude_janitor.durations import human_duration
@@ -58,6 +59,7 @@ class StoreDecision:
     next_expiry: float | None = None
     notes: list[str] = field(default_factory=list)  # e.g. a symlinked store dir, not followed
     pending: bool = False  # a removal a killed sweep left in this shared place's staging dir: execute settles it
+    with_session: dict[str, str] = field(default_factory=dict)  # rel -> session id: goes only once it is gone
     # filled in by execute
     result: str | None = None  # dry-run | ok | failed | cancelled
     removed: int = 0
@@ -259,17 +261,45 @@ def decide_entry(f: Found, win: Window, grace: float, now: float, live_ids: set[
     return True, "", None
 
 
-def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, claude: Window
-              ) -> tuple[list[StoreDecision], set[str]]:
+@dataclass
+class Sessions:
+    """What the stores' decisions need to know of one Claude dir's sessions (canonical ids)."""
+
+    live: set[str]  # running (Claude Code's registry) or kept as in use
+    present: set[str]  # with a transcript
+    removing: set[str]  # decided for removal by this sweep
+
+
+def decide_session_dir(f: Found, win: Window, grace: float, now: float, ss: Sessions
+                       ) -> tuple[bool, str, float | None]:
+    """A folder named by a session id (tmp ``claude-<uid>/<cwd>/<id>/``): Claude Code removes it when it
+    removes the session's transcript. Here it goes with its session (checked again right before: its
+    transcript must be gone), stays with a kept one, and one of no session here ages by its mtime. Pure."""
+    sid = canonical_id(f.name)
+    if sid in ss.live:
+        return False, "belongs to a session in use", None
+    if sid in ss.removing:
+        return decide_entry(f, Window(0.0, "goes with its session"), grace, now, set())
+    if sid in ss.present:
+        return False, "belongs to a kept session", None
+    return decide_entry(f, win, grace, now, set())
+
+
+def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, claude: Window,
+              removing: set[str] | None = None) -> tuple[list[StoreDecision], set[str]]:
     """Every store of one Claude dir, decided; and the store entries seen (paths relative to the Claude dir),
-    so that the session scan's "unknown" list can leave them out."""
-    claimed = {p.rel for s in sessions if s.root == root for p in s.pieces}
+    so that the session scan's "unknown" list can leave them out. ``removing``: the (canonical) ids of this
+    dir's sessions the sweep removes."""
+    sessions = [s for s in sessions if s.root == root]
+    claimed = {p.rel for s in sessions for p in s.pieces}
     claimed_dirs = {c.rsplit("/", 1)[0] for c in claimed}
     from claude_janitor.cache.livesessions import read as live_sessions
 
     # Sessions Claude Code is running (its registry, as it reads it; a new one may have no transcript yet)
     # and sessions kept as in use: their image-cache entries stay, as Claude Code spares its own.
-    live = {s.session_id for s in sessions if s.root == root and s.in_use} | set(live_sessions(root).live)
+    live = {s.session_id for s in sessions if s.in_use} | set(live_sessions(root).live)
+    ss = Sessions({canonical_id(x) for x in live}, {canonical_id(s.session_id) for s in sessions if s.transcript},
+                  removing or set())
     out: list[StoreDecision] = []
     seen: set[str] = set()
     where = places(root)
@@ -289,8 +319,13 @@ def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, c
             sd.bytes += f.piece.bytes
             if fam.place == "config":
                 seen.add(f.piece.rel)
-            go, why, expires = decide_entry(f, wins[f.selector], pol.grace, now,
-                                            live if fam.key == "image-cache" else set())
+            if f.selector.age == "session":
+                go, why, expires = decide_session_dir(f, wins[f.selector], pol.grace, now, ss)
+                if go and canonical_id(f.name) in ss.removing:
+                    sd.with_session[f.piece.rel] = f.name
+            else:
+                go, why, expires = decide_entry(f, wins[f.selector], pol.grace, now,
+                                                live if fam.key == "image-cache" else set())
             if go:
                 sd.remove.append(f.piece)
             else:
@@ -306,12 +341,16 @@ def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, c
 
 
 def plan(roots: list[Path], sessions: list[Session], pol: Policy, now: float,
-         claude_windows: dict[str, Window]) -> tuple[list[StoreDecision], dict[str, set[str]]]:
+         claude_windows: dict[str, Window], removing: Iterable[Session] = ()
+         ) -> tuple[list[StoreDecision], dict[str, set[str]]]:
+    """Every store of every root, decided. ``removing``: the sessions this sweep removes (their tmp folders
+    go with them)."""
     decisions: list[StoreDecision] = []
     seen: dict[str, set[str]] = {}
+    going = [(s.root, canonical_id(s.session_id)) for s in removing]
     for r in roots:
         claude = claude_windows.get(str(r)) or Window(None, "Claude Code's window is unknown (settings unreadable)")
-        got, seen[str(r)] = plan_root(str(r), sessions, pol, now, claude)
+        got, seen[str(r)] = plan_root(str(r), sessions, pol, now, claude, {i for x, i in going if x == str(r)})
         decisions += got
     return decisions, seen
 
@@ -402,6 +441,12 @@ def _rmdir(root: Root, p: Piece) -> None:
                 os.close(fd)
 
 
+def _has_transcript(root: str, sid: str) -> bool:
+    """Is there a transcript of this session in the Claude dir (its removal failed or was undone)?"""
+    projects = os.path.join(root, "projects")
+    return any(os.path.lexists(os.path.join(projects, d, f"{sid}.jsonl")) for d in _list(projects))
+
+
 def _pending(base: str, key: str) -> bool:
     """Does a shared place's staging dir hold a removal of this store's (read-only)?"""
     return any(n.startswith(f"{key}.") for n in _list(os.path.join(base, staging.shared_stage_name())))
@@ -444,6 +489,8 @@ def _remove_all(root: Root, sd: StoreDecision, dry_run: bool, should_stop: Calla
             break
         try:
             root.check_unchanged(p)
+            if p.rel in sd.with_session and _has_transcript(sd.root, sd.with_session[p.rel]):
+                raise Changed(f"{p.rel}: its session is still there")
             testhooks.point("store-before-remove")
             if not dry_run:
                 if p.is_dir and p.store in EMPTY_DIR_STORES:

@@ -93,7 +93,8 @@ def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None,
     # would come from it, and says so in the plan's warnings.
     res = cache.scan(roots, progress=progress)
     plan = plan_for(res.sessions, pol, now, roots, env.dirs)
-    plan.stores, in_stores = stores.plan(roots, res.sessions, pol, now, pol.claude_root_windows)
+    plan.stores, in_stores = stores.plan(roots, res.sessions, pol, now, pol.claude_root_windows,
+                                         removing=[d.session for d in plan.to_act])
     # Entries of the session stores (debug/, todos/ …) that no session claims are store entries, not unknown.
     plan.unknown = [u for u in res.unknown if not _in_stores(u, in_stores)]
     plan.warnings += skipped + warnings_for(pol, roots)
