@@ -217,38 +217,4 @@ class Root:
             raise Changed(f"{piece.rel} changed since the scan")
         return st
 
-    def remove(self, rel: str, expect: Piece | None = None) -> None:
-        """Remove a file or a whole tree at ``rel``; never follows symlinks or crosses mounts.
-
-        With ``expect``, the entry is checked once more right before removal and Changed is raised if it
-        is not the inode the scan saw (for a dir: the very dir opened for removal, by its fd)."""
-        fds, name, owned = self.dir_chain(rel)
-        pfd = fds[-1]
-        try:
-            if not self.inside(fds, rel):  # a held dir fd follows its dir wherever it was moved
-                raise Changed(f"{rel}: its folder was moved or replaced since it was opened; not touched")
-            if expect is not None and expect.is_dir:
-                try:
-                    rmtree_at(pfd, name, self.dev, expect_ino=expect.ino)
-                except OSError as e:
-                    if e.errno in (errno.ENOTDIR, errno.ELOOP):  # swapped for a file or a symlink
-                        raise Changed(f"{rel} changed since the scan") from None
-                    raise
-                return
-            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-            if expect is not None and (st.st_ino != expect.ino or st.st_dev != expect.dev
-                                       or stat.S_ISDIR(st.st_mode) or st.st_size != expect.size
-                                       or st.st_mtime_ns != expect.mtime_ns):
-                raise Changed(f"{rel} changed since the scan")
-            if stat.S_ISDIR(st.st_mode):
-                if st.st_dev != self.dev:
-                    raise Unsafe(f"{rel}: is a mount point; not entered")
-                rmtree_at(pfd, name, self.dev)
-            else:
-                os.unlink(name, dir_fd=pfd)
-        finally:
-            if owned:
-                for fd in fds[1:]:
-                    os.close(fd)
-
 

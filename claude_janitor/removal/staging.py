@@ -166,6 +166,7 @@ class Removal:
     moved: list[_Moved] = field(default_factory=list)
     origin: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    purged: list[str] = field(default_factory=list)  # pieces deleted before a purge failed
 
     def __post_init__(self) -> None:
         sfd = stage_fd(self.root)
@@ -269,6 +270,7 @@ class Removal:
                 else:
                     os.unlink(m.staged, dir_fd=self.fd)
             except (OSError, Unsafe) as e:
+                self.purged = [x.piece.rel for x in self.moved[:n]]
                 self.moved = self.moved[n:]
                 self.rollback(DOOMED)
                 why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
@@ -338,13 +340,15 @@ def _put_back(src_fd: int, staged: str, pfd: int, name: str, rel: str, note: Cal
         return False
 
 
-def remove(root: Root, session: Session, action: str, check: Check, *, into: tuple[int, str] | None = None
-           ) -> None:
+def remove(root: Root, session: Session, action: str, check: Check, *, into: tuple[int, str] | None = None,
+           fates: dict[str, str] | None = None) -> None:
     """Remove the session's pieces (transcript last) through stage → verify → commit → purge.
 
     ``into`` (dir fd, name): instead of the purge, the committed entry is moved there by one rename (the
     trash, trash.py: same filesystem); if that fails, the session is put back and OSError says why.
-    Raises Interfered (session put back, ``str`` says what happened), Busy, Unsafe, or OSError."""
+    Raises Interfered (session put back, ``str`` says what happened), Busy, Unsafe, or OSError. On a
+    failure ``fates`` (if given) gets the pieces not put back: ``kept`` (left staged, ``….kept``) or
+    ``purged`` (deleted before the purge failed); every other piece is where it was."""
     pieces = sorted(session.pieces, key=lambda p: p.store == "transcript")
     r = Removal(root, session, action)
     try:
@@ -354,6 +358,8 @@ def remove(root: Root, session: Session, action: str, check: Check, *, into: tup
         testhooks.point("removal-verified")
     except BaseException as e:
         r.rollback()
+        if fates is not None:
+            fates.update({m.piece.rel: "kept" for m in r.moved})
         if r.notes and isinstance(e, Interfered | Busy | Unsafe):
             raise type(e)(f"{e}; {'; '.join(r.notes)}") from None
         if r.notes and isinstance(e, OSError):
@@ -362,7 +368,12 @@ def remove(root: Root, session: Session, action: str, check: Check, *, into: tup
     r.commit()
     testhooks.point("removal-committed")
     if into is None:
-        r.purge()
+        try:
+            r.purge()
+        except OSError:
+            if fates is not None:
+                fates.update({rel: "purged" for rel in r.purged} | {m.piece.rel: "kept" for m in r.moved})
+            raise
         return
     try:
         os.rename(r.entry + DOOMED, into[1], src_dir_fd=root.stage_fd, dst_dir_fd=into[0])

@@ -468,12 +468,15 @@ def _recover(root: Root, sd: StoreDecision, audit: Any) -> None:
         audit.append([r.record(sd.place) for r in got if r.session_id])
 
 
-def _remove_entry(root: Root, sd: StoreDecision, p: Piece) -> None:
-    """One entry, file or dir, as a session is removed (staging.remove): moved into the place's staging
-    dir, checked there against the scan at any depth (and still inside the place), then deleted. A change
-    or a move puts it back and raises staging.Interfered; nothing outside the place is ever touched."""
-    entry = Session(sd.key, sd.place, "", pieces=[p])
-    staging.remove(root, entry, staging.STORE_ACTION, staging.matches_scan(entry))
+BATCH = 64  # file entries staged, checked and deleted together (one staging entry, one commit)
+
+
+def _stage(root: Root, sd: StoreDecision, pieces: list[Piece], fates: dict[str, str] | None = None) -> None:
+    """Entries of one store removed as a session is (staging.remove): moved into the place's staging dir,
+    checked there against the scan at any depth and for still being inside the place, then deleted. A
+    change or a move puts them back and raises staging.Interfered; nothing outside the place is touched."""
+    entry = Session(sd.key, sd.place, "", pieces=pieces)
+    staging.remove(root, entry, staging.STORE_ACTION, staging.matches_scan(entry), fates=fates)
 
 
 def _fail(sd: StoreDecision, p: Piece, why: str) -> None:
@@ -482,7 +485,53 @@ def _fail(sd: StoreDecision, p: Piece, why: str) -> None:
         sd.errors.append(f"{p.rel}: {why}")
 
 
+def _gone(sd: StoreDecision, pieces: list[Piece]) -> None:
+    sd.removed += len(pieces)
+    sd.removed_bytes += sum(p.bytes for p in pieces)
+
+
+def _remove_one(root: Root, sd: StoreDecision, p: Piece) -> None:
+    try:
+        if p.is_dir and p.store in EMPTY_DIR_STORES:
+            _rmdir(root, p)
+        else:
+            _stage(root, sd, [p])
+    except (FileNotFoundError, staging.Vanished):
+        sd.vanished += 1
+    except Changed:  # an empty folder that changed (rmdir alone): kept, as before anything was done
+        sd.changed += 1
+    except (staging.Interfered, staging.Busy) as e:  # during its removal: put back, a failure (exit 1)
+        _fail(sd, p, f"changed during removal, kept: {e}")
+    except (Unsafe, OSError) as e:
+        _fail(sd, p, str(getattr(e, "strerror", None) or e))
+    else:
+        _gone(sd, [p])
+
+
+def _remove_batch(root: Root, sd: StoreDecision, batch: list[Piece]) -> None:
+    """Files go BATCH at a time (a staging entry per file cost 1.7x an in-place unlink); if anything in
+    the batch changed, it is put back whole and each file is tried on its own, so that only the changed
+    one is kept."""
+    if len(batch) == 1:
+        _remove_one(root, sd, batch[0])
+        return
+    fates: dict[str, str] = {}
+    try:
+        _stage(root, sd, batch, fates)
+    except (staging.Interfered, staging.Busy, Unsafe, OSError) as e:
+        for p in batch:
+            if fates.get(p.rel) == "purged":
+                _gone(sd, [p])
+            elif fates.get(p.rel) == "kept":
+                _fail(sd, p, f"changed during removal, kept: {e}")
+            else:
+                _remove_one(root, sd, p)
+    else:
+        _gone(sd, batch)
+
+
 def _remove_all(root: Root, sd: StoreDecision, dry_run: bool, should_stop: Callable[[], bool] | None) -> None:
+    batch: list[Piece] = []
     for p in sd.remove:
         if should_stop is not None and should_stop():
             sd.errors.append("stopped by a signal; the rest kept")
@@ -492,22 +541,23 @@ def _remove_all(root: Root, sd: StoreDecision, dry_run: bool, should_stop: Calla
             if p.rel in sd.with_session and _has_transcript(sd.root, sd.with_session[p.rel]):
                 raise Changed(f"{p.rel}: its session is still there")
             testhooks.point("store-before-remove")
-            if not dry_run:
-                if p.is_dir and p.store in EMPTY_DIR_STORES:
-                    _rmdir(root, p)
-                else:
-                    _remove_entry(root, sd, p)
-        except (FileNotFoundError, staging.Vanished):
+        except FileNotFoundError:
             sd.vanished += 1
             continue
         except Changed:  # seen before anything was done: kept, as a session changed since the scan
             sd.changed += 1
             continue
-        except (staging.Interfered, staging.Busy) as e:  # during its removal: put back, a failure (exit 1)
-            _fail(sd, p, f"changed during removal, kept: {e}")
-            continue
         except (Unsafe, OSError) as e:
             _fail(sd, p, str(getattr(e, "strerror", None) or e))
             continue
-        sd.removed += 1
-        sd.removed_bytes += p.bytes
+        if dry_run:
+            _gone(sd, [p])
+        elif p.is_dir:
+            _remove_one(root, sd, p)
+        else:
+            batch.append(p)
+            if len(batch) >= BATCH:
+                _remove_batch(root, sd, batch)
+                batch = []
+    if batch:
+        _remove_batch(root, sd, batch)

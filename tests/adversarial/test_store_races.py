@@ -348,3 +348,51 @@ def test_kill_while_a_store_entry_is_removed_then_the_next_sweep_finishes(kind, 
     recs = [json.loads(x) for x in log.read_text().splitlines()]
     assert any(r.get("action") == "recover-store" and r["store"] == pl.key for r in recs), recs
     assert "0c5e8a6e" not in log.read_text() and "speculation" not in log.read_text()  # counts, no names
+
+
+# ---- files go in batches: one changed file keeps only itself ------------------------------------
+
+def paste_files(root: Path, n: int, t: float) -> dict[str, bytes]:
+    out = {}
+    for i in range(n):
+        p = root / "paste-cache" / f"{i:016x}.txt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(f"paste {i}\n".encode())
+        os.utime(p, (t, t))
+        out[p.name] = p.read_bytes()
+    return out
+
+
+def test_a_file_appended_in_a_batch_keeps_only_that_file(root, jenv, now, tmp_path):
+    paste_files(root, 100, now - OLD)  # more than one batch
+    victim = root / "paste-cache" / f"{3:016x}.txt"
+    run = Paused(sweep(root, now), jenv, "store-before-remove@10", tmp_path / "hook")  # 3 is checked, staged later
+    with open(victim, "ab") as f:
+        f.write(b"appended\n")
+    p = run.release()
+    assert p.returncode == 1, p.stdout + p.stderr
+    sd = store_result(p.stdout, "paste-cache")
+    assert (sd["removed"], sd["failed"]) == (99, 1), sd
+    assert os.listdir(root / "paste-cache") == [victim.name]
+    assert victim.read_bytes() == b"paste 3\nappended\n"
+    assert os.listdir(root / STAGE) == []
+
+
+@pytest.mark.parametrize("point", ["removal-staged", "removal-verified"])
+def test_the_store_dir_of_a_batch_moved_out_keeps_every_file(point, root, jenv, now, tmp_path):
+    files = paste_files(root, 100, now - OLD)
+    elsewhere = tmp_path / "elsewhere"
+    run = Paused(sweep(root, now), jenv, point, tmp_path / "hook")  # the first batch is staged (or verified)
+    os.rename(root / "paste-cache", elsewhere)
+    moved = tree_state(elsewhere)
+    p = run.release()
+    after = tree_state(elsewhere)
+    assert all(after.get(k) == v for k, v in moved.items())  # nothing at the new place went
+    sd = store_result(p.stdout, "paste-cache")
+    assert p.returncode == 1, p.stdout + p.stderr
+    if point == "removal-staged":  # not verified: the staged batch goes back into the moved dir
+        assert after == files and sd["removed"] == 0, sd
+    else:  # the first batch was verified inside the Claude dir: it went; the rest stays where it is now
+        assert sd["removed"] == 64 and len(after) == 36 and all(files[k] == v for k, v in after.items()), sd
+    assert sd["failed"] == 100 - sd["removed"], sd
+    assert os.listdir(root / STAGE) == []
