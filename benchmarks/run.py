@@ -17,6 +17,10 @@ session-env, tasks, todos, debug, plus shared stores; some 10 MB and 100 MB tran
              same tree; then `janitor daemon` idle (empty cache; after its first full sweep of a fresh copy):
              context switches, RSS and peak RSS over a quiet window, and that no child is left
   startup    `janitor --help` wall time (median of 15)
+  stores     a Claude dir of store entries only (4000 paste-cache files, 400 image-cache folders of 4 files):
+             `janitor sweep` (every entry staged, checked and deleted, stores.py) vs `find` deleting the same
+             entries, each on its own `cp -a` copy, alternating, median of 3 → ratio; with --baseline DIR
+             also the janitor of another checkout (e.g. one that removed store entries in place) → ratio
 
 Results go to benchmarks/out/results-<size>.json and a markdown table on stdout. Copies are deleted as soon
 as they are measured; the generated cache is kept unless --clean.
@@ -415,6 +419,57 @@ def bench_startup(work: Path, reps: int = 15) -> dict:
             "bare_python_ms": statistics.median(base) * 1e3}
 
 
+def make_stores(top: Path, files: int, dirs: int, t: float) -> None:
+    for i in range(files):
+        p = top / "paste-cache" / f"{i:016x}.txt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("x" * 2000)
+        os.utime(p, (t, t))
+    for i in range(dirs):
+        d = top / "image-cache" / f"{i:08x}-0000-4000-8000-000000000000"
+        (d / "sub").mkdir(parents=True)
+        for j in range(4):
+            (d / ("sub" if j % 2 else "") / f"{j}.png").write_bytes(b"y" * 3000)
+        for dp, dn, fn in os.walk(d, topdown=False):
+            for n in dn + fn:
+                os.utime(os.path.join(dp, n), (t, t))
+        os.utime(d, (t, t))
+
+
+def bench_stores(work: Path, files: int = 4000, dirs: int = 400, reps: int = 3, baseline: Path | None = None
+                 ) -> dict:
+    """Store entries removed by `janitor sweep` (staged like sessions) vs `find -delete` of the same (and
+    vs the janitor of the checkout ``baseline``, run from there)."""
+    now = time.time()
+    gen = work / "gen-stores"
+    if gen.exists():
+        shutil.rmtree(gen)
+    make_stores(gen, files, dirs, now - 90 * 86400)
+    env = janitor_env(work, "stores")
+    times: dict[str, list[float]] = {"janitor": [], "find": [], **({"baseline": []} if baseline else {})}
+    sides = list(times)
+    for rep in range(reps):
+        for side in (sides if rep % 2 == 0 else sides[::-1]):
+            c = work / f"stores-{side}"
+            copy(gen, c)
+            if side != "find":
+                times[side].append(sh([*JANITOR, "sweep", "--claude-dir", str(c), "--now", str(now)], env=env,
+                                      cwd=baseline if side == "baseline" else None))
+            else:
+                times[side].append(sh(["find", str(c / "paste-cache"), str(c / "image-cache"), "-mindepth", "1",
+                                       "-delete"]))
+            left = sum(1 for _ in (c / "paste-cache").iterdir()) + sum(1 for _ in (c / "image-cache").iterdir())
+            assert left == 0, (side, left)
+            shutil.rmtree(c)
+    shutil.rmtree(gen)
+    j, f = statistics.median(times["janitor"]), statistics.median(times["find"])
+    out = {"entries": files + dirs, **{f"{k}_s": v for k, v in times.items()}, "ratio_janitor_over_find": j / f,
+           "load": os.getloadavg()}
+    if baseline:
+        out["ratio_janitor_over_baseline"] = j / statistics.median(times["baseline"])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10000])
@@ -423,10 +478,16 @@ def main() -> None:
     ap.add_argument("--clean", action="store_true", help="delete the generated caches at the end")
     ap.add_argument("--no-idle", action="store_true", help="skip the idle-daemon measurement")
     ap.add_argument("--sweep-reps", type=int, default=2, help="rounds of find/janitor sweeps (best of each)")
+    ap.add_argument("--baseline", type=Path, help="stores: also time the janitor of this checkout")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     outdir = HERE / "out"
     outdir.mkdir(exist_ok=True)
+    if a.only == ["stores"]:  # its own tree: no session cache to generate
+        got = bench_stores(a.work, baseline=a.baseline)
+        print(json.dumps(got, indent=2))
+        (outdir / "results-stores.json").write_text(json.dumps(got, indent=2))
+        return
     for n in a.sizes:
         gen = a.work / f"gen-{n}"
         meta = gen.with_suffix(".json")
@@ -452,6 +513,8 @@ def main() -> None:
                 r["daemon"] = bench_daemon(gen, a.work, info["now"], idle=not a.no_idle)
             elif step == "startup":
                 r["startup"] = bench_startup(a.work)
+            elif step == "stores":
+                r["stores"] = bench_stores(a.work, baseline=a.baseline)
             print(f"   {step}: {time.perf_counter() - t:.0f} s  {json.dumps(r.get(step), default=str)[:400]}",
                   file=sys.stderr)
             (outdir / f"results-{n}.json").write_text(json.dumps(r, indent=2, default=str))
