@@ -4,14 +4,13 @@ nothing crosses into another filesystem, nothing leaves the root."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 import threading
 from pathlib import Path
 
 from claude_janitor.errors import ConfigError
-from claude_janitor.fs.tree import DIR_FLAGS, Changed, Unsafe, rmtree_at
+from claude_janitor.fs.tree import DIR_FLAGS, Changed, Unsafe
 from claude_janitor.model import Piece
 
 
