@@ -20,7 +20,7 @@ what was moved is checked, and only then is anything deleted:
    replaced: a piece whose name was taken meanwhile (a writer created the file again) stays in the
    entry, renamed ``….kept``, which no sweep deletes and every sweep reports until it is moved back.
 3. **commit**: one rename, ``….staging`` → ``….doomed``: the point of no return.
-4. **purge**: the doomed entry is emptied (``safefs.rmtree_at``) and kept as ``<random>.spare`` for the
+4. **purge**: the doomed entry is emptied (``tree.rmtree_at``) and kept as ``<random>.spare`` for the
    process's next session (one same-dir rename instead of an rmdir and a mkdir); ``Root.close`` removes
    the spares, recovery removes those of a killed process.
 
