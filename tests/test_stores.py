@@ -428,7 +428,7 @@ def test_a_running_daemon_ages_the_stores_in_its_full_sweep(root, jenv):
 def test_a_tmp_session_folder_goes_with_its_session_and_only_then(root, env_own, now, tmp_path):
     """claude-<uid>/<cwd>/<id>/ (started, tasks/): Claude Code removes it when it removes the transcript. The
     janitor removes it in the sweep that removes its session, checking first that the transcript is gone."""
-    from adversarial.helpers import Paused
+    from tests.helpers.races import Paused
 
     me = Path(env_own["CLAUDE_CODE_TMPDIR"]) / f"claude-{os.getuid()}" / "-p"
     gone = make_session(root, "/p", now - 90 * DAY)

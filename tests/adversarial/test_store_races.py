@@ -3,7 +3,7 @@ folders …) while it is being removed: its store dir moved out of the Claude di
 deep inside it after its check, the entry swapped for a symlink or another dir. Nothing outside the Claude
 dir (or the cache and tmp dirs) changes, nothing written after the check is lost, and a change is reported
 (exit 1). Real processes, real files; the races are made deterministic by the pause points
-(JANITOR_TEST_PAUSE_AT, janitor/testhooks.py) or run at random in a loop."""
+(JANITOR_TEST_PAUSE_AT, claude_janitor/testhooks.py) or run at random in a loop."""
 
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from cachegen import DAY
-from conftest import run_cli
 
-from claude_janitor.audit.log import verify as verify_audit
-
-from .helpers import Paused, tree_state
+from claude_janitor.audit.verify import verify as verify_audit
+from tests.helpers import run_cli
+from tests.helpers.cachegen import DAY
+from tests.helpers.races import Paused, tree_state
 
 STAGE = ".janitor-removing"
 OLD = 40 * DAY
