@@ -165,6 +165,7 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
     """Incremental sweep from the index vs a full scan; then an idle daemon's wake-ups and RSS."""
     try:
         from claude_janitor.daemon import main as dmod
+        from claude_janitor.daemon import sweeper
     except ImportError:
         return {"pending": "janitor.daemon is not there yet"}
     from claude_janitor.config.paths import janitor_dirs
@@ -200,7 +201,7 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
         d.watcher.start()
         rss0 = _status(os.getpid(), "VmRSS")
         t = time.perf_counter()
-        out = d._full(now)
+        out = d.sweeper.full(now)
         res["daemon_first_full_sweep_in_process_s"] = time.perf_counter() - t
         res["in_process_removed"] = out["acted"]
         res["in_process_rss_growth_kb"] = _status(os.getpid(), "VmRSS") - rss0
@@ -214,7 +215,7 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
         d = dmod.Daemon(env)
         d.watcher.start()  # as in the daemon: its own deletions are seen by its watcher
         t = time.perf_counter()
-        out = d._full(now)
+        out = d.sweeper.full(now)
         res["daemon_first_full_sweep_s"] = time.perf_counter() - t
         res["first_full_removed"] = out["acted"]
         res["child_max_rss_kb"] = out.get("max_rss_kb")
@@ -244,7 +245,7 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
         res["incremental_s"] = time.perf_counter() - t
         res["incremental_due"] = k
         res["incremental_acted"] = outs["acted"]
-        res["incremental_in_process"] = k <= dmod.WAKE_IN_PROCESS
+        res["incremental_in_process"] = k <= sweeper.WAKE_IN_PROCESS
         res["ratio"] = res["incremental_s"] / res["full_scan_s"]
         t = time.perf_counter()
         d._incremental(t2)  # nothing due any more

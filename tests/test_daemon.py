@@ -15,8 +15,12 @@ import pytest
 
 from claude_janitor.audit.records import iter_records
 from claude_janitor.config.paths import janitor_dirs
+from claude_janitor.daemon import clock as dclock
+from claude_janitor.daemon import instance, notify, schedule, state, work
 from claude_janitor.daemon import main as dm
-from claude_janitor.errors import ConfigError
+from claude_janitor.daemon.batch import Change
+from claude_janitor.daemon.index import Entry, count_sessions
+from claude_janitor.errors import ConfigError, LockBusy
 from claude_janitor.fs.locks import SweepLock
 from claude_janitor.model import Action, Policy, Rule, Window
 from claude_janitor.sweep.run import Env
@@ -27,13 +31,13 @@ H = 3600.0
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
 
 
-class Clock:
+class Clock(dclock.Clock):
     """The daemon's "now": real time, moved ahead by a test instead of waiting for a due time."""
 
     def __init__(self) -> None:
         self.ahead = 0.0
 
-    def __call__(self) -> float:
+    def time(self) -> float:
         return time.time() + self.ahead
 
     def reach(self, t: float | None) -> None:
@@ -64,7 +68,7 @@ def audit(kind: str | None = None) -> list[dict]:
     return [r for r in recs if kind is None or r.get("action") == kind]
 
 
-def indexed(d: dm.Daemon, sid: str) -> dm.Entry | None:
+def indexed(d: dm.Daemon, sid: str) -> Entry | None:
     return next((e for e in d.index.all() if e.session_id == sid), None)
 
 
@@ -82,8 +86,8 @@ def test_full_sweep_builds_the_index_and_incremental_sweeps_act_on_due_sessions(
     assert indexed(d, old.session_id) is None and d.index.count() == 2
     d.clock.reach(e.due)
     seen: list = []
-    real = dm.rescan
-    monkeypatch.setattr(dm, "rescan", lambda root, wanted: seen.append(sorted(wanted)) or real(root, wanted))
+    real = work.rescan
+    monkeypatch.setattr(work, "rescan", lambda root, wanted: seen.append(sorted(wanted)) or real(root, wanted))
     d.wake()
     assert seen == [[(soon.project, soon.session_id)]]  # only the due session was read again
     assert not any(p.exists() for p in soon.paths)
@@ -276,9 +280,9 @@ def test_a_busy_lock_is_retried_later_not_waited_for(mkdaemon, root):
         t = time.monotonic()
         d.full_sweep()
         assert time.monotonic() - t < 1.0
-        assert a.paths[0].exists() and d._not_before > time.time()
+        assert a.paths[0].exists() and d.backoff.not_before > time.time()
     d.full_sweep()
-    assert not a.paths[0].exists() and d._not_before == 0.0
+    assert not a.paths[0].exists() and d.backoff.not_before == 0.0
 
 
 def test_a_broken_settings_file_keeps_what_depends_on_it_and_the_daemon_goes_on(mkdaemon, root):
@@ -287,10 +291,10 @@ def test_a_broken_settings_file_keeps_what_depends_on_it_and_the_daemon_goes_on(
     (root / "settings.json").write_text("{ not json")
     d = mkdaemon('grace = "0s"\n[[rule]]\nproject = "/w/b"\nretention = "1h"\n')
     d.full_sweep()
-    assert a.paths[0].exists() and not b.paths[0].exists() and d._failures == 0
+    assert a.paths[0].exists() and not b.paths[0].exists() and d.backoff.failures == 0
     (root / "settings.json").write_text("{}")
     d.full_sweep()
-    assert not a.paths[0].exists() and d._failures == 0
+    assert not a.paths[0].exists() and d.backoff.failures == 0
 
 
 # ---- settings, state, notification ---------------------------------------------------------------
@@ -298,23 +302,23 @@ def test_a_broken_settings_file_keeps_what_depends_on_it_and_the_daemon_goes_on(
 def test_load_settings(jenv, root):
     env = Env(roots=[root], dirs=janitor_dirs())
     write_config(jenv, 'sweep_interval = "6h"\n')
-    assert dm.load_settings(env)[1] == dm.Schedule(6 * H)
+    assert schedule.load_settings(env)[1] == schedule.Schedule(6 * H)
     write_config(jenv, 'sweep_cron = "30 3 * * *"\n')
-    sched = dm.load_settings(env)[1]
+    sched = schedule.load_settings(env)[1]
     assert sched.cron == "30 3 * * *" and "cron" in sched.describe()
     fields = {f.name: str(f) for f in sched.trigger().fields}
     assert (fields["hour"], fields["minute"]) == ("3", "30")
     write_config(jenv, "")
-    assert dm.load_settings(env)[1] == dm.Schedule(86400.0)
+    assert schedule.load_settings(env)[1] == schedule.Schedule(86400.0)
     write_config(jenv, 'sweep_cron = "61 * * * *"\n')
     with pytest.raises(ConfigError, match="sweep_cron"):
-        dm.load_settings(env)
+        schedule.load_settings(env)
     write_config(jenv, 'sweep_cron = "0 3 * * *"\nsweep_interval = "1d"\n')
     with pytest.raises(ConfigError, match="not both"):
-        dm.load_settings(env)
+        schedule.load_settings(env)
     write_config(jenv, 'sweep_interval = "often"\n')
     with pytest.raises(ConfigError, match="sweep_interval"):
-        dm.load_settings(env)
+        schedule.load_settings(env)
 
 
 def test_managed_policy_sets_the_whole_schedule(jenv, root):
@@ -323,56 +327,56 @@ def test_managed_policy_sets_the_whole_schedule(jenv, root):
     managed = Path(jenv["CLAUDE_JANITOR_POLICY"])
     managed.parent.mkdir(parents=True, exist_ok=True)
     managed.write_text('sweep_cron = "15 2 * * *"\n')
-    sched = dm.load_settings(env)[1]
+    sched = schedule.load_settings(env)[1]
     assert sched.cron == "15 2 * * *" and sched.interval is None  # the user's interval is not mixed in
     managed.write_text('sweep_cron = "99 * * * *"\n')
     with pytest.raises(ConfigError, match=str(managed)):
-        dm.load_settings(env)
+        schedule.load_settings(env)
 
 
 def test_shortest_expiry():
-    assert dm.shortest_expiry(Policy(grace=0)) == 86400.0  # Claude Code's window is at least a day
-    assert dm.shortest_expiry(Policy(grace=7200, retention=Window(60, "x"))) == 7200
-    assert dm.shortest_expiry(Policy(grace=0, retention=Window(None, "x"))) is None
+    assert work.shortest_expiry(Policy(grace=0)) == 86400.0  # Claude Code's window is at least a day
+    assert work.shortest_expiry(Policy(grace=7200, retention=Window(60, "x"))) == 7200
+    assert work.shortest_expiry(Policy(grace=0, retention=Window(None, "x"))) is None
     pol = Policy(grace=0, retention=Window(None, "x"),
                  rules=[Rule("/a/*", 600.0, retention_set=True), Rule("/b/*", None, retention_set=True)])
-    assert dm.shortest_expiry(pol) == 600.0
-    assert dm.uses_keep_last(Policy(rules=[Rule("/a", None, Action.DELETE, keep_last=2)]))
+    assert work.shortest_expiry(pol) == 600.0
+    assert work.uses_keep_last(Policy(rules=[Rule("/a", None, Action.DELETE, keep_last=2)]))
 
 
 def test_sd_notify(tmp_path, monkeypatch):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    assert dm.sd_notify("READY=1") is False
+    assert notify.sd_notify("READY=1") is False
     path = tmp_path / "notify"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.bind(str(path))
         monkeypatch.setenv("NOTIFY_SOCKET", str(path))
-        assert dm.sd_notify("READY=1") is True
+        assert notify.sd_notify("READY=1") is True
         assert s.recv(100) == b"READY=1"
     name = f"janitor-test-{os.getpid()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.bind("\0" + name)
         monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
-        assert dm.sd_notify("STOPPING=1") is True
+        assert notify.sd_notify("STOPPING=1") is True
         assert s.recv(100) == b"STOPPING=1"
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody-listens"))
-    assert dm.sd_notify("READY=1") is False
+    assert notify.sd_notify("READY=1") is False
 
 
 def test_status_and_the_daemon_lock(jenv):
     dirs = janitor_dirs()
-    st = dm.status(dirs)
+    st = state.status(dirs)
     assert st["running"] is False and st["index_sessions"] is None
-    lock = dm.DaemonLock(dirs)
+    lock = instance.DaemonLock(dirs)
     lock.acquire()
     try:
-        assert dm.running_pid(dirs) == os.getpid()
-        assert dm.status(dirs)["running"] is True
-        with pytest.raises(dm.LockBusy, match="already running"):
-            dm.DaemonLock(dirs).acquire()
+        assert instance.running_pid(dirs) == os.getpid()
+        assert state.status(dirs)["running"] is True
+        with pytest.raises(LockBusy, match="already running"):
+            instance.DaemonLock(dirs).acquire()
     finally:
         lock.release()
-    assert dm.running_pid(dirs) is None
+    assert instance.running_pid(dirs) is None
 
 
 def test_old_sessions_of_a_quiet_cache_need_no_wake_up(mkdaemon, root):
@@ -394,7 +398,7 @@ def test_plan_for_decides_like_a_full_sweep(jenv, root):
     sessions = [d.session for d in plan.decisions]
     for s in sessions:
         s.pinned, s.in_use = False, None
-    again = dm.plan_for(env, sessions, now, dm.load_settings(env)[0])
+    again = work.plan_for(env, sessions, now, schedule.load_settings(env)[0])
     assert [(d.session.key, d.action, d.reason, d.expires_at) for d in again.decisions] == \
         [(d.session.key, d.action, d.reason, d.expires_at) for d in plan.decisions]
 
@@ -446,7 +450,7 @@ def test_the_full_sweep_runs_in_a_process_of_its_own(mkdaemon, root):
     d.full_sweep()
     assert not any(p.exists() for p in a.paths)
     child = d.last_sweep["process"]
-    assert child != os.getpid() and d.child is None and d.last_sweep["acted"] == 1
+    assert child != os.getpid() and d.children.proc is None and d.last_sweep["acted"] == 1
     assert not os.path.exists(f"/proc/{child}")  # waited for: not even a zombie
     results = [r for r in audit("delete") if r["phase"] == "result"]
     assert [(r["session_id"], r["result"]) for r in results] == [(a.session_id, "ok")]
@@ -482,13 +486,17 @@ def test_what_goes_while_the_full_sweeps_process_runs_is_judged(mkdaemon, root, 
     hold = tmp_path / "hold"
     hold.mkdir()
     monkeypatch.setenv("JANITOR_TEST_PAUSE_AT", f"before-session@2:{hold}")  # the child's, not this process's
+    handed: list[Change] = []  # what the watcher handed to the daemon, once the daemon is done with it
+    take = d.watcher.batches.on_changes
+    d.watcher.batches.on_changes = lambda batch: (take(batch), handed.extend(batch))
     t = threading.Thread(target=d.full_sweep)
     t.start()
     try:
         assert wait_for(lambda: (hold / "before-session.reached").exists(), timeout=20)
         assert d.in_full
         kept.paths[0].unlink()  # someone else removes a session the sweep scanned and keeps
-        time.sleep(0.3)  # seen by the watcher meanwhile, and left to the sweep
+        # seen by the watcher meanwhile (handed over and handled), and left to the sweep
+        assert wait_for(lambda: any(c.kind == "gone" and kept.session_id in c.rel for c in handed), timeout=20)
     finally:
         (hold / "before-session.go").touch()
         t.join(30)
@@ -516,7 +524,7 @@ def test_the_full_sweep_command_on_its_own(jenv, root):
     assert p.returncode == 0 and (res["acted"], res["indexed"], res["gone"]) == (1, 1, [])
     assert not a.paths[0].exists() and b.paths[0].exists()
     assert res["audit_pos"].endswith(f":{janitor_dirs().audit_log.stat().st_size}")
-    assert dm.count_sessions(janitor_dirs().index_db) == 1
+    assert count_sessions(janitor_dirs().index_db) == 1
     assert "_daemon" not in run_cli(["--help"], jenv).stdout  # hidden
 
 

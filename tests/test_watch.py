@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_janitor.daemon.watch import Change, Inotify, WatchdogWatcher, Watcher, transcript_parts
+from claude_janitor.daemon.watch import Change, Inotify, Watcher, transcript_parts
+from claude_janitor.daemon.watchdog_watch import WatchdogWatcher
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="inotify is Linux-only")

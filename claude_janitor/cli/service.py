@@ -33,7 +33,7 @@ def daemon(
     after the session in hand; SIGHUP reloads the config. Exit 3 if a daemon is already running.
     See `janitor service install` to run it as a service.
     """
-    from claude_janitor.daemon.main import run
+    from claude_janitor.daemon.loop import run
 
     sys.exit(run(make_env(claude_dirs, config_path), verbose=verbose, log_file=log_file, log_max_bytes=log_max_bytes))
 
@@ -58,7 +58,7 @@ def daemon_full_sweep(
     verbose: bool,
 ) -> None:
     """Internal: one full sweep of `janitor daemon`, in a process of its own (JSON result on stdout)."""
-    from claude_janitor.daemon.main import child_main
+    from claude_janitor.daemon.child import child_main
 
     sys.exit(
         child_main(list(claude_dirs), config_path, default_root, now, parent_pid, list(lock_fds), audit_from, verbose)
@@ -73,7 +73,7 @@ def status(as_json: bool) -> None:
 
     Exit 0 if a daemon is running, 3 if not (as `systemctl is-active`)."""
     from claude_janitor.config.paths import janitor_dirs
-    from claude_janitor.daemon.main import status as get_status
+    from claude_janitor.daemon.state import status as get_status
     from claude_janitor.render.status import status_lines
 
     st = get_status(janitor_dirs())

@@ -85,7 +85,7 @@ def _sweep_run(env: Env, now: float, dry_run: bool, show_progress: bool, wait: f
     from claude_janitor.sweep.run import run
 
     def running_pid() -> int | None:  # this state dir's daemon (its sweeps wait for our state lock)
-        from claude_janitor.daemon.main import running_pid as pid
+        from claude_janitor.daemon.instance import running_pid as pid
 
         return pid(env.dirs)
 

@@ -9,6 +9,7 @@ replaced from disk by each full scan.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SCHEMA_VERSION = "2"
 
@@ -67,13 +69,24 @@ _COLS = "root, project, session_id, rel, last_activity, bytes, due, keep_last, d
 _MARKS = ",".join("?" * 11)
 
 
-def _entry(row: tuple) -> Entry:
+def _entry(row: tuple[Any, ...]) -> Entry:
     return Entry(row[0], row[1], row[2], row[3], row[4], row[5] or 0, row[6], bool(row[7]), row[8], row[9], row[10])
 
 
-def _values(e: Entry) -> tuple:
-    return (e.root, e.project, e.session_id, e.rel, e.last_activity, e.bytes, e.due, int(e.keep_last),
-            e.decided, e.reason, e.touched)
+def _values(e: Entry) -> tuple[Any, ...]:
+    return (
+        e.root,
+        e.project,
+        e.session_id,
+        e.rel,
+        e.last_activity,
+        e.bytes,
+        e.due,
+        int(e.keep_last),
+        e.decided,
+        e.reason,
+        e.touched,
+    )
 
 
 class Index:
@@ -90,10 +103,8 @@ class Index:
             aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
             os.replace(path, aside)
             for suffix in ("-wal", "-shm"):
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(str(path) + suffix)
-                except FileNotFoundError:
-                    pass
             self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:
@@ -141,8 +152,9 @@ class Index:
 
     def get(self, key: Key) -> Entry | None:
         with self._lock:
-            row = self._db.execute(f"SELECT {_COLS} FROM sessions WHERE root=? AND project=? AND session_id=?",
-                                   key).fetchone()
+            row = self._db.execute(
+                f"SELECT {_COLS} FROM sessions WHERE root=? AND project=? AND session_id=?", key
+            ).fetchone()
         return _entry(row) if row else None
 
     def all(self) -> list[Entry]:
@@ -151,20 +163,25 @@ class Index:
 
     def in_project(self, root: str, project: str) -> list[Entry]:
         with self._lock:
-            return [_entry(r) for r in self._db.execute(
-                f"SELECT {_COLS} FROM sessions WHERE root=? AND project=?", (root, project))]
+            return [
+                _entry(r)
+                for r in self._db.execute(f"SELECT {_COLS} FROM sessions WHERE root=? AND project=?", (root, project))
+            ]
 
     def project_keys(self, root: str, project: str) -> set[tuple[str, str]]:
         """(project, session_id) of every row of one project (what a keep_last ranking must read)."""
         with self._lock:
-            return {(project, r[0]) for r in self._db.execute(
-                "SELECT session_id FROM sessions WHERE root=? AND project=?", (root, project))}
+            return {
+                (project, r[0])
+                for r in self._db.execute("SELECT session_id FROM sessions WHERE root=? AND project=?", (root, project))
+            }
 
     def timed_other(self, keys: set[Key]) -> Entry | None:
         """A row with a known last activity that is not one of ``keys`` (None if every such row is)."""
         with self._lock:
-            for r in self._db.execute(f"SELECT {_COLS} FROM sessions WHERE last_activity IS NOT NULL LIMIT ?",
-                                      (len(keys) + 1,)):
+            for r in self._db.execute(
+                f"SELECT {_COLS} FROM sessions WHERE last_activity IS NOT NULL LIMIT ?", (len(keys) + 1,)
+            ):
                 if (r[0], r[1], r[2]) not in keys:
                     return _entry(r)
         return None
@@ -176,8 +193,12 @@ class Index:
     def due(self, until: float) -> list[Entry]:
         """Rows whose ``due`` time is at or before ``until``, soonest first."""
         with self._lock:
-            return [_entry(r) for r in self._db.execute(
-                f"SELECT {_COLS} FROM sessions WHERE due IS NOT NULL AND due <= ? ORDER BY due", (until,))]
+            return [
+                _entry(r)
+                for r in self._db.execute(
+                    f"SELECT {_COLS} FROM sessions WHERE due IS NOT NULL AND due <= ? ORDER BY due", (until,)
+                )
+            ]
 
     def next_due(self) -> float | None:
         with self._lock:
@@ -191,8 +212,9 @@ class Index:
 
     # ---- writing ----------------------------------------------------------------------------------
 
-    def seen(self, root: str, project: str, session_id: str, rel: str, mtime: float, low_due: float | None,
-             now: float) -> bool:
+    def seen(
+        self, root: str, project: str, session_id: str, rel: str, mtime: float, low_due: float | None, now: float
+    ) -> bool:
         """The watcher saw a transcript written: record its activity. True if the session is new.
 
         ``low_due`` is a lower bound of its expiry computed from ``mtime``. An existing row keeps its
@@ -204,11 +226,14 @@ class Index:
                 "UPDATE sessions SET rel=?, touched=?, "
                 "due=CASE WHEN ? < coalesce(last_activity, 0) THEN min(coalesce(due, ?), ?) ELSE due END, "
                 "last_activity=? WHERE root=? AND project=? AND session_id=?",
-                (rel, now, mtime, low_due, low_due, mtime, root, project, session_id))
+                (rel, now, mtime, low_due, low_due, mtime, root, project, session_id),
+            )
             if cur.rowcount:
                 return False
-            self._db.execute(f"INSERT INTO sessions ({_COLS}) VALUES ({_MARKS})",
-                             _values(Entry(root, project, session_id, rel, mtime, 0, low_due, touched=now)))
+            self._db.execute(
+                f"INSERT INTO sessions ({_COLS}) VALUES ({_MARKS})",
+                _values(Entry(root, project, session_id, rel, mtime, 0, low_due, touched=now)),
+            )
             return True
 
     def remove(self, keys: Iterable[Key]) -> None:
@@ -217,37 +242,46 @@ class Index:
 
     def put(self, entries: Iterable[Entry]) -> None:
         with self._tx():
-            self._db.executemany(f"INSERT OR REPLACE INTO sessions ({_COLS}) VALUES ({_MARKS})",
-                                 [_values(e) for e in entries])
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO sessions ({_COLS}) VALUES ({_MARKS})", [_values(e) for e in entries]
+            )
 
     def replace_root(self, root: str, entries: Iterable[Entry], *, since: float) -> None:
         """A full scan of ``root`` that started at ``since``: its rows become ``entries``, plus the rows the
         watcher touched after the scan started (sessions the scan may have missed)."""
         with self._tx():
-            self._db.execute("DELETE FROM sessions WHERE root=? AND (touched IS NULL OR touched < ?)",
-                             (root, since))
-            self._db.executemany(f"INSERT OR REPLACE INTO sessions ({_COLS}) VALUES ({_MARKS})",
-                                 [_values(e) for e in entries])
+            self._db.execute("DELETE FROM sessions WHERE root=? AND (touched IS NULL OR touched < ?)", (root, since))
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO sessions ({_COLS}) VALUES ({_MARKS})", [_values(e) for e in entries]
+            )
 
     def find_sid(self, root: str, session_id: str) -> list[Entry]:
         with self._lock:
-            return [_entry(r) for r in self._db.execute(
-                f"SELECT {_COLS} FROM sessions WHERE root=? AND session_id=?", (root, session_id))]
+            return [
+                _entry(r)
+                for r in self._db.execute(
+                    f"SELECT {_COLS} FROM sessions WHERE root=? AND session_id=?", (root, session_id)
+                )
+            ]
 
     def wake_keep_last(self, root: str, project: str, due: float) -> int:
         """A new session appeared in a project: sessions kept only by keep_last there may now expire."""
         with self._tx():
             return self._db.execute(
                 "UPDATE sessions SET due=min(coalesce(due, ?), ?) WHERE root=? AND project=? AND keep_last=1",
-                (due, due, root, project)).rowcount
+                (due, due, root, project),
+            ).rowcount
 
     def wake_sessions(self, session_ids: Iterable[str], due: float) -> int:
         """Have these sessions (in any project and root) looked at again by ``due`` (e.g. just unpinned)."""
         ids = list(session_ids)
         with self._tx():
-            return sum(self._db.execute(
-                "UPDATE sessions SET due=min(coalesce(due, ?), ?) WHERE session_id=?", (due, due, sid)).rowcount
-                for sid in ids)
+            return sum(
+                self._db.execute(
+                    "UPDATE sessions SET due=min(coalesce(due, ?), ?) WHERE session_id=?", (due, due, sid)
+                ).rowcount
+                for sid in ids
+            )
 
     def vacuum_if_sparse(self, *, min_free_pages: int = 256, free_fraction: float = 0.25) -> bool:
         """Give back the space of removed rows when it is worth it (at least ``min_free_pages`` free pages,
