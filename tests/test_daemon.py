@@ -118,6 +118,30 @@ def test_new_transcripts_are_indexed_with_a_lower_bound_of_their_expiry(mkdaemon
     assert g.paths[0].exists()
 
 
+def test_a_removal_a_sweep_announced_is_awaited_for_the_patience_then_judged(mkdaemon, root):
+    from claude_janitor.daemon.gone import GONE_PATIENCE
+    from claude_janitor.sweep.run import audit_log
+
+    a = make_session(root, "/w/a", time.time() - 60, side=False)
+    d = mkdaemon()
+    d.full_sweep()
+    # A janitor sweep says it is about to delete it, and says nothing more (slow, or killed): the transcript
+    # goes meanwhile. Its result is waited for, for GONE_PATIENCE of the daemon's clock.
+    audit_log(d.env).append([{"action": "delete", "phase": "intent", "session_id": a.session_id, "root": str(root),
+                              "project": a.project, "paths": [], "bytes": 0, "reason": "x", "result": "pending"}])
+    a.paths[0].unlink()
+    assert wait_for(lambda: bool(d.gone))
+    d.judge_gone()
+    assert audit("external-delete") == [] and d.gone  # awaited
+    d.clock.reach(d.clock.time() + GONE_PATIENCE - 5)
+    d.judge_gone()
+    assert audit("external-delete") == [] and d.gone  # still awaited
+    d.clock.reach(d.clock.time() + 10)
+    d.judge_gone()
+    # Judged: not someone else's (a sweep said it meant to remove it; recovery settles that intent).
+    assert not d.gone and audit("external-delete") == []
+
+
 def test_deletions_by_others_are_audited_as_external_once(mkdaemon, root):
     now = time.time()
     a = make_session(root, "/w/a", now - 60)
@@ -280,7 +304,7 @@ def test_a_busy_lock_is_retried_later_not_waited_for(mkdaemon, root):
         t = time.monotonic()
         d.full_sweep()
         assert time.monotonic() - t < 1.0
-        assert a.paths[0].exists() and d.backoff.not_before > time.time()
+        assert a.paths[0].exists() and d.backoff.not_before > d.clock.time()
     d.full_sweep()
     assert not a.paths[0].exists() and d.backoff.not_before == 0.0
 

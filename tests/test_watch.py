@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from claude_janitor.daemon.clock import Clock
 from claude_janitor.daemon.watch import Change, Inotify, Watcher, transcript_parts
 from claude_janitor.daemon.watchdog_watch import WatchdogWatcher
 from tests.helpers import wait_for
@@ -208,3 +209,47 @@ def test_watch_limits_are_problems_not_crashes(tmp_path: Path, factory) -> None:
     assert "limit reached" in problems[str(root)]
     assert not w.healthy
     w.stop()
+
+
+class GateClock(Clock):
+    """The watcher's debounce lasts until the test opens the gate, instead of a real fraction of a second."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.waiting = threading.Event()
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        self.waiting.set()
+        self.gate.wait(300)
+        return event.is_set()
+
+
+def test_a_burst_is_handed_over_once_per_debounce_one_change_per_path(tmp_path: Path) -> None:
+    root = tmp_path / "claude"
+    (root / "projects" / "p").mkdir(parents=True)
+    batches: list[list[Change]] = []
+    clock = GateClock()
+    w = Watcher([str(root)], batches.append, lambda: None, debounce=60.0, clock=clock)
+    assert w.start() == {}
+    try:
+        with (root / "projects" / "p" / "s.jsonl").open("a") as f:
+            for _ in range(50):  # a transcript being appended to: ~100 events
+                f.write("{}\n")
+                f.flush()
+        (tmp_path / "u.jsonl").write_text("{}\n")
+        # Moved in last, in one event: once it is collected, everything before it is too.
+        (tmp_path / "u.jsonl").rename(root / "projects" / "p" / "u.jsonl")
+
+        def collected() -> set[str]:
+            with w.batches.lock:
+                return {rel for _, rel in w.batches.pending}
+
+        assert wait_for(lambda: clock.waiting.is_set() and "projects/p/u.jsonl" in collected())
+        assert batches == []  # the debounce is not over: nothing handed over yet
+        clock.gate.set()
+        assert wait_for(lambda: len(batches) >= 1)
+        assert sorted((c.kind, c.rel) for c in batches[0]) == [("write", "projects/p/s.jsonl"),
+                                                               ("write", "projects/p/u.jsonl")]
+    finally:
+        clock.gate.set()
+        w.stop()

@@ -13,12 +13,13 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from claude_janitor.daemon.clock import REAL, Clock
 
 SCHEMA_VERSION = "2"
 
@@ -92,7 +93,7 @@ def _values(e: Entry) -> tuple[Any, ...]:
 class Index:
     """Thread-safe (one connection behind a lock): the watcher thread and the sweep thread both write."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Clock = REAL) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()
@@ -100,7 +101,7 @@ class Index:
             self._db = self._open()
         except sqlite3.DatabaseError:
             # A cache: if it is corrupt, set it aside and start over (the next full scan refills it).
-            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            aside = path.with_name(f"{path.name}.corrupt-{int(clock.time())}")
             os.replace(path, aside)
             for suffix in ("-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):

@@ -80,7 +80,7 @@ class Daemon:
         # A full sweep is running: the transcripts it removes are not noted one by one as they go (at 100k
         # sessions that would be 75k index rows in this long-lived process); it reports what else went.
         self.in_full = False
-        self.index = Index(self.dirs.index_db)
+        self.index = Index(self.dirs.index_db, clock)
         self.follower = AuditFollower(self.dirs.audit_log, self.index, clock)
         self.judge = GoneJudge(env, self.index, self.follower, clock)
         self.files = WatchedFiles(self.dirs, env.config_path)
