@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -45,13 +47,122 @@ class Piece:
     size: int = 0  # lstat size of the entry itself
 
 
+# A piece's numbers, packed: store (index into _STORES), is_dir, bytes, mtime, ino, dev, mtime_ns, size.
+_NUMS = struct.Struct("<BBqdQQqq")
+_STORES: list[str] = []
+_STORE_INDEX: dict[str, int] = {}
+_SEP, _SID, _PROJECT = "\0|", "\0s", "\0p"  # no path holds a NUL: these never clash with a name
+
+
+def _store_index(store: str) -> int:
+    i = _STORE_INDEX.get(store)
+    if i is None:
+        i = _STORE_INDEX[store] = len(_STORES)
+        _STORES.append(store)
+    return i
+
+
+class Pieces:
+    """A session's pieces, held packed: a scan of 100k sessions keeps ~700k of them until it has decided,
+    and as Piece objects (with their rel strings and stat numbers each an object of its own) they cost
+    ~3 KB a session. Here the rel paths are one string (the session id and its project dir written as a
+    two-character mark) and the numbers one bytes object; iterating makes the Piece objects on demand.
+
+    Behaves as the list it replaces for what is done with it: iterate, len, bool, append, equality."""
+
+    __slots__ = ("_sid", "_project", "_rels", "_nums", "_list")
+
+    def __init__(self, pieces: Iterable[Piece] = (), session_id: str = "", project: str = "") -> None:
+        self._sid, self._project = session_id, project
+        self._rels = ""
+        self._nums = b""
+        self._list: list[Piece] | None = None  # the pieces as they are, when a number does not pack
+        for p in pieces:
+            self.append(p)
+
+    def _prefix(self) -> str:
+        return f"projects/{self._project}/" if self._project else ""
+
+    def append(self, p: Piece) -> None:
+        if self._list is not None:
+            self._list.append(p)
+            return
+        try:
+            if len(_STORES) > 255 and p.store not in _STORE_INDEX:
+                raise struct.error("too many stores")
+            nums = _NUMS.pack(_store_index(p.store), p.is_dir, p.bytes, p.mtime, p.ino, p.dev, p.mtime_ns,
+                              p.size)
+        except (struct.error, OverflowError, TypeError):  # e.g. a file time past the year 2262 in ns
+            self._list = [*self, p]
+            self._rels, self._nums = "", b""
+            return
+        rel = p.rel.replace(self._sid, _SID) if self._sid else p.rel
+        pre = self._prefix()
+        if pre and rel.startswith(pre):
+            rel = _PROJECT + rel[len(pre):]
+        self._rels = f"{self._rels}{_SEP}{rel}" if self._nums else rel
+        self._nums += nums
+
+    def rels(self) -> list[str]:
+        if self._list is not None:
+            return [p.rel for p in self._list]
+        if not self._nums:
+            return []
+        pre = self._prefix()
+        out = []
+        for rel in self._rels.split(_SEP):
+            if self._sid:
+                rel = rel.replace(_SID, self._sid)
+            out.append(pre + rel[2:] if rel.startswith(_PROJECT) else rel)
+        return out
+
+    def __iter__(self) -> Iterator[Piece]:
+        if self._list is not None:
+            yield from self._list
+            return
+        for rel, (st, is_dir, b, mtime, ino, dev, mtime_ns, size) in zip(
+                self.rels(), _NUMS.iter_unpack(self._nums), strict=True):
+            yield Piece(rel, _STORES[st], bool(is_dir), b, mtime, ino, dev, mtime_ns, size)
+
+    def __len__(self) -> int:
+        return len(self._list) if self._list is not None else len(self._nums) // _NUMS.size
+
+    def __bool__(self) -> bool:
+        return bool(self._list) if self._list is not None else bool(self._nums)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Pieces | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the list it replaces
+
+    def __repr__(self) -> str:
+        return f"Pieces({list(self)!r})"
+
+    def total_bytes(self) -> int:
+        if self._list is not None:
+            return sum(p.bytes for p in self._list)
+        return sum(n[2] for n in _NUMS.iter_unpack(self._nums))
+
+    def newest_mtime(self) -> float | None:
+        if self._list is not None:
+            return max((p.mtime for p in self._list), default=None)
+        return max((n[3] for n in _NUMS.iter_unpack(self._nums)), default=None)
+
+    def stores(self) -> set[str]:
+        if self._list is not None:
+            return {p.store for p in self._list}
+        return {_STORES[n[0]] for n in _NUMS.iter_unpack(self._nums)}
+
+
 @dataclass(slots=True)
 class Session:
     session_id: str
     root: str  # the Claude config dir this session lives under
     project: str  # encoded project dir name under projects/, or "" for orphaned side files
     project_path: str | None = None  # the real cwd, from the transcript's records, when known
-    pieces: list[Piece] = field(default_factory=list)
+    pieces: Pieces = field(default_factory=Pieces)  # a list of Piece is taken too (made a Pieces)
     last_record_time: float | None = None  # newest record timestamp in the transcript tail
     unreadable: str | None = None  # why the session could not be read; such sessions are kept
     pinned: bool = False
@@ -69,6 +180,9 @@ class Session:
     entrypoint: str | None = None  # the records' entrypoint: cli, sdk-cli, sdk-py, sdk-ts, claude-desktop …
     replied: bool = False  # a person typed into it after its first prompt
 
+    def __post_init__(self) -> None:
+        self.pieces = Pieces(self.pieces, self.session_id, self.project)
+
     @property
     def kind(self) -> str:
         """interactive | headless | sdk | desktop | side-files | unknown (cache.titles.KINDS)."""
@@ -78,11 +192,11 @@ class Session:
 
     @property
     def bytes(self) -> int:
-        return sum(p.bytes for p in self.pieces)
+        return self.pieces.total_bytes()
 
     @property
     def newest_mtime(self) -> float | None:
-        return max((p.mtime for p in self.pieces), default=None)
+        return self.pieces.newest_mtime()
 
     @property
     def last_activity(self) -> float | None:

@@ -18,6 +18,7 @@ Order of reasons, first that applies wins (every kept session says why):
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 from collections import defaultdict
@@ -217,7 +218,12 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
 
 def decide(sessions: list[Session], policy: Policy, now: float) -> Plan:
     ranks = recency_ranks(sessions, policy)
-    decisions = [decide_one(s, policy, now, ranks.get(s.key)) for s in sessions]
+    reasons: dict[str, str] = {}  # most reasons repeat (the ages in them are coarse): one string each
+    decisions = []
+    for s in sessions:
+        d = decide_one(s, policy, now, ranks.get(s.key))
+        reason = reasons.setdefault(d.reason, d.reason)
+        decisions.append(d if reason is d.reason else dataclasses.replace(d, reason=reason))
     return Plan(now=now, decisions=decisions)
 
 

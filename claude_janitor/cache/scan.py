@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +76,16 @@ def _entries(path: str) -> list[os.DirEntry[str]]:
             return list(it)
     except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+def _each_entry(path: str) -> Iterator[os.DirEntry[str]]:
+    """A dir's entries as they are read: a store dir holds one per session (100k sessions: 100k entries and
+    their stat results, ~50 MB as a list)."""
+    try:
+        with os.scandir(path) as it:
+            yield from it
+    except (FileNotFoundError, NotADirectoryError):
+        return
 
 
 def _lstat(e: os.DirEntry[str]) -> os.stat_result | None:
@@ -243,7 +253,7 @@ class _RootScan:
         for store in DIR_STORES:
             if not store_dir_ok(r, store, self.root_dev, res.unknown):
                 continue
-            for e in _entries(os.path.join(r, store)):
+            for e in _each_entry(os.path.join(r, store)):
                 st = _lstat(e)
                 if st is None:
                     continue
@@ -254,7 +264,7 @@ class _RootScan:
         for store, rx in (("todos", TODO_RE), ("debug", DEBUG_RE)):
             if not store_dir_ok(r, store, self.root_dev, res.unknown):
                 continue
-            for e in _entries(os.path.join(r, store)):
+            for e in _each_entry(os.path.join(r, store)):
                 st = _lstat(e)
                 if st is None:
                     continue

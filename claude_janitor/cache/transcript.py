@@ -11,6 +11,7 @@ import math
 import os
 import re
 import stat
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -242,7 +243,9 @@ def read_transcript(s: Session, path: str, st: os.stat_result) -> None:
     finally:
         os.close(fd)
     s.last_record_time = info.last_time
-    s.project_path = info.cwd
+    # Shared by every session of a project (and entrypoints by most sessions): one string each, not one per
+    # session (issue 14: memory per session).
+    s.project_path = sys.intern(info.cwd) if info.cwd else info.cwd
     _describe(s, info, head)
 
 
@@ -253,7 +256,8 @@ def _describe(s: Session, info: TailInfo, head: bytes) -> None:
     if not complete and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut: read_head looks at it on its own
     h = read_head(head, _records(lines), complete)
-    s.entrypoint = h.entrypoint or (info.titles.last_entrypoint if info.titles else None)
+    entrypoint = h.entrypoint or (info.titles.last_entrypoint if info.titles else None)
+    s.entrypoint = sys.intern(entrypoint) if entrypoint else entrypoint
     s.title, s.title_source = choose(None, info.titles, h)
     s.replied = replied(h, info.titles)
 

@@ -11,6 +11,7 @@ from claude_janitor.cli.common import (
     PhaseFn,
     cache_options,
     color,
+    echo_stream,
     handle_errors,
     make_env,
     no_titles_option,
@@ -68,7 +69,7 @@ def sweep(
     stop = _stop_on_signals()
     res = _sweep_run(env, now_or(now), dry_run, not as_json, wait, stop)
     if as_json:
-        click.echo(report.to_json(res, all_sessions=False, titles=not no_titles))
+        echo_stream(report.json_chunks(res, all_sessions=False, titles=not no_titles))
     else:
         click.echo("\n".join(report.summary_lines(res)))
     if stop.is_set():
@@ -228,6 +229,7 @@ def report(
     session with its decision, the reason or rule behind it, last activity, age and size.
     """
     from claude_janitor.render import report as rep
+    from claude_janitor.render import table
     from claude_janitor.sweep.run import run
 
     env = make_env(claude_dirs, config_path, older_than=older_than, action=action)
@@ -235,16 +237,13 @@ def report(
         res = run(env, now_or(now), dry_run=True, phase=phase)
         usage = _store_usage(env, res, phase) if stores else None
     if usage is not None:
-        click.echo(rep.stores_render(usage, res, fmt, trash_usage(env)))
-        return
-    if fmt == "json":
-        click.echo(rep.to_json(res, titles=not no_titles))
+        click.echo(table.stores_render(usage, res, fmt, trash_usage(env)))
+    elif fmt == "json":
+        echo_stream(rep.json_chunks(res, titles=not no_titles))
+    elif fmt == "markdown":
+        echo_stream(table.markdown_lines(res, sessions=not summary, titles=not no_titles), sep="\n")
     else:
-        click.echo(
-            rep.to_markdown(res, sessions=not summary, titles=not no_titles)
-            if fmt == "markdown"
-            else rep.to_table(res, sessions=not summary, color=color(), titles=not no_titles)
-        )
+        echo_stream(table.table_lines(res, sessions=not summary, color=color(), titles=not no_titles), sep="\n")
 
 
 def _store_usage(env: Env, res: RunResult, phase: PhaseFn | None) -> list[tuple[str, list[StoreUsage]]]:
@@ -271,14 +270,14 @@ def du(
     For each store: files, size, space on disk, oldest and newest file, and how much a sweep with
     the current policy would reclaim from it. Changes nothing.
     """
-    from claude_janitor.render import report as rep
+    from claude_janitor.render import table
     from claude_janitor.sweep.run import run
 
     env = make_env(claude_dirs, config_path, older_than=older_than)
     with progress(fmt != "json") as phase:
         res = run(env, now_or(now), dry_run=True, phase=phase)
         usage = _store_usage(env, res, phase)
-    click.echo(rep.stores_render(usage, res, fmt, trash_usage(env)))
+    click.echo(table.stores_render(usage, res, fmt, trash_usage(env)))
 
 
 COMMANDS = [sweep, report, du]

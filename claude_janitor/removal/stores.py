@@ -24,14 +24,14 @@ import re
 import stat
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from claude_janitor import testhooks
 from claude_janitor.cache.ids import canonical_id
-from claude_janitor.cache.layout import STORE_FAMILIES, Selector, StoreFamily, name_time
+from claude_janitor.cache.layout import STORE_FAMILIES, Selector, StoreFamily, name_time, piece_owner
 from claude_janitor.cache.scan import make_piece
 from claude_janitor.durations import human_duration
 from claude_janitor.fs.safefs import Root
@@ -180,7 +180,35 @@ def _files_below(base: str, rel: str, dev: int) -> Iterator[tuple[str, str]]:
             yield sub, name
 
 
-def find(base: str, fam: StoreFamily, claimed: set[str], notes: list[str],
+class Claimed:
+    """The paths that are some session's pieces, answered from the sessions themselves: a set of every
+    piece's path would cost ~1 KB a session (100 MB at 100k sessions) for the store scan's ``in``."""
+
+    def __init__(self, sessions: Iterable[Session]) -> None:
+        self.by_id: dict[str, Session | list[Session]] = {}
+        for s in sessions:
+            got = self.by_id.setdefault(s.session_id, s)
+            if got is not s:
+                self.by_id[s.session_id] = [*got, s] if isinstance(got, list) else [got, s]
+
+    def __contains__(self, rel: object) -> bool:
+        if not isinstance(rel, str):
+            return False
+        for is_dir in (False, True):
+            owner = piece_owner(rel, is_dir)
+            got = self.by_id.get(owner[1]) if owner else None
+            for s in got if isinstance(got, list) else [got] if got else []:
+                if rel in s.pieces.rels():
+                    return True
+        return False
+
+    def dirs(self) -> set[str]:
+        """The dirs holding a claimed path."""
+        return {rel.rsplit("/", 1)[0] for got in self.by_id.values()
+                for s in (got if isinstance(got, list) else [got]) for rel in s.pieces.rels()}
+
+
+def find(base: str, fam: StoreFamily, claimed: Container[str], notes: list[str],
          claimed_dirs: set[str] | None = None) -> Iterator[Found]:
     """Every entry of one store family under ``base`` (read-only). ``claimed``: paths that are a session's
     pieces; ``claimed_dirs``: the dirs holding them (never empty)."""
@@ -190,7 +218,7 @@ def find(base: str, fam: StoreFamily, claimed: set[str], notes: list[str],
     dev, uid = st.st_dev, os.getuid()
     seen: set[str] = set()
     if claimed_dirs is None:
-        claimed_dirs = {c.rsplit("/", 1)[0] for c in claimed}
+        claimed_dirs = {c.rsplit("/", 1)[0] for c in claimed} if isinstance(claimed, Iterable) else set()
     for sel in fam.selectors:
         rx = re.compile(sel.name)
         for d in _dirs(base, sel, dev, uid, notes):
@@ -291,8 +319,8 @@ def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, c
     so that the session scan's "unknown" list can leave them out. ``removing``: the (canonical) ids of this
     dir's sessions the sweep removes."""
     sessions = [s for s in sessions if s.root == root]
-    claimed = {p.rel for s in sessions for p in s.pieces}
-    claimed_dirs = {c.rsplit("/", 1)[0] for c in claimed}
+    claimed = Claimed(sessions)
+    claimed_dirs = claimed.dirs()
     from claude_janitor.cache.livesessions import read as live_sessions
 
     # Sessions Claude Code is running (its registry, as it reads it; a new one may have no transcript yet)
