@@ -21,6 +21,9 @@ session-env, tasks, todos, debug, plus shared stores; some 10 MB and 100 MB tran
              `janitor sweep` (every entry staged, checked and deleted, stores.py) vs `find` deleting the same
              entries, each on its own `cp -a` copy, alternating, median of 3 → ratio; with --baseline DIR
              also the janitor of another checkout (e.g. one that removed store entries in place) → ratio
+  memory     peak RSS (wait4) of `janitor report`, `report --format json`, `sweep --dry-run` (table and --json),
+             a real `sweep` and the daemon's full-sweep child (`janitor _daemon-full-sweep`), each also on an
+             empty Claude dir: bytes per session = (peak - empty) / sessions (--only memory)
 
 Results go to benchmarks/out/results-<size>.json and a markdown table on stdout. Copies are deleted as soon
 as they are measured; the generated cache is kept unless --clean.
@@ -471,6 +474,63 @@ def bench_stores(work: Path, files: int = 4000, dirs: int = 400, reps: int = 3, 
     return out
 
 
+def peak_rss_kb(cmd: list[str], env: dict[str, str], stdin: int | None = None) -> tuple[int, int]:
+    """(max RSS in KiB, exit status) of one process, its forked workers included (wait4: the largest)."""
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=stdin)
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss, p.returncode
+
+
+MEMORY_COMMANDS = {
+    "report": ["report"],
+    "report_json": ["report", "--format", "json"],
+    "sweep_dry_run": ["sweep", "--dry-run", "--older-than", "31d", "--force"],
+    "sweep_dry_run_json": ["sweep", "--dry-run", "--json", "--older-than", "31d", "--force"],
+}
+
+
+def bench_memory(gen: Path, work: Path, sessions: int, now: float) -> dict:
+    """Peak RSS of each command on the generated cache (read-only ones on it, a real sweep and the daemon's
+    full-sweep child each on its own `cp -a` copy), and of the same command on an empty Claude dir: the
+    growth per session is (peak - empty) / sessions (issue 14: at most 2 KB a session)."""
+    env = janitor_env(work, "memory")
+    empty = work / "memory-empty-claude"
+    empty.mkdir(exist_ok=True)
+    out: dict = {}
+
+    def one(name: str, args: list[str], root: Path, *, on_copy: bool = False) -> None:
+        base, _ = peak_rss_kb([*JANITOR, *args, "--claude-dir", str(empty)], env)
+        if on_copy:
+            copy(gen, root)
+        shutil.rmtree(work / "xdg-memory", ignore_errors=True)
+        kb, rc = peak_rss_kb([*JANITOR, *args, "--claude-dir", str(root)], env)
+        if on_copy:
+            shutil.rmtree(root)
+        out[name] = {"peak_rss_mb": kb / 1024, "empty_cache_mb": base / 1024, "exit": rc,
+                     "bytes_per_session": (kb - base) * 1024 / sessions}
+        print(f"   memory {name}: {kb / 1024:.1f} MB (empty cache {base / 1024:.1f} MB), "
+              f"{(kb - base) * 1024 / sessions:.0f} B/session", file=sys.stderr)
+
+    for name, args in MEMORY_COMMANDS.items():
+        one(name, args, gen)
+    one("sweep", ["sweep", "--older-than", "31d", "--force"], work / "copy-memory", on_copy=True)
+    # The daemon's full-sweep child, run as the daemon runs it (no policy on stdin: it loads the config).
+    child = [*JANITOR, "_daemon-full-sweep", "--now", str(now), "--parent-pid", str(os.getpid())]
+    for name, root in (("daemon_child_empty", empty), ("daemon_child", work / "copy-memory")):
+        if root != empty:
+            copy(gen, root)
+        shutil.rmtree(work / "xdg-memory", ignore_errors=True)
+        kb, rc = peak_rss_kb([*child, "--claude-dir", str(root)], env, stdin=subprocess.DEVNULL)
+        out[name] = {"peak_rss_mb": kb / 1024, "exit": rc}
+        if root != empty:
+            shutil.rmtree(root)
+    out["daemon_child"]["bytes_per_session"] = ((out["daemon_child"]["peak_rss_mb"]
+                                                 - out["daemon_child_empty"]["peak_rss_mb"]) * 1024 * 1024 / sessions)
+    print(f"   memory daemon full-sweep child: {out['daemon_child']['peak_rss_mb']:.1f} MB", file=sys.stderr)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10000])
@@ -516,6 +576,8 @@ def main() -> None:
                 r["startup"] = bench_startup(a.work)
             elif step == "stores":
                 r["stores"] = bench_stores(a.work, baseline=a.baseline)
+            elif step == "memory":
+                r["memory"] = bench_memory(gen, a.work, n, info["now"])
             print(f"   {step}: {time.perf_counter() - t:.0f} s  {json.dumps(r.get(step), default=str)[:400]}",
                   file=sys.stderr)
             (outdir / f"results-{n}.json").write_text(json.dumps(r, indent=2, default=str))
