@@ -11,6 +11,9 @@ session-env, tasks, todos, debug, plus shared stores; some 10 MB and 100 MB tran
              `cp -a` copy, alternating, best of 2 (find's +30 means "31 whole days or more": the same
              sessions) → ratio; also vs `find DIR -mtime +30 -delete`, which removes the emptied dirs too, as
              the janitor does
+  archive    `janitor sweep --action archive` vs `janitor sweep` (delete) of the same sessions, each on its own
+             `cp -a` copy, alternating (--archive-reps rounds, best of each) → ratio; with `uptime`'s load
+             beside each run (the machine may be shared), sessions archived and the archives' size
   tail       last-activity read (cache.read_tail) of a 1 KB and a 100 MB transcript: time and bytes read
   daemon     the daemon's first full sweep in its child process vs in-process vs a one-shot `janitor sweep`;
              incremental sweep from the daemon's index (~1% of sessions due) vs a full dry-run scan of the
@@ -130,6 +133,42 @@ def bench_sweep(gen: Path, work: Path, reps: int = 2) -> dict:
             "find_delete_files_and_dirs_s": fd, "ratio_vs_find_files_and_dirs": j / fd,
             "janitor_sessions_removed": doc["totals"]["results"].get("ok", 0),
             "janitor_files_deleted": before - left_files, "janitor_exit": p.returncode}
+
+
+def load_avg() -> float:
+    return os.getloadavg()[0]
+
+
+def bench_archive(gen: Path, work: Path, reps: int = 1) -> dict:
+    """Archive vs delete of the same sessions (``--older-than 31d``), each on a fresh ``cp -a`` copy, in
+    turn; the ratio is of the best run of each. The load average (1 min) is noted beside each run."""
+    runs: dict[str, list[dict]] = {"delete": [], "archive": []}
+    for _ in range(reps):
+        for mode in ("delete", "archive"):
+            c = work / f"copy-archive-bench-{mode}-{os.getpid()}"  # (two runs may share --work)
+            copy(gen, c)
+            xdg = work / f"xdg-archive-bench-{mode}-{os.getpid()}"
+            shutil.rmtree(xdg, ignore_errors=True)
+            env = janitor_env(work, f"archive-bench-{mode}-{os.getpid()}")
+            before = count_tree(c)[0]
+            load = load_avg()
+            t = time.perf_counter()
+            p = subprocess.run([*JANITOR, "sweep", "--json", "--older-than", "31d", "--force", "--claude-dir", str(c),
+                                *(["--action", "archive"] if mode == "archive" else [])],
+                               env=env, capture_output=True, text=True)
+            secs = time.perf_counter() - t
+            doc = json.loads(p.stdout)
+            adir = xdg / "data" / "claude-janitor" / "archives"
+            archives = [f for f in adir.rglob("*.tar.zst")] if adir.is_dir() else []
+            runs[mode].append({"s": secs, "load_before": load, "load_after": load_avg(), "exit": p.returncode,
+                               "sessions_ok": doc["totals"]["results"].get("ok", 0),
+                               "files_removed": before - count_tree(c)[0], "archives": len(archives),
+                               "archive_bytes": sum(f.stat().st_size for f in archives)})
+            shutil.rmtree(c)
+            shutil.rmtree(xdg, ignore_errors=True)
+    d, a = (min(runs[m], key=lambda r: r["s"]) for m in ("delete", "archive"))
+    return {"delete_sweep_s": d["s"], "archive_sweep_s": a["s"], "ratio": a["s"] / d["s"],
+            "sessions": a["sessions_ok"], "same_sessions": a["sessions_ok"] == d["sessions_ok"], "runs": runs}
 
 
 def bench_tail(work: Path) -> dict:
@@ -540,6 +579,7 @@ def main() -> None:
     ap.add_argument("--no-idle", action="store_true", help="skip the idle-daemon measurement")
     ap.add_argument("--sweep-reps", type=int, default=2, help="rounds of find/janitor sweeps (best of each)")
     ap.add_argument("--baseline", type=Path, help="stores: also time the janitor of this checkout")
+    ap.add_argument("--archive-reps", type=int, default=1, help="rounds of delete/archive sweeps (best of each)")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     outdir = HERE / "out"
@@ -559,8 +599,10 @@ def main() -> None:
             meta.write_text(json.dumps(info))
         info = json.loads(meta.read_text())
         files, entries = count_tree(gen)
-        r: dict = {"sessions": n, "files": files, "entries": entries, "bytes": info["bytes"],
-                   "generate_s": info.get("generate_s")}
+        out = outdir / f"results-{n}.json"
+        r: dict = json.loads(out.read_text()) if out.exists() else {}  # a step run alone keeps the others'
+        r.update({"sessions": n, "files": files, "entries": entries, "bytes": info["bytes"],
+                  "generate_s": info.get("generate_s")})
         print(f"== {n} sessions: {files} files, {entries} entries", file=sys.stderr)
         for step in a.only:
             t = time.perf_counter()
@@ -568,6 +610,8 @@ def main() -> None:
                 r["scan"] = bench_scan(gen, a.work, files, entries)
             elif step == "sweep":
                 r["sweep"] = bench_sweep(gen, a.work, a.sweep_reps)
+            elif step == "archive":
+                r["archive"] = bench_archive(gen, a.work, a.archive_reps)
             elif step == "tail":
                 r["tail"] = bench_tail(a.work)
             elif step == "daemon":
@@ -580,7 +624,7 @@ def main() -> None:
                 r["memory"] = bench_memory(gen, a.work, n, info["now"])
             print(f"   {step}: {time.perf_counter() - t:.0f} s  {json.dumps(r.get(step), default=str)[:400]}",
                   file=sys.stderr)
-            (outdir / f"results-{n}.json").write_text(json.dumps(r, indent=2, default=str))
+            out.write_text(json.dumps(r, indent=2, default=str))
         if a.clean:
             shutil.rmtree(gen)
             meta.unlink()

@@ -488,3 +488,33 @@ def test_execute_alone_binds_the_archive_action(sessions, root, jenv, now):
     for o in outs:
         info = verify(Path(o.archive))
         assert Path(o.archive).parent.parent == adir_of(jenv) and info.archived_at == now
+
+
+def test_many_sessions_are_archived_in_batches_by_the_workers_one_verified_archive_each(root, jenv, now):
+    """Enough sessions for the sweep's forked workers (sweep.run.MIN_PROCESSES), archived a chunk at a time
+    (one sync pass per chunk): each session still gets exactly one archive of its own, verified, holding
+    all of it, restorable alone."""
+    rng = random.Random(5)
+    gens = [make_session(root, f"/home/dev/src/p{i % 3}", now - (40 + i % 30) * DAY, rng=rng, side=i % 2 == 0)
+            for i in range(80)]
+    keep = make_session(root, "/home/dev/src/p0", now - DAY, rng=rng)
+    want = {g.session_id: entries(root, g.session_id) for g in gens}
+    write_config(jenv, CFG)
+    p, doc = sweep(root, jenv, now)
+    assert p.returncode == 0, p.stderr
+    assert doc["totals"]["results"] == {"ok": 80}
+    adir = adir_of(jenv)
+    held: dict[str, list] = {}
+    for path in archive_files(adir):
+        info = verify(path)
+        held.setdefault(info.session_id, []).append(manifest_entries(info.manifest))
+    assert sorted(held) == sorted(want)
+    for sid, w in want.items():
+        assert held[sid] == [w]
+        assert entries(root, sid) == {}
+    assert leftovers(adir) == []
+    assert entries(root, keep.session_id)
+    sid = gens[41].session_id
+    r = run_cli(["restore", "--claude-dir", str(root), sid], jenv)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert timeless(entries(root, sid)) == timeless(want[sid])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import os
 import secrets
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ from claude_janitor.archive.format import (
     PARTIAL,
     SUFFIX,
     ArchiveInvalid,
-    finals_in,
     make_header,
     project_dir_name,
     safe_name,
@@ -57,30 +57,86 @@ def _covers(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 
 @dataclass
+class _Pending:
+    """One session's archive on its way: written to ``tmp`` in ``dfd``, then synced, verified, published."""
+
+    root: Root
+    d: Decision
+    target: Path
+    base: str
+    tmp: str
+    header: dict[str, Any]
+    dfd: int = -1  # the target dir (the batch's, closed with it)
+    fd: int = -1  # the temp file, open until it is synced
+    manifest: dict[str, Any] = field(default_factory=dict)
+    idents: dict[str, Identity] = field(default_factory=dict)
+    final: Path | None = None
+    error: Exception | None = None
+
+
+def _outcome_error(e: Exception, target: Path) -> Exception:
+    """What the sweep reports for a session whose archive could not be made (its originals are kept)."""
+    if isinstance(e, Changed | Unsafe):
+        return e
+    if isinstance(e, ArchiveInvalid):
+        return OSError(errno.EIO, f"archive did not verify, originals kept: {e}", str(target))
+    if isinstance(e, OSError):
+        return OSError(e.errno, f"archive not written, originals kept: {e.strerror or e}", str(target))
+    return e
+
+
+def _syncfs(fd: int) -> bool:
+    """syncfs(2) of the filesystem holding ``fd``: one writeback and journal commit for a whole batch of
+    archives, where an fsync of each would wait for one commit each. False if unavailable or it failed
+    (then each file is fsync'd on its own)."""
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return False
+    if _libc is None:
+        import ctypes
+
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.syncfs.argtypes = [ctypes.c_int]
+        except (OSError, AttributeError):
+            _libc = False
+    return bool(_libc) and _libc.syncfs(fd) == 0
+
+
+_libc: Any = None
+
+
+@dataclass
 class ArchiveStore:
-    """Where this run's archives go and the time they are stamped with."""
+    """Where this run's archives go and the time they are stamped with.
+
+    ``prepare`` makes the archives of a batch of sessions together: each is written to a temp file, then
+    one sync pass makes them all durable (syncfs, see ``_sync``), each is read back from the disk and
+    verified, linked to its final name, and each target dir is fsync'd once. ``archive`` then removes a
+    session's originals (through staging), never before its archive is durable; a session not prepared
+    is prepared alone first. A crash at any instant leaves every session intact in the cache or in a
+    durable verified archive (a later run re-uses that archive: ``_covering``)."""
 
     dir: Path
     now: float
     level: int = LEVEL
     history: bool = False  # [history] removed_sessions: the session's history.jsonl lines go in its archive
     _history_index: Any = field(default=None, repr=False, compare=False)
+    _ready: dict[int, _Pending] = field(default_factory=dict, repr=False, compare=False)  # id(decision) →
+    _names: dict[Path, set[str]] = field(default_factory=dict, repr=False, compare=False)  # target → names
 
     def archive(self, root: Root, d: Decision) -> Path:
-        """Archive the session and delete its originals (see the module docstring for the order)."""
-        s = d.session
-        target = self.dir / project_dir_name(s.project)
-        mkdirs_private(target)
-        dfd = os.open(target, DIR_FLAGS)
+        """Archive the session (unless ``prepare`` did) and delete its originals."""
+        p = self._ready.pop(id(d), None)
+        if p is None or p.d is not d:
+            self.prepare([(root, d)])
+            p = self._ready.pop(id(d))
+        if p.error is not None:
+            raise p.error
+        assert p.final is not None
+        final = p.final
         try:
-            final, idents = self._write_verify_publish(root, d, dfd, target)
-            testhooks.point("archive-published")
-            os.fsync(dfd)
-            testhooks.point("archive-synced")
-        finally:
-            os.close(dfd)
-        try:
-            self._delete_originals(root, d, idents)
+            self._delete_originals(root, d, p.idents)
         except staging.Interfered as e:
             raise staging.Interfered(f"archived to {final}, but {e}") from None
         except (Changed, staging.Busy):
@@ -94,51 +150,129 @@ class ArchiveStore:
             ) from None
         return final
 
-    def _write_verify_publish(
-        self, root: Root, d: Decision, dfd: int, target: Path
-    ) -> tuple[Path, dict[str, Identity]]:
+    def prepare(self, items: list[tuple[Root, Decision]], stopped: Callable[[], bool] | None = None) -> None:
+        """Make the archives of these sessions durable, verified and published (or note why not, for
+        ``archive`` to raise). Deletes nothing. ``stopped`` is asked before each write and before any is
+        published: a stopped batch leaves no archive and no temp file."""
+        dfds: dict[Path, int] = {}
+        batch: list[_Pending] = []
+        try:
+            for root, d in items:
+                if stopped is not None and stopped():
+                    break
+                batch.append(self._write(root, d, dfds))
+            live = [p for p in batch if p.error is None]
+            self._sync(live, dfds)
+            if stopped is not None and stopped():
+                return
+            self._verify_publish(live)
+            self._sync_dirs([p for p in live if p.error is None])
+            for p in batch:
+                self._ready[id(p.d)] = p
+        finally:
+            for p in batch:
+                if p.fd >= 0:
+                    os.close(p.fd)
+                if p.final is None and p.dfd >= 0:
+                    _unlink_quiet(p.tmp, p.dfd)
+            for fd in dfds.values():
+                os.close(fd)
+
+    def _dir_fd(self, target: Path, dfds: dict[Path, int]) -> int:
+        if target not in dfds:
+            try:
+                dfds[target] = os.open(target, DIR_FLAGS)
+            except FileNotFoundError:
+                mkdirs_private(target)
+                dfds[target] = os.open(target, DIR_FLAGS)
+        return dfds[target]
+
+    def _write(self, root: Root, d: Decision, dfds: dict[Path, int]) -> _Pending:
         s = d.session
         base = f"{safe_name(s.session_id)}.{stamp(self.now)}"
-        tmp = f".{base}{PARTIAL}{secrets.token_hex(6)}"
-        header = make_header(d, self.now)
-        hist = None
-        if self.history:
-            if self._history_index is None:
-                from claude_janitor.removal.history import Index
-
-                self._history_index = Index()
-            hist = b"".join(self._history_index.lines_of(root.path, s.session_id)) or None
+        target = self.dir / project_dir_name(s.project)
+        p = _Pending(root, d, target, base, f".{base}{PARTIAL}{secrets.token_hex(6)}", make_header(d, self.now))
         try:
-            fd = os.open(tmp, NEW_FILE, 0o600, dir_fd=dfd)
-            with os.fdopen(fd, "wb", buffering=CHUNK) as out:
-                os.fchmod(fd, 0o600)
-                manifest, idents = write_archive(out, root, d, header, level=self.level, history=hist)
-                testhooks.point("archive-written")
-                os.fsync(fd)
-                _drop_cache(fd)
+            p.dfd = self._dir_fd(target, dfds)
+            hist = self._history_of(root, d)
+            p.fd = os.open(p.tmp, NEW_FILE, 0o600, dir_fd=p.dfd)
+            with os.fdopen(p.fd, "wb", buffering=CHUNK, closefd=False) as out:
+                os.fchmod(p.fd, 0o600)
+                p.manifest, p.idents = write_archive(out, root, d, p.header, level=self.level, history=hist)
+            testhooks.point("archive-written")
+        except (Changed, Unsafe, ArchiveInvalid, OSError) as e:
+            self._fail(p, e)
+        return p
+
+    def _history_of(self, root: Root, d: Decision) -> bytes | None:
+        if not self.history:
+            return None
+        if self._history_index is None:
+            from claude_janitor.removal.history import Index
+
+            self._history_index = Index()
+        return b"".join(self._history_index.lines_of(root.path, d.session.session_id)) or None
+
+    def _fail(self, p: _Pending, e: Exception) -> None:
+        if p.fd >= 0:
+            os.close(p.fd)
+            p.fd = -1
+        if p.dfd >= 0:
+            _unlink_quiet(p.tmp, p.dfd)
+        p.error = _outcome_error(e, p.target)
+
+    def _sync(self, live: list[_Pending], dfds: dict[Path, int]) -> None:
+        """Every written archive durable, then out of the page cache (so verify reads the disk): one syncfs
+        per filesystem for a batch, then each file's fsync (cheap after it; it reports the file's own
+        writeback errors)."""
+        if len(live) > 1:
+            devs = {os.fstat(fd).st_dev: fd for fd in dfds.values()}
+            for fd in devs.values():
+                _syncfs(fd)
+        for p in live:
+            try:
+                os.fsync(p.fd)
+                _drop_cache(p.fd)
+            except OSError as e:
+                self._fail(p, e)
+                continue
+            os.close(p.fd)
+            p.fd = -1
             testhooks.point("archive-fsynced")
-            got = verify(Path(tmp), dir_fd=dfd)
-            if got.header != header or got.manifest != manifest:
-                raise ArchiveInvalid("what was read back differs from what was written")
-            testhooks.point("archive-verified")
-            existing = self._covering(target, s, manifest)
-            if existing is not None:
-                os.unlink(tmp, dir_fd=dfd)
-                return existing, idents
-            name = self._publish(tmp, base, dfd)
-        except (Changed, Unsafe):
-            _unlink_quiet(tmp, dfd)
-            raise
-        except ArchiveInvalid as e:
-            _unlink_quiet(tmp, dfd)
-            raise OSError(errno.EIO, f"archive did not verify, originals kept: {e}", str(target)) from None
-        except OSError as e:
-            _unlink_quiet(tmp, dfd)
-            raise OSError(e.errno, f"archive not written, originals kept: {e.strerror or e}", str(target)) from None
-        except BaseException:
-            _unlink_quiet(tmp, dfd)
-            raise
-        return target / name, idents
+
+    def _verify_publish(self, live: list[_Pending]) -> None:
+        for p in live:
+            try:
+                got = verify(Path(p.tmp), dir_fd=p.dfd)
+                if got.header != p.header or got.manifest != p.manifest:
+                    raise ArchiveInvalid("what was read back differs from what was written")
+                testhooks.point("archive-verified")
+                existing = self._covering(p.target, p.d.session, p.manifest)
+                if existing is not None:
+                    os.unlink(p.tmp, dir_fd=p.dfd)
+                    p.final = existing
+                else:
+                    name = self._publish(p.tmp, p.base, p.dfd)
+                    self._names.setdefault(p.target, set()).add(name)
+                    p.final = p.target / name
+            except (Changed, Unsafe, ArchiveInvalid, OSError) as e:
+                self._fail(p, e)
+                continue
+            testhooks.point("archive-published")
+
+    def _sync_dirs(self, published: list[_Pending]) -> None:
+        """One fsync per target dir: the new names are durable before any original goes."""
+        for dfd in {p.dfd for p in published}:
+            try:
+                os.fsync(dfd)
+            except OSError as e:
+                for p in published:
+                    if p.dfd == dfd:  # linked, maybe not durable: the originals stay (a later run re-uses it)
+                        p.error = OSError(
+                            e.errno, f"archive dir not synced, originals kept: {e.strerror or e}", str(p.target)
+                        )
+        for _ in published:
+            testhooks.point("archive-synced")
 
     def _publish(self, tmp: str, base: str, dfd: int) -> str:
         """Give the verified temp file its final name without ever replacing an existing file."""
@@ -168,7 +302,7 @@ class ArchiveStore:
 
         That happens when a sweep was interrupted while deleting the originals, or when a restored
         session expires again unchanged: no second archive is made, the originals just go."""
-        for path in reversed(finals_in(target, f"{safe_name(s.session_id)}.")):
+        for path in reversed(self._finals(target, f"{safe_name(s.session_id)}.")):
             try:
                 info = verify(path)
             except (ArchiveInvalid, OSError):
@@ -182,6 +316,20 @@ class ArchiveStore:
             ):
                 return path
         return None
+
+    def _finals(self, target: Path, prefix: str) -> list[Path]:
+        """``finals_in(target, prefix)`` from one listing of ``target`` per run (plus what this store
+        published there since): a listing per session made archiving a big project dir quadratic. Under
+        the sweep lock no one else publishes there; a name gone since is skipped by verify."""
+        names = self._names.get(target)
+        if names is None:
+            try:
+                names = self._names[target] = set(os.listdir(target))
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                return []
+        return [
+            target / n for n in sorted(names) if n.startswith(prefix) and not n.startswith(".") and n.endswith(SUFFIX)
+        ]
 
     def _delete_originals(self, root: Root, d: Decision, idents: dict[str, Identity]) -> None:
         """Remove the originals through staging: what is removed is checked to be exactly what was
@@ -202,12 +350,25 @@ def archive_actor(root: Root, d: Decision, *, store: ArchiveStore | None = None)
     return {"archive": str(store.archive(root, d))}
 
 
+class ArchiveActor:
+    """archive_actor bound to this run's store; ``prepare`` lets the sweep hand it a chunk of sessions, whose
+    archives are then made together (ArchiveStore.prepare) before each session is acted on."""
+
+    def __init__(self, store: ArchiveStore) -> None:
+        self.store = store
+
+    def __call__(self, root: Root, d: Decision) -> dict[str, Any]:
+        return archive_actor(root, d, store=self.store)
+
+    def prepare(self, items: list[tuple[Root, Decision]], stopped: Callable[[], bool] | None = None) -> None:
+        self.store.prepare(items, stopped)
+
+
 def bind(actors: dict[Action, Any], pol: Policy, dirs: JanitorDirs, now: float) -> dict[Action, Any]:
     """The actors with the archive action bound to this run's archive dir and time (added if missing)."""
     actors = dict(actors)
     act = actors.setdefault(Action.ARCHIVE, archive_actor)
     if act is archive_actor:
-        actors[Action.ARCHIVE] = functools.partial(
-            archive_actor, store=ArchiveStore(archive_dir_for(pol, dirs), now, history=pol.history.removed_sessions)
-        )
+        store = ArchiveStore(archive_dir_for(pol, dirs), now, history=pol.history.removed_sessions)
+        actors[Action.ARCHIVE] = ArchiveActor(store)
     return actors

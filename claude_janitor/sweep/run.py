@@ -238,25 +238,40 @@ class _Removers:
     waits without every call handing a GIL between threads. Otherwise the thread pool, a session at a time.
     Once stopped, sessions not yet begun come back cancelled."""
 
-    def __init__(self, todo: list[Decision], roots: dict[str, Root]) -> None:
+    def __init__(self, todo: list[Decision], roots: dict[str, Root], actors: dict[Action, Actor], *,
+                 inline: bool = False) -> None:
         from multiprocessing.sharedctypes import RawValue
 
         self.flag = RawValue("b", 0)  # shared with forked workers: set once the run is told to stop
         self.procs: _Procs | None = None
-        deletes = sum(d.action is Action.DELETE for d in todo)
-        if deletes >= MIN_PROCESSES and sys.platform.startswith("linux") and threading.active_count() == 1:
+        # Archives too, when the archive actor takes a chunk at once (archive.store.ArchiveActor.prepare:
+        # written together, one sync pass, then each verified, published and its originals removed).
+        self.archives = callable(getattr(actors.get(Action.ARCHIVE), "prepare", None))
+        self.inline = inline  # fault injection (_workers() == 1): archives in chunks, in this thread
+        removals = sum(self.takes(d) for d in todo)
+        if not inline and removals >= MIN_PROCESSES and sys.platform.startswith("linux") \
+                and threading.active_count() == 1:
             for d in todo:  # opened before the fork, so every worker has them
                 _open_root(d, roots)
             try:
-                self.procs = _Procs(todo, roots, self.flag)
+                self.procs = _Procs(todo, roots, self.flag, actors)
             except OSError:  # e.g. EAGAIN from fork: the threads do it
                 self.procs = None
-        self.size, self.chunk = (PROCESSES, CHUNK) if self.procs else (WORKERS, 1)
+        self.size, self.chunk = (PROCESSES, CHUNK) if self.procs else (1, CHUNK) if inline else (WORKERS, 1)
+
+    def takes(self, d: Decision) -> bool:
+        """Is this decision acted on here (else in the calling thread, a session at a time)?"""
+        if d.action is Action.ARCHIVE:
+            return self.archives
+        return d.action is Action.DELETE and not self.inline
 
     def submit(self, chunk: list[tuple[int, Decision]], roots: dict[str, Root],
                actors: dict[Action, Actor]) -> Callable[[], list[Outcome]]:
         """Hand out a chunk; the returned function waits for its outcomes (call each once, in order)."""
         ds = [d for _, d in chunk]
+        if self.inline:
+            done = _act_chunk(ds, roots, actors, self.flag)
+            return lambda: done
         if self.procs is not None:
             sent = self.procs.send([n for n, _ in chunk])
             if sent is not None:
@@ -274,6 +289,10 @@ class _Removers:
 
 def _act_chunk(ds: list[Decision], roots: dict[str, Root], actors: dict[Action, Actor], flag: Any
                ) -> list[Outcome]:
+    prepare = getattr(actors.get(Action.ARCHIVE), "prepare", None)
+    if prepare is not None and not flag.value:  # the chunk's archives made together, before any original goes
+        prepare([(roots[d.session.root], d) for d in ds if d.action is Action.ARCHIVE and d.session.root in roots],
+                lambda: bool(flag.value))
     return [Outcome(d, Result.CANCELLED, CANCELLED) if flag.value else _act_one(d, roots, False, actors)
             for d in ds]
 
@@ -285,7 +304,8 @@ class _Procs:
     killed if the main process dies, as a thread would be. A worker that dies has its chunks reported
     failed (its session in hand may be partly removed) and gets no more."""
 
-    def __init__(self, todo: list[Decision], roots: dict[str, Root], flag: Any) -> None:
+    def __init__(self, todo: list[Decision], roots: dict[str, Root], flag: Any, actors: dict[Action, Actor]
+                 ) -> None:
         import gc
 
         self.workers: list[list[Any]] = []  # [pid, task fd, result file, chunks outstanding]
@@ -301,7 +321,7 @@ class _Procs:
                         w[2].close()
                     os.close(task_w)
                     os.close(res_r)
-                    _remover_main(todo, roots, flag, task_r, res_w)
+                    _remover_main(todo, roots, flag, task_r, res_w, actors)
                 os.close(task_r)
                 os.close(res_w)
                 self.workers.append([pid, task_w, os.fdopen(res_r, "rb"), 0])
@@ -353,7 +373,8 @@ class _Procs:
         self.workers = []
 
 
-def _remover_main(todo: list[Decision], roots: dict[str, Root], flag: Any, tasks: int, results: int) -> None:
+def _remover_main(todo: list[Decision], roots: dict[str, Root], flag: Any, tasks: int, results: int,
+                  actors: dict[Action, Actor]) -> None:
     """A removal worker's whole life: chunks in until end of input, outcomes out; never returns."""
     import signal
 
@@ -367,7 +388,7 @@ def _remover_main(todo: list[Decision], roots: dict[str, Root], flag: Any, tasks
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         die_with_parent(signal.SIGKILL)
-        actors: dict[Action, Actor] = {Action.DELETE: delete_session}
+        actors = {a: actors[a] for a in (Action.DELETE, Action.ARCHIVE) if a in actors}
         with os.fdopen(tasks, "rb") as inp, os.fdopen(results, "wb", buffering=0) as out:
             for line in inp:
                 res = [(o.result, o.error) for o in _act_chunk([todo[int(n)] for n in line.split()], roots,
@@ -462,8 +483,8 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
             roots[d.session.root].busy = watch.inuse.inodes
     # With the trash on, a removal is a few renames (nothing to overlap), and its actor (trash.actor) must be
     # the one used: sessions are acted on here, not by the removal workers (which only delete).
-    removers = None if dry_run or not parallel or _workers() == 1 \
-        or actors.get(Action.DELETE) is not delete_session else _Removers(todo, roots)
+    removers = None if dry_run or not parallel or actors.get(Action.DELETE) is not delete_session \
+        else _Removers(todo, roots, actors, inline=_workers() == 1)
     inflight: deque[tuple[list[Decision], Any]] = deque()
     chunk: list[tuple[int, Decision]] = []  # gathered for the removers, not handed out yet
     results: list[dict[str, Any]] = []
@@ -506,7 +527,7 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
                         roots[d.session.root].busy = watch.inuse.inodes
                     if busy:
                         o = Outcome(d, Result.SKIPPED, f"in use, kept: {busy}")
-                    elif removers and d.action is Action.DELETE and _open_root(d, roots):
+                    elif removers and removers.takes(d) and _open_root(d, roots):
                         chunk.append((n, d))
                         drain(2 * removers.size)
                         continue
