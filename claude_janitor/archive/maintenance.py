@@ -21,7 +21,7 @@ from claude_janitor.audit.log import AuditLog
 from claude_janitor.cache.ids import canonical_id, same_id
 from claude_janitor.config.paths import JanitorDirs, archive_dir_for, encode_project
 from claude_janitor.durations import human_duration
-from claude_janitor.errors import JanitorError
+from claude_janitor.errors import ExitStatus, JanitorError
 from claude_janitor.fs.atomicfile import fsync_dir
 from claude_janitor.model import Policy, Window
 
@@ -158,7 +158,8 @@ def find_archive(archive_dir: Path, session_id: str, *, project: str | None = No
     if not found:
         where = f" of project {project}" if project else ""
         raise JanitorError(
-            f"no archive of session {session_id}{where} in {archive_dir} (see `janitor archive list`)", 1
+            f"no archive of session {session_id}{where} in {archive_dir} (see `janitor archive list`)",
+            ExitStatus.ACTIONS_FAILED,
         )
     places = {(a.header["root"], a.header["project"]) for a in found}
     if len(places) > 1:
@@ -166,6 +167,6 @@ def find_archive(archive_dir: Path, session_id: str, *, project: str | None = No
         raise JanitorError(
             f"session {session_id} was archived from more than one place ({opts}); "
             "choose one with --project or --archive",
-            2,
+            ExitStatus.USAGE,
         )
     return max(found, key=age_key)

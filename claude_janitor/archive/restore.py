@@ -26,7 +26,7 @@ from claude_janitor.archive.reader import ArchiveInfo, as_invalid, verify
 from claude_janitor.archive.walk import walk
 from claude_janitor.archive.writer import HashReader
 from claude_janitor.audit.log import AuditLog
-from claude_janitor.errors import JanitorError
+from claude_janitor.errors import ExitStatus, JanitorError
 from claude_janitor.fs.safefs import Root, validate_root
 from claude_janitor.fs.tree import DIR_FLAGS, Unsafe
 
@@ -235,7 +235,7 @@ def _identical_live_pieces(root: Root, by_piece: dict[str, list[dict[str, Any]]]
         raise JanitorError(
             f"{root.path}/{rel} already exists and differs from the archive: refusing to "
             "overwrite a live file (move it away first if you want the archived one)",
-            1,
+            ExitStatus.ACTIONS_FAILED,
         )
     return already
 
@@ -327,7 +327,8 @@ def restore(info: ArchiveInfo, *, target_root: Path, audit: AuditLog | None = No
                 audit.append([{**base, "phase": "result", "result": "failed", "error": error_text(e)}])
             if isinstance(e, FileExistsError):
                 raise JanitorError(
-                    f"{e.filename} {e.strerror}: refusing to overwrite a live file; nothing was restored", 1
+                    f"{e.filename} {e.strerror}: refusing to overwrite a live file; nothing was restored",
+                    ExitStatus.ACTIONS_FAILED,
                 ) from None
             raise
         finally:
