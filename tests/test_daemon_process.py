@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -389,21 +388,18 @@ def test_watchdog_pings_keep_flowing_during_a_full_sweep_of_a_10k_cache(root, je
     usec = 3_000_000  # systemd kills a service that stays silent this long
     d = Daemon(cache, dict(jenv, WATCHDOG_USEC=str(usec)), tmp_path, notify=True)
     try:
-        got: list[tuple[float, str]] = []
-        start = end = None
-        d.sock.settimeout(0.1)
-        deadline = time.monotonic() + 600
-        while end is None and time.monotonic() < deadline:
-            with contextlib.suppress(TimeoutError):
-                got.append((time.monotonic(), d.sock.recv(4096).decode()))
+        def sweeping() -> bool:
             try:
-                sweeping = any("_daemon-full-sweep" in cmdline(k) for k in children(d.proc.pid))
+                return any("_daemon-full-sweep" in cmdline(k) for k in children(d.proc.pid))
             except FileNotFoundError:  # it just ended
-                sweeping = False
-            if sweeping and start is None:
-                start = time.monotonic()
-            elif not sweeping and start is not None:
+                return False
+
+        start = end = None
+        if wait_for(sweeping, timeout=600, interval=0.1):
+            start = time.monotonic()
+            if wait_for(lambda: not sweeping(), timeout=600, interval=0.1):
                 end = time.monotonic()
+        got = list(d.received)
         assert start is not None and end is not None, (got, d.output())
         pings = [t for t, m in got if m == "WATCHDOG=1" and start <= t <= end] + [end]
         gaps = [b - a for a, b in zip([start, *pings], pings, strict=False)]
