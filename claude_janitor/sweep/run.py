@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import os
 import sys
@@ -204,7 +203,9 @@ def _record(d: Decision, phase: str, result: str, error: str | None = None,
 
 
 WORKERS = 4  # threads acting on sessions, where processes cannot be used (the daemon's own process)
-PROCESSES = 8  # forked processes removing sessions: unlink/rmdir mostly wait on the disk (see _Removers)
+PROCESSES = 8  # at most this many forked processes remove sessions: unlink/rmdir mostly wait on the disk
+PROCESSES_PER_IDLE_CPU = 4  # … and this many per CPU the load leaves idle (removal_processes)
+DEPTH = 2  # chunks a removal worker holds at a time (one in hand, one waiting)
 MIN_PROCESSES = 64  # fewer deletions than this are not worth forking for
 CHUNK = 8  # sessions handed to a removal process at a time
 _pool_obj: Any = None
@@ -230,20 +231,25 @@ CANCELLED = "stopped before acting (signal); nothing changed"
 
 
 class _Removers:
-    """Where deletions run off the main thread, in chunks, at most 2 chunks per worker in flight.
+    """Where deletions run off the main thread, in chunks of plan indices, collected as they complete.
 
     Forked processes (``_Procs``) when this process has no other thread (``janitor sweep``, the daemon's
     full-sweep child) on Linux and there are enough deletions: each unlink/rmdir waits on the disk (on ext4
     mounted with ``discard``, for a synchronous discard of the freed block), and processes overlap those
     waits without every call handing a GIL between threads. Otherwise the thread pool, a session at a time.
-    Once stopped, sessions not yet begun come back cancelled."""
+    Each worker holds at most DEPTH chunks; a chunk's outcomes are taken as soon as it is done, whatever
+    the order (one slow session no longer idles the other workers: the caller puts them back in plan
+    order). Once stopped, sessions not yet begun come back cancelled."""
 
     def __init__(self, todo: list[Decision], roots: dict[str, Root], actors: dict[Action, Actor], *,
                  inline: bool = False) -> None:
         from multiprocessing.sharedctypes import RawValue
 
+        self.todo, self.roots, self.actors = todo, roots, actors
         self.flag = RawValue("b", 0)  # shared with forked workers: set once the run is told to stop
         self.procs: _Procs | None = None
+        self.futures: dict[Any, list[int]] = {}  # thread pool: future → its plan indices
+        self.ready: list[tuple[int, Outcome]] = []  # inline: acted on at once, not collected yet
         # Archives too, when the archive actor takes a chunk at once (archive.store.ArchiveActor.prepare:
         # written together, one sync pass, then each verified, published and its originals removed).
         self.archives = callable(getattr(actors.get(Action.ARCHIVE), "prepare", None))
@@ -254,10 +260,11 @@ class _Removers:
             for d in todo:  # opened before the fork, so every worker has them
                 _open_root(d, roots)
             try:
-                self.procs = _Procs(todo, roots, self.flag, actors)
+                self.procs = _Procs(todo, roots, self.flag, actors, removal_processes())
             except OSError:  # e.g. EAGAIN from fork: the threads do it
                 self.procs = None
-        self.size, self.chunk = (PROCESSES, CHUNK) if self.procs else (1, CHUNK) if inline else (WORKERS, 1)
+        self.size, self.chunk = (len(self.procs.workers), CHUNK) if self.procs else (1, CHUNK) if inline \
+            else (WORKERS, 1)
 
     def takes(self, d: Decision) -> bool:
         """Is this decision acted on here (else in the calling thread, a session at a time)?"""
@@ -265,24 +272,51 @@ class _Removers:
             return self.archives
         return d.action is Action.DELETE and not self.inline
 
-    def submit(self, chunk: list[tuple[int, Decision]], roots: dict[str, Root],
-               actors: dict[Action, Actor]) -> Callable[[], list[Outcome]]:
-        """Hand out a chunk; the returned function waits for its outcomes (call each once, in order)."""
-        ds = [d for _, d in chunk]
+    def room(self) -> bool:
+        """Can a chunk be handed out now (else collect first)?"""
         if self.inline:
-            done = _act_chunk(ds, roots, actors, self.flag)
-            return lambda: done
+            return True
+        if self.procs is not None and self.procs.live():
+            return self.procs.room()
+        return len(self.futures) < DEPTH * WORKERS
+
+    def pending(self) -> int:
+        return len(self.futures) + (self.procs.pending() if self.procs is not None else 0)
+
+    def submit(self, ns: list[int]) -> None:
+        if self.inline:
+            self.ready += zip(ns, _act_chunk([self.todo[n] for n in ns], self.roots, self.actors, self.flag),
+                              strict=True)
+            return
+        if self.procs is not None and self.procs.send(ns):
+            return
+        fut = _pool().submit(_act_chunk, [self.todo[n] for n in ns], self.roots, self.actors, self.flag)
+        self.futures[fut] = ns
+
+    def collect(self, block: bool) -> list[tuple[int, Outcome]]:
+        """(plan index, outcome) of every chunk done by now; with ``block``, waits for at least one."""
+        out, self.ready = self.ready, []
         if self.procs is not None:
-            sent = self.procs.send([n for n, _ in chunk])
-            if sent is not None:
-                return functools.partial(self.procs.receive, sent, ds)
-        fut = _pool().submit(_act_chunk, ds, roots, actors, self.flag)
-        return fut.result
+            out += self.procs.collect(block and not self.futures and not out)
+        if self.futures:
+            from concurrent.futures import FIRST_COMPLETED, wait
+
+            done, _ = wait(list(self.futures), timeout=None if block and not out else 0,
+                           return_when=FIRST_COMPLETED)
+            for fut in done:
+                ns = self.futures.pop(fut)
+                out += zip(ns, fut.result(), strict=True)
+        return out
 
     def stop(self) -> None:
         self.flag.value = 1
 
     def close(self) -> None:
+        """Wait for every chunk handed out (nothing is left being acted on in the background), then end
+        the workers."""
+        with contextlib.suppress(Exception):
+            while self.pending():
+                self.collect(True)
         if self.procs is not None:
             self.procs.close()
 
@@ -297,80 +331,134 @@ def _act_chunk(ds: list[Decision], roots: dict[str, Root], actors: dict[Action, 
             for d in ds]
 
 
-class _Procs:
-    """PROCESSES forked workers, each fed chunks of plan indices on a pipe and answering a JSON line of
-    (result, error) per chunk on another. Each inherits the plan and the open roots; SIGINT/SIGTERM
-    only raise the stop flag (the session in hand is finished, the rest of the chunk cancelled); each is
-    killed if the main process dies, as a thread would be. A worker that dies has its chunks reported
-    failed (its session in hand may be partly removed) and gets no more."""
+def removal_processes(cpus: int | None = None, load: float | None = None) -> int:
+    """How many removal processes: enough to keep the disk's discards overlapped (they wait, they do not
+    compute), but not so many that, on a machine already busy, they only queue for the CPUs. PROCESSES
+    per idle CPU, less what the load already keeps busy, never fewer than 2 nor more than PROCESSES."""
+    cpus = cpus or os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            load = 0.0
+    idle = max(cpus - load, 0.5)
+    return max(2, min(PROCESSES, round(PROCESSES_PER_IDLE_CPU * idle)))
 
-    def __init__(self, todo: list[Decision], roots: dict[str, Root], flag: Any, actors: dict[Action, Actor]
-                 ) -> None:
+
+class _Procs:
+    """Forked workers, each fed chunks of plan indices on a pipe and answering a JSON line of
+    (result, error) per chunk on another, in the order it got them. Each inherits the plan and the open
+    roots; SIGINT/SIGTERM only raise the stop flag (the session in hand is finished, the rest of the chunk
+    cancelled); each is killed if the main process dies, as a thread would be. A worker that dies has its
+    chunks reported failed (its session in hand may be partly removed) and gets no more."""
+
+    def __init__(self, todo: list[Decision], roots: dict[str, Root], flag: Any, actors: dict[Action, Actor],
+                 n: int) -> None:
         import gc
 
-        self.workers: list[list[Any]] = []  # [pid, task fd, result file, chunks outstanding]
+        self.todo = todo
+        self.workers: list[_Worker] = []
         gc.freeze()  # the workers' collector then leaves the inherited plan alone (its pages stay shared)
         try:
-            for _ in range(PROCESSES):
+            for _ in range(n):
                 task_r, task_w = os.pipe()
                 res_r, res_w = os.pipe()
                 pid = os.fork()
                 if pid == 0:  # pragma: no cover (the worker; it never returns)
                     for w in self.workers:
-                        os.close(w[1])
-                        w[2].close()
+                        os.close(w.task)
+                        os.close(w.results)
                     os.close(task_w)
                     os.close(res_r)
                     _remover_main(todo, roots, flag, task_r, res_w, actors)
                 os.close(task_r)
                 os.close(res_w)
-                self.workers.append([pid, task_w, os.fdopen(res_r, "rb"), 0])
+                self.workers.append(_Worker(pid, task_w, res_r))
         except OSError:
             self.close()  # the workers already forked read end of input and exit
             raise
         finally:
             gc.unfreeze()
 
-    def send(self, ns: list[int]) -> list[Any] | None:
-        """Give the chunk to the least busy live worker; None if none is left."""
-        while True:
-            live = [w for w in self.workers if w[1] >= 0]
-            if not live:
-                return None
-            w = min(live, key=lambda w: w[3])
-            try:
-                os.write(w[1], (" ".join(map(str, ns)) + "\n").encode())
-            except OSError:  # died: its outstanding chunks read EOF
-                os.close(w[1])
-                w[1] = -1
-                continue
-            w[3] += 1
-            return w
+    def live(self) -> list[_Worker]:
+        return [w for w in self.workers if w.task >= 0]
 
-    def receive(self, w: list[Any], ds: list[Decision]) -> list[Outcome]:
-        w[3] -= 1
-        line = w[2].readline()
-        if not line:
-            if w[1] >= 0:
-                os.close(w[1])
-                w[1] = -1
-            return [Outcome(d, Result.FAILED, "the process removing it died; some of its pieces may be gone")
-                    for d in ds]
-        return [Outcome(d, Result(r), e) for d, (r, e) in zip(ds, json.loads(line), strict=True)]
+    def room(self) -> bool:
+        return any(len(w.sent) < DEPTH for w in self.live())
+
+    def pending(self) -> int:
+        return sum(len(w.sent) for w in self.workers)
+
+    def send(self, ns: list[int]) -> bool:
+        """Give the chunk to the least busy live worker; False if none is left."""
+        while True:
+            live = self.live()
+            if not live:
+                return False
+            w = min(live, key=lambda w: len(w.sent))
+            try:
+                os.write(w.task, (" ".join(map(str, ns)) + "\n").encode())
+            except OSError:  # died: its outstanding chunks read EOF
+                w.end()
+                continue
+            w.sent.append(ns)
+            return True
+
+    def collect(self, block: bool) -> list[tuple[int, Outcome]]:
+        """The outcomes of each chunk a worker has answered by now (with ``block``, wait for one)."""
+        import select
+
+        out: list[tuple[int, Outcome]] = []
+        while True:
+            busy = [w for w in self.workers if w.sent]
+            for w in busy:
+                while w.sent and b"\n" in w.buf:
+                    line, _, w.buf = w.buf.partition(b"\n")
+                    ns = w.sent.popleft()
+                    out += ((n, Outcome(self.todo[n], Result(r), e)) for n, (r, e) in zip(ns, json.loads(line),
+                                                                                    strict=True))
+            if out or not busy:
+                return out
+            ready, _, _ = select.select([w.results for w in busy], [], [], None if block else 0)
+            if not ready:
+                return out
+            for w in busy:
+                if w.results not in ready:
+                    continue
+                got = os.read(w.results, 1 << 16)
+                if got:
+                    w.buf += got
+                    continue
+                w.end()  # died: what it was given is reported failed (its session in hand may be partial)
+                out += ((n, Outcome(self.todo[n], Result.FAILED, "the process removing it died; some of its "
+                                    "pieces may be gone")) for ns in w.sent for n in ns)
+                w.sent.clear()
 
     def close(self) -> None:
         """End of input for every worker; wait for each to exit."""
         for w in self.workers:
-            if w[1] >= 0:
-                os.close(w[1])
-                w[1] = -1
+            w.end()
         for w in self.workers:
-            w[2].close()
+            os.close(w.results)
             try:
-                os.waitpid(w[0], 0)
+                os.waitpid(w.pid, 0)
             except ChildProcessError:
                 pass
         self.workers = []
+
+
+@dataclass
+class _Worker:
+    pid: int
+    task: int  # write end of its task pipe (-1: closed, the worker gets no more)
+    results: int  # read end of its result pipe: one JSON line per chunk, in the order they were sent
+    sent: deque[list[int]] = field(default_factory=deque)  # chunks handed out, not answered yet, in order
+    buf: bytes = b""  # what was read of its answers and not parsed yet
+
+    def end(self) -> None:
+        if self.task >= 0:
+            os.close(self.task)
+            self.task = -1
 
 
 def _remover_main(todo: list[Decision], roots: dict[str, Root], flag: Any, tasks: int, results: int,
@@ -485,9 +573,7 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
     # the one used: sessions are acted on here, not by the removal workers (which only delete).
     removers = None if dry_run or not parallel or actors.get(Action.DELETE) is not delete_session \
         else _Removers(todo, roots, actors, inline=_workers() == 1)
-    inflight: deque[tuple[list[Decision], Any]] = deque()
-    chunk: list[tuple[int, Decision]] = []  # gathered for the removers, not handed out yet
-    results: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []  # result records not appended yet
 
     def finish(d: Decision, o: Outcome) -> None:
         outcomes.append(o)
@@ -496,49 +582,67 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
         if progress:
             progress(1)
 
-    def drain(keep: int) -> None:
-        if chunk and removers and (keep == 0 or len(chunk) >= removers.chunk):
-            inflight.append(([d for _, d in chunk], removers.submit(chunk, roots, actors)))
+    order = _InOrder(todo, finish)
+    chunk: list[int] = []  # plan indices gathered for the removers, not handed out yet
+
+    def take(block: bool) -> None:
+        for n, o in removers.collect(block) if removers else ():
+            order.put(n, o)
+
+    def hand_out(final: bool = False) -> None:
+        """The gathered chunk to the removers once full (or ``final``); take in what they finished."""
+        if removers and chunk and (final or len(chunk) >= removers.chunk):
+            while not removers.room():
+                take(True)
+            removers.submit(list(chunk))
             chunk.clear()
-        while len(inflight) > keep:
-            ds, wait = inflight.popleft()
-            for d0, o in zip(ds, wait(), strict=True):
-                finish(d0, o)
+        take(False)
+
+    def settle() -> None:
+        """Everything handed out is done (and finished, in plan order)."""
+        hand_out(final=True)
+        while removers and removers.pending():
+            take(True)
+
+    def flush(intents: list[Decision]) -> None:
+        """One durable append: the results finished so far, then the intents of the next sessions."""
+        if audit:
+            recs = results + [_record(x, "intent", "pending") for x in intents]
+            results.clear()
+            audit.append(recs)
 
     try:
-        for i in range(0, len(todo), BATCH):
-            batch = todo[i:i + BATCH]
-            if stopped or (should_stop and should_stop()):
-                break
-            if audit:
-                audit.append([_record(d, "intent", "pending") for d in batch])
-            testhooks.point("after-intent")
-            results.clear()
-            for n, d in enumerate(batch, i):
-                testhooks.point("before-session")
+        # Intents go out a batch (BATCH sessions) at a time, each fsync'd before any of its sessions is
+        # acted on, together with the results finished by then (one append, not two, per batch). The
+        # removers keep working meanwhile: no batch waits for the one before it to be done.
+        written = 0
+        for n, d in enumerate(todo):
+            if n == written:
                 if stopped or (should_stop and should_stop()):
-                    stopped = True
-                    if removers:
-                        removers.stop()
-                    o = Outcome(d, Result.CANCELLED, CANCELLED)
-                else:
-                    busy = watch.why(d.session)
-                    if _open_root(d, roots):  # what staging checks every file of the session against
-                        roots[d.session.root].busy = watch.inuse.inodes
-                    if busy:
-                        o = Outcome(d, Result.SKIPPED, f"in use, kept: {busy}")
-                    elif removers and removers.takes(d) and _open_root(d, roots):
-                        chunk.append((n, d))
-                        drain(2 * removers.size)
-                        continue
-                    else:
-                        drain(0)
-                        o = _act_one(d, roots, dry_run, actors)
-                drain(0)
-                finish(d, o)
-            drain(0)
-            if audit:
-                audit.append(list(results))
+                    break
+                flush(todo[n:n + BATCH])
+                written = n + BATCH
+                testhooks.point("after-intent")
+            testhooks.point("before-session")
+            if stopped or (should_stop and should_stop()):
+                stopped = True
+                if removers:
+                    removers.stop()
+                order.put(n, Outcome(d, Result.CANCELLED, CANCELLED))
+                continue
+            busy = watch.why(d.session)
+            if _open_root(d, roots):  # what staging checks every file of the session against
+                roots[d.session.root].busy = watch.inuse.inodes
+            if busy:
+                order.put(n, Outcome(d, Result.SKIPPED, f"in use, kept: {busy}"))
+            elif removers and removers.takes(d) and _open_root(d, roots):
+                chunk.append(n)
+                hand_out()
+            else:
+                settle()
+                order.put(n, _act_one(d, roots, dry_run, actors))
+        settle()
+        flush([])
         if not stopped and not (should_stop and should_stop()):
             # The stores beyond sessions (planned by a full scan only), after the sessions.
             stores.execute(plan.stores, dry_run=dry_run, audit=audit, should_stop=should_stop)
@@ -553,16 +657,27 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
             plan.history = history.after_sweep(plan.decisions, outcomes, pol, plan.now, dry_run=dry_run,
                                                audit=audit)
     finally:
-        try:  # an exception above never leaves a session being acted on in the background
-            for _, wait in inflight:
-                with contextlib.suppress(Exception):
-                    wait()
-        finally:
-            if removers:
-                removers.close()
+        if removers:  # an exception above never leaves a session being acted on in the background
+            removers.close()
         for r in roots.values():
             r.close()
     return outcomes
+
+
+class _InOrder:
+    """Outcomes by plan index, each finished (recorded, counted) once every one before it is: workers
+    answer in any order, the report and the audit log keep the plan's."""
+
+    def __init__(self, todo: list[Decision], finish: Callable[[Decision, Outcome], None]) -> None:
+        self.todo, self.finish = todo, finish
+        self.done: dict[int, Outcome] = {}
+        self.next = 0
+
+    def put(self, n: int, o: Outcome) -> None:
+        self.done[n] = o
+        while self.next in self.done:
+            self.finish(self.todo[self.next], self.done.pop(self.next))
+            self.next += 1
 
 
 def _once(fn: Callable[[], None]) -> Callable[[], None]:
