@@ -53,6 +53,7 @@ class Root:
         # A dir swapped for a symlink after it was opened is never followed: we keep acting on the opened
         # one. Thread-safe; never evicted while the Root is open (past the cap, fds are opened per call).
         self._dirs: dict[tuple[str, ...], int] = {}
+        self._ids: dict[int, tuple[int, int]] = {}  # (dev, ino) of each cached fd: an open fd's inode never changes
         self._lock = threading.Lock()
         # Files other processes have open for writing or locked, by (dev, ino) (activity.InUse.inodes):
         # a removal that finds one of them anywhere in a session's trees keeps the session (staging).
@@ -68,6 +69,7 @@ class Root:
             for fd in self._dirs.values():
                 os.close(fd)
             self._dirs.clear()
+            self._ids.clear()
         if self.stage_fd >= 0:
             for name in self.spares:  # staging.release_spares, without importing it here
                 with contextlib.suppress(OSError):
@@ -82,11 +84,15 @@ class Root:
             os.close(self.fd)
             self.fd = -1
 
-    def _open_dir(self, parent: int, name: str, parts: tuple[str, ...]) -> int:
+    def _open_dir(self, parent: int, name: str, parts: tuple[str, ...],
+                  ids: dict[int, tuple[int, int]] | None = None) -> int:
         fd = os.open(name, DIR_FLAGS, dir_fd=parent)
-        if os.fstat(fd).st_dev != self.dev:
+        st = os.fstat(fd)
+        if st.st_dev != self.dev:
             os.close(fd)
             raise Unsafe(f"{'/'.join(parts)}: crosses into another filesystem")
+        if ids is not None:
+            ids[fd] = (st.st_dev, st.st_ino)
         return fd
 
     def _cached_dir(self, parts: tuple[str, ...]) -> int | None:
@@ -105,11 +111,13 @@ class Root:
         parent = self._cached_dir(parts[:-1])
         if parent is None:
             return None
-        fd = self._open_dir(parent, parts[-1], parts)
+        ids: dict[int, tuple[int, int]] = {}
+        fd = self._open_dir(parent, parts[-1], parts, ids)
         with self._lock:
             if parts in self._dirs:  # another thread got there first
                 os.close(fd)
                 return self._dirs[parts]
+            self._ids.update(ids)
             self._dirs[parts] = fd
         return fd
 
@@ -143,15 +151,19 @@ class Root:
         i.e. is the last one still reachable from the root by ``rel``'s path, no symlink followed?
 
         A dir fd keeps working after its dir was moved elsewhere (even out of the root): this is what
-        tells that apart. A false answer is final; a true one holds at the instant of each lstat."""
+        tells that apart. A false answer is final; a true one holds at the instant of each lstat. A cached
+        fd's identity was taken when it was opened (an open fd's inode never changes); others are fstat'd."""
         parts = rel.split("/")
         for i in range(1, len(fds)):
             try:
                 st = os.stat(parts[i - 1], dir_fd=fds[i - 1], follow_symlinks=False)
             except OSError:
                 return False
-            fst = os.fstat(fds[i])
-            if (st.st_dev, st.st_ino) != (fst.st_dev, fst.st_ino):
+            want = self._ids.get(fds[i])  # only open cached fds are in it: no stale number
+            if want is None:
+                fst = os.fstat(fds[i])
+                want = (fst.st_dev, fst.st_ino)
+            if (st.st_dev, st.st_ino) != want:
                 return False
         return True
 
