@@ -206,6 +206,7 @@ WORKERS = 4  # threads acting on sessions, where processes cannot be used (the d
 PROCESSES = 8  # at most this many forked processes remove sessions: unlink/rmdir mostly wait on the disk
 PROCESSES_PER_IDLE_CPU = 4  # … and this many per CPU the load leaves idle (removal_processes)
 DEPTH = 2  # chunks a removal worker holds at a time (one in hand, one waiting)
+MIN_WORKERS = 4  # removal processes even on a busy machine: each mostly waits on the disk
 MIN_PROCESSES = 64  # fewer deletions than this are not worth forking for
 CHUNK = 8  # sessions handed to a removal process at a time
 _pool_obj: Any = None
@@ -331,18 +332,21 @@ def _act_chunk(ds: list[Decision], roots: dict[str, Root], actors: dict[Action, 
             for d in ds]
 
 
-def removal_processes(cpus: int | None = None, load: float | None = None) -> int:
+def removal_processes(cpus: int | None = None, running: int | None = None) -> int:
     """How many removal processes: enough to keep the disk's discards overlapped (they wait, they do not
-    compute), but not so many that, on a machine already busy, they only queue for the CPUs. PROCESSES
-    per idle CPU, less what the load already keeps busy, never fewer than 2 nor more than PROCESSES."""
+    compute), fewer when other processes already keep the CPUs busy (then more workers only queue for
+    them, and take CPU from the main process that feeds them). PROCESSES_PER_IDLE_CPU per CPU left idle by
+    the processes running now (``running``: /proc/loadavg's runnable count, without this one; not the load
+    average, which also counts processes waiting on the disk), between MIN_WORKERS and PROCESSES."""
     cpus = cpus or os.cpu_count() or 1
-    if load is None:
+    if running is None:
         try:
-            load = os.getloadavg()[0]
-        except OSError:
-            load = 0.0
-    idle = max(cpus - load, 0.5)
-    return max(2, min(PROCESSES, round(PROCESSES_PER_IDLE_CPU * idle)))
+            with open("/proc/loadavg") as f:
+                running = int(f.read().split()[3].split("/")[0]) - 1
+        except (OSError, ValueError, IndexError):
+            running = 0
+    idle = max(cpus - running, 0)
+    return max(MIN_WORKERS, min(PROCESSES, PROCESSES_PER_IDLE_CPU * idle))
 
 
 class _Procs:

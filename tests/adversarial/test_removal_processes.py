@@ -105,3 +105,12 @@ def test_a_removal_worker_killed_mid_run_fails_only_its_sessions(root, jenv, now
     assert time.monotonic() - t < 60
     assert not any(Path(f"/proc/{w}").exists() and "janitor" in Path(f"/proc/{w}/cmdline").read_text()
                    for w in workers)  # no worker is left behind
+
+
+def test_removal_workers_fit_the_cpus_and_what_is_running():
+    from claude_janitor.sweep.run import MIN_WORKERS, PROCESSES, removal_processes
+
+    assert removal_processes(2, 0) == PROCESSES  # an idle machine: discards overlapped by the most workers
+    assert removal_processes(2, 2) == MIN_WORKERS  # two CPU burners: fewer, never none
+    assert removal_processes(1, 9) == MIN_WORKERS
+    assert removal_processes(2, 1) < PROCESSES
