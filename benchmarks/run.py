@@ -10,7 +10,10 @@ session-env, tasks, todos, debug, plus shared stores; some 10 MB and 100 MB tran
   sweep      `janitor sweep --older-than 31d` vs `find DIR -type f -mtime +30 -delete`, each on its own
              `cp -a` copy, alternating, best of 2 (find's +30 means "31 whole days or more": the same
              sessions) → ratio; also vs `find DIR -mtime +30 -delete`, which removes the emptied dirs too, as
-             the janitor does
+             the janitor does; and, on each fresh copy first, `janitor sweep --dry-run` vs `find -printf`
+             (the scan ratio again, in the same minutes as the sweep's); 1-minute load with each run
+  sweep-loaded  the same with two CPU burners (`python -c 'while 1: pass'`) running during every timed
+             command of both sides
   archive    `janitor sweep --action archive` vs `janitor sweep` (delete) of the same sessions, each on its own
              `cp -a` copy, alternating (--archive-reps rounds, best of each) → ratio; with `uptime`'s load
              beside each run (the machine may be shared), sessions archived and the archives' size
@@ -102,37 +105,72 @@ def bench_scan(gen: Path, work: Path, files: int, entries: int, reps: int = 3) -
             "janitor_runs": j_times}
 
 
-def bench_sweep(gen: Path, work: Path, reps: int = 2) -> dict:
+class Burners:
+    """``n`` CPU-burning processes (``python -c 'while 1: pass'``) while the block runs: a loaded machine."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.procs = n, []
+
+    def __enter__(self) -> Burners:
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(self.n)]
+        if self.n:
+            time.sleep(0.5)  # running before the timed command starts
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
+def bench_sweep(gen: Path, work: Path, reps: int = 2, burners: int = 0) -> dict:
     """Removal is noisy on a VM (the disk's discards): ``reps`` rounds of find, janitor alternating, each on
-    a fresh copy; the ratio is of the best run of each (all runs are in the result)."""
+    a fresh copy; the ratio is of the best run of each (all runs are in the result, each with the 1-minute
+    load average when it started). On each fresh copy the listing side runs first: `find -printf` before
+    find's delete, `janitor sweep --dry-run` before the janitor's sweep (the scan ratio, in the same run).
+    ``burners``: that many CPU-burning processes run during every timed command (the "loaded" variant)."""
     a, b, c = work / "copy-find", work / "copy-janitor", work / "copy-find-dirs"
     finds: list[float] = []
     runs: list[float] = []
+    prints: list[float] = []
+    drys: list[float] = []
+    loads: dict[str, list[float]] = {"find": [], "janitor": []}
+    fmt = "%p %s %T@\n"
     for _ in range(reps):
         copy(gen, a)
         before = count_tree(a)[0]
-        finds.append(sh(["find", str(a), "-type", "f", "-mtime", "+30", "-delete"]))
+        with Burners(burners):
+            loads["find"].append(os.getloadavg()[0])
+            prints.append(sh(["find", str(a), "-printf", fmt]))
+            finds.append(sh(["find", str(a), "-type", "f", "-mtime", "+30", "-delete"]))
         find_deleted = before - count_tree(a)[0]
         shutil.rmtree(a)
         copy(gen, b)
         env = janitor_env(work, "sweep")
         shutil.rmtree(work / "xdg-sweep", ignore_errors=True)
-        t = time.perf_counter()
-        p = subprocess.run([*JANITOR, "sweep", "--json", "--older-than", "31d", "--force", "--claude-dir",
-                            str(b)], env=env, capture_output=True, text=True)
-        runs.append(time.perf_counter() - t)
+        with Burners(burners):
+            loads["janitor"].append(os.getloadavg()[0])
+            drys.append(sh([*JANITOR, "sweep", "--dry-run", "--older-than", "31d", "--force", "--claude-dir",
+                            str(b)], env=env))
+            t = time.perf_counter()
+            p = subprocess.run([*JANITOR, "sweep", "--json", "--older-than", "31d", "--force", "--claude-dir",
+                                str(b)], env=env, capture_output=True, text=True)
+            runs.append(time.perf_counter() - t)
         doc = json.loads(p.stdout)
         left_files = count_tree(b)[0]
         shutil.rmtree(b)
     copy(gen, c)  # files and the emptied dirs too (-delete implies -depth): the same work as the janitor's
-    fd = sh(["find", str(c), "-mtime", "+30", "-delete"])
+    with Burners(burners):
+        fd = sh(["find", str(c), "-mtime", "+30", "-delete"])
     shutil.rmtree(c)
     f, j = min(finds), min(runs)
     return {"find_delete_s": f, "janitor_sweep_s": j, "ratio": j / f, "find_runs": finds, "janitor_runs": runs,
             "find_files_deleted": find_deleted,
             "find_delete_files_and_dirs_s": fd, "ratio_vs_find_files_and_dirs": j / fd,
             "janitor_sessions_removed": doc["totals"]["results"].get("ok", 0),
-            "janitor_files_deleted": before - left_files, "janitor_exit": p.returncode}
+            "janitor_files_deleted": before - left_files, "janitor_exit": p.returncode,
+            "find_printf_s": min(prints), "janitor_dry_run_s": min(drys), "dry_run_ratio": min(drys) / min(prints),
+            "find_printf_runs": prints, "janitor_dry_runs": drys, "burners": burners, "load_at_start": loads}
 
 
 def load_avg() -> float:
@@ -612,6 +650,8 @@ def main() -> None:
                 r["sweep"] = bench_sweep(gen, a.work, a.sweep_reps)
             elif step == "archive":
                 r["archive"] = bench_archive(gen, a.work, a.archive_reps)
+            elif step == "sweep-loaded":  # two CPU burners during every timed command, both sides
+                r["sweep-loaded"] = bench_sweep(gen, a.work, a.sweep_reps, burners=2)
             elif step == "tail":
                 r["tail"] = bench_tail(a.work)
             elif step == "daemon":
