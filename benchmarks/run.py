@@ -249,7 +249,7 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
     except ImportError:
         return {"pending": "janitor.daemon is not there yet"}
     from claude_janitor.config.paths import janitor_dirs
-    from claude_janitor.sweep.run import Env, build_plan
+    from claude_janitor.sweep.plan import Env, build_plan
 
     dcopy = work / "copy-daemon"
     copy(gen, dcopy)

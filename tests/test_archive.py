@@ -22,7 +22,7 @@ from claude_janitor.archive.format import FORMAT, PARTIAL, VERSION, project_dir_
 from claude_janitor.archive.reader import verify
 from claude_janitor.archive.store import archive_actor
 from claude_janitor.model import Action, Policy, Rule, Window
-from claude_janitor.sweep.run import warnings_for
+from claude_janitor.sweep.plan import warnings_for
 from tests.helpers import run_cli, run_json, write_config
 from tests.helpers.archivetools import archive_files, craft, entries, leftovers, manifest_entries, tar_member, timeless
 from tests.helpers.cachegen import DAY, make_session, set_times
@@ -475,7 +475,9 @@ def test_execute_alone_binds_the_archive_action(sessions, root, jenv, now):
     """Callers that plan and execute themselves (the daemon) pass the plain archive_actor: execute binds it
     to the configured archive dir and the plan's time."""
     from claude_janitor.config.paths import janitor_dirs
-    from claude_janitor.sweep.run import Env, build_plan, delete_session, execute
+    from claude_janitor.sweep.act import delete_session
+    from claude_janitor.sweep.execute import execute
+    from claude_janitor.sweep.plan import Env, build_plan
 
     old_a, old_b, _ = sessions
     write_config(jenv, CFG)

@@ -23,7 +23,7 @@ from claude_janitor.daemon.index import Entry, count_sessions
 from claude_janitor.errors import ConfigError, LockBusy
 from claude_janitor.fs.locks import SweepLock
 from claude_janitor.model import Action, Policy, Rule, Window
-from claude_janitor.sweep.run import Env
+from claude_janitor.sweep.plan import Env
 from tests.helpers import run_cli, wait_for, write_config
 from tests.helpers.cachegen import DAY, make_session, set_times
 
@@ -120,7 +120,7 @@ def test_new_transcripts_are_indexed_with_a_lower_bound_of_their_expiry(mkdaemon
 
 def test_a_removal_a_sweep_announced_is_awaited_for_the_patience_then_judged(mkdaemon, root):
     from claude_janitor.daemon.gone import GONE_PATIENCE
-    from claude_janitor.sweep.run import audit_log
+    from claude_janitor.sweep.execute import audit_log
 
     a = make_session(root, "/w/a", time.time() - 60, side=False)
     d = mkdaemon()
@@ -411,7 +411,7 @@ def test_old_sessions_of_a_quiet_cache_need_no_wake_up(mkdaemon, root):
 
 
 def test_plan_for_decides_like_a_full_sweep(jenv, root):
-    from claude_janitor.sweep import run as sweep
+    from claude_janitor.sweep import plan as sweep
     from tests.helpers.cachegen import make_cache
 
     now = time.time()

@@ -181,7 +181,7 @@ def _restore_archive(
     from claude_janitor.fs.locks import SweepLock
     from claude_janitor.fs.tree import Changed, Unsafe
     from claude_janitor.removal.trash import Entry
-    from claude_janitor.sweep.run import audit_log
+    from claude_janitor.sweep.execute import audit_log
 
     info = None
     try:
@@ -281,7 +281,7 @@ def _restore_trash(
     """Put one session back from the trash (trash.restore); the exit status."""
     from claude_janitor.fs.locks import SweepLock
     from claude_janitor.removal import trash
-    from claude_janitor.sweep.run import audit_log
+    from claude_janitor.sweep.execute import audit_log
 
     with SweepLock(dirs.lock_file, wait=wait):
         res = trash.restore(entry, target, audit=audit_log(audit_env(dirs, config_path)))
@@ -327,7 +327,7 @@ def undo(claude_dir: str | None, config_path: str | None, as_json: bool, wait: f
     from claude_janitor.fs.locks import SweepLock
     from claude_janitor.removal import trash
     from claude_janitor.render.report import iso
-    from claude_janitor.sweep.run import audit_log
+    from claude_janitor.sweep.execute import audit_log
 
     dirs = janitor_dirs()
     target = _target(claude_dir)

@@ -18,7 +18,7 @@ from claude_janitor.errors import ExitStatus
 if TYPE_CHECKING:
     from claude_janitor.config.paths import JanitorDirs
     from claude_janitor.render.progress import Progress
-    from claude_janitor.sweep.run import Env
+    from claude_janitor.sweep.plan import Env
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -112,7 +112,7 @@ def make_env(
 
     from claude_janitor.config.paths import claude_dirs as find_dirs
     from claude_janitor.config.paths import janitor_dirs
-    from claude_janitor.sweep.run import Env
+    from claude_janitor.sweep.plan import Env
 
     default_root = not claude_dirs and not os.environ.get("CLAUDE_CONFIG_DIR")
     return Env(
@@ -128,7 +128,7 @@ def make_env(
 
 def audit_env(dirs: JanitorDirs, config_path: str | None) -> Env:
     """The environment of a command that only writes audit records (restore, undo): no Claude dir."""
-    from claude_janitor.sweep.run import Env
+    from claude_janitor.sweep.plan import Env
 
     return Env(roots=[], dirs=dirs, config_path=config_path)
 

@@ -20,7 +20,7 @@ from claude_janitor.cli.common import (
 from claude_janitor.errors import ExitStatus
 
 if TYPE_CHECKING:
-    from claude_janitor.sweep.run import Env
+    from claude_janitor.sweep.plan import Env
 
 
 @click.command()
@@ -72,7 +72,7 @@ def show(
     Changes nothing. Exit 2 for a malformed id or one found nowhere."""
     from claude_janitor.cache.pins import check_id
     from claude_janitor.render import show as sh
-    from claude_janitor.sweep.run import build_plan
+    from claude_janitor.sweep.plan import build_plan
 
     sid = check_id(session_id)
     env = make_env(claude_dirs, config_path)

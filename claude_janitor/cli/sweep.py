@@ -25,7 +25,8 @@ from claude_janitor.errors import ExitStatus
 
 if TYPE_CHECKING:
     from claude_janitor.cache.usage import StoreUsage
-    from claude_janitor.sweep.run import Env, RunResult
+    from claude_janitor.sweep.plan import Env
+    from claude_janitor.sweep.run import RunResult
 
 ACTIONS = click.Choice(["delete", "archive"])
 FORMATS = click.Choice(["table", "json", "markdown"])

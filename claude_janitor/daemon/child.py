@@ -39,7 +39,7 @@ from claude_janitor.fs.procs import die_with_parent
 from claude_janitor.model import Policy
 
 if TYPE_CHECKING:
-    from claude_janitor.sweep.run import Env
+    from claude_janitor.sweep.plan import Env
 
 log = logging.getLogger("janitor.daemon")
 
@@ -167,7 +167,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
         return stop.is_set() or os.getppid() != parent_pid
 
     from claude_janitor.config.paths import janitor_dirs
-    from claude_janitor.sweep.run import Env
+    from claude_janitor.sweep.plan import Env
 
     env = Env(roots=[Path(r) for r in roots], dirs=janitor_dirs(), config_path=config_path,
               default_root=default_root)  # fmt: skip

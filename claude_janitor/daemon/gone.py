@@ -17,7 +17,7 @@ from claude_janitor.daemon.state import iso
 from claude_janitor.daemon.work import MIN_STEP
 
 if TYPE_CHECKING:
-    from claude_janitor.sweep.run import Env
+    from claude_janitor.sweep.plan import Env
 
 log = logging.getLogger("janitor.daemon")
 
@@ -49,7 +49,7 @@ class GoneJudge:
 
     def judge(self) -> float | None:
         """Judge the sessions noted; when to judge again those left waiting (None: none are)."""
-        from claude_janitor.sweep.run import audit_log
+        from claude_janitor.sweep.execute import audit_log
 
         self.follower.poll()
         now = self.clock.time()

@@ -15,7 +15,7 @@ from claude_janitor.errors import ExitStatus, LockBusy
 from claude_janitor.fs.locks import RootLock
 
 if TYPE_CHECKING:
-    from claude_janitor.sweep.run import Env
+    from claude_janitor.sweep.plan import Env
 
 log = logging.getLogger("janitor.daemon")
 

@@ -49,7 +49,7 @@ from claude_janitor.render import metrics
 
 if TYPE_CHECKING:
     from claude_janitor.fs.locks import RootLock
-    from claude_janitor.sweep.run import Env
+    from claude_janitor.sweep.plan import Env
 
 log = logging.getLogger("janitor.daemon")
 

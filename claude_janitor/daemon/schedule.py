@@ -25,7 +25,7 @@ from claude_janitor.errors import ConfigError
 from claude_janitor.model import Policy
 
 if TYPE_CHECKING:
-    from claude_janitor.sweep.run import Env
+    from claude_janitor.sweep.plan import Env
 
 DEFAULT_INTERVAL = 86400.0
 RETRY_BUSY = (5.0, 300.0)  # first and longest wait before retrying when a one-shot sweep holds the lock

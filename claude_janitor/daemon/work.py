@@ -22,7 +22,7 @@ from claude_janitor.model import Action, Decision, Outcome, Plan, Policy, Sessio
 from claude_janitor.render import metrics
 
 if TYPE_CHECKING:
-    from claude_janitor.sweep.run import Env
+    from claude_janitor.sweep.plan import Env
 
 log = logging.getLogger("janitor.daemon")
 
@@ -55,11 +55,11 @@ def uses_keep_last(pol: Policy) -> bool:
 def plan_for(env: Env, sessions: list[Session], now: float, pol: Policy) -> Plan:
     """Decide a subset of sessions (already read from disk) the way a full sweep decides them."""
     from claude_janitor.fs.safefs import validate_root
-    from claude_janitor.sweep import run as sweep
+    from claude_janitor.sweep.plan import plan_for
 
     roots = [validate_root(r) for r in env.roots]
     # A broken Claude Code settings file keeps the sessions whose window depends on it (as in a full sweep).
-    return sweep.plan_for(sessions, pol, now, roots, env.dirs)
+    return plan_for(sessions, pol, now, roots, env.dirs)
 
 
 def act(
@@ -76,7 +76,7 @@ def act(
     """Guard, then sweep.execute (which re-checks each piece before acting; stops between sessions).
 
     ``index``: for a wake-up's subset of sessions, the index the guard judges the whole population from."""
-    from claude_janitor.sweep.run import execute
+    from claude_janitor.sweep.execute import execute
 
     if not plan.to_act and not any(sd.remove for sd in plan.stores):
         return []
@@ -211,7 +211,8 @@ def full_sweep_work(
     is on disk. Returns a small JSON-able summary: the outcome counts, the sessions that disappeared
     without this sweep removing them (for the daemon to judge), and where the audit log stands after it.
     Raises _Stopping if asked to stop before acting."""
-    from claude_janitor.sweep.run import build_plan, maintain_archives
+    from claude_janitor.sweep.plan import build_plan
+    from claude_janitor.sweep.run import maintain_archives
 
     def check(_n: int = 0) -> None:
         if should_stop():

@@ -36,7 +36,7 @@ from claude_janitor.cache.scan import make_piece
 from claude_janitor.durations import human_duration
 from claude_janitor.fs.safefs import Root
 from claude_janitor.fs.tree import Changed, Unsafe
-from claude_janitor.model import Piece, Policy, Session, Window
+from claude_janitor.model import Piece, Pieces, Policy, Session, Window
 from claude_janitor.removal import staging
 
 DAY = 86400.0
@@ -503,7 +503,7 @@ def _stage(root: Root, sd: StoreDecision, pieces: list[Piece], fates: dict[str, 
     """Entries of one store removed as a session is (staging.remove): moved into the place's staging dir,
     checked there against the scan at any depth and for still being inside the place, then deleted. A
     change or a move puts them back and raises staging.Interfered; nothing outside the place is touched."""
-    entry = Session(sd.key, sd.place, "", pieces=pieces)
+    entry = Session(sd.key, sd.place, "", pieces=Pieces(pieces, sd.key, ""))
     staging.remove(root, entry, staging.STORE_ACTION, staging.matches_scan(entry), fates=fates)
 
 

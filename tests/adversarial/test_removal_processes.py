@@ -1,4 +1,4 @@
-"""A big real sweep removes sessions in forked worker processes (claude_janitor.sweep.run._Procs): signals to the whole
+"""A big real sweep removes sessions in forked worker processes (sweep.workers.Procs): signals to the whole
 process group, and a worker killed mid-run, still leave every session whole or gone and the report true."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def test_a_removal_worker_killed_mid_run_fails_only_its_sessions(root, jenv, now
 
 
 def test_removal_workers_fit_the_cpus_and_what_is_running():
-    from claude_janitor.sweep.run import MIN_WORKERS, PROCESSES, removal_processes
+    from claude_janitor.sweep.workers import MIN_WORKERS, PROCESSES, removal_processes
 
     assert removal_processes(2, 0) == PROCESSES  # an idle machine: discards overlapped by the most workers
     assert removal_processes(2, 2) == MIN_WORKERS  # two CPU burners: fewer, never none
