@@ -24,9 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.helpers.cachegen import record  # noqa: E402
 
-WORDS = ("the function returns a list of sessions that expired before now so we keep the newest and "
-         "archive the rest while the audit log records every action with its hash chain fix test "
-         "error path config retention window claude code transcript project file directory").split()
+WORDS = ["the", "function", "returns", "a", "list", "of", "sessions", "that", "expired", "before", "now", "so", "we", "keep", "the", "newest", "and", "archive", "the", "rest", "while", "the", "audit", "log", "records", "every", "action", "with", "its", "hash", "chain", "fix", "test", "error", "path", "config", "retention", "window", "claude", "code", "transcript", "project", "file", "directory"]
 
 
 def corpus() -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 _counts: dict[str, int] = {}
 
@@ -29,7 +30,7 @@ def point(name: str) -> None:
         want, _, folder = pause.partition(":")
         want, _, n = want.partition("@")
         if want == name and _counts[name] == int(n or 1):
-            open(os.path.join(folder, f"{name}.reached"), "w").close()
+            Path(folder, f"{name}.reached").touch()
             deadline = time.monotonic() + 60
-            while not os.path.exists(os.path.join(folder, f"{name}.go")) and time.monotonic() < deadline:
+            while not Path(folder, f"{name}.go").exists() and time.monotonic() < deadline:
                 time.sleep(0.02)

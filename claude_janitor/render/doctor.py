@@ -72,7 +72,7 @@ def last_cleanup(root: Path, now: float) -> dict[str, Any]:
     """Claude Code's own sweep: when it last ran (the mtime of .last-cleanup) and when it may run again."""
     f = root / ".last-cleanup"
     try:
-        st = os.stat(f, follow_symlinks=False)
+        st = f.lstat()
     except FileNotFoundError:
         return {"file": str(f), "last_run": None,
                 "status": "no record of a cleanup: it runs at the next Claude Code start"}

@@ -156,7 +156,7 @@ class FakeAPI:
                     return h
         return None
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler(self) -> type[BaseHTTPRequestHandler]:  # noqa: C901 (one request handler class, one branch per route)
         api = self
 
         class Handler(BaseHTTPRequestHandler):
