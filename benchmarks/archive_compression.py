@@ -24,7 +24,52 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.helpers.cachegen import record  # noqa: E402
 
-WORDS = ["the", "function", "returns", "a", "list", "of", "sessions", "that", "expired", "before", "now", "so", "we", "keep", "the", "newest", "and", "archive", "the", "rest", "while", "the", "audit", "log", "records", "every", "action", "with", "its", "hash", "chain", "fix", "test", "error", "path", "config", "retention", "window", "claude", "code", "transcript", "project", "file", "directory"]
+WORDS = [
+    "the",
+    "function",
+    "returns",
+    "a",
+    "list",
+    "of",
+    "sessions",
+    "that",
+    "expired",
+    "before",
+    "now",
+    "so",
+    "we",
+    "keep",
+    "the",
+    "newest",
+    "and",
+    "archive",
+    "the",
+    "rest",
+    "while",
+    "the",
+    "audit",
+    "log",
+    "records",
+    "every",
+    "action",
+    "with",
+    "its",
+    "hash",
+    "chain",
+    "fix",
+    "test",
+    "error",
+    "path",
+    "config",
+    "retention",
+    "window",
+    "claude",
+    "code",
+    "transcript",
+    "project",
+    "file",
+    "directory",
+]
 
 
 def corpus() -> list[str]:
@@ -54,23 +99,36 @@ def transcript(target: int, seed: int = 7) -> bytes:
         if kind == "user":
             content: object = " ".join(rng.choices(WORDS, k=rng.randint(5, 80)))
         elif kind == "assistant":
-            content = [{"type": "text", "text": " ".join(rng.choices(WORDS, k=rng.randint(20, 300)))},
-                       {"type": "tool_use", "id": f"toolu_{rng.getrandbits(64):016x}", "name": "Read",
-                        "input": {"file_path": f"{cwd}/src/mod{rng.randint(0, 99)}.py"}}]
+            content = [
+                {"type": "text", "text": " ".join(rng.choices(WORDS, k=rng.randint(20, 300)))},
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_{rng.getrandbits(64):016x}",
+                    "name": "Read",
+                    "input": {"file_path": f"{cwd}/src/mod{rng.randint(0, 99)}.py"},
+                },
+            ]
         else:
             text = rng.choice(texts)
             a = rng.randrange(0, max(1, len(text) - 100))
-            content = [{"type": "tool_result", "tool_use_id": f"toolu_{rng.getrandbits(64):016x}",
-                        "content": text[a:a + rng.randint(200, 20000)]}]
+            content = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": f"toolu_{rng.getrandbits(64):016x}",
+                    "content": text[a : a + rng.randint(200, 20000)],
+                }
+            ]
         rec = record(sid, cwd, t, i, "user" if kind in ("user", "tool") else "assistant")
         rec["uuid"] = str(uuid.UUID(int=rng.getrandbits(128)))
         rec["parentUuid"] = prev
         rec["message"]["content"] = content
         if kind == "assistant":
             rec["requestId"] = f"req_{rng.getrandbits(96):024x}"
-            rec["message"]["usage"] = {"input_tokens": rng.randint(1, 9000),
-                                       "output_tokens": rng.randint(1, 4000),
-                                       "cache_read_input_tokens": rng.randint(0, 90000)}
+            rec["message"]["usage"] = {
+                "input_tokens": rng.randint(1, 9000),
+                "output_tokens": rng.randint(1, 4000),
+                "cache_read_input_tokens": rng.randint(0, 90000),
+            }
         prev = rec["uuid"]
         line = (json.dumps(rec) + "\n").encode()
         out.append(line)
@@ -100,8 +158,9 @@ def main() -> None:
     print(f"input: {len(data):,} bytes of JSONL ({lines:,} records)")
     codecs: list[tuple[str, object, object]] = []
     for lvl in (1, 6, 9):
-        codecs.append((f"gzip -{lvl}", lambda lvl=lvl: gzip.compress(data, compresslevel=lvl, mtime=0),
-                       gzip.decompress))
+        codecs.append(
+            (f"gzip -{lvl}", lambda lvl=lvl: gzip.compress(data, compresslevel=lvl, mtime=0), gzip.decompress)
+        )
     try:
         import zstandard
     except ImportError:
@@ -109,8 +168,7 @@ def main() -> None:
     else:
         for lvl in (1, 3, 6, 10, 19):
             c = zstandard.ZstdCompressor(level=lvl, write_checksum=True)
-            codecs.append((f"zstd -{lvl}", lambda c=c: c.compress(data),
-                           zstandard.ZstdDecompressor().decompress))
+            codecs.append((f"zstd -{lvl}", lambda c=c: c.compress(data), zstandard.ZstdDecompressor().decompress))
     print(f"{'codec':10} {'ratio':>6} {'out MB':>8} {'comp MB/s':>10} {'decomp MB/s':>12}")
     for name, comp, decomp in codecs:
         ct, out = best(comp, args.repeat)

@@ -48,16 +48,24 @@ def _template(records: int, pad: int) -> bytes:
     sid = "00000000-0000-4000-8000-000000000000"
     lines = []
     for i in range(records):
-        rec = record(sid, "/home/dev/src/template", 1_600_000_000 + i * 60, i,
-                     "user" if i % 2 == 0 else "assistant", ("lorem ipsum " * (pad // 12 + 1))[:pad])
+        rec = record(
+            sid,
+            "/home/dev/src/template",
+            1_600_000_000 + i * 60,
+            i,
+            "user" if i % 2 == 0 else "assistant",
+            ("lorem ipsum " * (pad // 12 + 1))[:pad],
+        )
         lines.append(json.dumps(rec))
     return ("\n".join(lines) + "\n").encode()
 
 
 def _tail(sid: str, cwd: str, last: float) -> bytes:
-    recs = [record(sid, cwd, last - 60, 1000, "user", "last question"),
-            record(sid, cwd, last, 1001, "assistant", "last answer"),
-            {"type": "last-prompt", "sessionId": sid}]  # no timestamp, as Claude Code writes it
+    recs = [
+        record(sid, cwd, last - 60, 1000, "user", "last question"),
+        record(sid, cwd, last, 1001, "assistant", "last answer"),
+        {"type": "last-prompt", "sessionId": sid},
+    ]  # no timestamp, as Claude Code writes it
     return ("\n".join(json.dumps(r) for r in recs) + "\n").encode()
 
 
@@ -67,16 +75,36 @@ def _big_body(target: int) -> bytes:
     return block * reps
 
 
-def generate(root: Path, *, sessions: int, now: float | None = None, seed: int = 7, max_age_days: float = 120,
-             per_project: int = 500, big: int = 0, huge: int = 0, side: bool = True,
-             quiet: bool = False) -> dict:
+def generate(
+    root: Path,
+    *,
+    sessions: int,
+    now: float | None = None,
+    seed: int = 7,
+    max_age_days: float = 120,
+    per_project: int = 500,
+    big: int = 0,
+    huge: int = 0,
+    side: bool = True,
+    quiet: bool = False,
+) -> dict:
     """Write the cache under ``root`` (must not exist). Returns counts (sessions, files, dirs, bytes)."""
     now = time.time() if now is None else now
     rng = random.Random(seed)
     root.mkdir(parents=True)
     r = str(root)
-    for d in ("projects", "file-history", "session-env", "tasks", "todos", "debug", "shell-snapshots",
-              "paste-cache", "image-cache", "plans"):
+    for d in (
+        "projects",
+        "file-history",
+        "session-env",
+        "tasks",
+        "todos",
+        "debug",
+        "shell-snapshots",
+        "paste-cache",
+        "image-cache",
+        "plans",
+    ):
         os.mkdir(os.path.join(r, d))
     templates = [_template(n, pad) for n, pad in ((6, 80), (20, 300), (40, 900), (80, 2000))]
     weights = [40, 35, 20, 5]
@@ -145,9 +173,17 @@ def generate(root: Path, *, sessions: int, now: float | None = None, seed: int =
         if not quiet and i and i % 20000 == 0:
             rate = i / (time.monotonic() - started)
             print(f"  {i} sessions ({rate:.0f}/s)", file=sys.stderr)
-    _write(os.path.join(r, "history.jsonl"),
-           b"".join(json.dumps({"display": "hi", "timestamp": int(now * 1000) - k, "project": cwds[0],
-                                "sessionId": "x"}).encode() + b"\n" for k in range(1000)), int(now * 1e9))
+    _write(
+        os.path.join(r, "history.jsonl"),
+        b"".join(
+            json.dumps(
+                {"display": "hi", "timestamp": int(now * 1000) - k, "project": cwds[0], "sessionId": "x"}
+            ).encode()
+            + b"\n"
+            for k in range(1000)
+        ),
+        int(now * 1e9),
+    )
     mem = os.path.join(r, "projects", encode(cwds[0]), "memory")
     os.mkdir(mem)
     _write(os.path.join(mem, "MEMORY.md"), b"remember this\n", int((now - 400 * DAY) * 1e9))

@@ -66,10 +66,16 @@ def sh(cmd: list[str], **kw) -> float:
 def janitor_env(work: Path, name: str) -> dict[str, str]:
     base = work / f"xdg-{name}"
     env = dict(os.environ)
-    env.update({"XDG_CONFIG_HOME": str(base / "config"), "XDG_STATE_HOME": str(base / "state"),
-                "XDG_DATA_HOME": str(base / "data"), "XDG_CACHE_HOME": str(base / "cache"),
-                "CLAUDE_JANITOR_POLICY": str(base / "no-policy.toml"),
-                "CLAUDE_JANITOR_MANAGED_DIR": str(base / "no-managed")})
+    env.update(
+        {
+            "XDG_CONFIG_HOME": str(base / "config"),
+            "XDG_STATE_HOME": str(base / "state"),
+            "XDG_DATA_HOME": str(base / "data"),
+            "XDG_CACHE_HOME": str(base / "cache"),
+            "CLAUDE_JANITOR_POLICY": str(base / "no-policy.toml"),
+            "CLAUDE_JANITOR_MANAGED_DIR": str(base / "no-managed"),
+        }
+    )
     env.pop("CLAUDE_CONFIG_DIR", None)
     return env
 
@@ -97,12 +103,20 @@ def bench_scan(gen: Path, work: Path, files: int, entries: int, reps: int = 3) -
     f_times, j_times = [], []
     for _ in range(reps):
         f_times.append(sh(["find", str(gen), "-printf", fmt]))
-        j_times.append(sh([*JANITOR, "sweep", "--dry-run", "--older-than", "31d", "--force", "--claude-dir",
-                           str(gen)], env=env))
+        j_times.append(
+            sh([*JANITOR, "sweep", "--dry-run", "--older-than", "31d", "--force", "--claude-dir", str(gen)], env=env)
+        )
     f, j = statistics.median(f_times), statistics.median(j_times)
-    return {"find_printf_s": f, "janitor_dry_run_s": j, "ratio": j / f, "files_per_s": files / j,
-            "entries_per_s": entries / j, "find_entries_per_s": entries / f, "find_runs": f_times,
-            "janitor_runs": j_times}
+    return {
+        "find_printf_s": f,
+        "janitor_dry_run_s": j,
+        "ratio": j / f,
+        "files_per_s": files / j,
+        "entries_per_s": entries / j,
+        "find_entries_per_s": entries / f,
+        "find_runs": f_times,
+        "janitor_runs": j_times,
+    }
 
 
 class Burners:
@@ -150,11 +164,16 @@ def bench_sweep(gen: Path, work: Path, reps: int = 2, burners: int = 0) -> dict:
         shutil.rmtree(work / "xdg-sweep", ignore_errors=True)
         with Burners(burners):
             loads["janitor"].append(os.getloadavg()[0])
-            drys.append(sh([*JANITOR, "sweep", "--dry-run", "--older-than", "31d", "--force", "--claude-dir",
-                            str(b)], env=env))
+            drys.append(
+                sh([*JANITOR, "sweep", "--dry-run", "--older-than", "31d", "--force", "--claude-dir", str(b)], env=env)
+            )
             t = time.perf_counter()
-            p = subprocess.run([*JANITOR, "sweep", "--json", "--older-than", "31d", "--force", "--claude-dir",
-                                str(b)], env=env, capture_output=True, text=True)
+            p = subprocess.run(
+                [*JANITOR, "sweep", "--json", "--older-than", "31d", "--force", "--claude-dir", str(b)],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             runs.append(time.perf_counter() - t)
         doc = json.loads(p.stdout)
         left_files = count_tree(b)[0]
@@ -164,13 +183,26 @@ def bench_sweep(gen: Path, work: Path, reps: int = 2, burners: int = 0) -> dict:
         fd = sh(["find", str(c), "-mtime", "+30", "-delete"])
     shutil.rmtree(c)
     f, j = min(finds), min(runs)
-    return {"find_delete_s": f, "janitor_sweep_s": j, "ratio": j / f, "find_runs": finds, "janitor_runs": runs,
-            "find_files_deleted": find_deleted,
-            "find_delete_files_and_dirs_s": fd, "ratio_vs_find_files_and_dirs": j / fd,
-            "janitor_sessions_removed": doc["totals"]["results"].get("ok", 0),
-            "janitor_files_deleted": before - left_files, "janitor_exit": p.returncode,
-            "find_printf_s": min(prints), "janitor_dry_run_s": min(drys), "dry_run_ratio": min(drys) / min(prints),
-            "find_printf_runs": prints, "janitor_dry_runs": drys, "burners": burners, "load_at_start": loads}
+    return {
+        "find_delete_s": f,
+        "janitor_sweep_s": j,
+        "ratio": j / f,
+        "find_runs": finds,
+        "janitor_runs": runs,
+        "find_files_deleted": find_deleted,
+        "find_delete_files_and_dirs_s": fd,
+        "ratio_vs_find_files_and_dirs": j / fd,
+        "janitor_sessions_removed": doc["totals"]["results"].get("ok", 0),
+        "janitor_files_deleted": before - left_files,
+        "janitor_exit": p.returncode,
+        "find_printf_s": min(prints),
+        "janitor_dry_run_s": min(drys),
+        "dry_run_ratio": min(drys) / min(prints),
+        "find_printf_runs": prints,
+        "janitor_dry_runs": drys,
+        "burners": burners,
+        "load_at_start": loads,
+    }
 
 
 def load_avg() -> float:
@@ -191,22 +223,49 @@ def bench_archive(gen: Path, work: Path, reps: int = 1) -> dict:
             before = count_tree(c)[0]
             load = load_avg()
             t = time.perf_counter()
-            p = subprocess.run([*JANITOR, "sweep", "--json", "--older-than", "31d", "--force", "--claude-dir", str(c),
-                                *(["--action", "archive"] if mode == "archive" else [])],
-                               env=env, capture_output=True, text=True)
+            p = subprocess.run(
+                [
+                    *JANITOR,
+                    "sweep",
+                    "--json",
+                    "--older-than",
+                    "31d",
+                    "--force",
+                    "--claude-dir",
+                    str(c),
+                    *(["--action", "archive"] if mode == "archive" else []),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             secs = time.perf_counter() - t
             doc = json.loads(p.stdout)
             adir = xdg / "data" / "claude-janitor" / "archives"
             archives = [f for f in adir.rglob("*.tar.zst")] if adir.is_dir() else []
-            runs[mode].append({"s": secs, "load_before": load, "load_after": load_avg(), "exit": p.returncode,
-                               "sessions_ok": doc["totals"]["results"].get("ok", 0),
-                               "files_removed": before - count_tree(c)[0], "archives": len(archives),
-                               "archive_bytes": sum(f.stat().st_size for f in archives)})
+            runs[mode].append(
+                {
+                    "s": secs,
+                    "load_before": load,
+                    "load_after": load_avg(),
+                    "exit": p.returncode,
+                    "sessions_ok": doc["totals"]["results"].get("ok", 0),
+                    "files_removed": before - count_tree(c)[0],
+                    "archives": len(archives),
+                    "archive_bytes": sum(f.stat().st_size for f in archives),
+                }
+            )
             shutil.rmtree(c)
             shutil.rmtree(xdg, ignore_errors=True)
     d, a = (min(runs[m], key=lambda r: r["s"]) for m in ("delete", "archive"))
-    return {"delete_sweep_s": d["s"], "archive_sweep_s": a["s"], "ratio": a["s"] / d["s"],
-            "sessions": a["sessions_ok"], "same_sessions": a["sessions_ok"] == d["sessions_ok"], "runs": runs}
+    return {
+        "delete_sweep_s": d["s"],
+        "archive_sweep_s": a["s"],
+        "ratio": a["s"] / d["s"],
+        "sessions": a["sessions_ok"],
+        "same_sessions": a["sessions_ok"] == d["sessions_ok"],
+        "runs": runs,
+    }
 
 
 def bench_tail(work: Path) -> dict:
@@ -218,11 +277,12 @@ def bench_tail(work: Path) -> dict:
     d.mkdir(parents=True)
     line = (json.dumps(record("s", "/p", 1_700_000_000, 0, "user", "x" * 800)) + "\n").encode()
     last = (json.dumps(record("s", "/p", 1_790_000_000, 1, "assistant", "done")) + "\n").encode()
-    files = {"1KB": line[:1024 - len(last)] + b"\n" + last}
+    files = {"1KB": line[: 1024 - len(last)] + b"\n" + last}
     big = line * (100 * 1024 * 1024 // len(line)) + last
     files["100MB"] = big
-    files["100MB, last 5 MB line has no timestamp"] = line * (95 * 1024 * 1024 // len(line)) + last + \
-        b'{"type":"x","pad":"' + b"y" * (5 * 1024 * 1024) + b'"}\n'
+    files["100MB, last 5 MB line has no timestamp"] = (
+        line * (95 * 1024 * 1024 // len(line)) + last + b'{"type":"x","pad":"' + b"y" * (5 * 1024 * 1024) + b'"}\n'
+    )
     out = {}
     for name, data in files.items():
         p = d / f"{len(out)}.jsonl"
@@ -235,8 +295,12 @@ def bench_tail(work: Path) -> dict:
             read_tail(fd, os.fstat(fd).st_size)
         us = (time.perf_counter() - t) / reps * 1e6
         os.close(fd)
-        out[name] = {"size": len(data), "us_per_read": us, "bytes_read": info.bytes_read,
-                     "found_timestamp": info.last_time is not None}
+        out[name] = {
+            "size": len(data),
+            "us_per_read": us,
+            "bytes_read": info.bytes_read,
+            "found_timestamp": info.last_time is not None,
+        }
     shutil.rmtree(d)
     return out
 
@@ -265,8 +329,9 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
     senv = janitor_env(work, "daemon-sweep")
     shutil.rmtree(work / "xdg-daemon-sweep", ignore_errors=True)
     t = time.perf_counter()
-    p = subprocess.run([*JANITOR, "sweep", "--json", "--claude-dir", str(scopy)], env=senv, capture_output=True,
-                       text=True)
+    p = subprocess.run(
+        [*JANITOR, "sweep", "--json", "--claude-dir", str(scopy)], env=senv, capture_output=True, text=True
+    )
     res["janitor_sweep_same_policy_s"] = time.perf_counter() - t
     res["janitor_sweep_removed"] = json.loads(p.stdout)["totals"]["results"].get("ok", 0) if p.stdout else None
     shutil.rmtree(scopy)
@@ -380,8 +445,9 @@ def _status(pid: int, key: str) -> int:
 
 
 def bench_idle(root: Path, env: dict[str, str], window: float = 20.0) -> dict:
-    p = subprocess.Popen([*JANITOR, "daemon", "--claude-dir", str(root)], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [*JANITOR, "daemon", "--claude-dir", str(root)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     state = Path(env["XDG_STATE_HOME"]) / "claude-janitor" / "daemon.json"
     deadline = time.monotonic() + 600
     started = time.monotonic()
@@ -399,19 +465,29 @@ def bench_idle(root: Path, env: dict[str, str], window: float = 20.0) -> dict:
     c0 = _ctx(p.pid)
     time.sleep(window)
     c1 = _ctx(p.pid)
-    kids = [int(x) for tid in os.listdir(f"/proc/{p.pid}/task")
-            for x in Path(f"/proc/{p.pid}/task/{tid}/children").read_text().split()]
+    kids = [
+        int(x)
+        for tid in os.listdir(f"/proc/{p.pid}/task")
+        for x in Path(f"/proc/{p.pid}/task/{tid}/children").read_text().split()
+    ]
     last = {}
     try:
         last = json.loads(state.read_text()).get("last_sweep") or {}
     except (OSError, ValueError):
         pass
-    out = {"startup_and_full_sweep_s": ready, "window_s": window, "threads": threads,
-           "full_sweep_process": last.get("process"), "full_sweep_process_max_rss_kb": last.get("max_rss_kb"),
-           "full_sweep_acted": last.get("acted"),
-           "context_switches_in_window": c1 - c0, "rss_kb": _status(p.pid, "VmRSS"),
-           "peak_rss_kb": _status(p.pid, "VmHWM"), "children_at_idle": len(kids),
-           "children_rss_kb": sum(_status(k, "VmRSS") for k in kids)}
+    out = {
+        "startup_and_full_sweep_s": ready,
+        "window_s": window,
+        "threads": threads,
+        "full_sweep_process": last.get("process"),
+        "full_sweep_process_max_rss_kb": last.get("max_rss_kb"),
+        "full_sweep_acted": last.get("acted"),
+        "context_switches_in_window": c1 - c0,
+        "rss_kb": _status(p.pid, "VmRSS"),
+        "peak_rss_kb": _status(p.pid, "VmHWM"),
+        "children_at_idle": len(kids),
+        "children_rss_kb": sum(_status(k, "VmRSS") for k in kids),
+    }
     try:
         st = json.loads(state.read_text())
         out["next_expiry"] = st.get("next_expiry")
@@ -437,8 +513,9 @@ def bench_heavy_wakes(work: Path, rounds: int = 8, per_round: int = 3000) -> dic
     from tests.helpers.cachegen import make_session
 
     make_session(root, "/w/keep", time.time() + 86400, side=False)  # not every session at once: no guard
-    p = subprocess.Popen([*JANITOR, "daemon", "--claude-dir", str(root)], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [*JANITOR, "daemon", "--claude-dir", str(root)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     state = Path(env["XDG_STATE_HOME"]) / "claude-janitor" / "daemon.json"
 
     def st() -> dict:
@@ -451,8 +528,13 @@ def bench_heavy_wakes(work: Path, rounds: int = 8, per_round: int = 3000) -> dic
     while not st().get("last_full_sweep") and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)
-    out: dict = {"rounds": rounds, "per_round": per_round, "rss_kb_start": _status(p.pid, "VmRSS"),
-                 "threads_start": len(os.listdir(f"/proc/{p.pid}/task")), "after_round": []}
+    out: dict = {
+        "rounds": rounds,
+        "per_round": per_round,
+        "rss_kb_start": _status(p.pid, "VmRSS"),
+        "threads_start": len(os.listdir(f"/proc/{p.pid}/task")),
+        "after_round": [],
+    }
     body = (json.dumps({"type": "user", "message": {"role": "user", "content": "hello"}}) + "\n") * 5
     for r in range(rounds):
         t = time.time() - 3600 + 3  # all expire 3 s from now
@@ -471,17 +553,27 @@ def bench_heavy_wakes(work: Path, rounds: int = 8, per_round: int = 3000) -> dic
         while (st().get("sweeping") or st().get("index_sessions", 0) > 1) and time.monotonic() - started < 300:
             time.sleep(0.2)
         time.sleep(1.0)
-        out["after_round"].append({"s": round(time.monotonic() - started, 2), "rss_kb": _status(p.pid, "VmRSS"),
-                                   "threads": len(os.listdir(f"/proc/{p.pid}/task")),
-                                   "left": sum(f.exists() for f in names),
-                                   "process": (st().get("last_sweep") or {}).get("process")})
+        out["after_round"].append(
+            {
+                "s": round(time.monotonic() - started, 2),
+                "rss_kb": _status(p.pid, "VmRSS"),
+                "threads": len(os.listdir(f"/proc/{p.pid}/task")),
+                "left": sum(f.exists() for f in names),
+                "process": (st().get("last_sweep") or {}).get("process"),
+            }
+        )
         print(f"   heavy round {r}: {out['after_round'][-1]}", file=sys.stderr)
     time.sleep(2.0)
     c0 = _ctx(p.pid)
     time.sleep(5.0)
-    out.update({"rss_kb_idle_after": _status(p.pid, "VmRSS"), "peak_rss_kb": _status(p.pid, "VmHWM"),
-                "threads_idle_after": len(os.listdir(f"/proc/{p.pid}/task")),
-                "context_switches_idle_5s": _ctx(p.pid) - c0})
+    out.update(
+        {
+            "rss_kb_idle_after": _status(p.pid, "VmRSS"),
+            "peak_rss_kb": _status(p.pid, "VmHWM"),
+            "threads_idle_after": len(os.listdir(f"/proc/{p.pid}/task")),
+            "context_switches_idle_5s": _ctx(p.pid) - c0,
+        }
+    )
     p.send_signal(signal.SIGTERM)
     p.wait(120)
     shutil.rmtree(root, ignore_errors=True)
@@ -495,9 +587,12 @@ def bench_startup(work: Path, reps: int = 15) -> dict:
     exe = shutil.which("janitor")
     script = [sh([exe, "--help"], env=env) for _ in range(reps)] if exe else []
     base = [sh([sys.executable, "-c", "pass"]) for _ in range(reps)]
-    return {"python_m_janitor_help_ms": statistics.median(runs) * 1e3, "min_ms": min(runs) * 1e3,
-            "janitor_script_help_ms": statistics.median(script) * 1e3 if script else None,
-            "bare_python_ms": statistics.median(base) * 1e3}
+    return {
+        "python_m_janitor_help_ms": statistics.median(runs) * 1e3,
+        "min_ms": min(runs) * 1e3,
+        "janitor_script_help_ms": statistics.median(script) * 1e3 if script else None,
+        "bare_python_ms": statistics.median(base) * 1e3,
+    }
 
 
 def make_stores(top: Path, files: int, dirs: int, t: float) -> None:
@@ -517,8 +612,7 @@ def make_stores(top: Path, files: int, dirs: int, t: float) -> None:
         os.utime(d, (t, t))
 
 
-def bench_stores(work: Path, files: int = 4000, dirs: int = 400, reps: int = 3, baseline: Path | None = None
-                 ) -> dict:
+def bench_stores(work: Path, files: int = 4000, dirs: int = 400, reps: int = 3, baseline: Path | None = None) -> dict:
     """Store entries removed by `janitor sweep` (staged like sessions) vs `find -delete` of the same (and
     vs the janitor of the checkout ``baseline``, run from there)."""
     now = time.time()
@@ -530,22 +624,32 @@ def bench_stores(work: Path, files: int = 4000, dirs: int = 400, reps: int = 3, 
     times: dict[str, list[float]] = {"janitor": [], "find": [], **({"baseline": []} if baseline else {})}
     sides = list(times)
     for rep in range(reps):
-        for side in (sides if rep % 2 == 0 else sides[::-1]):
+        for side in sides if rep % 2 == 0 else sides[::-1]:
             c = work / f"stores-{side}"
             copy(gen, c)
             if side != "find":
-                times[side].append(sh([*JANITOR, "sweep", "--claude-dir", str(c), "--now", str(now)], env=env,
-                                      cwd=baseline if side == "baseline" else None))
+                times[side].append(
+                    sh(
+                        [*JANITOR, "sweep", "--claude-dir", str(c), "--now", str(now)],
+                        env=env,
+                        cwd=baseline if side == "baseline" else None,
+                    )
+                )
             else:
-                times[side].append(sh(["find", str(c / "paste-cache"), str(c / "image-cache"), "-mindepth", "1",
-                                       "-delete"]))
+                times[side].append(
+                    sh(["find", str(c / "paste-cache"), str(c / "image-cache"), "-mindepth", "1", "-delete"])
+                )
             left = sum(1 for _ in (c / "paste-cache").iterdir()) + sum(1 for _ in (c / "image-cache").iterdir())
             assert left == 0, (side, left)
             shutil.rmtree(c)
     shutil.rmtree(gen)
     j, f = statistics.median(times["janitor"]), statistics.median(times["find"])
-    out = {"entries": files + dirs, **{f"{k}_s": v for k, v in times.items()}, "ratio_janitor_over_find": j / f,
-           "load": os.getloadavg()}
+    out = {
+        "entries": files + dirs,
+        **{f"{k}_s": v for k, v in times.items()},
+        "ratio_janitor_over_find": j / f,
+        "load": os.getloadavg(),
+    }
     if baseline:
         out["ratio_janitor_over_baseline"] = j / statistics.median(times["baseline"])
     return out
@@ -584,10 +688,17 @@ def bench_memory(gen: Path, work: Path, sessions: int, now: float) -> dict:
         kb, rc = peak_rss_kb([*JANITOR, *args, "--claude-dir", str(root)], env)
         if on_copy:
             shutil.rmtree(root)
-        out[name] = {"peak_rss_mb": kb / 1024, "empty_cache_mb": base / 1024, "exit": rc,
-                     "bytes_per_session": (kb - base) * 1024 / sessions}
-        print(f"   memory {name}: {kb / 1024:.1f} MB (empty cache {base / 1024:.1f} MB), "
-              f"{(kb - base) * 1024 / sessions:.0f} B/session", file=sys.stderr)
+        out[name] = {
+            "peak_rss_mb": kb / 1024,
+            "empty_cache_mb": base / 1024,
+            "exit": rc,
+            "bytes_per_session": (kb - base) * 1024 / sessions,
+        }
+        print(
+            f"   memory {name}: {kb / 1024:.1f} MB (empty cache {base / 1024:.1f} MB), "
+            f"{(kb - base) * 1024 / sessions:.0f} B/session",
+            file=sys.stderr,
+        )
 
     for name, args in MEMORY_COMMANDS.items():
         one(name, args, gen)
@@ -602,8 +713,9 @@ def bench_memory(gen: Path, work: Path, sessions: int, now: float) -> dict:
         out[name] = {"peak_rss_mb": kb / 1024, "exit": rc}
         if root != empty:
             shutil.rmtree(root)
-    out["daemon_child"]["bytes_per_session"] = ((out["daemon_child"]["peak_rss_mb"]
-                                                 - out["daemon_child_empty"]["peak_rss_mb"]) * 1024 * 1024 / sessions)
+    out["daemon_child"]["bytes_per_session"] = (
+        (out["daemon_child"]["peak_rss_mb"] - out["daemon_child_empty"]["peak_rss_mb"]) * 1024 * 1024 / sessions
+    )
     print(f"   memory daemon full-sweep child: {out['daemon_child']['peak_rss_mb']:.1f} MB", file=sys.stderr)
     return out
 
@@ -639,8 +751,15 @@ def main() -> None:
         files, entries = count_tree(gen)
         out = outdir / f"results-{n}.json"
         r: dict = json.loads(out.read_text()) if out.exists() else {}  # a step run alone keeps the others'
-        r.update({"sessions": n, "files": files, "entries": entries, "bytes": info["bytes"],
-                  "generate_s": info.get("generate_s")})
+        r.update(
+            {
+                "sessions": n,
+                "files": files,
+                "entries": entries,
+                "bytes": info["bytes"],
+                "generate_s": info.get("generate_s"),
+            }
+        )
         print(f"== {n} sessions: {files} files, {entries} entries", file=sys.stderr)
         for step in a.only:
             t = time.perf_counter()
@@ -662,8 +781,10 @@ def main() -> None:
                 r["stores"] = bench_stores(a.work, baseline=a.baseline)
             elif step == "memory":
                 r["memory"] = bench_memory(gen, a.work, n, info["now"])
-            print(f"   {step}: {time.perf_counter() - t:.0f} s  {json.dumps(r.get(step), default=str)[:400]}",
-                  file=sys.stderr)
+            print(
+                f"   {step}: {time.perf_counter() - t:.0f} s  {json.dumps(r.get(step), default=str)[:400]}",
+                file=sys.stderr,
+            )
             out.write_text(json.dumps(r, indent=2, default=str))
         if a.clean:
             shutil.rmtree(gen)

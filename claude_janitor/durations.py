@@ -17,23 +17,24 @@ class DurationError(ValueError):
 def parse_duration(text: object, *, allow_forever: bool = True, allow_zero: bool = False) -> float | None:
     """Seconds for "30d"/"12h"/"90m"/"45s"/"2w"; None for "forever". Raises DurationError otherwise."""
     if isinstance(text, bool) or not isinstance(text, str):
-        raise DurationError(f"expected a string like \"30d\", \"12h\" or \"forever\", got {text!r}")
+        raise DurationError(f'expected a string like "30d", "12h" or "forever", got {text!r}')
     if text.strip().lower() in FOREVER:
         if not allow_forever:
-            raise DurationError(f"{text!r} is not allowed here; give a finite duration like \"30d\"")
+            raise DurationError(f'{text!r} is not allowed here; give a finite duration like "30d"')
         return None
     if text.strip().lstrip("+").startswith("-"):
         raise DurationError(f"negative duration {text!r} is not allowed")
     m = _RE.match(text)
     if not m:
         raise DurationError(
-            f"cannot parse duration {text!r}: use a number and a unit s, m, h, d or w (e.g. \"30d\", \"12h\")"
-            + (" or \"forever\"" if allow_forever else "")
+            f'cannot parse duration {text!r}: use a number and a unit s, m, h, d or w (e.g. "30d", "12h")'
+            + (' or "forever"' if allow_forever else "")
         )
     seconds = float(m.group(1)) * UNITS[m.group(2)]
     if not seconds <= MAX_SECONDS:  # also inf, from a number with hundreds of digits
-        raise DurationError(f"duration {text[:40]!r} is longer than 1000 years"
-                            + ("; use \"forever\"" if allow_forever else ""))
+        raise DurationError(
+            f"duration {text[:40]!r} is longer than 1000 years" + ('; use "forever"' if allow_forever else "")
+        )
     if seconds <= 0 and not allow_zero:
         raise DurationError(f"duration {text!r} must be greater than zero")
     return seconds

@@ -90,8 +90,7 @@ class Pieces:
         try:
             if len(_STORES) > 255 and p.store not in _STORE_INDEX:
                 raise struct.error("too many stores")
-            nums = _NUMS.pack(_store_index(p.store), p.is_dir, p.bytes, p.mtime, p.ino, p.dev, p.mtime_ns,
-                              p.size)
+            nums = _NUMS.pack(_store_index(p.store), p.is_dir, p.bytes, p.mtime, p.ino, p.dev, p.mtime_ns, p.size)
         except (struct.error, OverflowError, TypeError):  # e.g. a file time past the year 2262 in ns
             self._list = [*self, p]
             self._rels, self._nums = "", b""
@@ -99,7 +98,7 @@ class Pieces:
         rel = p.rel.replace(self._sid, _SID) if self._sid else p.rel
         pre = self._prefix()
         if pre and rel.startswith(pre):
-            rel = _PROJECT + rel[len(pre):]
+            rel = _PROJECT + rel[len(pre) :]
         self._rels = f"{self._rels}{_SEP}{rel}" if self._nums else rel
         self._nums += nums
 
@@ -121,7 +120,8 @@ class Pieces:
             yield from self._list
             return
         for rel, (st, is_dir, b, mtime, ino, dev, mtime_ns, size) in zip(
-                self.rels(), _NUMS.iter_unpack(self._nums), strict=True):
+            self.rels(), _NUMS.iter_unpack(self._nums), strict=True
+        ):
             yield Piece(rel, _STORES[st], bool(is_dir), b, mtime, ino, dev, mtime_ns, size)
 
     def __len__(self) -> int:

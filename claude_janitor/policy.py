@@ -31,8 +31,10 @@ DEFAULT_CLAUDE = Window(30 * 86400.0, "Claude Code default (30 days)")
 
 def _project_matches(session: Session, pattern: str) -> bool:
     pat = os.path.expanduser(pattern)
-    return any(cand and (fnmatch.fnmatchcase(cand, pat) or fnmatch.fnmatchcase(cand.rstrip("/"), pat.rstrip("/")))
-               for cand in (session.project_path, session.project))
+    return any(
+        cand and (fnmatch.fnmatchcase(cand, pat) or fnmatch.fnmatchcase(cand.rstrip("/"), pat.rstrip("/")))
+        for cand in (session.project_path, session.project)
+    )
 
 
 def rule_matches(session: Session, rule: Rule) -> bool:
@@ -175,8 +177,9 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
     if last is None:
         return Decision(s, keep, "no activity time could be determined, kept")
     if last > now:
-        return Decision(s, keep, f"last activity is {human_duration(last - now)} in the future "
-                                 "(clock skew?), counted as active")
+        return Decision(
+            s, keep, f"last activity is {human_duration(last - now)} in the future (clock skew?), counted as active"
+        )
     age = now - last
     rule_label = rule.label if rule else None
     if (rule is None or not rule.retention_set) and policy.retention is None:
@@ -185,19 +188,28 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
     else:
         cc = claude_window(s, policy)
         desk = desktop_why(s, now, cc.seconds if isinstance(cc, Window) else None)
-        desk_note = (f"; a desktop session ({desk}): Claude Code's own cleanup would keep it, the janitor's "
-                     "retention applies") if desk else ""
+        desk_note = (
+            (f"; a desktop session ({desk}): Claude Code's own cleanup would keep it, the janitor's retention applies")
+            if desk
+            else ""
+        )
     expires_at = None if win.seconds is None else last + max(win.seconds, policy.grace)
 
     def kept(reason: str, expires: float | None, *, by_keep_last: bool = False) -> Decision:
         """A kept session; the reason also says what Claude Code's own cleanup would still remove of it."""
         gone = claude_code_would_remove(s, policy, now, desk)
         if gone:
-            why = ("its last record is newer than its files" if s.last_record_time is not None
-                   and s.last_record_time >= last and s.last_record_time > (s.newest_mtime or 0) else
-                   "newer pieces keep the whole session")
-            reason += (f"; Claude Code's own cleanup, which goes by each piece's file time, would remove "
-                       f"{', '.join(sorted(gone))} ({why})")
+            why = (
+                "its last record is newer than its files"
+                if s.last_record_time is not None
+                and s.last_record_time >= last
+                and s.last_record_time > (s.newest_mtime or 0)
+                else "newer pieces keep the whole session"
+            )
+            reason += (
+                f"; Claude Code's own cleanup, which goes by each piece's file time, would remove "
+                f"{', '.join(sorted(gone))} ({why})"
+            )
         return Decision(s, keep, reason, rule_label, expires_at=expires, by_keep_last=by_keep_last)
 
     if age <= policy.grace:
@@ -207,13 +219,21 @@ def decide_one(s: Session, policy: Policy, now: float, rank: int | None) -> Deci
     keep_last = rule.keep_last if rule and rule.keep_last is not None else policy.keep_last
     if keep_last and rank is not None and rank <= keep_last:
         split = rule is not None and (rule.kind, rule.entrypoint, rule.replied) != (None, None, None)
-        return kept(f"among the {keep_last} most recent sessions of its project"
-                    f"{f' under {rule_label}' if split else ''} (keep_last)", None, by_keep_last=True)
+        return kept(
+            f"among the {keep_last} most recent sessions of its project"
+            f"{f' under {rule_label}' if split else ''} (keep_last)",
+            None,
+            by_keep_last=True,
+        )
     if age <= win.seconds:
         return kept(f"within retention {human_duration(win.seconds)} ({win.source}){desk_note}", expires_at)
     action = rule.action if rule and rule.action else policy.action
-    return Decision(s, action, f"inactive {human_duration(age)} > retention "
-                               f"{human_duration(win.seconds)} ({win.source}){desk_note}", rule_label)
+    return Decision(
+        s,
+        action,
+        f"inactive {human_duration(age)} > retention {human_duration(win.seconds)} ({win.source}){desk_note}",
+        rule_label,
+    )
 
 
 def decide(sessions: list[Session], policy: Policy, now: float) -> Plan:
@@ -260,17 +280,23 @@ def guard(plan: Plan, policy: Policy, total: int) -> str | None:
     could = sum(removable_by_age(d, policy, plan.now) for d in plan.decisions)
     if n >= GUARD_ALL_MIN and n == could:
         newest = max(d.session.last_activity or 0.0 for d in plan.to_act)
-        return (f"refusing to remove all {n} sessions in one run (every session not kept for a reason other "
-                f"than its age): even the newest was last active {human_duration(plan.now - newest)} ago. "
-                "If the system clock jumped forward this would wipe the cache. If the clock is right and this "
-                "is intended, re-run with --force")
+        return (
+            f"refusing to remove all {n} sessions in one run (every session not kept for a reason other "
+            f"than its age): even the newest was last active {human_duration(plan.now - newest)} ago. "
+            "If the system clock jumped forward this would wipe the cache. If the clock is right and this "
+            "is intended, re-run with --force"
+        )
     if policy.max_delete_count is not None and n > policy.max_delete_count:
-        return (f"refusing to remove {n} sessions in one run: more than max_delete_count = "
-                f"{policy.max_delete_count}. If the clock is right and this is intended, re-run with --force")
+        return (
+            f"refusing to remove {n} sessions in one run: more than max_delete_count = "
+            f"{policy.max_delete_count}. If the clock is right and this is intended, re-run with --force"
+        )
     if policy.max_delete_percent is not None and total and 100.0 * n / total > policy.max_delete_percent:
-        return (f"refusing to remove {n} of {total} sessions ({100.0 * n / total:.0f}%) in one run: more than "
-                f"max_delete_percent = {policy.max_delete_percent:g}%. If the clock is right and this is "
-                "intended, re-run with --force")
+        return (
+            f"refusing to remove {n} of {total} sessions ({100.0 * n / total:.0f}%) in one run: more than "
+            f"max_delete_percent = {policy.max_delete_percent:g}%. If the clock is right and this is "
+            "intended, re-run with --force"
+        )
     return None
 
 
@@ -282,8 +308,10 @@ def explain(d: Decision, policy: Policy, now: float) -> list[tuple[str, str]]:
     s = d.session
     steps: list[tuple[str, str]] = []
     rule = match_rule(s, policy.rules)
-    what = f"project {s.display_project}, kind {s.kind}, entrypoint {s.entrypoint or '-'}, " \
-           f"replied {'yes' if s.replied else 'no'}"
+    what = (
+        f"project {s.display_project}, kind {s.kind}, entrypoint {s.entrypoint or '-'}, "
+        f"replied {'yes' if s.replied else 'no'}"
+    )
     if rule is not None:
         steps.append(("rule", f"{rule.label} matches ({what}); first matching rule wins"))
     else:
@@ -292,12 +320,18 @@ def explain(d: Decision, policy: Policy, now: float) -> list[tuple[str, str]]:
     if isinstance(win, str):
         steps.append(("window", f"cannot be known: {win}"))
     else:
-        steps.append(("window", ("forever" if win.seconds is None else human_duration(win.seconds))
-                      + f", from {win.source}"))
+        steps.append(
+            ("window", ("forever" if win.seconds is None else human_duration(win.seconds)) + f", from {win.source}")
+        )
     cc = claude_window(s, policy)
     if isinstance(cc, Window) and cc is not win:
-        steps.append(("Claude Code's window", ("forever" if cc.seconds is None else human_duration(cc.seconds))
-                      + f", from {cc.source} (Claude Code's own cleanup goes by it)"))
+        steps.append(
+            (
+                "Claude Code's window",
+                ("forever" if cc.seconds is None else human_duration(cc.seconds))
+                + f", from {cc.source} (Claude Code's own cleanup goes by it)",
+            )
+        )
     steps.append(("grace", f"{human_duration(policy.grace)} ({policy.sources.get('grace', 'default')})"))
     keep_last = rule.keep_last if rule and rule.keep_last is not None else policy.keep_last
     if keep_last:
@@ -309,10 +343,14 @@ def explain(d: Decision, policy: Policy, now: float) -> list[tuple[str, str]]:
         steps.append(("in use", s.in_use))
     last = s.last_activity
     if last is not None:
-        by = "a record's timestamp in the transcript" if s.last_record_time is not None and \
-            s.last_record_time >= (s.newest_mtime or 0) else "the newest file time of its pieces"
-        steps.append(("last activity", f"{human_duration(abs(now - last))} {'ago' if last <= now else 'ahead'} "
-                                       f"(from {by})"))
+        by = (
+            "a record's timestamp in the transcript"
+            if s.last_record_time is not None and s.last_record_time >= (s.newest_mtime or 0)
+            else "the newest file time of its pieces"
+        )
+        steps.append(
+            ("last activity", f"{human_duration(abs(now - last))} {'ago' if last <= now else 'ahead'} (from {by})")
+        )
     steps.append(("decision", f"{d.action.value}: {d.reason}"))
     if d.expires_at is not None and d.action is Action.KEEP:
         steps.append(("expires", f"in {human_duration(max(0.0, d.expires_at - now))} unless it is active again"))

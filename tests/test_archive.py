@@ -111,11 +111,15 @@ def test_archive_holds_every_piece_and_restore_puts_it_back(sessions, root, jenv
     recs = audit_records(jenv)
     arch = [r for r in recs if r["action"] == "archive"]
     assert {(r["session_id"], r["phase"], r["result"]) for r in arch} >= {
-        (old_a.session_id, "intent", "pending"), (old_a.session_id, "result", "ok")}
+        (old_a.session_id, "intent", "pending"),
+        (old_a.session_id, "result", "ok"),
+    }
     assert all(r.get("archive") for r in arch if r["phase"] == "result")
     rest = [r for r in recs if r["action"] == "restore"]
     assert [(r["phase"], r["result"]) for r in rest if r["session_id"] == old_a.session_id] == [
-        ("intent", "pending"), ("result", "ok")]
+        ("intent", "pending"),
+        ("result", "ok"),
+    ]
     assert run_cli(["audit", "verify"], jenv).returncode == 0
 
 
@@ -199,7 +203,7 @@ def test_archive_list_shows_archives_and_never_temp_files(sessions, root, jenv, 
     # A corrupt archive is listed as such (exit 1 with --verify), never silently skipped.
     bad = proj / f"{'0' * 8}-0000-0000-0000-{'0' * 12}.20260101T000000Z.tar.zst"
     good = Path(got[old_a.session_id]["path"]).read_bytes()
-    bad.write_bytes(good[:len(good) // 2])
+    bad.write_bytes(good[: len(good) // 2])
     p, doc = run_json(["archive", "list", "--json", "--verify"], jenv)
     assert p.returncode == 1
     by_path = {a["path"]: a for a in doc["archives"]}
@@ -227,7 +231,9 @@ def test_action_archive_from_the_command_line_and_from_a_rule(sessions, root, je
     write_config(jenv, 'retention = "20d"\n[[rule]]\nproject = "/home/dev/src/lonely"\naction = "archive"\n')
     p, doc = sweep(root, jenv, now)
     assert {s["session_id"]: s["decision"] for s in doc["sessions"]} == {
-        old_a.session_id: "delete", old_b.session_id: "archive"}
+        old_a.session_id: "delete",
+        old_b.session_id: "archive",
+    }
     assert [p.name.split(".")[0] for p in archive_files(adir_of(jenv))] == [old_b.session_id]
 
 
@@ -261,8 +267,14 @@ def test_write_error_keeps_the_original_and_removes_the_partial_archive(root, je
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
-    p = subprocess.run([sys.executable, "-m", "claude_janitor", "sweep", "--claude-dir", str(root), "--now", str(now)],
-                       env=jenv, capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    p = subprocess.run(
+        [sys.executable, "-m", "claude_janitor", "sweep", "--claude-dir", str(root), "--now", str(now)],
+        env=jenv,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
+    )
     assert p.returncode == 1, p.stdout + p.stderr
     assert "archive not written, originals kept: File too large" in p.stdout
     assert entries(root, g.session_id) == before
@@ -330,9 +342,16 @@ PROJ = "-home-dev-src-app"
 
 
 def _header(root: Path, pieces: list[tuple[str, bool]]) -> dict:
-    return {"format": FORMAT, "version": VERSION, "session_id": SID, "root": str(root),
-            "project": PROJ, "project_path": "/home/dev/src/app", "archived_at": 1.7e9,
-            "pieces": [{"rel": r, "store": "x", "is_dir": d} for r, d in pieces]}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "session_id": SID,
+        "root": str(root),
+        "project": PROJ,
+        "project_path": "/home/dev/src/app",
+        "archived_at": 1.7e9,
+        "pieces": [{"rel": r, "store": "x", "is_dir": d} for r, d in pieces],
+    }
 
 
 TR = f"projects/{PROJ}/{SID}.jsonl"
@@ -344,37 +363,77 @@ def _hostile(kind: str, root: Path, outside: Path) -> tuple[dict, list, list | N
     if kind == "absolute":
         return (_header(root, [(TR, False)]), [(tar_member(str(outside / "evil")), b"x")], None, "is absolute")
     if kind == "dotdot":
-        return (_header(root, [(SD, True)]), [(tar_member(SD, tarfile.DIRTYPE, 0o700), None),
-                                              (tar_member(f"{SD}/../../../../evil"), b"x")], None, "'..'")
+        return (
+            _header(root, [(SD, True)]),
+            [(tar_member(SD, tarfile.DIRTYPE, 0o700), None), (tar_member(f"{SD}/../../../../evil"), b"x")],
+            None,
+            "'..'",
+        )
     if kind == "symlink":
-        return (_header(root, [(SD, True)]), [(tar_member(SD, tarfile.DIRTYPE, 0o700), None),
-                                              (tar_member(f"{SD}/link", tarfile.SYMTYPE, linkname=str(outside)),
-                                               None)], None, "link or special file")
+        return (
+            _header(root, [(SD, True)]),
+            [
+                (tar_member(SD, tarfile.DIRTYPE, 0o700), None),
+                (tar_member(f"{SD}/link", tarfile.SYMTYPE, linkname=str(outside)), None),
+            ],
+            None,
+            "link or special file",
+        )
     if kind == "hardlink":
-        return (_header(root, [(TR, False), (SD, True)]),
-                [ok_file, (tar_member(SD, tarfile.DIRTYPE, 0o700), None),
-                 (tar_member(f"{SD}/h", tarfile.LNKTYPE, linkname="/etc/passwd"), None)], None, "link")
+        return (
+            _header(root, [(TR, False), (SD, True)]),
+            [
+                ok_file,
+                (tar_member(SD, tarfile.DIRTYPE, 0o700), None),
+                (tar_member(f"{SD}/h", tarfile.LNKTYPE, linkname="/etc/passwd"), None),
+            ],
+            None,
+            "link",
+        )
     if kind == "foreign-place":  # a piece where no session file lives: Claude Code's own settings
-        return (_header(root, [("settings.json", False)]),
-                [(tar_member("settings.json"), b'{"hooks": {}}')], None, "not a place")
+        return (
+            _header(root, [("settings.json", False)]),
+            [(tar_member("settings.json"), b'{"hooks": {}}')],
+            None,
+            "not a place",
+        )
     if kind == "foreign-sibling":  # a file beside a transcript, but another session's
         other = TR.rsplit("/", 1)[0] + "/99999999-0000-4000-8000-000000000000.precompact.json"
-        return (_header(root, [(TR, False), (other, False)]), [ok_file, (tar_member(other), b"{}")], None,
-                "not a place")
+        return (
+            _header(root, [(TR, False), (other, False)]),
+            [ok_file, (tar_member(other), b"{}")],
+            None,
+            "not a place",
+        )
     if kind == "outside-pieces":
-        return (_header(root, [(TR, False)]), [ok_file, (tar_member("debug/other.txt"), b"x")], None,
-                "outside the session's pieces")
+        return (
+            _header(root, [(TR, False)]),
+            [ok_file, (tar_member("debug/other.txt"), b"x")],
+            None,
+            "outside the session's pieces",
+        )
     if kind == "missing-piece":
         return (_header(root, [(TR, False), (SD, True)]), [ok_file], None, "not in the archive")
     if kind == "tampered":
-        good = {"path": TR, "type": "file", "mode": 0o600, "mtime_ns": int(1.7e18), "size": 16,
-                "sha256": "0" * 64}
+        good = {"path": TR, "type": "file", "mode": 0o600, "mtime_ns": int(1.7e18), "size": 16, "sha256": "0" * 64}
         return (_header(root, [(TR, False)]), [ok_file], [good], "does not match the manifest")
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink", "hardlink", "foreign-place", "foreign-sibling",
-                                  "outside-pieces", "missing-piece", "tampered"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "absolute",
+        "dotdot",
+        "symlink",
+        "hardlink",
+        "foreign-place",
+        "foreign-sibling",
+        "outside-pieces",
+        "missing-piece",
+        "tampered",
+    ],
+)
 def test_restore_refuses_hostile_archives(kind, root, jenv, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -417,25 +476,39 @@ def test_restore_needs_the_project_when_an_id_was_archived_from_two_places(root,
 
 # ---- the race with Claude Code's own cleanup --------------------------------------------------------
 
+
 def _pol(root: Path, **kw) -> Policy:
     pol = Policy(**kw)
     pol.claude_root_windows[str(root)] = Window(30 * DAY, "Claude Code default (30 days)")
     return pol
 
 
-@pytest.mark.parametrize("kw,warns", [
-    ({"action": Action.ARCHIVE}, "archives them only after 30 days"),  # follows Claude's own window: a tie
-    ({"action": Action.ARCHIVE, "retention": Window(30 * DAY, "cfg")}, "only after 30 days"),
-    ({"action": Action.ARCHIVE, "retention": Window(40 * DAY, "cfg")}, "only after 40 days"),
-    ({"action": Action.ARCHIVE, "retention": Window(None, "cfg")}, "never (retention forever)"),
-    ({"action": Action.ARCHIVE, "retention": Window(20 * DAY, "cfg"), "grace": 35 * DAY}, "35 days"),
-    ({"action": Action.ARCHIVE, "retention": Window(20 * DAY, "cfg")}, None),
-    ({"action": Action.DELETE, "retention": Window(40 * DAY, "cfg")}, None),
-    ({"retention": Window(20 * DAY, "cfg"),
-      "rules": [Rule("/x/*", 45 * DAY, Action.ARCHIVE, retention_set=True)]}, "rule #1 (/x/*)"),
-    ({"retention": Window(20 * DAY, "cfg"),
-      "rules": [Rule("/x/*", 20 * DAY, Action.ARCHIVE, retention_set=True)]}, None),
-])
+@pytest.mark.parametrize(
+    "kw,warns",
+    [
+        ({"action": Action.ARCHIVE}, "archives them only after 30 days"),  # follows Claude's own window: a tie
+        ({"action": Action.ARCHIVE, "retention": Window(30 * DAY, "cfg")}, "only after 30 days"),
+        ({"action": Action.ARCHIVE, "retention": Window(40 * DAY, "cfg")}, "only after 40 days"),
+        ({"action": Action.ARCHIVE, "retention": Window(None, "cfg")}, "never (retention forever)"),
+        ({"action": Action.ARCHIVE, "retention": Window(20 * DAY, "cfg"), "grace": 35 * DAY}, "35 days"),
+        ({"action": Action.ARCHIVE, "retention": Window(20 * DAY, "cfg")}, None),
+        ({"action": Action.DELETE, "retention": Window(40 * DAY, "cfg")}, None),
+        (
+            {
+                "retention": Window(20 * DAY, "cfg"),
+                "rules": [Rule("/x/*", 45 * DAY, Action.ARCHIVE, retention_set=True)],
+            },
+            "rule #1 (/x/*)",
+        ),
+        (
+            {
+                "retention": Window(20 * DAY, "cfg"),
+                "rules": [Rule("/x/*", 20 * DAY, Action.ARCHIVE, retention_set=True)],
+            },
+            None,
+        ),
+    ],
+)
 def test_warnings_for_the_claude_code_race(root, kw, warns):
     got = warnings_for(_pol(root, **kw), [root])
     if warns is None:
@@ -483,10 +556,10 @@ def test_execute_alone_binds_the_archive_action(sessions, root, jenv, now):
     write_config(jenv, CFG)
     env = Env(roots=[root], dirs=janitor_dirs())
     plan, pol, _ = build_plan(env, now)
-    outs = execute(plan, pol, env, dry_run=False,
-                   actors={Action.DELETE: delete_session, Action.ARCHIVE: archive_actor})
+    outs = execute(plan, pol, env, dry_run=False, actors={Action.DELETE: delete_session, Action.ARCHIVE: archive_actor})
     assert sorted((o.decision.session.session_id, o.result) for o in outs) == sorted(
-        [(old_a.session_id, "ok"), (old_b.session_id, "ok")])
+        [(old_a.session_id, "ok"), (old_b.session_id, "ok")]
+    )
     for o in outs:
         info = verify(Path(o.archive))
         assert Path(o.archive).parent.parent == adir_of(jenv) and info.archived_at == now
@@ -497,8 +570,10 @@ def test_many_sessions_are_archived_in_batches_by_the_workers_one_verified_archi
     (one sync pass per chunk): each session still gets exactly one archive of its own, verified, holding
     all of it, restorable alone."""
     rng = random.Random(5)
-    gens = [make_session(root, f"/home/dev/src/p{i % 3}", now - (40 + i % 30) * DAY, rng=rng, side=i % 2 == 0)
-            for i in range(80)]
+    gens = [
+        make_session(root, f"/home/dev/src/p{i % 3}", now - (40 + i % 30) * DAY, rng=rng, side=i % 2 == 0)
+        for i in range(80)
+    ]
     keep = make_session(root, "/home/dev/src/p0", now - DAY, rng=rng)
     want = {g.session_id: entries(root, g.session_id) for g in gens}
     write_config(jenv, CFG)

@@ -28,25 +28,25 @@ PIECES = 7  # transcript, session dir, file-history, session-env, tasks, todos, 
 # as one batch (archive.store.ArchiveStore.prepare): all written, one sync pass, each verified and published,
 # the dir fsync'd, then each session's originals removed in turn.
 SWEEP_POINTS = [
-    "after-intent:1",        # intents recorded, nothing done
-    "archive-member:1",      # mid-write of the first archive
+    "after-intent:1",  # intents recorded, nothing done
+    "archive-member:1",  # mid-write of the first archive
     "archive-member:6",
-    "archive-written:1",     # whole archive written, not yet fsync'd
-    "archive-written:3",     # every archive of the batch written, none synced
-    "archive-fsynced:1",     # fsync'd, not yet verified
-    "archive-fsynced:3",     # the batch synced, none verified
-    "archive-verified:1",    # verified temp file, not yet published
-    "archive-linked:1",      # final name linked, temp name still there
-    "archive-published:1",   # published, dir not yet fsync'd
-    "archive-verified:2",    # the second archive, after the first was published (not yet durable)
-    "archive-published:3",   # every archive published, the dir not yet fsync'd
-    "archive-synced:1",      # durable, originals untouched
-    "archive-delete:1",      # removing the originals (staging.remove): before anything moved
-    "removal-staged:1",      # … every piece moved into the staging dir, not yet verified
-    "removal-verified:1",    # … verified, not yet committed
-    "removal-committed:1",   # … committed (…doomed), nothing deleted yet
-    "removal-purging:1",     # … the first piece deleted
-    "archive-delete:2",      # the first session removed, the second's originals untouched
+    "archive-written:1",  # whole archive written, not yet fsync'd
+    "archive-written:3",  # every archive of the batch written, none synced
+    "archive-fsynced:1",  # fsync'd, not yet verified
+    "archive-fsynced:3",  # the batch synced, none verified
+    "archive-verified:1",  # verified temp file, not yet published
+    "archive-linked:1",  # final name linked, temp name still there
+    "archive-published:1",  # published, dir not yet fsync'd
+    "archive-verified:2",  # the second archive, after the first was published (not yet durable)
+    "archive-published:3",  # every archive published, the dir not yet fsync'd
+    "archive-synced:1",  # durable, originals untouched
+    "archive-delete:1",  # removing the originals (staging.remove): before anything moved
+    "removal-staged:1",  # … every piece moved into the staging dir, not yet verified
+    "removal-verified:1",  # … verified, not yet committed
+    "removal-committed:1",  # … committed (…doomed), nothing deleted yet
+    "removal-purging:1",  # … the first piece deleted
+    "archive-delete:2",  # the first session removed, the second's originals untouched
     "removal-purging:2",
 ]
 
@@ -61,9 +61,11 @@ def audit_log(jenv: dict[str, str]) -> Path:
 
 def make(root: Path, now: float):
     rng = random.Random(11)
-    old = [make_session(root, "/home/dev/src/app", now - 40 * DAY, rng=rng, records=40),
-           make_session(root, "/home/dev/src/app", now - 45 * DAY, rng=rng),
-           make_session(root, "/home/dev/src/other", now - 60 * DAY, rng=rng)]
+    old = [
+        make_session(root, "/home/dev/src/app", now - 40 * DAY, rng=rng, records=40),
+        make_session(root, "/home/dev/src/app", now - 45 * DAY, rng=rng),
+        make_session(root, "/home/dev/src/other", now - 60 * DAY, rng=rng),
+    ]
     new = make_session(root, "/home/dev/src/app", now - 1 * DAY, rng=rng)
     return old, new
 

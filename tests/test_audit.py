@@ -15,8 +15,7 @@ from tests.helpers import PKG, package_sources
 @pytest.fixture
 def log(tmp_path: Path) -> AuditLog:
     a = AuditLog(tmp_path / "log" / "audit.jsonl")
-    a.append([{"action": "delete", "phase": "intent", "session_id": f"s{i}", "result": "pending"}
-              for i in range(3)])
+    a.append([{"action": "delete", "phase": "intent", "session_id": f"s{i}", "result": "pending"} for i in range(3)])
     a.append([{"action": "delete", "phase": "result", "session_id": f"s{i}", "result": "ok"} for i in range(3)])
     return a
 
@@ -115,9 +114,12 @@ def test_rotation_keys_are_validated_and_shown(tmp_path, jenv):
 def test_the_audit_log_is_opened_in_one_place():
     """sweep.audit_log gives every writer the anchor and the rotation settings; an AuditLog made elsewhere
     would leave the anchor behind (a false 'interrupted' note at the next append) and rotate by defaults."""
-    found = [f"{f.relative_to(PKG).as_posix()}:{n}" for f in package_sources()
-             for n, line in enumerate(f.read_text().splitlines(), 1)
-             if "AuditLog(" in line and not line.lstrip().startswith(("class ", "#"))]
+    found = [
+        f"{f.relative_to(PKG).as_posix()}:{n}"
+        for f in package_sources()
+        for n, line in enumerate(f.read_text().splitlines(), 1)
+        if "AuditLog(" in line and not line.lstrip().startswith(("class ", "#"))
+    ]
     assert len(found) == 1 and found[0].startswith("sweep/"), found
 
 
@@ -130,10 +132,24 @@ def test_reconcile_gives_each_open_intent_what_is_on_disk(tmp_path):
     for rel in paths["present"] + paths["partly"][:1]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("x")
-    a.append([{"action": "delete", "phase": "intent", "session_id": k, "root": str(root), "paths": v,
-               "result": "pending"} for k, v in paths.items()])
-    a.append([{"action": "delete", "phase": "intent", "session_id": "other", "root": "/elsewhere",
-               "paths": ["x"], "result": "pending"}])
+    a.append(
+        [
+            {"action": "delete", "phase": "intent", "session_id": k, "root": str(root), "paths": v, "result": "pending"}
+            for k, v in paths.items()
+        ]
+    )
+    a.append(
+        [
+            {
+                "action": "delete",
+                "phase": "intent",
+                "session_id": "other",
+                "root": "/elsewhere",
+                "paths": ["x"],
+                "result": "pending",
+            }
+        ]
+    )
     got = a.reconcile(os.path.lexists, [str(root)])
     assert {r["session_id"]: r["found"] for r in got} == {"present": "present", "partly": "partly", "gone": "gone"}
     assert next(r for r in got if r["found"] == "partly")["left"] == [str(root / "p/b.jsonl")]

@@ -21,11 +21,11 @@ def test_session_gathers_every_piece_keyed_by_id(root: Path, now: float):
     got, res = sessions_by_id(root)
     s = got[g.session_id]
     stores = sorted(p.store for p in s.pieces)
-    assert stores == sorted(["transcript", "session-dir", "file-history", "session-env", "tasks", "todos",
-                             "debug"])
+    assert stores == sorted(["transcript", "session-dir", "file-history", "session-env", "tasks", "todos", "debug"])
     assert s.project == "-home-a-proj" and s.project_path == "/home/a/proj"
     assert s.bytes == sum(
-        f.stat().st_size for p in g.paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+        f.stat().st_size for p in g.paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()
+    )
     assert res.unknown == []
 
 
@@ -42,8 +42,12 @@ def test_malformed_non_utf8_and_untimestamped_lines_are_tolerated(root: Path, no
     proj.mkdir(parents=True)
     tr = proj / "11111111-1111-1111-1111-111111111111.jsonl"
     good = json.dumps(record("x", "/p", now - 2 * DAY, 0))
-    tr.write_bytes(good.encode() + b"\n{not json\n\xff\xfe\x00garbage\n" +
-                   json.dumps({"type": "last-prompt"}).encode() + b"\n[1,2]\n")
+    tr.write_bytes(
+        good.encode()
+        + b"\n{not json\n\xff\xfe\x00garbage\n"
+        + json.dumps({"type": "last-prompt"}).encode()
+        + b"\n[1,2]\n"
+    )
     set_times(tr, now - 40 * DAY)
     s = sessions_by_id(root)[0]["11111111-1111-1111-1111-111111111111"]
     assert s.unreadable is None

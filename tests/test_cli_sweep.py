@@ -31,8 +31,10 @@ def cache(root: Path, now: float, tmp_path: Path):
     # A symlink out of the tree inside an expired session's folder, and one as a project.
     old = [g for g in gens if now - g.last > 60 * DAY][0]
     os.symlink(outside, root / "projects" / old.project / old.session_id / "escape")
-    for p in (root / "projects" / old.project / old.session_id / "escape",
-              root / "projects" / old.project / old.session_id):
+    for p in (
+        root / "projects" / old.project / old.session_id / "escape",
+        root / "projects" / old.project / old.session_id,
+    ):
         set_times(p, old.last - 60)  # keep it expired
     os.symlink(outside, root / "projects" / "-escape-project")
     return gens, outside, old
@@ -81,8 +83,9 @@ def test_sweep_deletes_expired_sessions_whole_and_keeps_the_rest(cache, root, je
     assert p.returncode == 0, p.stderr
     assert doc["dry_run"] is False
     # dry-run and real run planned exactly the same actions
-    assert sorted((s["session_id"], s["decision"]) for s in plan["sessions"]) == \
-        sorted((s["session_id"], s["decision"]) for s in doc["sessions"])
+    assert sorted((s["session_id"], s["decision"]) for s in plan["sessions"]) == sorted(
+        (s["session_id"], s["decision"]) for s in doc["sessions"]
+    )
     for g in gens:
         expired = now - g.last > 30 * DAY
         for path in g.paths:
@@ -117,15 +120,19 @@ def test_config_rules_and_older_than(root, jenv, now):
     keep = make_session(root, "/home/dev/keepme", now - 300 * DAY)
     short = make_session(root, "/home/dev/scratch", now - 2 * DAY)
     normal = make_session(root, "/home/dev/normal", now - 10 * DAY)
-    write_config(jenv, '[[rule]]\nproject = "/home/dev/keep*"\nretention = "forever"\n'
-                       '[[rule]]\nproject = "/home/dev/scratch"\nretention = "1d"\n')
+    write_config(
+        jenv,
+        '[[rule]]\nproject = "/home/dev/keep*"\nretention = "forever"\n'
+        '[[rule]]\nproject = "/home/dev/scratch"\nretention = "1d"\n',
+    )
     _, doc = run_json(["report", "--format", "json", "--claude-dir", str(root), "--now", str(now)], jenv)
     dec = {s["session_id"]: (s["decision"], s["rule"]) for s in doc["sessions"]}
     assert dec[keep.session_id] == ("keep", "rule #1 (/home/dev/keep*)")
     assert dec[short.session_id] == ("delete", "rule #2 (/home/dev/scratch)")
     assert dec[normal.session_id][0] == "keep"
-    _, doc = run_json(["sweep", "--dry-run", "--json", "--older-than", "5d", "--claude-dir", str(root),
-                       "--now", str(now)], jenv)
+    _, doc = run_json(
+        ["sweep", "--dry-run", "--json", "--older-than", "5d", "--claude-dir", str(root), "--now", str(now)], jenv
+    )
     assert {s["session_id"] for s in doc["sessions"]} == {short.session_id, normal.session_id}
 
 
@@ -143,12 +150,15 @@ def test_claude_dir_from_env_and_project_settings_scope(root, jenv, now, tmp_pat
     assert dec[elsewhere.session_id]["decision"] == "keep"
 
 
-@pytest.mark.parametrize("setup,needle", [
-    (lambda r, j: write_config(j, "retention = "), "invalid TOML"),
-    (lambda r, j: write_config(j, 'retension = "3d"'), "did you mean 'retention'"),
-    (lambda r, j: write_config(j, 'retention = "0d"'), "greater than zero"),
-    (lambda r, j: write_config(j, "retention = " + "[" * 5000), "invalid TOML"),
-])
+@pytest.mark.parametrize(
+    "setup,needle",
+    [
+        (lambda r, j: write_config(j, "retention = "), "invalid TOML"),
+        (lambda r, j: write_config(j, 'retension = "3d"'), "did you mean 'retention'"),
+        (lambda r, j: write_config(j, 'retention = "0d"'), "greater than zero"),
+        (lambda r, j: write_config(j, "retention = " + "[" * 5000), "invalid TOML"),
+    ],
+)
 def test_bad_input_is_one_clear_line_exit_2_and_changes_nothing(cache, root, jenv, now, setup, needle):
     setup(root, jenv)
     before = snapshot(root)
@@ -159,10 +169,12 @@ def test_bad_input_is_one_clear_line_exit_2_and_changes_nothing(cache, root, jen
     assert snapshot(root) == before
 
 
-@pytest.mark.parametrize("content,needle", [("{oops", "invalid JSON"),
-                                            ('{"cleanupPeriodDays": 0}', "cleanupPeriodDays")])
-def test_broken_claude_settings_keep_what_depends_on_them_and_change_nothing_else(cache, root, jenv, now, content,
-                                                                                   needle):
+@pytest.mark.parametrize(
+    "content,needle", [("{oops", "invalid JSON"), ('{"cleanupPeriodDays": 0}', "cleanupPeriodDays")]
+)
+def test_broken_claude_settings_keep_what_depends_on_them_and_change_nothing_else(
+    cache, root, jenv, now, content, needle
+):
     """A broken Claude Code settings file is not a janitor config error: every session whose window comes
     from Claude Code's settings is kept, with the file named; the run itself goes on (exit 0)."""
     (root / "settings.json").write_text(content)

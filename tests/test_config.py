@@ -16,8 +16,10 @@ from claude_janitor.model import Action, Window
 DAY = 86400.0
 
 
-@pytest.mark.parametrize("text,secs", [("30d", 30 * DAY), ("12h", 12 * 3600.0), ("90m", 5400.0),
-                                       ("45s", 45.0), ("2w", 14 * DAY), (" 1.5d ", 1.5 * DAY)])
+@pytest.mark.parametrize(
+    "text,secs",
+    [("30d", 30 * DAY), ("12h", 12 * 3600.0), ("90m", 5400.0), ("45s", 45.0), ("2w", 14 * DAY), (" 1.5d ", 1.5 * DAY)],
+)
 def test_durations(text, secs):
     assert parse_duration(text) == secs
 
@@ -41,7 +43,8 @@ def policy(text: str, tmp_path: Path, **kw):
 
 
 def test_full_config(tmp_path: Path):
-    pol = policy('''
+    pol = policy(
+        """
 retention = "14d"
 action = "delete"
 grace = "2h"
@@ -54,7 +57,9 @@ project = "/tmp/*"
 retention = "1d"
 action = "archive"
 keep_last = 0
-''', tmp_path)
+""",
+        tmp_path,
+    )
     assert pol.retention == Window(14 * DAY, f"janitor config {tmp_path / 'c.toml'}")
     assert pol.grace == 7200 and pol.keep_last == 3 and pol.action is Action.DELETE
     assert [r.pattern for r in pol.rules] == ["~/work/*", "/tmp/*"]
@@ -124,11 +129,17 @@ def test_project_settings_apply_to_project_but_managed_still_wins(tmp_path: Path
     assert project_window(base, str(proj)).seconds == 45 * DAY
 
 
-@pytest.mark.parametrize("content,msg", [("{", "invalid JSON"), ("[]", "JSON object"),
-                                         ('{"cleanupPeriodDays": 0}', "≥ 1"),
-                                         ('{"cleanupPeriodDays": -4}', "≥ 1"),
-                                         ('{"cleanupPeriodDays": "7"}', "whole number"),
-                                         ('{"cleanupPeriodDays": 2.5}', "whole number")])
+@pytest.mark.parametrize(
+    "content,msg",
+    [
+        ("{", "invalid JSON"),
+        ("[]", "JSON object"),
+        ('{"cleanupPeriodDays": 0}', "≥ 1"),
+        ('{"cleanupPeriodDays": -4}', "≥ 1"),
+        ('{"cleanupPeriodDays": "7"}', "whole number"),
+        ('{"cleanupPeriodDays": 2.5}', "whole number"),
+    ],
+)
 def test_broken_settings_refused(tmp_path: Path, jenv, content, msg):
     root = tmp_path / "claude"
     root.mkdir()

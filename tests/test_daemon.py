@@ -127,8 +127,21 @@ def test_a_removal_a_sweep_announced_is_awaited_for_the_patience_then_judged(mkd
     d.full_sweep()
     # A janitor sweep says it is about to delete it, and says nothing more (slow, or killed): the transcript
     # goes meanwhile. Its result is waited for, for GONE_PATIENCE of the daemon's clock.
-    audit_log(d.env).append([{"action": "delete", "phase": "intent", "session_id": a.session_id, "root": str(root),
-                              "project": a.project, "paths": [], "bytes": 0, "reason": "x", "result": "pending"}])
+    audit_log(d.env).append(
+        [
+            {
+                "action": "delete",
+                "phase": "intent",
+                "session_id": a.session_id,
+                "root": str(root),
+                "project": a.project,
+                "paths": [],
+                "bytes": 0,
+                "reason": "x",
+                "result": "pending",
+            }
+        ]
+    )
     a.paths[0].unlink()
     assert wait_for(lambda: bool(d.gone))
     d.judge_gone()
@@ -167,8 +180,7 @@ def test_deletions_by_others_are_audited_as_external_once(mkdaemon, root):
     d.full_sweep()
     d.judge_gone()
     ext = audit("external-delete")
-    assert [(r["session_id"], r["detected_by"]) for r in ext] == [(a.session_id, "watch"),
-                                                                  (b.session_id, "full scan")]
+    assert [(r["session_id"], r["detected_by"]) for r in ext] == [(a.session_id, "watch"), (b.session_id, "full scan")]
     d.full_sweep()
     d.judge_gone()
     assert len(audit("external-delete")) == 2
@@ -323,6 +335,7 @@ def test_a_broken_settings_file_keeps_what_depends_on_it_and_the_daemon_goes_on(
 
 # ---- settings, state, notification ---------------------------------------------------------------
 
+
 def test_load_settings(jenv, root):
     env = Env(roots=[root], dirs=janitor_dirs())
     write_config(jenv, 'sweep_interval = "6h"\n')
@@ -362,8 +375,11 @@ def test_shortest_expiry():
     assert work.shortest_expiry(Policy(grace=0)) == 86400.0  # Claude Code's window is at least a day
     assert work.shortest_expiry(Policy(grace=7200, retention=Window(60, "x"))) == 7200
     assert work.shortest_expiry(Policy(grace=0, retention=Window(None, "x"))) is None
-    pol = Policy(grace=0, retention=Window(None, "x"),
-                 rules=[Rule("/a/*", 600.0, retention_set=True), Rule("/b/*", None, retention_set=True)])
+    pol = Policy(
+        grace=0,
+        retention=Window(None, "x"),
+        rules=[Rule("/a/*", 600.0, retention_set=True), Rule("/b/*", None, retention_set=True)],
+    )
     assert work.shortest_expiry(pol) == 600.0
     assert work.uses_keep_last(Policy(rules=[Rule("/a", None, Action.DELETE, keep_last=2)]))
 
@@ -423,8 +439,9 @@ def test_plan_for_decides_like_a_full_sweep(jenv, root):
     for s in sessions:
         s.pinned, s.in_use = False, None
     again = work.plan_for(env, sessions, now, schedule.load_settings(env)[0])
-    assert [(d.session.key, d.action, d.reason, d.expires_at) for d in again.decisions] == \
-        [(d.session.key, d.action, d.reason, d.expires_at) for d in plan.decisions]
+    assert [(d.session.key, d.action, d.reason, d.expires_at) for d in again.decisions] == [
+        (d.session.key, d.action, d.reason, d.expires_at) for d in plan.decisions
+    ]
 
 
 def test_the_daemon_archives_when_the_action_is_archive(mkdaemon, root):

@@ -173,7 +173,8 @@ def told_to_stop(d: Daemon, child: int | None = None) -> bool:
     kill has returned the signal is pending there, and taken before the process looks at a test hook again."""
     out = d.output()
     return "stopping: the sweep in hand stops between sessions (told process" in out and (
-        child is None or f"(told process {child})" in out)
+        child is None or f"(told process {child})" in out
+    )
 
 
 def test_sigterm_mid_sweep_leaves_no_session_half_done(start, root, jenv, tmp_path):
@@ -212,6 +213,7 @@ def test_a_bad_config_stops_the_daemon_at_start(root, jenv):
 
 
 # ---- the full sweep's own process ----------------------------------------------------------------------
+
 
 def children(pid: int) -> list[int]:
     out: list[int] = []
@@ -388,6 +390,7 @@ def test_watchdog_pings_keep_flowing_during_a_full_sweep_of_a_10k_cache(root, je
     usec = 3_000_000  # systemd kills a service that stays silent this long
     d = Daemon(cache, dict(jenv, WATCHDOG_USEC=str(usec)), tmp_path, notify=True)
     try:
+
         def sweeping() -> bool:
             try:
                 return any("_daemon-full-sweep" in cmdline(k) for k in children(d.proc.pid))
@@ -403,8 +406,10 @@ def test_watchdog_pings_keep_flowing_during_a_full_sweep_of_a_10k_cache(root, je
         assert start is not None and end is not None, (got, d.output())
         pings = [t for t, m in got if m == "WATCHDOG=1" and start <= t <= end] + [end]
         gaps = [b - a for a, b in zip([start, *pings], pings, strict=False)]
-        assert max(gaps) < usec / 1e6, (f"no ping for {max(gaps):.1f} s during a {end - start:.1f} s full sweep",
-                                        d.output())
+        assert max(gaps) < usec / 1e6, (
+            f"no ping for {max(gaps):.1f} s during a {end - start:.1f} s full sweep",
+            d.output(),
+        )
         assert len(pings) > 1
         assert d.stop() == 0
     finally:
@@ -491,8 +496,9 @@ def test_a_recreated_projects_dir_and_a_late_claude_dir_are_watched_at_once(star
         shutil.rmtree(root / "projects")
         # The daemon notices, and rebuilds its index with a full sweep (which finds no projects/ to watch).
         done = 'Job "full sweep (projects/ removed)'
-        assert wait_for(lambda: done in d.output() and "executed successfully" in d.output().split(done, 1)[1],
-                        timeout=30), d.output()
+        assert wait_for(
+            lambda: done in d.output() and "executed successfully" in d.output().split(done, 1)[1], timeout=30
+        ), d.output()
         assert d.status()["watching"][str(root)] != "ok"
         g = make_session(root, "/w/a", time.time() - 600, side=False)  # projects/ made again, with a session
         assert wait_for(lambda: not g.paths[0].exists(), timeout=20), d.output()  # was: up to 600 s later
@@ -544,9 +550,24 @@ def test_the_daemons_own_log_file_is_rotated(root, jenv, tmp_path):
     (root / "projects").mkdir()
     log = tmp_path / "logs" / "daemon.log"
     log.parent.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root), "-v",
-                             "--log-file", str(log), "--log-max-bytes", "4096"], env=jenv,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "claude_janitor",
+            "daemon",
+            "--claude-dir",
+            str(root),
+            "-v",
+            "--log-file",
+            str(log),
+            "--log-max-bytes",
+            "4096",
+        ],
+        env=jenv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for i in range(400):  # each new session: a few debug lines
             make_session(root, f"/w/p{i % 9}", time.time() + 3600, side=False)

@@ -15,8 +15,16 @@ CWD = "/home/dev/app"
 ENC = "-home-dev-app"
 
 
-def session(root: Path, sid: str, age: float, now: float, *, entrypoint: str = "cli",
-            marker: tuple[str, float] | None = None, empty: bool = False) -> Path:
+def session(
+    root: Path,
+    sid: str,
+    age: float,
+    now: float,
+    *,
+    entrypoint: str = "cli",
+    marker: tuple[str, float] | None = None,
+    empty: bool = False,
+) -> Path:
     proj = root / "projects" / ENC
     proj.mkdir(parents=True, exist_ok=True)
     tr = proj / f"{sid}.jsonl"
@@ -24,8 +32,9 @@ def session(root: Path, sid: str, age: float, now: float, *, entrypoint: str = "
     if empty:
         tr.write_text("")
     else:
-        tr.write_text("".join(json.dumps({**record(sid, CWD, t - 60 + i, i), "entrypoint": entrypoint}) + "\n"
-                              for i in range(3)))
+        tr.write_text(
+            "".join(json.dumps({**record(sid, CWD, t - 60 + i, i), "entrypoint": entrypoint}) + "\n" for i in range(3))
+        )
     set_times(tr, t)
     if marker:
         m = proj / f"{sid}.desktop-released.json"
@@ -53,8 +62,11 @@ def test_desktop_sessions_follow_claude_codes_rule(root, jenv, now):
     session(root, sid(6), 60 * DAY, now, marker=("archive", 40 * DAY))  # its grace is over
     session(root, sid(7), 60 * DAY, now, empty=True)
     d = decisions(root, jenv, now)
-    assert d[sid(1)] == ("keep", "retention forever (Claude Code keeps desktop sessions: entrypoint "
-                                 "claude-desktop; desktopSessionCleanupPeriodDays not set: no ceiling)")
+    assert d[sid(1)] == (
+        "keep",
+        "retention forever (Claude Code keeps desktop sessions: entrypoint "
+        "claude-desktop; desktopSessionCleanupPeriodDays not set: no ceiling)",
+    )
     assert d[sid(2)][0] == "delete"
     assert d[sid(3)][0] == "keep" and "entrypoint local-agent" in d[sid(3)][1]
     assert d[sid(4)][0] == "delete"

@@ -47,7 +47,11 @@ def test_managed_policy_wins_key_by_key(root, jenv, now, policy_file):
     policy_file.write_text('retention = "60d"\n')
     d = decisions(root, now, jenv)
     assert {k: d[g.session_id]["decision"] for k, g in ss.items()} == {
-        "d10": "keep", "d40": "keep", "w40": "keep", "d100": "delete"}
+        "d10": "keep",
+        "d40": "keep",
+        "w40": "keep",
+        "d100": "delete",
+    }
     assert f"managed policy {policy_file}" in d[ss["d100"].session_id]["reason"]
     # The user's other keys still apply: their action, and their rules for projects the policy is silent on.
     write_config(jenv, 'retention = "7d"\n[[rule]]\nproject = "/home/dev/work/*"\nretention = "30d"\n')
@@ -75,7 +79,7 @@ def test_one_run_overrides_cannot_beat_the_managed_policy(root, jenv, now, polic
 def test_broken_policy_and_config_are_reported_together(root, jenv, now, policy_file):
     make_session(root, "/home/dev/app", now - 100 * DAY)
     policy_file.write_text('retention = "sixty days"\ngrase = "1h"\n')
-    write_config(jenv, 'keep_last = -1\n')
+    write_config(jenv, "keep_last = -1\n")
     p = run_cli(["sweep", "--claude-dir", str(root), "--now", str(now)], jenv)
     assert p.returncode == 2
     assert str(policy_file) in p.stderr and "did you mean 'grace'" in p.stderr
@@ -113,9 +117,9 @@ def parse_journal(data: bytes) -> dict[str, str]:
             fields[k.decode()] = v.decode()
             i = nl + 1
         else:
-            n = int.from_bytes(data[nl + 1:nl + 9], "little")
-            fields[line.decode()] = data[nl + 9:nl + 9 + n].decode()
-            assert data[nl + 9 + n:nl + 10 + n] == b"\n"
+            n = int.from_bytes(data[nl + 1 : nl + 9], "little")
+            fields[line.decode()] = data[nl + 9 : nl + 9 + n].decode()
+            assert data[nl + 9 + n : nl + 10 + n] == b"\n"
             i = nl + 10 + n
     return fields
 

@@ -74,8 +74,12 @@ os.rmdir(lock)
 
 
 def line(sid: str, t: float, text: str) -> str:
-    return json.dumps({"display": text, "pastedContents": {}, "timestamp": int(t * 1000), "project": "/w/p",
-                       "sessionId": sid}) + "\n"
+    return (
+        json.dumps(
+            {"display": text, "pastedContents": {}, "timestamp": int(t * 1000), "project": "/w/p", "sessionId": sid}
+        )
+        + "\n"
+    )
 
 
 def history(root: Path) -> list[str]:
@@ -87,8 +91,13 @@ def two(root: Path, now: float):
     """An expired session and a fresh one, each with prompt-history lines, interleaved in time."""
     old = make_session(root, "/w/p", now - 40 * DAY)
     new = make_session(root, "/w/p", now - 1 * DAY)
-    lines = [line(old.session_id, now - 45 * DAY, "old 1"), line(new.session_id, now - 44 * DAY, "new 1"),
-             line(old.session_id, now - 41 * DAY, "old 2"), "not json\n", line(new.session_id, now - DAY, "new 2")]
+    lines = [
+        line(old.session_id, now - 45 * DAY, "old 1"),
+        line(new.session_id, now - 44 * DAY, "new 1"),
+        line(old.session_id, now - 41 * DAY, "old 2"),
+        "not json\n",
+        line(new.session_id, now - DAY, "new 2"),
+    ]
     (root / "history.jsonl").write_text("".join(lines))
     os.chmod(root / "history.jsonl", 0o640)
     return old, new, lines
@@ -114,8 +123,13 @@ def test_removed_sessions_lines_go_while_claude_code_appends(root, jenv, now, tw
             return 0
 
     env = {**jenv, "JANITOR_TEST_PAUSE_AT": f"history-read:{hold}"}
-    sw = subprocess.Popen([sys.executable, "-m", "claude_janitor", *sweep_args(root, now)], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sw = subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", *sweep_args(root, now)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert wait_for(lambda: (hold / "history-read.reached").exists(), timeout=60)
         # Claude Code appends between the janitor's read and its taking the lock: those lines are kept.
@@ -135,8 +149,8 @@ def test_removed_sessions_lines_go_while_claude_code_appends(root, jenv, now, tw
     got = history(root)
     assert not any(old.session_id in x for x in got)
     want = [x for x in lines if old.session_id not in x]
-    assert got[:len(want)] == want  # the kept lines, unchanged and in order
-    live = [json.loads(x)["display"] for x in got[len(want):]]
+    assert got[: len(want)] == want  # the kept lines, unchanged and in order
+    live = [json.loads(x)["display"] for x in got[len(want) :]]
     assert live == [f"live {i}" for i in range(n)]  # every appended line, once, in order
     assert oct((root / "history.jsonl").stat().st_mode & 0o777) == oct(0o640)
     assert not (root / "history.jsonl.lock").exists()
@@ -151,8 +165,13 @@ def test_the_janitor_holds_the_lock_and_claude_code_waits(root, jenv, now, two, 
     hold = tmp_path / "hold"
     hold.mkdir()
     env = {**jenv, "JANITOR_TEST_PAUSE_AT": f"history-locked:{hold}"}
-    sw = subprocess.Popen([sys.executable, "-m", "claude_janitor", *sweep_args(root, now)], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sw = subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", *sweep_args(root, now)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     progress = tmp_path / "progress"
     app = None
     try:
@@ -180,8 +199,13 @@ def test_a_live_lock_is_waited_for_and_a_stale_one_taken_over(root, jenv, now, t
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), str(go)])
     try:
         assert wait_for(lambda: Path(str(go) + ".held").exists(), timeout=60)
-        sw = subprocess.Popen([sys.executable, "-m", "claude_janitor", *sweep_args(root, now)], env=jenv,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sw = subprocess.Popen(
+            [sys.executable, "-m", "claude_janitor", *sweep_args(root, now)],
+            env=jenv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert not wait_for(lambda: sw.poll() is not None, timeout=2.0)  # waiting for Claude Code's lock
         assert any(old.session_id in x for x in history(root))
         go.touch()  # Claude Code appends its line and releases the lock
@@ -220,9 +244,11 @@ def test_a_lock_held_too_long_keeps_the_file_and_says_why(root, jenv, now, two, 
     assert p.returncode == 0, p.stderr
     (h,) = doc["history"]
     assert h["result"].startswith("kept: history.jsonl.lock is held"), h
-    assert history(root)[:len(lines)] == lines  # nothing changed (the holder appended after)
-    recs = [json.loads(x) for x in (Path(jenv["XDG_STATE_HOME"]) / "claude-janitor" / "log" / "audit.jsonl")
-            .read_text().splitlines()]
+    assert history(root)[: len(lines)] == lines  # nothing changed (the holder appended after)
+    recs = [
+        json.loads(x)
+        for x in (Path(jenv["XDG_STATE_HOME"]) / "claude-janitor" / "log" / "audit.jsonl").read_text().splitlines()
+    ]
     res = [r for r in recs if r["action"] == "prune-history" and r["phase"] == "result"]
     assert res and res[0]["result"] == "kept" and "new 1" not in json.dumps(recs)
 

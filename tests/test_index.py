@@ -46,8 +46,14 @@ def test_due_next_due_and_removal(tmp_path: Path) -> None:
 
 def test_project_keys_timed_other_and_in_root(tmp_path: Path) -> None:
     ix = Index(tmp_path / "i.db")
-    ix.put([_e("a", last_activity=1.0), _e("b", last_activity=None), _e("c", project="q", last_activity=2.0),
-            _e("d", root="/s", last_activity=3.0)])
+    ix.put(
+        [
+            _e("a", last_activity=1.0),
+            _e("b", last_activity=None),
+            _e("c", project="q", last_activity=2.0),
+            _e("d", root="/s", last_activity=3.0),
+        ]
+    )
     assert ix.project_keys("/r", "p") == {("p", "a"), ("p", "b")}
     assert {e.session_id for e in ix.in_root("/r")} == {"a", "b", "c"}
     keys = {("/r", "p", "a"), ("/r", "q", "c")}
@@ -55,8 +61,10 @@ def test_project_keys_timed_other_and_in_root(tmp_path: Path) -> None:
     assert ix.timed_other(keys | {("/s", "p", "d")}) is None
     # The query plans use the indexes (no whole-table scan per wake-up or per disappeared session).
     db = sqlite3.connect(tmp_path / "i.db")
-    plan = " ".join(str(r) for r in db.execute("EXPLAIN QUERY PLAN SELECT * FROM sessions WHERE root=? AND "
-                                               "session_id=?", ("/r", "a")))
+    plan = " ".join(
+        str(r)
+        for r in db.execute("EXPLAIN QUERY PLAN SELECT * FROM sessions WHERE root=? AND session_id=?", ("/r", "a"))
+    )
     assert "sessions_sid" in plan
     db.close()
 
@@ -71,8 +79,7 @@ def test_replace_root_keeps_rows_the_watcher_touched_during_the_scan(tmp_path: P
 
 def test_keep_last_rows_are_woken_by_a_new_session(tmp_path: Path) -> None:
     ix = Index(tmp_path / "i.db")
-    ix.put([_e("kept", keep_last=True, due=None), _e("plain", due=None), _e("elsewhere", project="q",
-                                                                             keep_last=True)])
+    ix.put([_e("kept", keep_last=True, due=None), _e("plain", due=None), _e("elsewhere", project="q", keep_last=True)])
     assert ix.wake_keep_last("/r", "p", 42.0) == 1
     assert ix.get(("/r", "p", "kept")).due == 42.0
     assert ix.get(("/r", "p", "plain")).due is None
@@ -103,8 +110,10 @@ def test_a_corrupt_index_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
 def test_an_old_schema_is_dropped(tmp_path: Path) -> None:
     path = tmp_path / "i.db"
     db = sqlite3.connect(path)
-    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES "
-                     "('schema', '0'); CREATE TABLE sessions (x);")
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES "
+        "('schema', '0'); CREATE TABLE sessions (x);"
+    )
     db.close()
     assert Index(path).count() == 0
 
@@ -119,8 +128,7 @@ def test_rescan_gives_each_session_the_pieces_a_full_scan_gives(tmp_path: Path, 
         r = got[(s.project, s.session_id)]
         assert r is not None, s.session_id
         assert sorted(r.pieces, key=lambda p: p.rel) == sorted(s.pieces, key=lambda p: p.rel)
-        assert (r.last_record_time, r.project_path, r.unreadable) == (s.last_record_time, s.project_path,
-                                                                       s.unreadable)
+        assert (r.last_record_time, r.project_path, r.unreadable) == (s.last_record_time, s.project_path, s.unreadable)
     assert any(p.store == "session-file" for s in full.sessions for p in s.pieces)  # <id>.precompact.json…
     # Read alone, a session still gets all its pieces (its todos among many others').
     s = full.sessions[-1]
@@ -138,12 +146,18 @@ def test_rescan_reports_gone_sessions_and_orphans(tmp_path: Path, now: float) ->
     import shutil
 
     shutil.rmtree(orphan.paths[1])
-    got = rescan(str(root), [(g.project, g.session_id), ("", orphan.session_id),
-                             (g.project, "99999999-0000-0000-0000-000000000000"), ("nope", "x")])
+    got = rescan(
+        str(root),
+        [
+            (g.project, g.session_id),
+            ("", orphan.session_id),
+            (g.project, "99999999-0000-0000-0000-000000000000"),
+            ("nope", "x"),
+        ],
+    )
     assert got[(g.project, g.session_id)] is not None
     o = got[("", orphan.session_id)]
-    assert o is not None and {p.store for p in o.pieces} == {"file-history", "session-env", "tasks", "todos",
-                                                             "debug"}
+    assert o is not None and {p.store for p in o.pieces} == {"file-history", "session-env", "tasks", "todos", "debug"}
     assert got[(g.project, "99999999-0000-0000-0000-000000000000")] is None
     assert got[("nope", "x")] is None
     # Once a transcript for the orphan's id exists, the orphan is no longer a session of its own.

@@ -50,7 +50,7 @@ def test_live_stale_and_reused_pids(root, child):
 
 
 def test_a_record_from_another_pid_namespace_counts_as_live(root):
-    put(root, 2 ** 22 + 7, pidDomain="linux:someothermachine:pid:[1]", procStart="5")
+    put(root, 2**22 + 7, pidDomain="linux:someothermachine:pid:[1]", procStart="5")
     got = livesessions.read(str(root)).live[SID]
     assert "another machine or pid namespace" in got.reason
 

@@ -34,8 +34,11 @@ def test_a_sweep_writes_metrics_and_a_failed_one_keeps_the_last_success(root, je
     write_config(jenv, f'metrics_file = "{prom}"\nmax_delete_count = 2\n')
     old = [make_session(root, "/home/dev/app", now - 60 * DAY) for _ in range(2)]
     make_session(root, "/home/dev/app", now - 1 * DAY)
-    removed = sum(sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
-                  for g in old for p in g.paths)
+    removed = sum(
+        sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+        for g in old
+        for p in g.paths
+    )
     t0 = time.time()
     p = run_cli(["sweep", "--claude-dir", str(root), "--now", str(now)], jenv)
     assert p.returncode == 0, p.stderr
@@ -89,8 +92,9 @@ def test_the_daemon_writes_metrics_with_daemon_up(root, jenv, tmp_path):
     make_session(root, "/w/old", time.time() - 10 * DAY)
     d = Daemon(root, jenv, tmp_path)
     try:
-        assert wait_for(lambda: prom.exists() and "claude_janitor_daemon_up 1" in prom.read_text(), timeout=60), \
+        assert wait_for(lambda: prom.exists() and "claude_janitor_daemon_up 1" in prom.read_text(), timeout=60), (
             d.output()
+        )
         m = parse(prom.read_text())
         assert m['claude_janitor_last_sweep_success{kind="full"}'] == 1
         assert m['claude_janitor_sessions_acted{result="ok"}'] == 1

@@ -64,8 +64,10 @@ def test_last_activity_is_max_of_mtime_and_record_time():
 
 
 def test_forever_keeps_and_rules_match_by_glob_first_wins():
-    rules = [Rule("/home/*/secret*", 1 * DAY, Action.DELETE, retention_set=True, index=0),
-             Rule("/home/*", None, retention_set=True, index=1)]
+    rules = [
+        Rule("/home/*/secret*", 1 * DAY, Action.DELETE, retention_set=True, index=0),
+        Rule("/home/*", None, retention_set=True, index=1),
+    ]
     pol = Policy(rules=rules)
     d = one(sess(2 * DAY, path="/home/a/secret-proj"), pol)
     assert d.action is Action.DELETE and d.rule == "rule #1 (/home/*/secret*)"
@@ -88,12 +90,18 @@ def test_rule_action_overrides_default_action():
 
 
 def test_keep_last_per_project():
-    sessions = [sess(a * DAY, sid=f"s{a}") for a in (40, 50, 60, 70)] + \
-               [sess(45 * DAY, sid="other", project="-q", path="/q")]
+    sessions = [sess(a * DAY, sid=f"s{a}") for a in (40, 50, 60, 70)] + [
+        sess(45 * DAY, sid="other", project="-q", path="/q")
+    ]
     plan = decide(sessions, Policy(keep_last=2), NOW)
     got = {d.session.session_id: d.action for d in plan.decisions}
-    assert got == {"s40": Action.KEEP, "s50": Action.KEEP, "s60": Action.DELETE, "s70": Action.DELETE,
-                   "other": Action.KEEP}
+    assert got == {
+        "s40": Action.KEEP,
+        "s50": Action.KEEP,
+        "s60": Action.DELETE,
+        "s70": Action.DELETE,
+        "other": Action.KEEP,
+    }
     assert "keep_last" in next(d.reason for d in plan.decisions if d.session.session_id == "s50")
 
 
@@ -105,8 +113,10 @@ def test_rule_keep_last_overrides_global():
 
 
 def test_project_window_from_claude_settings_applies_to_that_project_only():
-    pol = Policy(claude_root_windows={"/r": Window(30 * DAY, "user")},
-                 claude_windows={("/r", "-p"): Window(5 * DAY, "project settings")})
+    pol = Policy(
+        claude_root_windows={"/r": Window(30 * DAY, "user")},
+        claude_windows={("/r", "-p"): Window(5 * DAY, "project settings")},
+    )
     assert one(sess(6 * DAY), pol).action is Action.DELETE
     assert one(sess(6 * DAY, project="-q", path="/q"), pol).action is Action.KEEP
 

@@ -34,8 +34,7 @@ def analyze(unit_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     run.mkdir(mode=0o700, exist_ok=True)
     env = dict(os.environ, XDG_RUNTIME_DIR=str(run), SYSTEMD_LOG_LEVEL="warning")
     units = sorted(str(p) for p in unit_dir.iterdir())
-    return subprocess.run([ANALYZE, "--user", "verify", *units], capture_output=True, text=True, env=env,
-                          timeout=60)
+    return subprocess.run([ANALYZE, "--user", "verify", *units], capture_output=True, text=True, env=env, timeout=60)
 
 
 def test_templates_are_real_files_with_placeholders() -> None:
@@ -53,8 +52,15 @@ def test_rendered_daemon_unit(setup: svc.Setup) -> None:
     root = setup.roots[0]
     assert f'--claude-dir "{str(root).replace("%", "%%")}"' in text
     assert f"ExecStart={setup.command[0]} daemon" in text
-    for line in ("Type=notify", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=read-only",
-                 "WantedBy=default.target", "RestartPreventExitStatus=2 3", "WatchdogSec=2min"):
+    for line in (
+        "Type=notify",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=read-only",
+        "WantedBy=default.target",
+        "RestartPreventExitStatus=2 3",
+        "WatchdogSec=2min",
+    ):
         assert line in text
     # pytest's tmp_path is under /tmp: a private /tmp would hide the cache and the state from the service.
     assert "PrivateTmp=no" in text and "PrivateTmp=yes" not in text
@@ -89,7 +95,8 @@ def test_systemd_analyze_verify_passes_on_the_rendered_units(setup: svc.Setup, t
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "claude-janitor.service").write_text(
-        svc.render_systemd(setup)["claude-janitor.service"].replace("Type=notify", "Type=notifyy"))
+        svc.render_systemd(setup)["claude-janitor.service"].replace("Type=notify", "Type=notifyy")
+    )
     p = analyze(bad, tmp_path)
     assert "notifyy" in p.stdout + p.stderr
 
@@ -97,19 +104,34 @@ def test_systemd_analyze_verify_passes_on_the_rendered_units(setup: svc.Setup, t
 def test_rendered_plists(setup: svc.Setup) -> None:
     data = plistlib.loads(svc.render_launchd(setup)["org.claude-janitor.daemon.plist"])
     assert data["Label"] == "org.claude-janitor.daemon"
-    assert data["ProgramArguments"] == [*setup.command, "daemon", "--claude-dir", str(setup.roots[0]),
-                                        "--log-file", str(setup.dirs.log / "daemon.log")]  # rotated by itself
+    assert data["ProgramArguments"] == [
+        *setup.command,
+        "daemon",
+        "--claude-dir",
+        str(setup.roots[0]),
+        "--log-file",
+        str(setup.dirs.log / "daemon.log"),
+    ]  # rotated by itself
     assert data["RunAtLoad"] is True and data["KeepAlive"] == {"SuccessfulExit": False}
     assert data["StandardErrorPath"] == str(setup.dirs.log / "daemon.log")
     setup.at = (22, 15)
     sweep = plistlib.loads(svc.render_launchd(setup, timer=True)["org.claude-janitor.sweep.plist"])
     assert sweep["Label"] == "org.claude-janitor.sweep"
     assert sweep["StartCalendarInterval"] == {"Hour": 22, "Minute": 15}
-    assert sweep["ProgramArguments"][len(setup.command):] == ["sweep", "--wait", "900", "--claude-dir",
-                                                              str(setup.roots[0])]
+    assert sweep["ProgramArguments"][len(setup.command) :] == [
+        "sweep",
+        "--wait",
+        "900",
+        "--claude-dir",
+        str(setup.roots[0]),
+    ]
     setup.command = ["/usr/bin/python3", "-m", "claude_janitor"]
-    assert plistlib.loads(svc.render_launchd(setup)["org.claude-janitor.daemon.plist"])[
-        "ProgramArguments"][:4] == ["/usr/bin/python3", "-m", "claude_janitor", "daemon"]
+    assert plistlib.loads(svc.render_launchd(setup)["org.claude-janitor.daemon.plist"])["ProgramArguments"][:4] == [
+        "/usr/bin/python3",
+        "-m",
+        "claude_janitor",
+        "daemon",
+    ]
 
 
 def test_sd_quote() -> None:
@@ -144,8 +166,12 @@ class Recorder:
 
 def test_private_tmp_is_kept_unless_a_path_is_under_tmp(setup: svc.Setup, monkeypatch) -> None:
     home = Path("/home/someone")
-    dirs = type(setup.dirs)(config=home / ".config/cj", state=home / ".local/state/cj",
-                            log=home / ".local/state/cj/log", data=home / ".local/share/cj")
+    dirs = type(setup.dirs)(
+        config=home / ".config/cj",
+        state=home / ".local/state/cj",
+        log=home / ".local/state/cj/log",
+        data=home / ".local/share/cj",
+    )
     elsewhere = svc.Setup(roots=[home / ".claude"], dirs=dirs, archive_dir=dirs.data / "archives")
     for k in svc.PASS_ENV:
         monkeypatch.delenv(k, raising=False)
@@ -164,16 +190,17 @@ def test_systemd_install_switch_and_uninstall(setup: svc.Setup, tmp_path: Path) 
     rec = Recorder()
     res = svc.install(setup, "systemd", runner=rec, unit_dir=units)
     assert [p.name for p in res.files] == ["claude-janitor.service"]
-    assert rec.calls == [["systemctl", "--user", "daemon-reload"],
-                         ["systemctl", "--user", "enable", "--now", "claude-janitor.service"]]
+    assert rec.calls == [
+        ["systemctl", "--user", "daemon-reload"],
+        ["systemctl", "--user", "enable", "--now", "claude-janitor.service"],
+    ]
     assert any("PrivateTmp=no" in line for line in res.lines)  # tmp_path is under /tmp: said, not hidden
     assert setup.dirs.state.is_dir() and setup.dirs.log.is_dir() and setup.archive_dir.is_dir()
     rec.calls.clear()
     svc.install(setup, "systemd", timer=True, runner=rec, unit_dir=units)  # the timer replaces the daemon
     assert rec.calls[0] == ["systemctl", "--user", "disable", "--now", "claude-janitor.service"]
     assert rec.calls[-1] == ["systemctl", "--user", "enable", "--now", "claude-janitor-sweep.timer"]
-    assert sorted(p.name for p in units.iterdir()) == ["claude-janitor-sweep.service",
-                                                        "claude-janitor-sweep.timer"]
+    assert sorted(p.name for p in units.iterdir()) == ["claude-janitor-sweep.service", "claude-janitor-sweep.timer"]
     st = svc.service_status("systemd", runner=Recorder(), unit_dir=units)
     assert len(st.files) == 2 and "enabled" in st.lines[0]
     rec.calls.clear()
@@ -210,8 +237,9 @@ def test_cli_prints_the_rendered_files(jenv, tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert f"daemon --claude-dir {root}" in p.stdout and "claude-janitor.service" in p.stderr
     assert "PrivateTmp=no" in p.stderr and str(root) in p.stderr
-    p = run_cli(["service", "install", "--launchd", "--timer", "--at", "01:02", "--print",
-                 "--claude-dir", str(root)], jenv)
+    p = run_cli(
+        ["service", "install", "--launchd", "--timer", "--at", "01:02", "--print", "--claude-dir", str(root)], jenv
+    )
     assert p.returncode == 0, p.stderr
     assert plistlib.loads(p.stdout.encode())["StartCalendarInterval"] == {"Hour": 1, "Minute": 2}
     assert not (Path(jenv["XDG_STATE_HOME"]) / "claude-janitor").exists()  # --print installs nothing

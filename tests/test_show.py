@@ -36,8 +36,12 @@ def test_show_tells_pieces_title_kind_decision_and_why(root, jenv, now):
     assert sum(pc["bytes"] for pc in s["pieces"]) == s["bytes"]
     steps = {r["step"]: r["detail"] for r in s["reasoning"]}
     assert steps["window"].startswith("20d, from cleanupPeriodDays") and steps["decision"].startswith("delete: ")
-    assert "title" not in json.loads(run_cli(args(root, now, "show", g.session_id, "--json", "--no-titles"),
-                                             jenv).stdout)["sessions"][0]
+    assert (
+        "title"
+        not in json.loads(run_cli(args(root, now, "show", g.session_id, "--json", "--no-titles"), jenv).stdout)[
+            "sessions"
+        ][0]
+    )
     # a matching rule is named, with its window
     g2 = make_session(root, "/home/dev/app", now - 25 * DAY, entrypoint="cli")
     out = run_cli(args(root, now, "show", g2.session_id), jenv).stdout

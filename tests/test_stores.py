@@ -54,34 +54,55 @@ class Stores:
             "plans": [put(root / "plans" / "brave-otter.md", old)],
             "debug": [put(root / "debug" / "mcp-foo.txt", old)],
             "todos": [put(root / "todos" / "stray.json", old)],
-            "session-leftovers": [putdir(root / "file-history" / "not-a-session", old),
-                                  putdir(root / "uploads" / "u1", old)],
+            "session-leftovers": [
+                putdir(root / "file-history" / "not-a-session", old),
+                putdir(root / "uploads" / "u1", old),
+            ],
             "backups": [put(root / "backups" / ".claude.json.backup.1", old)],
             "statsig": [put(root / "statsig" / "statsig.cached.evaluations.1", old)],
             "logs": [put(root / "logs" / "x.log", old)],
             "access-audit": [put(root / "access-audit" / "a.jsonl", old)],
-            "telemetry": [put(root / "telemetry" / "q" / "1.json", old), put(root / "traces" / "t.json", old),
-                          put(root / "startup-perf" / "s.txt", old)],
-            "usage-data": [put(root / "usage-data" / "facets" / "f.json", old),
-                           put(root / "usage-data" / "report.html", old)],
-            "feedback": [put(root / "feedback-bundles" / "b.zip", old),
-                         put(root / "feedback" / "drafts" / "d.json", old)],
+            "telemetry": [
+                put(root / "telemetry" / "q" / "1.json", old),
+                put(root / "traces" / "t.json", old),
+                put(root / "startup-perf" / "s.txt", old),
+            ],
+            "usage-data": [
+                put(root / "usage-data" / "facets" / "f.json", old),
+                put(root / "usage-data" / "report.html", old),
+            ],
+            "feedback": [
+                put(root / "feedback-bundles" / "b.zip", old),
+                put(root / "feedback" / "drafts" / "d.json", old),
+            ],
             "dump-prompts": [put(root / "dump-prompts" / "d.jsonl", now - 5 * DAY)],  # cap 3 days
             "file-transfers": [put(root / "file-transfers" / "f", now - 2 * DAY)],  # cap 1 day
-            "teams": [put(root / "teams" / "t1" / "inboxes" / "i.json", old),
-                      putdir(root / "teams" / "t2.deleted-0c5e8a6e-4a48-4f7e-8c4c-5d2f0a7d1e11", now - 2 * H)],
+            "teams": [
+                put(root / "teams" / "t1" / "inboxes" / "i.json", old),
+                putdir(root / "teams" / "t2.deleted-0c5e8a6e-4a48-4f7e-8c4c-5d2f0a7d1e11", now - 2 * H),
+            ],
             "fork-seeds": [put(root / "remote-control" / "fork-seeds" / "s.json", old)],
-            "caches": [put(root / "mcp-needs-auth-cache.json", old), put(root / "cache" / "model-access.json", old),
-                       put(root / "cache" / "model-catalog" / "m.json", old)],
+            "caches": [
+                put(root / "mcp-needs-auth-cache.json", old),
+                put(root / "cache" / "model-access.json", old),
+                put(root / "cache" / "model-catalog" / "m.json", old),
+            ],
             "tmp-files": [put(root / "history.jsonl.tmp.0123abcd", old)],
-            "project-files": [empty(root / "projects" / "-gone-project", now - 2 * H),
-                              put(root / "projects" / "-home-dev-x" / "bridge-pointer.json", old)],
-            "plugin-set-aside": [putdir(root / "plugins" / "data" / ".set-aside" /
-                                        "2026-08-01T00-00-00-000Z.0123456789ab", now - H * 2)],  # name: 51 days
+            "project-files": [
+                empty(root / "projects" / "-gone-project", now - 2 * H),
+                put(root / "projects" / "-home-dev-x" / "bridge-pointer.json", old),
+            ],
+            "plugin-set-aside": [
+                putdir(root / "plugins" / "data" / ".set-aside" / "2026-08-01T00-00-00-000Z.0123456789ab", now - H * 2)
+            ],  # name: 51 days
             "cli-logs": [put(cache / "errors" / "2026-08-01T00-00-00-000Z.txt", now - 2 * H)],
-            "tmp": [put(me / "cc-transcript-1.txt", old), putdir(me / "speculation", now - 5 * DAY),
-                    putdir(tmp / "claude-preview-x1y2z3", old), putdir(tmp / ("claude-paste-" + "a" * 32), old),
-                    putdir(me / "-home-dev-gone" / "0c5e8a6e-4a48-4f7e-8c4c-5d2f0a7d1e11", old)],  # of no session
+            "tmp": [
+                put(me / "cc-transcript-1.txt", old),
+                putdir(me / "speculation", now - 5 * DAY),
+                putdir(tmp / "claude-preview-x1y2z3", old),
+                putdir(tmp / ("claude-paste-" + "a" * 32), old),
+                putdir(me / "-home-dev-gone" / "0c5e8a6e-4a48-4f7e-8c4c-5d2f0a7d1e11", old),
+            ],  # of no session
         }
         self.kept: dict[str, list[Path]] = {
             "image-cache": [put(root / "image-cache" / "new.png", now - 10 * 60)],  # within grace (1h)
@@ -91,19 +112,30 @@ class Stores:
             "debug": [put(root / "debug" / "latest", old), put(root / "debug" / f"{self.live.session_id}.txt", old)],
             "dump-prompts": [put(root / "dump-prompts" / "e.jsonl", now - 2 * DAY)],
             "caches": [put(root / "cache" / "model-catalog" / "masked-ids.json", old)],
-            "plugin-set-aside": [putdir(root / "plugins" / "data" / ".set-aside" /
-                                        "2026-09-20T00-00-00-000Z.0123456789ab", old)],
-            "cli-logs": [put(cache / "mcp-logs-srv" / "2026-09-20T00-00-00-000Z.jsonl", old),
-                         put(cache / "errors" / "garbage.txt", old)],
-            "tmp": [putdir(tmp / "claude-pdf-x", old), put(me / "other.txt", old),
-                    putdir(tmp / "claude-preview-x1", old),  # not mkdtemp's 6 characters: not Claude Code's
-                    putdir(me / "-home-dev-x" / self.live.session_id, old)],  # its session is kept
+            "plugin-set-aside": [
+                putdir(root / "plugins" / "data" / ".set-aside" / "2026-09-20T00-00-00-000Z.0123456789ab", old)
+            ],
+            "cli-logs": [
+                put(cache / "mcp-logs-srv" / "2026-09-20T00-00-00-000Z.jsonl", old),
+                put(cache / "errors" / "garbage.txt", old),
+            ],
+            "tmp": [
+                putdir(tmp / "claude-pdf-x", old),
+                put(me / "other.txt", old),
+                putdir(tmp / "claude-preview-x1", old),  # not mkdtemp's 6 characters: not Claude Code's
+                putdir(me / "-home-dev-x" / self.live.session_id, old),
+            ],  # its session is kept
             "project-files": [empty(root / "projects" / "-just-started", now - 10 * 60)],  # within grace
             # never aged by Claude Code: never touched
-            "never": [put(root / "projects" / "-home-dev-x" / "memory" / "MEMORY.md", old),
-                      put(root / "settings.json", old, "{}"), put(root / ".credentials.json", old, "{}"),
-                      put(root / "history.jsonl", old, ""), put(root / "plugins" / "cache" / "p" / "x.js", old),
-                      put(root / "sessions" / "123.json", old, "{}"), put(root / "hfi-auth.json", old, "{}")],
+            "never": [
+                put(root / "projects" / "-home-dev-x" / "memory" / "MEMORY.md", old),
+                put(root / "settings.json", old, "{}"),
+                put(root / ".credentials.json", old, "{}"),
+                put(root / "history.jsonl", old, ""),
+                put(root / "plugins" / "cache" / "p" / "x.js", old),
+                put(root / "sessions" / "123.json", old, "{}"),
+                put(root / "hfi-auth.json", old, "{}"),
+            ],
         }
 
     def all_gone(self) -> list[Path]:
@@ -156,8 +188,7 @@ def test_another_claude_dir_leaves_the_users_cache_and_tmp_alone(root, jenv, now
 
 
 def test_overrides_and_forever(root, env_own, now):
-    write_config(env_own, '[stores]\npaste-cache = "7d"\nimage-cache = "1d"\nplans = "forever"\n'
-                          'debug = "3d"\n')
+    write_config(env_own, '[stores]\npaste-cache = "7d"\nimage-cache = "1d"\nplans = "forever"\ndebug = "3d"\n')
     paste = put(root / "paste-cache" / "ten-days.txt", now - 10 * DAY)
     paste_new = put(root / "paste-cache" / "five-days.txt", now - 5 * DAY)
     img = putdir(root / "image-cache" / "s1", now - 2 * H)
@@ -171,8 +202,10 @@ def test_overrides_and_forever(root, env_own, now):
     assert img.exists() and not img_old.exists()
     assert plan.exists() and not dbg.exists() and snap.exists()
     by = {d["store"]: d for d in doc["stores"]}
-    assert by["plans"]["kept"] == {"kept forever (stores.plans in janitor config "
-                                   f"{Path(env_own['XDG_CONFIG_HOME']) / 'claude-janitor' / 'config.toml'})": 1}
+    assert by["plans"]["kept"] == {
+        "kept forever (stores.plans in janitor config "
+        f"{Path(env_own['XDG_CONFIG_HOME']) / 'claude-janitor' / 'config.toml'})": 1
+    }
     assert "stores.paste-cache" in by["paste-cache"]["window_source"]
 
 
@@ -222,8 +255,12 @@ def test_one_audit_intent_and_result_per_store_without_names_or_content(root, je
     p = run_cli(["sweep", "--claude-dir", str(root), "--now", str(now)], jenv)
     assert p.returncode == 0, p.stderr
     recs = [r for r in audit_records(jenv) if r["action"] == "delete-store"]
-    assert [(r["store"], r["phase"]) for r in recs] == [("paste-cache", "intent"), ("paste-cache", "result"),
-                                                        ("plans", "intent"), ("plans", "result")]
+    assert [(r["store"], r["phase"]) for r in recs] == [
+        ("paste-cache", "intent"),
+        ("paste-cache", "result"),
+        ("plans", "intent"),
+        ("plans", "result"),
+    ]
     res = recs[1]
     assert (res["files"], res["removed"], res["bytes_removed"], res["result"]) == (2, 2, 22, "ok")
     text = (Path(jenv["XDG_STATE_HOME"]) / "claude-janitor" / "log" / "audit.jsonl").read_text()
@@ -240,8 +277,13 @@ def test_a_file_changed_between_the_check_and_its_removal_is_kept(root, jenv, no
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", "sweep", "--json", "--claude-dir", str(root),
-                             "--now", str(now)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", "sweep", "--json", "--claude-dir", str(root), "--now", str(now)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert wait_for(lambda: (hold / "store-before-remove.reached").exists(), timeout=60)
         with open(a, "a") as f:  # the first entry checked (sorted by name) changes after its check
@@ -289,8 +331,13 @@ def test_a_store_dir_swapped_for_a_symlink_after_the_scan_is_not_followed(root, 
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", "sweep", "--json", "--claude-dir", str(root),
-                             "--now", str(now)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", "sweep", "--json", "--claude-dir", str(root), "--now", str(now)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert wait_for(lambda: (hold / "after-plan.reached").exists(), timeout=60)
         os.rename(root / "paste-cache", root / "paste-cache.moved")
@@ -340,8 +387,13 @@ def test_an_empty_project_dir_that_gets_a_file_is_kept_with_it(root, jenv, now, 
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", "sweep", "--json", "--claude-dir", str(root),
-                             "--now", str(now)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", "sweep", "--json", "--claude-dir", str(root), "--now", str(now)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert wait_for(lambda: (hold / "store-before-remove.reached").exists(), timeout=60)
         (proj / "0c5e8a6e-4a48-4f7e-8c4c-5d2f0a7d1e11.jsonl").write_text("{}\n")  # Claude Code starts a session
@@ -367,9 +419,17 @@ def test_the_image_cache_of_a_running_session_is_kept(root, jenv, now):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         (root / "sessions").mkdir()
-        (root / "sessions" / f"{child.pid}.json").write_text(json.dumps(
-            {"pid": child.pid, "sessionId": sid, "kind": "interactive", "status": "idle",
-             "procStart": livesessions.proc_start(child.pid)}))
+        (root / "sessions" / f"{child.pid}.json").write_text(
+            json.dumps(
+                {
+                    "pid": child.pid,
+                    "sessionId": sid,
+                    "kind": "interactive",
+                    "status": "idle",
+                    "procStart": livesessions.proc_start(child.pid),
+                }
+            )
+        )
         mine = putdir(root / "image-cache" / sid, now - 5 * H)  # an idle session left open: no fresh times
         other = putdir(root / "image-cache" / "1f2e3d4c-0000-4000-8000-000000000000", now - 5 * H)
         p, doc = run_json(["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv)
@@ -387,8 +447,11 @@ def test_the_service_may_write_the_cli_logs_of_the_users_own_claude_dir(jenv, ro
     from claude_janitor.service import manager as svc
 
     logs = f"-{jenv['XDG_CACHE_HOME']}/claude-cli-nodejs"
-    rw = next(x for x in svc.render_systemd(svc.setup_for([root], janitor_dirs(), None))["claude-janitor.service"]
-              .splitlines() if x.startswith("ReadWritePaths="))
+    rw = next(
+        x
+        for x in svc.render_systemd(svc.setup_for([root], janitor_dirs(), None))["claude-janitor.service"].splitlines()
+        if x.startswith("ReadWritePaths=")
+    )
     assert logs not in rw  # another Claude dir: the user's cache dir is none of its business
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(root))
     unit = svc.render_systemd(svc.setup_for([root], janitor_dirs(), None))["claude-janitor.service"]
@@ -408,13 +471,20 @@ def test_a_running_daemon_ages_the_stores_in_its_full_sweep(root, jenv):
     old = put(root / "shell-snapshots" / "snapshot-bash-1.sh", now - 40 * DAY)
     new = put(root / "shell-snapshots" / "snapshot-bash-2.sh", now - 1 * DAY)
     (root / "projects").mkdir()
-    d = subprocess.Popen([sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root)], env=jenv,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    d = subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root)],
+        env=jenv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert wait_for(lambda: not old.exists() or d.poll() is not None, timeout=120)
         assert d.poll() is None and not old.exists() and new.exists()
-        assert wait_for(lambda: [r["phase"] for r in audit_records(jenv) if r["action"] == "delete-store"]
-                        == ["intent", "result"], timeout=60)
+        assert wait_for(
+            lambda: [r["phase"] for r in audit_records(jenv) if r["action"] == "delete-store"] == ["intent", "result"],
+            timeout=60,
+        )
     finally:
         d.send_signal(signal.SIGTERM)
         try:

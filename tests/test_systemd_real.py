@@ -34,11 +34,17 @@ CONTAINER_DROP_IN = "[Service]\nProtectKernelTunables=no\nProtectKernelLogs=no\n
 class Manager:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
-        script = ("mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/system "
-                  f"&& exec {SYSTEMD} --user")
+        script = (
+            "mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/system "
+            f"&& exec {SYSTEMD} --user"
+        )
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def run(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         # --wd: entering a mount namespace moves to its root; `python -m janitor` must run from here
@@ -77,11 +83,12 @@ def manager(jenv: dict[str, str]) -> Iterator[Manager]:
     env.pop("DBUS_SESSION_BUS_ADDRESS", None)
     m = Manager(env)
     try:
-        if not wait_for(lambda: (run / "systemd" / "private").exists() or m.proc.poll() is not None, timeout=30) \
-                or m.proc.poll() is not None:
+        if (
+            not wait_for(lambda: (run / "systemd" / "private").exists() or m.proc.poll() is not None, timeout=30)
+            or m.proc.poll() is not None
+        ):
             pytest.skip(f"could not start a private systemd --user manager: {m.output().strip()[-300:]}")
-        if not wait_for(lambda: m.systemctl("is-system-running").stdout.strip() in ("running", "degraded"),
-                        timeout=30):
+        if not wait_for(lambda: m.systemctl("is-system-running").stdout.strip() in ("running", "degraded"), timeout=30):
             pytest.skip(f"the private systemd --user manager did not come up: {m.output().strip()[-300:]}")
         yield m
     finally:
@@ -96,8 +103,9 @@ def manager(jenv: dict[str, str]) -> Iterator[Manager]:
         shutil.rmtree(run, ignore_errors=True)
 
 
-def test_the_daemon_as_a_real_systemd_user_service(manager: Manager, jenv: dict[str, str], root: Path,
-                                                   tmp_path: Path) -> None:
+def test_the_daemon_as_a_real_systemd_user_service(
+    manager: Manager, jenv: dict[str, str], root: Path, tmp_path: Path
+) -> None:
     m = manager
     unit = "claude-janitor.service"
     write_config(jenv, 'retention = "1h"\ngrace = "0s"\n')
@@ -108,8 +116,10 @@ def test_the_daemon_as_a_real_systemd_user_service(manager: Manager, jenv: dict[
 
     p = m.janitor("service", "install", "--claude-dir", str(root))
     if p.returncode != 0 and "226/NAMESPACE" in m.systemctl("status", unit).stdout:
-        print("this machine cannot set up ProtectKernelTunables/ProtectKernelLogs (a container): "
-              "set off in a drop-in for this test")
+        print(
+            "this machine cannot set up ProtectKernelTunables/ProtectKernelLogs (a container): "
+            "set off in a drop-in for this test"
+        )
         (units / f"{unit}.d").mkdir(parents=True)
         (units / f"{unit}.d" / "container.conf").write_text(CONTAINER_DROP_IN)
         m.systemctl("daemon-reload")
@@ -127,8 +137,7 @@ def test_the_daemon_as_a_real_systemd_user_service(manager: Manager, jenv: dict[
     st = m.janitor("status", "--json")
     assert st.returncode == 0 and json.loads(st.stdout)["running"]
     pid = json.loads(st.stdout)["pid"]
-    props = m.show(unit, "MainPID", "WatchdogUSec", "WatchdogTimestampMonotonic", "StatusText", "NRestarts",
-                   "Type")
+    props = m.show(unit, "MainPID", "WatchdogUSec", "WatchdogTimestampMonotonic", "StatusText", "NRestarts", "Type")
     assert props["Type"] == "notify" and int(props["MainPID"]) == pid
     assert props["WatchdogUSec"] == "2min" and int(props["WatchdogTimestampMonotonic"]) > 0  # pinged
     assert props["NRestarts"] == "0"
@@ -142,8 +151,14 @@ def test_the_daemon_as_a_real_systemd_user_service(manager: Manager, jenv: dict[
     assert active() and int(m.show(unit, "MainPID")["MainPID"]) == pid
 
     # A second service on the same Claude dir (another state dir) exits 3 and is not restarted every 30 s.
-    twin = (units / unit).read_text().replace(f"Environment=XDG_STATE_HOME={Path(jenv['XDG_STATE_HOME'])}",
-                                              f"Environment=XDG_STATE_HOME={tmp_path / 'twin-state'}")
+    twin = (
+        (units / unit)
+        .read_text()
+        .replace(
+            f"Environment=XDG_STATE_HOME={Path(jenv['XDG_STATE_HOME'])}",
+            f"Environment=XDG_STATE_HOME={tmp_path / 'twin-state'}",
+        )
+    )
     assert f"XDG_STATE_HOME={tmp_path / 'twin-state'}" in twin
     (tmp_path / "twin-state").mkdir()
     twin = twin.replace("[Service]\n", f"[Service]\nReadWritePaths={tmp_path / 'twin-state'}\n", 1)
@@ -154,8 +169,10 @@ def test_the_daemon_as_a_real_systemd_user_service(manager: Manager, jenv: dict[
     m.systemctl("start", "claude-janitor-twin.service")
     twin_props = lambda: m.show("claude-janitor-twin.service", "ActiveState", "ExecMainStatus", "Result")  # noqa: E731
     assert wait_for(lambda: twin_props()["ActiveState"] in ("failed", "inactive"), timeout=30), (
-        twin_props(), m.run("journalctl", "--user", "-u", "claude-janitor-twin.service").stdout,
-        m.systemctl("status", "claude-janitor-twin.service").stdout)
+        twin_props(),
+        m.run("journalctl", "--user", "-u", "claude-janitor-twin.service").stdout,
+        m.systemctl("status", "claude-janitor-twin.service").stdout,
+    )
     assert twin_props()["ExecMainStatus"] == "3" and twin_props()["Result"] == "exit-code"
     assert active()
 

@@ -47,20 +47,31 @@ def user(sid: str, cwd: str, t: float, i: int, text, entrypoint: str = "cli", **
 
 # ---- titles -------------------------------------------------------------------------------------------
 
+
 def test_title_is_the_first_real_prompt_not_meta_commands_or_tool_results(root, jenv, now):
     g = make_session(root, "/home/dev/app", now - 40 * DAY, side=False)
     sid, cwd, t = g.session_id, g.cwd, now - 40 * DAY
-    rewrite(transcript(root, g), [
-        {"type": "queue-operation", "operation": "dequeue", "timestamp": "2026-01-01T00:00:00Z", "sessionId": sid},
-        {"type": "file-history-snapshot", "messageId": "m", "snapshot": {}},
-        user(sid, cwd, t, 0, "<local-command-caveat>Caveat: The messages below were generated…</local-command-caveat>",
-             isMeta=True),
-        user(sid, cwd, t, 1, "<command-name>/clear</command-name><command-message>clear</command-message>"),
-        user(sid, cwd, t, 2, [{"type": "tool_result", "tool_use_id": "x", "content": "ls output"}]),
-        user(sid, cwd, t, 3, "sidechain task", isSidechain=True),
-        user(sid, cwd, t, 4, [{"type": "text", "text": "  Port the  parser\nto Rust  "}]),
-        record(sid, cwd, t, 5, "assistant", "ok", "cli"),
-    ], t)
+    rewrite(
+        transcript(root, g),
+        [
+            {"type": "queue-operation", "operation": "dequeue", "timestamp": "2026-01-01T00:00:00Z", "sessionId": sid},
+            {"type": "file-history-snapshot", "messageId": "m", "snapshot": {}},
+            user(
+                sid,
+                cwd,
+                t,
+                0,
+                "<local-command-caveat>Caveat: The messages below were generated…</local-command-caveat>",
+                isMeta=True,
+            ),
+            user(sid, cwd, t, 1, "<command-name>/clear</command-name><command-message>clear</command-message>"),
+            user(sid, cwd, t, 2, [{"type": "tool_result", "tool_use_id": "x", "content": "ls output"}]),
+            user(sid, cwd, t, 3, "sidechain task", isSidechain=True),
+            user(sid, cwd, t, 4, [{"type": "text", "text": "  Port the  parser\nto Rust  "}]),
+            record(sid, cwd, t, 5, "assistant", "ok", "cli"),
+        ],
+        t,
+    )
     _, doc = run_json(args(root, now, "report", "--format", "json"), jenv)
     s = by_id(doc)[sid]
     assert s["title"] == "Port the parser to Rust" and s["title_source"] == "first prompt"
@@ -69,14 +80,21 @@ def test_title_is_the_first_real_prompt_not_meta_commands_or_tool_results(root, 
 
 def test_claude_codes_own_title_wins_file_then_custom_then_ai_then_summary(root, jenv, now):
     t = now - 40 * DAY
-    gs = [make_session(root, "/home/dev/app", t, side=False, entrypoint="cli", prompts=["first prompt"])
-          for _ in range(4)]
+    gs = [
+        make_session(root, "/home/dev/app", t, side=False, entrypoint="cli", prompts=["first prompt"]) for _ in range(4)
+    ]
     append(transcript(root, gs[0]), {"type": "summary", "summary": "Compacted: parser work", "leafUuid": "u1"})
-    append(transcript(root, gs[1]), {"type": "summary", "summary": "older summary"},
-           {"type": "ai-title", "aiTitle": "Parser port to Rust", "sessionId": gs[1].session_id})
-    append(transcript(root, gs[2]), {"type": "ai-title", "aiTitle": "AI title", "sessionId": gs[2].session_id},
-           {"type": "custom-title", "customTitle": "old name", "sessionId": gs[2].session_id},
-           {"type": "custom-title", "customTitle": "my rename", "sessionId": gs[2].session_id})
+    append(
+        transcript(root, gs[1]),
+        {"type": "summary", "summary": "older summary"},
+        {"type": "ai-title", "aiTitle": "Parser port to Rust", "sessionId": gs[1].session_id},
+    )
+    append(
+        transcript(root, gs[2]),
+        {"type": "ai-title", "aiTitle": "AI title", "sessionId": gs[2].session_id},
+        {"type": "custom-title", "customTitle": "old name", "sessionId": gs[2].session_id},
+        {"type": "custom-title", "customTitle": "my rename", "sessionId": gs[2].session_id},
+    )
     d = root / "projects" / gs[3].project / gs[3].session_id
     d.mkdir()
     (d / "custom-title.json").write_text(json.dumps({"customTitle": "from the sidecar"}))
@@ -91,9 +109,17 @@ def test_claude_codes_own_title_wins_file_then_custom_then_ai_then_summary(root,
 
 def test_kinds_from_entrypoint(root, jenv, now):
     t = now - 2 * DAY
-    eps = {"cli": "interactive", "sdk-cli": "headless", "sdk-py": "sdk", "sdk-ts": "sdk",
-           "claude-desktop": "desktop", "claude-vscode": "interactive", "mcp": "headless", None: "unknown",
-           "something-new": "unknown"}
+    eps = {
+        "cli": "interactive",
+        "sdk-cli": "headless",
+        "sdk-py": "sdk",
+        "sdk-ts": "sdk",
+        "claude-desktop": "desktop",
+        "claude-vscode": "interactive",
+        "mcp": "headless",
+        None: "unknown",
+        "something-new": "unknown",
+    }
     gs = {ep: make_session(root, "/home/dev/app", t, side=False, entrypoint=ep) for ep in eps}
     orphan = root / "file-history" / "0c8e8a53-9f3e-4a2b-8b59-1d2f6b0a7c11"
     orphan.mkdir(parents=True)
@@ -120,8 +146,12 @@ def test_titles_are_terminal_safe_cut_and_left_out_with_no_titles(root, jenv, no
     assert len(by_id(doc)[g.session_id]["title"]) <= 200
     md = run_cli(args(root, now, "report", "--format", "markdown"), jenv).stdout
     assert "red evil line two" in md
-    for extra in (["report"], ["report", "--format", "markdown"], ["report", "--format", "json"],
-                  ["sweep", "--dry-run", "--json"]):
+    for extra in (
+        ["report"],
+        ["report", "--format", "markdown"],
+        ["report", "--format", "json"],
+        ["sweep", "--dry-run", "--json"],
+    ):
         p = run_cli(args(root, now, *extra, "--no-titles"), jenv)
         assert p.returncode == 0, p.stderr
         assert "evil" not in p.stdout and "TITLE" not in p.stdout and "Title" not in p.stdout, extra
@@ -129,8 +159,9 @@ def test_titles_are_terminal_safe_cut_and_left_out_with_no_titles(root, jenv, no
 
 
 def test_titles_never_reach_the_audit_log(root, jenv, now):
-    g = make_session(root, "/home/dev/app", now - 40 * DAY, entrypoint="sdk-cli",
-                     prompts=["SECRET-PROMPT-TEXT deploy with token"])
+    g = make_session(
+        root, "/home/dev/app", now - 40 * DAY, entrypoint="sdk-cli", prompts=["SECRET-PROMPT-TEXT deploy with token"]
+    )
     append(transcript(root, g), {"type": "ai-title", "aiTitle": "SECRET-AI-TITLE", "sessionId": g.session_id})
     import os
 
@@ -148,19 +179,38 @@ def test_head_read_is_bounded_and_hostile_heads_are_skipped(root, jenv, now):
     t = now - 40 * DAY
     far = make_session(root, "/home/dev/app", t, side=False)  # the first prompt only after 200 KiB of records
     sid, cwd = far.session_id, far.cwd
-    rewrite(transcript(root, far), [
-        *[{"type": "attachment", "entrypoint": "cli", "pad": "y" * 1000} for _ in range(200)],
-        user(sid, cwd, t, 0, "too far to be read"), record(sid, cwd, t, 1, "assistant", "ok", "cli")], t)
+    rewrite(
+        transcript(root, far),
+        [
+            *[{"type": "attachment", "entrypoint": "cli", "pad": "y" * 1000} for _ in range(200)],
+            user(sid, cwd, t, 0, "too far to be read"),
+            record(sid, cwd, t, 1, "assistant", "ok", "cli"),
+        ],
+        t,
+    )
     huge = make_session(root, "/home/dev/app", t, side=False)  # one 1 MiB first prompt: cut, still a title
-    rewrite(transcript(root, huge), [
-        user(huge.session_id, cwd, t, 0, "Summarise this log: " + "é\\\"x" * 300_000, entrypoint="sdk-cli"),
-        record(huge.session_id, cwd, t, 1, "assistant", "ok", "sdk-cli")], t)
+    rewrite(
+        transcript(root, huge),
+        [
+            user(huge.session_id, cwd, t, 0, "Summarise this log: " + 'é\\"x' * 300_000, entrypoint="sdk-cli"),
+            record(huge.session_id, cwd, t, 1, "assistant", "ok", "sdk-cli"),
+        ],
+        t,
+    )
     bad = make_session(root, "/home/dev/app", t, side=False)
-    rewrite(transcript(root, bad), [
-        b"\xff\xfe garbage\n", b"[" * 100_000 + b"\n", b'{"type":"user","message":{"content":' + b"[" * 5000 + b"\n",
-        json.dumps({"type": "user", "message": "not a dict", "entrypoint": 5}).encode() + b"\n",
-        json.dumps({"type": "user", "message": {"content": [1, None, {"type": "text", "text": 7}]}}).encode() + b"\n",
-        record(bad.session_id, cwd, t, 1, "assistant", "ok")], t)
+    rewrite(
+        transcript(root, bad),
+        [
+            b"\xff\xfe garbage\n",
+            b"[" * 100_000 + b"\n",
+            b'{"type":"user","message":{"content":' + b"[" * 5000 + b"\n",
+            json.dumps({"type": "user", "message": "not a dict", "entrypoint": 5}).encode() + b"\n",
+            json.dumps({"type": "user", "message": {"content": [1, None, {"type": "text", "text": 7}]}}).encode()
+            + b"\n",
+            record(bad.session_id, cwd, t, 1, "assistant", "ok"),
+        ],
+        t,
+    )
     p, doc = run_json(args(root, now, "report", "--format", "json"), jenv)
     s = by_id(doc)
     assert s[sid]["title"] is None and s[sid]["kind"] == "interactive"  # not read past the head's 8 KiB
@@ -172,32 +222,46 @@ def test_head_read_is_bounded_and_hostile_heads_are_skipped(root, jenv, now):
 
 # ---- replied ----------------------------------------------------------------------------------------
 
+
 def test_replied_is_a_human_prompt_after_the_first(root, jenv, now):
     t = now - 10 * DAY
     cwd = "/home/dev/app"
     runs = {}
-    for name, later in (("alone", []), ("resumed by script", [("sdk-cli", "next step")]),
-                        ("stepped in", [("cli", "no, do it differently")]),
-                        ("vscode", [("claude-vscode", "looks good, continue")])):
+    for name, later in (
+        ("alone", []),
+        ("resumed by script", [("sdk-cli", "next step")]),
+        ("stepped in", [("cli", "no, do it differently")]),
+        ("vscode", [("claude-vscode", "looks good, continue")]),
+    ):
         g = make_session(root, cwd, t, side=False)
-        recs = [user(g.session_id, cwd, t, 0, "nightly: triage", "sdk-cli"),
-                record(g.session_id, cwd, t, 1, "assistant", "done", "sdk-cli")]
+        recs = [
+            user(g.session_id, cwd, t, 0, "nightly: triage", "sdk-cli"),
+            record(g.session_id, cwd, t, 1, "assistant", "done", "sdk-cli"),
+        ]
         for i, (ep, text) in enumerate(later, 2):
-            recs += [user(g.session_id, cwd, t, 2 * i, text, ep),
-                     record(g.session_id, cwd, t, 2 * i + 1, "assistant", "ok", ep)]
+            recs += [
+                user(g.session_id, cwd, t, 2 * i, text, ep),
+                record(g.session_id, cwd, t, 2 * i + 1, "assistant", "ok", ep),
+            ]
         rewrite(transcript(root, g), recs, t)
         runs[name] = g.session_id
     _, doc = run_json(args(root, now, "report", "--format", "json"), jenv)
     s = by_id(doc)
     assert {n: s[sid]["replied"] for n, sid in runs.items()} == {
-        "alone": False, "resumed by script": False, "stepped in": True, "vscode": True}
+        "alone": False,
+        "resumed by script": False,
+        "stepped in": True,
+        "vscode": True,
+    }
     assert all(s[sid]["kind"] == "headless" for sid in runs.values())
-    row = next(line for line in run_cli(args(root, now, "report"), jenv).stdout.splitlines()
-               if runs["stepped in"] in line)
+    row = next(
+        line for line in run_cli(args(root, now, "report"), jenv).stdout.splitlines() if runs["stepped in"] in line
+    )
     assert "headless (-p), replied" in row
 
 
 # ---- rules by kind, entrypoint, replied ------------------------------------------------------------
+
 
 def test_rules_by_kind_entrypoint_and_replied_with_keep_last_per_rule(root, jenv, now):
     cwd = "/home/dev/app"
@@ -206,10 +270,17 @@ def test_rules_by_kind_entrypoint_and_replied_with_keep_last_per_rule(root, jenv
     sdk = make_session(root, cwd, now - 10 * DAY, side=False, entrypoint="sdk-py")
     other = make_session(root, "/home/dev/other", now - 10 * DAY, side=False, entrypoint="sdk-cli")
     stepped = make_session(root, cwd, now - 9 * DAY, side=False)
-    rewrite(transcript(root, stepped), [
-        user(stepped.session_id, cwd, now - 9 * DAY, 0, "nightly", "sdk-cli"),
-        user(stepped.session_id, cwd, now - 9 * DAY, 2, "wait, also check the logs", "cli")], now - 9 * DAY)
-    write_config(jenv, """
+    rewrite(
+        transcript(root, stepped),
+        [
+            user(stepped.session_id, cwd, now - 9 * DAY, 0, "nightly", "sdk-cli"),
+            user(stepped.session_id, cwd, now - 9 * DAY, 2, "wait, also check the logs", "cli"),
+        ],
+        now - 9 * DAY,
+    )
+    write_config(
+        jenv,
+        """
 retention = "30d"
 [[rule]]
 replied = true            # automated runs someone stepped into: kept like conversations
@@ -221,13 +292,16 @@ keep_last = 2
 [[rule]]
 entrypoint = "sdk-*"
 retention = "1d"
-""")
+""",
+    )
     p, doc = run_json(args(root, now, "report", "--format", "json"), jenv)
     s = by_id(doc)
     assert [s[g.session_id]["decision"] for g in interactive] == ["keep"] * 3
     assert [s[g.session_id]["decision"] for g in headless] == ["keep", "keep", "delete", "delete", "delete"]
-    assert "most recent sessions of its project under rule #2 (project /home/dev/app, kind headless) (keep_last)" \
+    assert (
+        "most recent sessions of its project under rule #2 (project /home/dev/app, kind headless) (keep_last)"
         in s[headless[0].session_id]["reason"]
+    )
     assert s[headless[4].session_id]["rule"] == "rule #2 (project /home/dev/app, kind headless)"
     assert (s[sdk.session_id]["decision"], s[sdk.session_id]["rule"]) == ("delete", "rule #3 (entrypoint sdk-*)")
     # another project's headless run is not under rule #2: the entrypoint rule takes it
@@ -241,7 +315,9 @@ retention = "1d"
 
 def test_bad_rules_are_refused_with_clear_errors_and_doctor_lists_them(root, jenv, now):
     g = make_session(root, "/home/dev/app", now - 90 * DAY, side=False, entrypoint="sdk-cli")
-    write_config(jenv, """
+    write_config(
+        jenv,
+        """
 [[rule]]
 kind = "headles"
 retention = "3d"
@@ -254,7 +330,8 @@ entrypoint = 5
 [[rule]]
 project = "/x"
 kinds = "sdk"
-""")
+""",
+    )
     p = run_cli(args(root, now, "sweep"), jenv)
     assert p.returncode == 2
     err = p.stderr

@@ -42,13 +42,16 @@ def records(action: str) -> list[dict]:
 
 def test_delete_moves_sessions_into_the_trash_by_rename_and_undo_puts_them_back(root, jenv, now):
     write_config(jenv, 'trash = "7d"\n')
-    old = [make_session(root, "/home/dev/app", now - 40 * DAY, entrypoint="sdk-cli", prompts=[f"run {i}"])
-           for i in range(3)]
+    old = [
+        make_session(root, "/home/dev/app", now - 40 * DAY, entrypoint="sdk-cli", prompts=[f"run {i}"])
+        for i in range(3)
+    ]
     new = make_session(root, "/home/dev/app", now - 1 * DAY)
     before = tree(root)
     t = json.loads(run_cli(args(root, now, "report", "--format", "json"), jenv).stdout)["totals"]
     assert t["bytes_reclaimable"] == 0 and t["bytes_to_trash"] == sum(
-        sum(f.stat().st_size for f in [p, *p.rglob("*")] if f.is_file()) for g in old for p in g.paths)
+        sum(f.stat().st_size for f in [p, *p.rglob("*")] if f.is_file()) for g in old for p in g.paths
+    )
     p = run_cli(args(root, now, "sweep"), jenv)
     assert p.returncode == 0, p.stderr
     assert "go to the trash: not freed until purged after 7d" in p.stdout
@@ -152,8 +155,16 @@ def test_trash_on_another_filesystem_falls_back_to_archive(root, jenv, now, tmp_
         assert s["result"] == "ok" and s["archive"].endswith(".tar.zst") and "trash" not in s
         assert "is on another filesystem than" in s["error"] and "archived instead" in s["error"]
         assert not g.paths[0].exists() and Path(s["archive"]).exists()
-        p = run_cli(["undo", "--claude-dir", str(root), "--config", str(Path(jenv["XDG_CONFIG_HOME"]) /
-                                                                          "claude-janitor" / "config.toml")], jenv)
+        p = run_cli(
+            [
+                "undo",
+                "--claude-dir",
+                str(root),
+                "--config",
+                str(Path(jenv["XDG_CONFIG_HOME"]) / "claude-janitor" / "config.toml"),
+            ],
+            jenv,
+        )
         assert p.returncode == 0, p.stdout + p.stderr
         assert g.paths[0].exists()
     finally:

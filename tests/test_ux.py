@@ -32,13 +32,14 @@ def args(root: Path, now: float, *more: str) -> list[str]:
 
 # ---- report ------------------------------------------------------------------------------------
 
+
 def test_report_table_puts_projects_first_most_reclaimable_on_top(cache, root, jenv, now):
     p = run_cli(args(root, now, "report"), jenv)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("PROJECT"))
     assert "RECLAIMABLE" in lines[head] and "SESSIONS" in lines[head]
-    overview = lines[head + 1:head + 1 + 4]
+    overview = lines[head + 1 : head + 1 + 4]
     _, doc = run_json(args(root, now, "report", "--format", "json"), jenv)
     by_project = doc["totals"]["by_project"]
     expected = sorted(by_project, key=lambda k: (-by_project[k]["bytes_reclaimable"], -by_project[k]["bytes"], k))
@@ -81,6 +82,7 @@ def test_markdown_report_is_pasteable(root, jenv, now):
 
 # ---- du ----------------------------------------------------------------------------------------
 
+
 def test_du_shows_each_store_with_what_a_sweep_would_reclaim(cache, root, jenv, now):
     big = root / "debug" / f"{cache[0].session_id}.txt"
     big.write_bytes(b"x" * 300_000)
@@ -89,8 +91,16 @@ def test_du_shows_each_store_with_what_a_sweep_would_reclaim(cache, root, jenv, 
     assert p.returncode == 0, p.stderr
     (r,) = doc["roots"]
     stores = {s["store"]: s for s in r["stores"]}
-    assert {"projects", "debug", "file-history", "todos", "tasks", "session-env", "shell-snapshots",
-            "history.jsonl"} <= set(stores)
+    assert {
+        "projects",
+        "debug",
+        "file-history",
+        "todos",
+        "tasks",
+        "session-env",
+        "shell-snapshots",
+        "history.jsonl",
+    } <= set(stores)
     # Bytes match the files on disk, store by store.
     for name in ("debug", "file-history", "todos"):
         files = [f for f in (root / name).rglob("*") if f.is_file()]
@@ -99,8 +109,11 @@ def test_du_shows_each_store_with_what_a_sweep_would_reclaim(cache, root, jenv, 
     # Reclaimable per store is what the plan would remove from that store.
     _, plan = run_json(args(root, now, "report", "--format", "json"), jenv)
     gone = [s for s in plan["sessions"] if s["decision"] != "keep"]
-    want = sum((root / "debug" / f"{s['session_id']}.txt").stat().st_size for s in gone
-               if (root / "debug" / f"{s['session_id']}.txt").exists())
+    want = sum(
+        (root / "debug" / f"{s['session_id']}.txt").stat().st_size
+        for s in gone
+        if (root / "debug" / f"{s['session_id']}.txt").exists()
+    )
     assert stores["debug"]["reclaimable"] == want
     assert r["reclaimable_bytes"] == plan["totals"]["bytes_reclaimable"]
     assert stores["history.jsonl"]["reclaimable"] == 0 and not stores["history.jsonl"]["per_session"]
@@ -122,16 +135,17 @@ def test_du_table_and_report_stores_agree(cache, root, jenv, now):
 
 # ---- doctor ------------------------------------------------------------------------------------
 
+
 def test_doctor_says_where_each_value_comes_from(cache, root, jenv, now, tmp_path):
     cfg = write_config(jenv, 'retention = "7d"\ngrace = "2h"\n')
     policy = tmp_path / "policy.toml"
     policy.write_text('retention = "90d"\n')
     managed = Path(jenv["CLAUDE_JANITOR_MANAGED_DIR"])
     managed.mkdir()
-    (managed / "managed-settings.json").write_text(json.dumps({"cleanupPeriodDays": 14,
-                                                               "env": {"DISABLE_TELEMETRY": "1"}}))
-    (root / "settings.json").write_text(json.dumps({"cleanupPeriodDays": 60,
-                                                    "env": {"DISABLE_BUG_COMMAND": "true"}}))
+    (managed / "managed-settings.json").write_text(
+        json.dumps({"cleanupPeriodDays": 14, "env": {"DISABLE_TELEMETRY": "1"}})
+    )
+    (root / "settings.json").write_text(json.dumps({"cleanupPeriodDays": 60, "env": {"DISABLE_BUG_COMMAND": "true"}}))
     (root / ".last-cleanup").write_text("")
     set_times(root / ".last-cleanup", now - 3 * 3600)
     env = {**jenv, "CLAUDE_JANITOR_POLICY": str(policy), "DISABLE_ERROR_REPORTING": "1"}
@@ -148,7 +162,9 @@ def test_doctor_says_where_each_value_comes_from(cache, root, jenv, now, tmp_pat
     assert c["cleanup_window"] == "14d" and c["cleanup_managed"] is True
     assert str(managed / "managed-settings.json") in c["cleanup_source"]
     assert {s["file"]: s.get("cleanupPeriodDays") for s in c["settings"]} == {
-        str(root / "settings.json"): 60, str(managed / "managed-settings.json"): 14}
+        str(root / "settings.json"): 60,
+        str(managed / "managed-settings.json"): 14,
+    }
     lc = c["last_cleanup"]
     assert lc["last_run"] == pytest.approx(now - 3 * 3600) and "skipped by Claude Code for another 21h" in lc["status"]
     priv = {x["name"]: x for x in c["privacy"]}
@@ -167,13 +183,17 @@ def test_doctor_finds_project_overrides_and_broken_files(root, jenv, now, tmp_pa
     (proj / ".claude").mkdir(parents=True)
     (proj / ".claude" / "settings.json").write_text('{"cleanupPeriodDays": 3}')
     make_session(root, str(proj), now - DAY)
-    env = {**jenv, "CLAUDE_JANITOR_POLICY": str(tmp_path / "none.toml"),
-           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+    env = {
+        **jenv,
+        "CLAUDE_JANITOR_POLICY": str(tmp_path / "none.toml"),
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
     p, doc = run_json(args(root, now, "doctor", "--json"), env)
     assert p.returncode == 0, p.stderr
     (c,) = doc["claude"]
-    assert c["project_overrides"] == [{"project": str(proj), "file": str(proj / ".claude" / "settings.json"),
-                                       "cleanupPeriodDays": 3}]
+    assert c["project_overrides"] == [
+        {"project": str(proj), "file": str(proj / ".claude" / "settings.json"), "cleanupPeriodDays": 3}
+    ]
     assert c["last_cleanup"]["last_run"] is None
     assert all(x["state"] == "on" for x in c["privacy"])  # implied by NONESSENTIAL_TRAFFIC
     (root / "settings.json").write_text('{"cleanupPeriodDays": 0}')
@@ -186,6 +206,7 @@ def test_doctor_finds_project_overrides_and_broken_files(root, jenv, now, tmp_pa
 
 
 # ---- pins --------------------------------------------------------------------------------------
+
 
 def test_pin_protects_a_session_until_unpinned(root, jenv, now):
     old = make_session(root, "/home/dev/p", now - 90 * DAY)
@@ -213,8 +234,15 @@ def test_pin_rejects_non_ids_and_concurrent_pins_all_land(jenv):
     p = run_cli(["pin", "../../etc/passwd"], jenv)
     assert p.returncode == 2 and "is not a session id" in p.stderr
     ids = [f"{i:08x}-0000-4000-8000-000000000000" for i in range(6)]
-    procs = [subprocess.Popen([sys.executable, "-m", "claude_janitor", "pin", sid], env=jenv,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for sid in ids]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "claude_janitor", "pin", sid],
+            env=jenv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for sid in ids
+    ]
     assert all(pr.wait(60) == 0 for pr in procs)
     assert run_cli(["pin"], jenv).stdout.split() == sorted(ids)
     pins_dir = Path(jenv["XDG_STATE_HOME"]) / "claude-janitor"
@@ -223,11 +251,17 @@ def test_pin_rejects_non_ids_and_concurrent_pins_all_land(jenv):
 
 # ---- progress ----------------------------------------------------------------------------------
 
+
 def run_on_tty(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
     """Run the CLI with stderr on a pseudo-terminal (stdout a pipe); returns (code, stdout, tty text)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=slave, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+    )
     os.close(slave)
     chunks = []
     while True:

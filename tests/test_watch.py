@@ -152,7 +152,8 @@ def test_elsewhere_watchdog_reports_the_same_changes(tmp_path: Path) -> None:
         assert not [c for c in sink.changes if "subagents" in c.rel]
         # watchdog handles a queue overflow itself and only logs it, with exactly this message.
         logging.getLogger("watchdog.observers.inotify_c").warning(
-            "Inotify queue overflowed; filesystem events were lost")
+            "Inotify queue overflowed; filesystem events were lost"
+        )
         assert sink.overflows == 1
     finally:
         w.stop()
@@ -248,8 +249,10 @@ def test_a_burst_is_handed_over_once_per_debounce_one_change_per_path(tmp_path: 
         assert batches == []  # the debounce is not over: nothing handed over yet
         clock.gate.set()
         assert wait_for(lambda: len(batches) >= 1)
-        assert sorted((c.kind, c.rel) for c in batches[0]) == [("write", "projects/p/s.jsonl"),
-                                                               ("write", "projects/p/u.jsonl")]
+        assert sorted((c.kind, c.rel) for c in batches[0]) == [
+            ("write", "projects/p/s.jsonl"),
+            ("write", "projects/p/u.jsonl"),
+        ]
     finally:
         clock.gate.set()
         w.stop()

@@ -14,8 +14,13 @@ from claude_janitor.audit.records import INTERRUPTED, RECONCILED
 def _target(r: dict[str, Any]) -> tuple[Any, ...]:
     """What an intent and its result are about (an archive's result also names the archive it made)."""
     by_archive = r.get("action") in ("prune-archive", "restore")
-    return (r.get("action"), r.get("root"), r.get("session_id"), r.get("store"),
-            r.get("archive") if by_archive else None)
+    return (
+        r.get("action"),
+        r.get("root"),
+        r.get("session_id"),
+        r.get("store"),
+        r.get("archive") if by_archive else None,
+    )
 
 
 def open_intents(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
@@ -40,9 +45,16 @@ def outcome_record(intent: dict[str, Any], exists: Callable[[str], bool]) -> dic
     """The honest result for an intent whose sweep died: what is on disk now."""
     if intent.get("action") == "delete-store":  # its intent counts files, it does not list them
         rec: dict[str, Any] = {k: intent[k] for k in ("action", "store", "root", "place") if k in intent}
-        rec.update({"phase": "result", "result": INTERRUPTED, "found": "unknown", "intent_seq": intent["seq"],
-                    "note": "the run that recorded this intent ended (killed or crashed) before its result; "
-                            "the intent does not list the files, so how many went is not known"})
+        rec.update(
+            {
+                "phase": "result",
+                "result": INTERRUPTED,
+                "found": "unknown",
+                "intent_seq": intent["seq"],
+                "note": "the run that recorded this intent ended (killed or crashed) before its result; "
+                "the intent does not list the files, so how many went is not known",
+            }
+        )
         return rec
     if intent.get("action") == "prune-archive":
         paths = [str(intent.get("archive"))]
@@ -52,11 +64,16 @@ def outcome_record(intent: dict[str, Any], exists: Callable[[str], bool]) -> dic
     found = "present" if paths and len(there) == len(paths) else "gone" if not there else "partly"
     rec = {k: intent[k] for k in ("action", "session_id", "root", "project", "paths", "archive") if k in intent}
     rec = dict(rec)
-    rec.update({"phase": "result", "result": INTERRUPTED, "found": found, "intent_seq": intent["seq"],
-                "note": "the run that recorded this intent ended (killed or crashed) before its result; "
-                        f"found {found} on disk afterwards"})
+    rec.update(
+        {
+            "phase": "result",
+            "result": INTERRUPTED,
+            "found": found,
+            "intent_seq": intent["seq"],
+            "note": "the run that recorded this intent ended (killed or crashed) before its result; "
+            f"found {found} on disk afterwards",
+        }
+    )
     if found == "partly":
         rec["left"] = there
     return rec
-
-

@@ -108,11 +108,15 @@ class AuditLog:
         """The anchor, then the head (which says the anchor exists, so a deleted anchor is noticed)."""
         anchored = False
         if self.anchor is not None:
-            write_atomic(self.anchor, json.dumps({"log": str(self.path), "seq": seq, "hash": h}) + "\n",
-                         hook="audit-anchor")
+            write_atomic(
+                self.anchor, json.dumps({"log": str(self.path), "seq": seq, "hash": h}) + "\n", hook="audit-anchor"
+            )
             anchored = True
-        write_atomic(self.head_path, json.dumps({"seq": seq, "hash": h, "settled": settled,
-                                                 "anchored": anchored}) + "\n", hook="audit-head")
+        write_atomic(
+            self.head_path,
+            json.dumps({"seq": seq, "hash": h, "settled": settled, "anchored": anchored}) + "\n",
+            hook="audit-head",
+        )
 
     def _append_locked(self, records: list[dict[str, Any]], settled: int | None) -> list[dict[str, Any]]:
         head = read_mark(self.head_path)
@@ -167,9 +171,14 @@ class AuditLog:
             torn = os.pread(fd, size - end, end)
             os.ftruncate(fd, end)
             os.fsync(fd)
-            notes.append(self._note(INTERRUPTED, f"an append was cut off mid-record: {len(torn)} bytes set "
-                                    "aside", dropped_bytes=len(torn),
-                                    dropped_sha256=hashlib.sha256(torn).hexdigest()))
+            notes.append(
+                self._note(
+                    INTERRUPTED,
+                    f"an append was cut off mid-record: {len(torn)} bytes set aside",
+                    dropped_bytes=len(torn),
+                    dropped_sha256=hashlib.sha256(torn).hexdigest(),
+                )
+            )
             size = end
         return seq, prev, notes, size
 
@@ -196,23 +205,26 @@ class AuditLog:
         name = self.path.with_name(f"{self.path.name}.{first:012d}")
         return None if os.path.lexists(name) else (name, first)
 
-    def _rotate(self, name: Path, first: int, seq: int, prev: str, rotated: list[Path],
-                pruned: list[Path]) -> list[dict[str, Any]]:
+    def _rotate(
+        self, name: Path, first: int, seq: int, prev: str, rotated: list[Path], pruned: list[Path]
+    ) -> list[dict[str, Any]]:
         """Rename the (closed) live log to ``name``: the rotate and prune notes. Files beyond ``keep`` go into
         ``pruned`` (removed by the caller once the notes are durable)."""
         os.rename(self.path, name)
         testhooks.point("audit-rotated")
         fsync_dir(self.path.parent)
         rotated.append(name)
-        notes: list[dict[str, Any]] = [{"action": ROTATE, "file": name.name, "first": first, "last": seq,
-                                        "last_hash": prev}]
+        notes: list[dict[str, Any]] = [
+            {"action": ROTATE, "file": name.name, "first": first, "last": seq, "last_hash": prev}
+        ]
         if self.compress:
             rotated = self._compress(rotated)
         return notes + self._prune_notes(rotated, pruned)
 
     @staticmethod
-    def _write_records(fd: int, records: list[dict[str, Any]], seq: int,
-                       prev: str) -> tuple[list[dict[str, Any]], int, str]:
+    def _write_records(
+        fd: int, records: list[dict[str, Any]], seq: int, prev: str
+    ) -> tuple[list[dict[str, Any]], int, str]:
         """Chain ``records`` after (seq, prev), write them and fsync: (the records as written, last seq, hash)."""
         out = []
         lines = []
@@ -226,7 +238,7 @@ class AuditLog:
         if lines:
             data = memoryview(("\n".join(lines) + "\n").encode())
             while data:  # in pieces, so the crash tests can kill it between two (a torn record)
-                data = data[os.write(fd, data[:WRITE_CHUNK]):]
+                data = data[os.write(fd, data[:WRITE_CHUNK]) :]
                 testhooks.point("audit-write")
             os.fsync(fd)
         return out, seq, prev
@@ -235,8 +247,7 @@ class AuditLog:
     def _note(problem: str, detail: str, **extra: Any) -> dict[str, Any]:
         return {"action": RECOVERY, "problem": problem, "detail": detail, **extra}
 
-    def _check_mark(self, mark: dict[str, Any] | None | str, what: str, seq: int, prev: str
-                    ) -> list[dict[str, Any]]:
+    def _check_mark(self, mark: dict[str, Any] | None | str, what: str, seq: int, prev: str) -> list[dict[str, Any]]:
         """Compare a head (or the anchor) with where the log really ends (seq, prev)."""
         if mark is None:
             if seq == 0:
@@ -251,12 +262,26 @@ class AuditLog:
             return []
         if ms < seq:
             if self._hash_at(ms) == mh:
-                return [self._note(INTERRUPTED, f"the {what} said #{ms} but the log ends at #{seq}: the last "
-                                   "append was interrupted before its head was updated")]
-            return [self._note(TAMPERED, f"the {what} said #{ms} with a hash the log's record #{ms} does not "
-                               "have (the log was edited)")]
-        return [self._note(TAMPERED, f"the {what} said #{ms} but the log ends at #{seq}: records were cut "
-                           "off the end, or the log was replaced")]
+                return [
+                    self._note(
+                        INTERRUPTED,
+                        f"the {what} said #{ms} but the log ends at #{seq}: the last "
+                        "append was interrupted before its head was updated",
+                    )
+                ]
+            return [
+                self._note(
+                    TAMPERED,
+                    f"the {what} said #{ms} with a hash the log's record #{ms} does not have (the log was edited)",
+                )
+            ]
+        return [
+            self._note(
+                TAMPERED,
+                f"the {what} said #{ms} but the log ends at #{seq}: records were cut "
+                "off the end, or the log was replaced",
+            )
+        ]
 
     def _hash_at(self, seq: int) -> str | None:
         if seq == 0:
@@ -287,7 +312,7 @@ class AuditLog:
         if not self.keep or len(rotated) <= self.keep:
             return []
         notes = []
-        for p in rotated[:len(rotated) - self.keep]:
+        for p in rotated[: len(rotated) - self.keep]:
             t = file_tail(p)
             if t is None:
                 continue
@@ -315,8 +340,11 @@ class AuditLog:
             recs = (r for r in iter_chain(self.path) if isinstance(r.get("seq"), int) and r["seq"] > start)
             todo, last = open_intents(recs)
             keep_roots = None if roots is None else set(roots)
-            mine = [r for r in todo if keep_roots is None or r.get("action") == "prune-archive"
-                    or r.get("root") in keep_roots]
+            mine = [
+                r
+                for r in todo
+                if keep_roots is None or r.get("action") == "prune-archive" or r.get("root") in keep_roots
+            ]
             others = [r["seq"] for r in todo if r not in mine]
             settled = (min(others) - 1) if others else max(last, start)
             out = [outcome_record(r, exists) for r in mine]
@@ -328,5 +356,3 @@ class AuditLog:
 
             forward(self.sinks, written)
         return [r for r in written if r.get("phase") == "result"]
-
-

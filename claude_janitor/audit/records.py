@@ -113,7 +113,7 @@ def tail_of(fd: int, size: int) -> tuple[bytes | None, int]:
             continue
         start = buf.rfind(b"\n", 0, end)
         if start >= 0 or pos == 0:
-            return buf[start + 1:end], pos + end + 1
+            return buf[start + 1 : end], pos + end + 1
     return None, 0
 
 

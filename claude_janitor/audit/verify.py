@@ -84,8 +84,11 @@ class _Chain:
             self.pruned[rec["last"]] = str(rec.get("last_hash"))
         if rec.get("action") == RECOVERY:
             if rec.get("problem") == TAMPERED:
-                raise _Broken(f"{at}: record #{n}: the janitor found this log tampered with before this record: "
-                              f"{rec.get('detail')}", n)
+                raise _Broken(
+                    f"{at}: record #{n}: the janitor found this log tampered with before this record: "
+                    f"{rec.get('detail')}",
+                    n,
+                )
             self.notes.append(f"#{n}: recovered after a crash ({rec.get('detail')})")
 
     def check_rotation(self, oldest_file: Path) -> None:
@@ -95,8 +98,11 @@ class _Chain:
             return
         start = first["seq"] - 1
         if self.pruned.get(start) != first.get("prev"):
-            raise _Broken(f"{oldest_file}: the oldest record kept is #{first['seq']}, but no audit-prune record "
-                          f"says records up to #{start} were rotated out (older files removed)", self.n)
+            raise _Broken(
+                f"{oldest_file}: the oldest record kept is #{first['seq']}, but no audit-prune record "
+                f"says records up to #{start} were rotated out (older files removed)",
+                self.n,
+            )
         self.notes.append(f"records #1–#{start} were rotated out (audit-prune)")
 
 
@@ -124,16 +130,24 @@ def _check_marks(path: Path, head_path: Path, head: Any, anchor: Path | None, an
         if what == "anchor" and mark.get("log") not in (None, str(path)):
             continue  # the anchor of another log (a --file given by hand)
         if mark["seq"] > n:
-            raise _Broken(f"{path}: log ends at record #{n} but the {what} ({where}) says #{mark['seq']}: "
-                          "records were cut off the end, the log was replaced, or the " + what + " was edited", n)
+            raise _Broken(
+                f"{path}: log ends at record #{n} but the {what} ({where}) says #{mark['seq']}: "
+                "records were cut off the end, the log was replaced, or the " + what + " was edited",
+                n,
+            )
         if mark["seq"] not in c.hashes and mark["seq"] >= (c.first["seq"] if c.first else 1):
             c.hashes[mark["seq"]] = ""
         if c.hashes.get(mark["seq"], mark["hash"]) != mark["hash"]:
-            raise _Broken(f"{path}: record #{mark['seq']} is not the one the {what} ({where}) recorded: the log "
-                          "was rewritten (edited and re-chained)", n)
+            raise _Broken(
+                f"{path}: record #{mark['seq']} is not the one the {what} ({where}) recorded: the log "
+                "was rewritten (edited and re-chained)",
+                n,
+            )
         if mark["seq"] < n and what == "head":
-            c.notes.append(f"the last append (records #{mark['seq'] + 1}–#{n}) was interrupted before its head "
-                           "was updated; the next append records that")
+            c.notes.append(
+                f"the last append (records #{mark['seq'] + 1}–#{n}) was interrupted before its head "
+                "was updated; the next append records that"
+            )
     if anchor is not None and anc is None and isinstance(head, dict) and head.get("anchored"):
         raise _Broken(f"{anchor}: the anchor is missing (deleted) though the head says it was written", n)
     if anc == "broken":
@@ -160,8 +174,10 @@ def verify(path: Path, anchor: Path | None = None) -> tuple[bool, str, int]:
     except _Broken as e:
         return False, e.message, e.n
     if c.torn:
-        c.notes.append(f"an append was interrupted mid-record ({c.torn} bytes after record #{c.n}); "
-                       "the next append sets them aside")
+        c.notes.append(
+            f"an append was interrupted mid-record ({c.torn} bytes after record #{c.n}); "
+            "the next append sets them aside"
+        )
     msg = f"{path}: {c.n} records, chain intact"
     if len(files) > 1:
         msg += f" across {len(files)} files"

@@ -33,20 +33,22 @@ class InUse:
             for r, prefix in real:
                 if not path.startswith(prefix):
                     continue
-                parts = path[len(prefix):].split("/")
+                parts = path[len(prefix) :].split("/")
                 depth = 3 if parts[0] == "projects" else 2
                 for d in range(1, min(depth, len(parts)) + 1):
                     out[(r, "/".join(parts[:d]))] = reason
         return out
 
-    def why(self, session: Session, by_piece: dict[tuple[str, str], str], *, recheck: bool = False
-            ) -> str | None:
+    def why(self, session: Session, by_piece: dict[tuple[str, str], str], *, recheck: bool = False) -> str | None:
         """Why ``session`` is in use, or None. ``recheck``: right before acting, look at Claude Code's
         registry again if it changed since it was read (one stat otherwise)."""
         reg = self.registries.get(session.root)
         if reg is not None:
-            live = livesessions.still_live(reg, session.session_id) if recheck else reg.live.get(
-                canonical_id(session.session_id))
+            live = (
+                livesessions.still_live(reg, session.session_id)
+                if recheck
+                else reg.live.get(canonical_id(session.session_id))
+            )
             if live is not None:
                 return live.reason
         for p in session.pieces:

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-TODO_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
-                     r"(?:-agent-[^/]*)?\.json$")
+TODO_RE = re.compile(
+    r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+    r"(?:-agent-[^/]*)?\.json$"
+)
 DEBUG_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\.txt$")
 DIR_STORES = ("file-history", "session-env", "tasks")
 NEVER_TOUCHED = {"memory"}  # projects/<enc>/memory/: Claude Code's auto-memory
@@ -26,8 +28,15 @@ NEVER_TOUCHED = {"memory"}  # projects/<enc>/memory/: Claude Code's auto-memory
 # SIBLING_SUFFIXES, each also as a ".tmp.<8 hex>" copy, and <id>.jsonl.compact.tmp.* / <id>.jsonl.superseded-*
 # (a compaction's or a rewrite's leftovers). Keyed by id elsewhere: DIR_STORES/<id>/,
 # todos/<id>[-agent-*].json, debug/<id>.txt.
-SIBLING_SUFFIXES = (".ccr-tip.json", ".precompact.json", ".desktop-released.json", ".dir-sync.json",
-                    ".dir-sync-empty.json", ".cloud-worktrees.json", ".cast")
+SIBLING_SUFFIXES = (
+    ".ccr-tip.json",
+    ".precompact.json",
+    ".desktop-released.json",
+    ".dir-sync.json",
+    ".dir-sync-empty.json",
+    ".cloud-worktrees.json",
+    ".cast",
+)
 _TMP_COPY_RE = re.compile(r"\.tmp\.[0-9a-f]{8}$")
 _TRANSCRIPT_LEFTOVER_RE = re.compile(r"^(.+)\.jsonl\.(?:compact\.tmp\..+|superseded-.+)$", re.S)
 SIBLING = "session-file"  # the store of a file beside the transcript
@@ -41,7 +50,7 @@ def sibling_id(name: str) -> str | None:
     base = _TMP_COPY_RE.sub("", name)
     for suf in SIBLING_SUFFIXES:
         if base.endswith(suf) and len(base) > len(suf):
-            return base[:-len(suf)]
+            return base[: -len(suf)]
     return None
 
 
@@ -68,6 +77,7 @@ def piece_owner(rel: str, is_dir: bool) -> tuple[str, str, str] | None:
     if store == "debug" and not is_dir and (m := DEBUG_RE.match(name)):
         return "", m.group(1), store
     return None
+
 
 # ---- stores beyond sessions ---------------------------------------------------------------------------
 # What Claude Code 2.1.328's own cleanup ages outside sessions (../shared/CLAUDE-CODE-CLEANUP.md), as data:
@@ -109,71 +119,159 @@ class StoreFamily:
 
 _TMP_NAMES = r"cc-transcript-.*\.txt|auto-mode-builtins-.*\.md|cache-break-.*"
 STORE_FAMILIES: tuple[StoreFamily, ...] = (
-    StoreFamily("image-cache", "config", "pasted images (Claude Code wipes them at every start)",
-                (Selector(("image-cache",), r".+", "any", age="none"),)),
-    StoreFamily("paste-cache", "config", "pasted text over 1 KiB (named in history.jsonl)",
-                (Selector(("paste-cache",), r".+\.txt"),)),
-    StoreFamily("shell-snapshots", "config", "shell environment snapshots",
-                (Selector(("shell-snapshots",), r".+\.sh"),)),
+    StoreFamily(
+        "image-cache",
+        "config",
+        "pasted images (Claude Code wipes them at every start)",
+        (Selector(("image-cache",), r".+", "any", age="none"),),
+    ),
+    StoreFamily(
+        "paste-cache",
+        "config",
+        "pasted text over 1 KiB (named in history.jsonl)",
+        (Selector(("paste-cache",), r".+\.txt"),),
+    ),
+    StoreFamily(
+        "shell-snapshots", "config", "shell environment snapshots", (Selector(("shell-snapshots",), r".+\.sh"),)
+    ),
     StoreFamily("plans", "config", "plan-mode plans", (Selector(("plans",), r".+\.md"),)),
-    StoreFamily("debug", "config", "debug logs of no session (debug/latest is kept)",
-                (Selector(("debug",), r".+", exempt=frozenset({"latest"})),)),
+    StoreFamily(
+        "debug",
+        "config",
+        "debug logs of no session (debug/latest is kept)",
+        (Selector(("debug",), r".+", exempt=frozenset({"latest"})),),
+    ),
     StoreFamily("todos", "config", "todo lists of no session", (Selector(("todos",), r".+", "any"),)),
-    StoreFamily("session-leftovers", "config",
-                "file-history/, session-env/, tasks/, uploads/, shares/ folders of no session",
-                tuple(Selector((d,), r".+", "dir") for d in ("file-history", "session-env", "tasks", "uploads",
-                                                             "shares"))),
+    StoreFamily(
+        "session-leftovers",
+        "config",
+        "file-history/, session-env/, tasks/, uploads/, shares/ folders of no session",
+        tuple(Selector((d,), r".+", "dir") for d in ("file-history", "session-env", "tasks", "uploads", "shares")),
+    ),
     StoreFamily("backups", "config", "backups of Claude Code's config", (Selector(("backups",), r".+"),)),
     StoreFamily("statsig", "config", "feature-flag cache", (Selector(("statsig",), r".+", "any"),)),
     StoreFamily("logs", "config", "logs", (Selector(("logs",), r".+", "any"),)),
     StoreFamily("access-audit", "config", "access audit records", (Selector(("access-audit",), r".+", "any"),)),
-    StoreFamily("telemetry", "config", "telemetry queue, traces, startup timings",
-                (Selector(("telemetry",), r".+\.json", recursive=True), Selector(("traces",), r".+\.json"),
-                 Selector(("startup-perf",), r".+\.(?:txt|json)"))),
-    StoreFamily("usage-data", "config", "usage insights (facets, session meta, reports)",
-                (Selector(("usage-data", "facets|session-meta"), r".+\.json"),
-                 Selector(("usage-data",), r".+\.html"))),
-    StoreFamily("feedback", "config", "feedback bundles and drafts, shared zips",
-                (Selector(("feedback-bundles",), r".+\.zip"), Selector(("shares",), r".+\.zip"),
-                 Selector(("feedback", "drafts"), r".+\.json", cap_days=30))),
-    StoreFamily("dump-prompts", "config", "dumped prompts", (Selector(("dump-prompts",), r".+\.jsonl",
-                                                                     cap_days=3),)),
-    StoreFamily("file-transfers", "config", "file transfers", (Selector(("file-transfers",), r".+", "any",
-                                                                        cap_days=1),)),
-    StoreFamily("teams", "config", "team inboxes and deleted teams",
-                (Selector(("teams", r"[^/]+", "inboxes"), r".+\.json"),
-                 Selector(("teams",), r".+\.deleted-[0-9a-fA-F-]{36}", "dir", age="none"))),
-    StoreFamily("fork-seeds", "config", "remote-control fork seeds",
-                (Selector(("remote-control", "fork-seeds"), r".+\.json"),)),
-    StoreFamily("caches", "config", "MCP, model and discovery caches",
-                (Selector((), r"mcp-needs-auth-cache\.json"),
-                 Selector(("cache",), r"team-discovery\.json|model-access\.json|provider-probe-verdicts\.json"),
-                 Selector(("cache", "model-catalog"), r".+\.json",
-                          exempt=frozenset({"masked-ids.json", "published-floor.json"})),
-                 Selector(("state",), r"device-unbound-creates\.json|mcp-discover-verdicts\.json"
-                                      r"|device-mcp-consent-not-now\.json"),
-                 Selector(("mcp-discovery-cache",), r".+\.json"))),
-    StoreFamily("project-files", "config", "empty project folders; bridge-pointer.json in a project folder",
-                (Selector(("projects",), r".+", "empty-dir", age="none"),
-                 Selector(("projects", r"[^/]+"), r"bridge-pointer\.json(?:\.tmp\.[0-9a-f]{8})?"))),
-    StoreFamily("tmp-files", "config", "temp files of interrupted writes",
-                (Selector((), r"history\.jsonl\.tmp\.[0-9a-f]{8}|\.[0-9a-f]{16}\.tmp"
-                              r"|remote-settings-consent\.json\.tmp\.[0-9a-f]{8}"),)),
-    StoreFamily("plugin-set-aside", "config", "plugin data set aside on uninstall (time in the name)",
-                (Selector(("plugins", "data", r"\.set-aside"), ISO_NAME_RE.pattern[1:] + r"\.[0-9a-f]{12}",
-                          "dir", age="name"),)),
-    StoreFamily("cli-logs", "cache", "claude-cli-nodejs error and MCP logs (time in the name)",
-                (Selector(("claude-cli-nodejs", r"[^/]+", r"errors|mcp-logs-.+"), ISO_NAME_RE.pattern[1:] + r".*",
-                          age="name"),)),
-    StoreFamily("tmp", "tmp", "claude-<uid>/ temp files and session folders, previews, paste and "
-                "history-prefetch folders",
-                (Selector(("claude-{uid}",), _TMP_NAMES, own=True),
-                 Selector(("claude-{uid}",), r"speculation", "dir", cap_days=3, own=True),
-                 # claude-<uid>/<cwd>/<session id>/ (started, tasks/): Claude Code removes it with the session
-                 Selector(("claude-{uid}", r"[^/]+"), UUID_RE.pattern[1:-1], "dir", age="session", own=True),
-                 # the names as Claude Code matches them (mkdtemp's 6 characters)
-                 Selector((), r"claude-preview-[A-Za-z0-9]{6}|claude-paste-[0-9a-f]{32}"
-                              r"|cc-history-prefetch-(?:[A-Za-z0-9]{6}|[0-9]+)", "dir", own=True))),
+    StoreFamily(
+        "telemetry",
+        "config",
+        "telemetry queue, traces, startup timings",
+        (
+            Selector(("telemetry",), r".+\.json", recursive=True),
+            Selector(("traces",), r".+\.json"),
+            Selector(("startup-perf",), r".+\.(?:txt|json)"),
+        ),
+    ),
+    StoreFamily(
+        "usage-data",
+        "config",
+        "usage insights (facets, session meta, reports)",
+        (Selector(("usage-data", "facets|session-meta"), r".+\.json"), Selector(("usage-data",), r".+\.html")),
+    ),
+    StoreFamily(
+        "feedback",
+        "config",
+        "feedback bundles and drafts, shared zips",
+        (
+            Selector(("feedback-bundles",), r".+\.zip"),
+            Selector(("shares",), r".+\.zip"),
+            Selector(("feedback", "drafts"), r".+\.json", cap_days=30),
+        ),
+    ),
+    StoreFamily("dump-prompts", "config", "dumped prompts", (Selector(("dump-prompts",), r".+\.jsonl", cap_days=3),)),
+    StoreFamily(
+        "file-transfers", "config", "file transfers", (Selector(("file-transfers",), r".+", "any", cap_days=1),)
+    ),
+    StoreFamily(
+        "teams",
+        "config",
+        "team inboxes and deleted teams",
+        (
+            Selector(("teams", r"[^/]+", "inboxes"), r".+\.json"),
+            Selector(("teams",), r".+\.deleted-[0-9a-fA-F-]{36}", "dir", age="none"),
+        ),
+    ),
+    StoreFamily(
+        "fork-seeds", "config", "remote-control fork seeds", (Selector(("remote-control", "fork-seeds"), r".+\.json"),)
+    ),
+    StoreFamily(
+        "caches",
+        "config",
+        "MCP, model and discovery caches",
+        (
+            Selector((), r"mcp-needs-auth-cache\.json"),
+            Selector(("cache",), r"team-discovery\.json|model-access\.json|provider-probe-verdicts\.json"),
+            Selector(
+                ("cache", "model-catalog"), r".+\.json", exempt=frozenset({"masked-ids.json", "published-floor.json"})
+            ),
+            Selector(
+                ("state",),
+                r"device-unbound-creates\.json|mcp-discover-verdicts\.json"
+                r"|device-mcp-consent-not-now\.json",
+            ),
+            Selector(("mcp-discovery-cache",), r".+\.json"),
+        ),
+    ),
+    StoreFamily(
+        "project-files",
+        "config",
+        "empty project folders; bridge-pointer.json in a project folder",
+        (
+            Selector(("projects",), r".+", "empty-dir", age="none"),
+            Selector(("projects", r"[^/]+"), r"bridge-pointer\.json(?:\.tmp\.[0-9a-f]{8})?"),
+        ),
+    ),
+    StoreFamily(
+        "tmp-files",
+        "config",
+        "temp files of interrupted writes",
+        (
+            Selector(
+                (),
+                r"history\.jsonl\.tmp\.[0-9a-f]{8}|\.[0-9a-f]{16}\.tmp"
+                r"|remote-settings-consent\.json\.tmp\.[0-9a-f]{8}",
+            ),
+        ),
+    ),
+    StoreFamily(
+        "plugin-set-aside",
+        "config",
+        "plugin data set aside on uninstall (time in the name)",
+        (
+            Selector(
+                ("plugins", "data", r"\.set-aside"), ISO_NAME_RE.pattern[1:] + r"\.[0-9a-f]{12}", "dir", age="name"
+            ),
+        ),
+    ),
+    StoreFamily(
+        "cli-logs",
+        "cache",
+        "claude-cli-nodejs error and MCP logs (time in the name)",
+        (
+            Selector(
+                ("claude-cli-nodejs", r"[^/]+", r"errors|mcp-logs-.+"), ISO_NAME_RE.pattern[1:] + r".*", age="name"
+            ),
+        ),
+    ),
+    StoreFamily(
+        "tmp",
+        "tmp",
+        "claude-<uid>/ temp files and session folders, previews, paste and history-prefetch folders",
+        (
+            Selector(("claude-{uid}",), _TMP_NAMES, own=True),
+            Selector(("claude-{uid}",), r"speculation", "dir", cap_days=3, own=True),
+            # claude-<uid>/<cwd>/<session id>/ (started, tasks/): Claude Code removes it with the session
+            Selector(("claude-{uid}", r"[^/]+"), UUID_RE.pattern[1:-1], "dir", age="session", own=True),
+            # the names as Claude Code matches them (mkdtemp's 6 characters)
+            Selector(
+                (),
+                r"claude-preview-[A-Za-z0-9]{6}|claude-paste-[0-9a-f]{32}"
+                r"|cc-history-prefetch-(?:[A-Za-z0-9]{6}|[0-9]+)",
+                "dir",
+                own=True,
+            ),
+        ),
+    ),
 )
 STORE_KEYS = {f.key: f for f in STORE_FAMILIES}
 

@@ -54,10 +54,8 @@ def proc_start(pid: int) -> str | None:
     except OSError:
         return None
     # comm (field 2) is in parentheses and may itself contain spaces and ')': split after the last ')'
-    rest = data[data.rfind(b")") + 2:].split()
+    rest = data[data.rfind(b")") + 2 :].split()
     return rest[19].decode() if len(rest) > 19 else None  # fields 3.. → index 0..; field 22 = index 19
-
-
 
 
 _HAS_PROC = os.path.isdir("/proc/self")
@@ -101,8 +99,13 @@ def _read_record(dfd: int, name: str) -> dict[str, Any] | None:
 def judge(rec: dict[str, Any], name: str) -> LiveSession | None:
     """The live session a registry record stands for, or None (stale, or not a record)."""
     pid, sid = rec.get("pid"), rec.get("sessionId")
-    if (isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < PID_LIMIT or not isinstance(sid, str)
-            or not sid):
+    if (
+        isinstance(pid, bool)
+        or not isinstance(pid, int)
+        or not 0 < pid < PID_LIMIT
+        or not isinstance(sid, str)
+        or not sid
+    ):
         return None  # (a pid beyond any kernel's range would overflow kill())
     if name != f"{pid}.json":
         return None  # Claude Code names each record after its own pid
@@ -111,8 +114,14 @@ def judge(rec: dict[str, Any], name: str) -> LiveSession | None:
     domain = rec.get("pidDomain")
     mine = _my_pid_domain()
     if isinstance(domain, str) and domain and mine and domain != mine:
-        return LiveSession(pid, sid, kind, status, f"registered in {REGISTRY}/{name} by another machine or pid "
-                                                   f"namespace ({domain}), which cannot be checked from here")
+        return LiveSession(
+            pid,
+            sid,
+            kind,
+            status,
+            f"registered in {REGISTRY}/{name} by another machine or pid "
+            f"namespace ({domain}), which cannot be checked from here",
+        )
     if not pid_alive(pid):
         return None
     recorded = rec.get("procStart")
@@ -123,8 +132,9 @@ def judge(rec: dict[str, Any], name: str) -> LiveSession | None:
         if recorded is not None and str(recorded) != now:
             return None  # the pid was reused by another process
         return LiveSession(pid, sid, kind, status, f"{REGISTRY}/{name}, process running")
-    return LiveSession(pid, sid, kind, status,
-                       f"{REGISTRY}/{name}, process running (its start time cannot be checked here)")
+    return LiveSession(
+        pid, sid, kind, status, f"{REGISTRY}/{name}, process running (its start time cannot be checked here)"
+    )
 
 
 @dataclass

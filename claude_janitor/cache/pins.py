@@ -22,8 +22,10 @@ from claude_janitor.fs.atomicfile import write_atomic
 def check_id(session_id: str) -> str:
     sid = session_id.strip()
     if not UUID_RE.match(sid):
-        raise ConfigError(f"{session_id!r} is not a session id (expected a UUID like "
-                          "0b6f3c1e-7a2d-4c8e-9f10-2b3c4d5e6f70; see `janitor report`)")
+        raise ConfigError(
+            f"{session_id!r} is not a session id (expected a UUID like "
+            "0b6f3c1e-7a2d-4c8e-9f10-2b3c4d5e6f70; see `janitor report`)"
+        )
     return canonical_id(sid)
 
 

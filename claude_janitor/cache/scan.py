@@ -34,8 +34,8 @@ class ScanResult:
     files_seen: int = 0
 
 
-
 # ---- walking ---------------------------------------------------------------------------------------
+
 
 def _dir_usage(path: str, dev: int) -> tuple[int, float, int, str | None]:
     """(bytes of regular files, newest mtime, entries, problem) under a dir (see safefs.iter_tree).
@@ -64,10 +64,12 @@ def usage_of(stats: Iterable[os.stat_result]) -> tuple[int, float, int]:
 def make_piece(root: str, rel: str, store: str, st: os.stat_result) -> tuple[Piece, int, str | None]:
     if stat.S_ISDIR(st.st_mode):
         b, newest, n, problem = _dir_usage(os.path.join(root, rel), st.st_dev)
-        return Piece(rel, store, True, b, max(newest, st.st_mtime), st.st_ino, st.st_dev, st.st_mtime_ns,
-                     st.st_size), n + 1, problem
-    return Piece(rel, store, False, st.st_size, st.st_mtime, st.st_ino, st.st_dev, st.st_mtime_ns,
-                 st.st_size), 1, None
+        return (
+            Piece(rel, store, True, b, max(newest, st.st_mtime), st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size),
+            n + 1,
+            problem,
+        )
+    return Piece(rel, store, False, st.st_size, st.st_mtime, st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size), 1, None
 
 
 def _entries(path: str) -> list[os.DirEntry[str]]:
@@ -157,8 +159,9 @@ class _RootScan:
             res.sessions.append(s)
         return len(entries)
 
-    def project_files(self, pe: os.DirEntry[str], entries: list[os.DirEntry[str]], found: dict[str, Session]
-                      ) -> tuple[dict[str, os.stat_result], list[tuple[str, str, os.stat_result]]]:
+    def project_files(
+        self, pe: os.DirEntry[str], entries: list[os.DirEntry[str]], found: dict[str, Session]
+    ) -> tuple[dict[str, os.stat_result], list[tuple[str, str, os.stat_result]]]:
         """Transcripts (into ``found``), and the project's dirs and sibling files, for the next two steps."""
         r, res, prel = self.r, self.res, f"projects/{pe.name}"
         dirs: dict[str, os.stat_result] = {}
@@ -186,14 +189,16 @@ class _RootScan:
                 res.unknown.append(f"{prel}/{e.name} ({kind})")
         return dirs, siblings
 
-    def project_siblings(self, pe: os.DirEntry[str], siblings: list[tuple[str, str, os.stat_result]],
-                         found: dict[str, Session]) -> None:
+    def project_siblings(
+        self, pe: os.DirEntry[str], siblings: list[tuple[str, str, os.stat_result]], found: dict[str, Session]
+    ) -> None:
         r, prel = self.r, f"projects/{pe.name}"
         for sid, name, st in siblings:
             s = found.get(sid)
             if s is None and UUID_RE.match(sid):
-                s = found[sid] = Session(session_id=sid, root=r, project=pe.name,
-                                         notes=["no transcript; files beside it only"])
+                s = found[sid] = Session(
+                    session_id=sid, root=r, project=pe.name, notes=["no transcript; files beside it only"]
+                )
             if s is None:
                 self.res.unknown.append(f"{prel}/{name} (not a session file)")
                 continue
@@ -201,8 +206,7 @@ class _RootScan:
             if name == sid + MARKER:
                 s.desktop_marker = read_marker(os.path.join(pe.path, name), st)
 
-    def project_dirs(self, pe: os.DirEntry[str], dirs: dict[str, os.stat_result],
-                     found: dict[str, Session]) -> None:
+    def project_dirs(self, pe: os.DirEntry[str], dirs: dict[str, os.stat_result], found: dict[str, Session]) -> None:
         r, res, prel = self.r, self.res, f"projects/{pe.name}"
         for name, st in sorted(dirs.items()):
             if st.st_dev != self.root_dev:
@@ -210,8 +214,9 @@ class _RootScan:
                 continue
             s = found.get(name)
             if s is None and UUID_RE.match(name):
-                s = found[name] = Session(session_id=name, root=r, project=pe.name,
-                                          notes=["no transcript; per-session folder only"])
+                s = found[name] = Session(
+                    session_id=name, root=r, project=pe.name, notes=["no transcript; per-session folder only"]
+                )
             elif s is not None and s.transcript is None:
                 s.notes = ["no transcript; per-session folder and files beside it only"]
             if s is None:
@@ -230,17 +235,27 @@ class _RootScan:
                 continue
             names = ", ".join(f"projects/{c.project}" for c in copies)
             for c in copies:
-                c.notes.append(f"the same session id is also in {names}: its side stores (file-history, "
-                               "session-env, tasks, todos, debug) cannot be told apart and are kept apart")
-            self.shared[sid] = Session(session_id=sid, root=self.r, project="", ambiguous=(
-                f"side stores of session id {sid}, which is in more than one project ({names}): they may belong "
-                "to a copy that is kept"), notes=[f"ambiguous: the same id is in {names}"])
+                c.notes.append(
+                    f"the same session id is also in {names}: its side stores (file-history, "
+                    "session-env, tasks, todos, debug) cannot be told apart and are kept apart"
+                )
+            self.shared[sid] = Session(
+                session_id=sid,
+                root=self.r,
+                project="",
+                ambiguous=(
+                    f"side stores of session id {sid}, which is in more than one project ({names}): they may belong "
+                    "to a copy that is kept"
+                ),
+                notes=[f"ambiguous: the same id is in {names}"],
+            )
 
     def attach(self, sid: str, rel: str, store: str, st: os.stat_result) -> None:
         s = self.shared.get(sid) or self.by_id.get(sid) or self.orphans.get(sid)
         if s is None:
-            s = self.orphans[sid] = Session(session_id=sid, root=self.r, project="",
-                                            notes=["side files only: no transcript found"])
+            s = self.orphans[sid] = Session(
+                session_id=sid, root=self.r, project="", notes=["side files only: no transcript found"]
+            )
         piece, n, problem = make_piece(self.r, rel, store, st)
         self.res.files_seen += n
         s.pieces.append(piece)
@@ -361,18 +376,28 @@ class _Rescan:
         if project:
             if not self.project_pieces(s, project, sid):
                 return None
-            others = [p for p in self.project_names() if p != project and (
-                os.path.lexists(os.path.join(self.root, "projects", p, f"{sid}.jsonl"))
-                or (UUID_RE.match(sid) and os.path.isdir(os.path.join(self.root, "projects", p, sid))))]
+            others = [
+                p
+                for p in self.project_names()
+                if p != project
+                and (
+                    os.path.lexists(os.path.join(self.root, "projects", p, f"{sid}.jsonl"))
+                    or (UUID_RE.match(sid) and os.path.isdir(os.path.join(self.root, "projects", p, sid)))
+                )
+            ]
             if others:
                 # The same id in another project: the side stores cannot be told apart (scan_root keeps
                 # them in a session of their own); this session is its project pieces only.
-                s.notes.append("the same session id is also in " + ", ".join(f"projects/{p}" for p in others)
-                               + ": its side stores are kept apart")
+                s.notes.append(
+                    "the same session id is also in "
+                    + ", ".join(f"projects/{p}" for p in others)
+                    + ": its side stores are kept apart"
+                )
                 return s
         else:
-            if any(os.path.lexists(os.path.join(self.root, "projects", p, f"{sid}.jsonl"))
-                   for p in self.project_names()):
+            if any(
+                os.path.lexists(os.path.join(self.root, "projects", p, f"{sid}.jsonl")) for p in self.project_names()
+            ):
                 return None
             s.notes.append("side files only: no transcript found")
         self.side_pieces(s, sid)
@@ -390,8 +415,13 @@ class _Rescan:
             read_transcript(s, os.path.join(self.root, rel), st)
         rel = f"projects/{project}/{sid}"
         st = self.lst(rel)
-        if (st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == self.root_dev
-                and sid not in NEVER_TOUCHED and (s.pieces or UUID_RE.match(sid))):
+        if (
+            st is not None
+            and stat.S_ISDIR(st.st_mode)
+            and st.st_dev == self.root_dev
+            and sid not in NEVER_TOUCHED
+            and (s.pieces or UUID_RE.match(sid))
+        ):
             if not s.pieces:
                 s.notes.append("no transcript; per-session folder only")
             s.pieces.append(self.piece(s, rel, "session-dir", st))
@@ -441,5 +471,3 @@ def apply_pins(sessions: list[Session], pins: set[str]) -> None:
     for s in sessions:
         if canonical_id(s.session_id) in wanted:
             s.pinned = True
-
-

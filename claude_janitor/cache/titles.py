@@ -33,17 +33,38 @@ CUSTOM_TITLE_MAX = 64 * 1024  # custom-title.json is {"customTitle": "..."}: any
 
 KINDS = ("interactive", "headless", "sdk", "desktop", "side-files", "unknown")
 ENTRYPOINT_KIND = {
-    "cli": "interactive", "claude-vscode": "interactive", "remote": "interactive",
-    "sdk-cli": "headless", "mcp": "headless", "claude-code-github-action": "headless",
-    "sdk-ts": "sdk", "sdk-py": "sdk",
-    "claude-desktop": "desktop", "claude-desktop-3p": "desktop", "local-agent": "desktop",
+    "cli": "interactive",
+    "claude-vscode": "interactive",
+    "remote": "interactive",
+    "sdk-cli": "headless",
+    "mcp": "headless",
+    "claude-code-github-action": "headless",
+    "sdk-ts": "sdk",
+    "sdk-py": "sdk",
+    "claude-desktop": "desktop",
+    "claude-desktop-3p": "desktop",
+    "local-agent": "desktop",
 }
 HUMAN_KINDS = frozenset({"interactive", "desktop"})
-KIND_LABEL = {"interactive": "interactive", "headless": "headless (-p)", "sdk": "SDK", "desktop": "desktop",
-              "side-files": "side files only", "unknown": "unknown"}
+KIND_LABEL = {
+    "interactive": "interactive",
+    "headless": "headless (-p)",
+    "sdk": "SDK",
+    "desktop": "desktop",
+    "side-files": "side files only",
+    "unknown": "unknown",
+}
 
-_NOT_PROMPTS = ("<command-", "<local-command-", "<bash-", "<system-reminder>", "<user-prompt-submit-hook>",
-                "Caveat: ", "[Request interrupted", "<task-notification>")
+_NOT_PROMPTS = (
+    "<command-",
+    "<local-command-",
+    "<bash-",
+    "<system-reminder>",
+    "<user-prompt-submit-hook>",
+    "Caveat: ",
+    "[Request interrupted",
+    "<task-notification>",
+)
 _ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])|\x9b[0-?]*[ -/]*[@-~]")
 _SPACE = re.compile(r"\s+")
 _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -62,8 +83,7 @@ def clean(text: str, limit: int = TITLE_MAX) -> str:
     if text.isascii():  # the common case, without a look at each character
         text = _ASCII_CONTROL.sub(" ", text)
     else:
-        text = "".join(" " if c.isspace() else c for c in text
-                       if c.isspace() or unicodedata.category(c)[0] != "C")
+        text = "".join(" " if c.isspace() else c for c in text if c.isspace() or unicodedata.category(c)[0] != "C")
     text = _SPACE.sub(" ", text).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
@@ -89,8 +109,11 @@ def prompt_text(rec: dict[str, Any]) -> str | None:
     elif isinstance(content, list):
         if any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content):
             return None
-        text = " ".join(b["text"] for b in content
-                        if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str))
+        text = " ".join(
+            b["text"]
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        )
     else:
         return None
     text = text.strip()
@@ -127,7 +150,7 @@ def _partial_prompt(line: bytes) -> str | None:
     m = _CONTENT.search(line)
     if m is None:
         return None
-    raw = line[m.end(): m.end() + 8 * TITLE_MAX].decode("utf-8", "ignore")
+    raw = line[m.end() : m.end() + 8 * TITLE_MAX].decode("utf-8", "ignore")
     for cut in range(0, 8):  # drop a half escape sequence at the cut
         try:
             text = json.loads('"' + raw[: len(raw) - cut] + '"')
@@ -158,7 +181,7 @@ def read_head(buf: bytes, records: Iterable[dict[str, Any]], complete: bool) -> 
             break
     if info.first_prompt is None and not complete:
         nl = buf.rfind(b"\n")
-        last = buf[nl + 1:]
+        last = buf[nl + 1 :]
         info.first_prompt = _partial_prompt(last)
         if info.entrypoint is None and (m := _ENTRYPOINT.search(last)):
             info.entrypoint = m.group(1).decode()
@@ -224,12 +247,14 @@ def custom_title(raw: bytes | None) -> str | None:
 
 def choose(custom_file: str | None, tail: TailTitles | None, head: HeadInfo | None) -> tuple[str | None, str | None]:
     """(title, where it came from)."""
-    for value, source in ((custom_file, "title set in Claude Code"),
-                          (tail.custom if tail else None, "title set in Claude Code"),
-                          (tail.ai if tail else None, "Claude Code's title"),
-                          (tail.summary if tail else None, "summary"),
-                          (head.first_prompt if head else None, "first prompt"),
-                          (tail.last_prompt if tail else None, "last prompt")):
+    for value, source in (
+        (custom_file, "title set in Claude Code"),
+        (tail.custom if tail else None, "title set in Claude Code"),
+        (tail.ai if tail else None, "Claude Code's title"),
+        (tail.summary if tail else None, "summary"),
+        (head.first_prompt if head else None, "first prompt"),
+        (tail.last_prompt if tail else None, "last prompt"),
+    ):
         if value and (text := clean(value)):
             return text, source
     return None, None

@@ -116,7 +116,7 @@ def _lines_newest_first(buf: bytes, *, cut_first: bool) -> Iterator[bytes]:
             if not cut_first:
                 yield buf[:end]
             return
-        yield buf[i + 1:end]
+        yield buf[i + 1 : end]
         end = i
 
 
@@ -156,7 +156,6 @@ def read_tail(fd: int, size: int) -> TailInfo:
     return info
 
 
-
 DESKTOP_ENTRYPOINTS = frozenset({"claude-desktop", "claude-desktop-3p", "local-agent"})
 ENTRYPOINT_SPAN = 64 * 1024  # Claude Code looks for the entrypoint in a transcript's first and last 64 KiB
 _ENTRYPOINT_RE = re.compile(rb'"entrypoint"\s*:\s*"([A-Za-z0-9_-]{1,64})"')
@@ -170,6 +169,7 @@ def desktop_entrypoint(fd: int, size: int, *, head: bytes = b"", tail: bytes = b
     cleanup looks at to exempt desktop sessions. Looks at 8 KiB at each end, up to 64 KiB while none is
     found; ``head`` and ``tail`` are bytes already read from the start and the end (read_transcript's head
     and read_tail's last buffer), used instead of reading them again when they cover what is looked at."""
+
     def norm(v: bytes) -> str | None:
         name = v.decode("ascii").replace("local_agent", "local-agent")
         return name if name in DESKTOP_ENTRYPOINTS else None
@@ -178,7 +178,7 @@ def desktop_entrypoint(fd: int, size: int, *, head: bytes = b"", tail: bytes = b
         return head[:n] if len(head) >= n else os.pread(fd, n, 0)
 
     def last(n: int) -> bytes:
-        return tail[len(tail) - n:] if len(tail) >= n else os.pread(fd, n, size - n)
+        return tail[len(tail) - n :] if len(tail) >= n else os.pread(fd, n, size - n)
 
     want = min(8192, size)
     while True:
@@ -235,8 +235,7 @@ def read_transcript(s: Session, path: str, st: os.stat_result) -> None:
         info = read_tail(fd, fst.st_size)
         # one head read serves the titles and the desktop check; the tail read serves the desktop check too
         head = info.whole[:TITLE_HEAD] if info.whole is not None else os.pread(fd, min(TITLE_HEAD, fst.st_size), 0)
-        s.desktop_entrypoint = (desktop_entrypoint(fd, fst.st_size, head=head, tail=info.tail)
-                                if fst.st_size else None)
+        s.desktop_entrypoint = desktop_entrypoint(fd, fst.st_size, head=head, tail=info.tail) if fst.st_size else None
     except OSError as e:
         s.unreadable = f"cannot read transcript: {e.strerror}"
         return
@@ -279,5 +278,3 @@ def read_custom_title(s: Session) -> None:
         title, source = choose(t, None, None)
         if title:
             s.title, s.title_source = title, source
-
-

@@ -77,8 +77,13 @@ def _add(u: StoreUsage, st: os.stat_result) -> None:
 def measure(root: str, name: str, progress: Callable[[int], None] | None = None) -> StoreUsage:
     path = os.path.join(root, name)
     st = os.lstat(path)
-    u = StoreUsage(name, stat.S_ISDIR(st.st_mode), per_session=name in SESSION_STORES,
-                   note=NOTES.get(name, ""), stores=STORES_IN.get(name, []))
+    u = StoreUsage(
+        name,
+        stat.S_ISDIR(st.st_mode),
+        per_session=name in SESSION_STORES,
+        note=NOTES.get(name, ""),
+        stores=STORES_IN.get(name, []),
+    )
     if stat.S_ISLNK(st.st_mode):
         u.note = "symlink, not followed"
         return u
@@ -101,8 +106,7 @@ def measure(root: str, name: str, progress: Callable[[int], None] | None = None)
     return u
 
 
-def usage(root: str, plan: Plan | None = None, progress: Callable[[int], None] | None = None
-          ) -> list[StoreUsage]:
+def usage(root: str, plan: Plan | None = None, progress: Callable[[int], None] | None = None) -> list[StoreUsage]:
     """Every top-level entry of one Claude config dir, biggest first, with reclaimable bytes from ``plan``."""
     try:
         names = sorted(os.listdir(root))

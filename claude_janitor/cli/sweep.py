@@ -249,12 +249,12 @@ def report(
 
 def _store_usage(env: Env, res: RunResult, phase: PhaseFn | None) -> list[tuple[str, list[StoreUsage]]]:
     """(root, usage per store) for every Claude dir of the run, with the plan's reclaimable bytes."""
-    import os
+    from pathlib import Path
 
     from claude_janitor.cache.usage import usage
 
     count = phase("measuring", None, "entries") if phase else None
-    return [(str(r), usage(str(r), res.plan, count)) for r in env.roots if os.path.isdir(r)]
+    return [(str(r), usage(str(r), res.plan, count)) for r in env.roots if Path(r).is_dir()]
 
 
 @click.command()

@@ -1,6 +1,4 @@
-"""Claude Code's settings hierarchy (managed, user, project files) → the cleanup windows the janitor follows.
-
-"""
+"""Claude Code's settings hierarchy (managed, user, project files) → the cleanup windows the janitor follows."""
 
 from __future__ import annotations
 
@@ -21,11 +19,13 @@ def parse_problem(e: BaseException) -> str:
         return "nested too deeply"
     return str(e)[:200]
 
+
 # ---- Claude Code's settings ---------------------------------------------------------------------
 #
 # A broken Claude Code settings file is not a janitor config error: it only makes Claude Code's window
 # unknowable for the sessions whose window would come from it. Those are kept (and named); sessions whose
 # window is set by the janitor itself (--older-than, a config retention, a rule) are decided as usual.
+
 
 def read_settings(path: Path) -> dict[str, Any] | None:
     """A Claude settings file as a dict; None if it does not exist. ConfigError (one line) if broken.
@@ -44,8 +44,7 @@ def read_settings(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"settings file {path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
-                          ) from None
+        raise ConfigError(f"settings file {path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except (RecursionError, ValueError) as e:
         raise ConfigError(f"settings file {path}: invalid JSON: {parse_problem(e)}") from None
     if not isinstance(data, dict):
@@ -66,8 +65,10 @@ def cleanup_days(data: dict[str, Any] | None, path: Path) -> int | None:
         return None
     v = data["cleanupPeriodDays"]
     if not _valid_days(v):
-        raise ConfigError(f"settings file {path}: cleanupPeriodDays must be a whole number ≥ 1, got {v!r:.40} "
-                          "(Claude Code rejects this file too)")
+        raise ConfigError(
+            f"settings file {path}: cleanupPeriodDays must be a whole number ≥ 1, got {v!r:.40} "
+            "(Claude Code rejects this file too)"
+        )
     assert isinstance(v, int)
     return v
 
@@ -102,8 +103,11 @@ def settings_layer(path: Path, kind: str) -> SettingsLayer:
         return layer
     layer.exists = layer.data is not None
     if layer.data:
-        layer.invalid_keys = [k for k in DAYS_KEYS if k in layer.data
-                              and not _valid_days(layer.data[k], zero_ok=k == "desktopSessionCleanupPeriodDays")]
+        layer.invalid_keys = [
+            k
+            for k in DAYS_KEYS
+            if k in layer.data and not _valid_days(layer.data[k], zero_ok=k == "desktopSessionCleanupPeriodDays")
+        ]
         try:
             layer.days = cleanup_days(layer.data, path)
         except ConfigError as e:
@@ -139,13 +143,23 @@ def project_layers(project_path: str) -> list[SettingsLayer]:
     """A project's own .claude/settings.json and settings.local.json (the path comes from a transcript's
     cwd, so it is untrusted: only an absolute path is used)."""
     if not project_path.startswith("/") or "\0" in project_path:
-        bad = SettingsLayer(Path("/"), "project", True,
-                            error=f"project path {project_path[:200]!r} from the transcript is not an absolute "
-                                  "path; its settings cannot be found")
+        bad = SettingsLayer(
+            Path("/"),
+            "project",
+            True,
+            error=f"project path {project_path[:200]!r} from the transcript is not an absolute "
+            "path; its settings cannot be found",
+        )
         return [bad]
     base = Path(project_path) / ".claude"
-    return [layer for layer in (settings_layer(base / "settings.json", "project"),
-                                settings_layer(base / "settings.local.json", "project-local")) if layer.exists]
+    return [
+        layer
+        for layer in (
+            settings_layer(base / "settings.json", "project"),
+            settings_layer(base / "settings.local.json", "project-local"),
+        )
+        if layer.exists
+    ]
 
 
 MAX_DAYS = 1000 * 366  # beyond this a window reaches no date: Claude Code deletes nothing by it
@@ -153,14 +167,20 @@ MAX_DAYS = 1000 * 366  # beyond this a window reaches no date: Claude Code delet
 
 def _window(days: int, source: str) -> Window:
     if days > MAX_DAYS:  # (Claude Code's cutoff becomes an Invalid Date at ~1e8 days, or years before 1970)
-        return Window(None, f"{source}: {str(days)[:20]}{'…' if len(str(days)) > 20 else ''} days reach no "
-                            "date, so sessions never expire by it")
+        return Window(
+            None,
+            f"{source}: {str(days)[:20]}{'…' if len(str(days)) > 20 else ''} days reach no "
+            "date, so sessions never expire by it",
+        )
     return Window(days * 86400.0, source)
 
 
 def _label(layer: SettingsLayer) -> str:
-    extra = {"managed": " (managed)", "project": " (applies to this project only)",
-             "project-local": " (applies to this project only)"}.get(layer.kind, "")
+    extra = {
+        "managed": " (managed)",
+        "project": " (applies to this project only)",
+        "project-local": " (applies to this project only)",
+    }.get(layer.kind, "")
     return f"cleanupPeriodDays in {layer.path}{extra}"
 
 
@@ -170,8 +190,10 @@ def window_of(layers: list[SettingsLayer], default: Window | None = None) -> Win
     window is unknowable: then the reason (a str) instead of a Window."""
     for layer in reversed(layers):
         if layer.error is not None:
-            return (f"Claude Code's cleanupPeriodDays cannot be known: {layer.error}; sessions whose window "
-                    "comes from it are kept")
+            return (
+                f"Claude Code's cleanupPeriodDays cannot be known: {layer.error}; sessions whose window "
+                "comes from it are kept"
+            )
         if layer.days is not None:
             return _window(layer.days, _label(layer))
     return default or _window(CLAUDE_DEFAULT_DAYS, "Claude Code default (30 days)")
@@ -257,7 +279,8 @@ def resolve_claude_windows(policy: Policy, roots: list[Path], sessions: list[Ses
             policy.project_doubts[key] = got
         else:
             policy.claude_windows[key] = got
-    return [f"Claude Code settings problem: {p} (only sessions whose window comes from Claude Code's "
-            "settings are kept; janitor retention, rules and --older-than still apply)" for p in problems]
-
-
+    return [
+        f"Claude Code settings problem: {p} (only sessions whose window comes from Claude Code's "
+        "settings are kept; janitor retention, rules and --older-than still apply)"
+        for p in problems
+    ]

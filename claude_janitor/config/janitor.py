@@ -33,7 +33,7 @@ TOP_KEYS: dict[str, str] = {
     "max_delete_count": "refuse a run that would remove more than this many sessions without --force",
     "max_delete_percent": "refuse a run that would remove more than this % of sessions without --force",
     "sweep_interval": 'daemon: how often to run a full sweep (default "1d")',
-    "sweep_cron": 'daemon: crontab expression for the full sweep (instead of sweep_interval)',
+    "sweep_cron": "daemon: crontab expression for the full sweep (instead of sweep_interval)",
     "audit_sink": 'also send audit records to "journald" or "syslog"',
     "trash": 'delete moves sessions into a trash for this long ("7d"; undo / restore bring them back)',
     "metrics_file": "write Prometheus metrics here after every sweep (node_exporter textfile collector: *.prom)",
@@ -42,18 +42,18 @@ TOP_KEYS: dict[str, str] = {
     "audit_compress": "compress rotated audit log files but the newest with zstandard (default false)",
     "rule": "rules by project, kind, entrypoint or replied: [[rule]] tables",
     "stores": 'per-store windows for the stores beyond sessions: [stores] paste-cache = "7d" … ("forever" keeps)',
-    "history": "opt-in pruning of history.jsonl: [history] removed_sessions = true, retention = \"180d\"",
+    "history": 'opt-in pruning of history.jsonl: [history] removed_sessions = true, retention = "180d"',
 }
 HISTORY_KEYS: dict[str, str] = {
     "removed_sessions": "drop the prompt-history lines of sessions the janitor removes (true/false)",
     "retention": 'also drop prompt-history lines older than this ("180d"; default "forever")',
 }
 RULE_KEYS: dict[str, str] = {
-    "project": "glob matched against the project path (e.g. \"~/work/*\") or its encoded dir name",
+    "project": 'glob matched against the project path (e.g. "~/work/*") or its encoded dir name',
     "kind": 'how the session was run: "interactive", "headless" (claude -p), "sdk", "desktop", "side-files" '
-            'or "unknown"',
+    'or "unknown"',
     "entrypoint": 'glob on the entrypoint Claude Code recorded: "cli", "sdk-cli", "sdk-py", "sdk-*", '
-                  '"claude-desktop" …',
+    '"claude-desktop" …',
     "replied": "true: a person typed into the session after its first prompt; false: nobody did",
     "retention": "this project's window",
     "action": "this project's action",
@@ -94,8 +94,9 @@ def read_toml(path: Path | None, *, required: bool, what: str = "config file") -
     return RawConfig(path, data)
 
 
-def _duration(value: object, where: str, errors: list[str], *, allow_forever: bool = True,
-              allow_zero: bool = False) -> float | None:
+def _duration(
+    value: object, where: str, errors: list[str], *, allow_forever: bool = True, allow_zero: bool = False
+) -> float | None:
     try:
         return parse_duration(value, allow_forever=allow_forever, allow_zero=allow_zero)
     except DurationError as e:
@@ -105,7 +106,7 @@ def _duration(value: object, where: str, errors: list[str], *, allow_forever: bo
 
 def _action(value: object, where: str, errors: list[str]) -> Action | None:
     if not isinstance(value, str) or value not in ACTIONS:
-        errors.append(f"{where}: must be \"delete\" or \"archive\", got {value!r}")
+        errors.append(f'{where}: must be "delete" or "archive", got {value!r}')
         return None
     return ACTIONS[value]
 
@@ -117,14 +118,25 @@ def _nonneg_int(value: object, where: str, errors: list[str]) -> int | None:
     return value
 
 
-SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024 ** 2, "mb": 1000 ** 2,
-              "mib": 1024 ** 2, "g": 1024 ** 3, "gb": 1000 ** 3, "gib": 1024 ** 3}
+SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
 
 
 def parse_size(value: object) -> int:
     """A byte count from a whole number or a string like "8MiB", "512K", "1GB" (ValueError if not one)."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a size like \"8MiB\" or a number of bytes, got {value!r}")
+        raise ValueError(f'must be a size like "8MiB" or a number of bytes, got {value!r}')
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"must not be negative, got {value!r}")
@@ -132,10 +144,10 @@ def parse_size(value: object) -> int:
     if isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
         num = text.rstrip("kmgib")
-        unit = text[len(num):]
+        unit = text[len(num) :]
         if num.isdigit() and unit in SIZE_UNITS and len(num) < 16:
             return int(num) * SIZE_UNITS[unit]
-    raise ValueError(f"must be a size like \"8MiB\" or a number of bytes, got {value!r}")
+    raise ValueError(f'must be a size like "8MiB" or a number of bytes, got {value!r}')
 
 
 @dataclass(frozen=True)
@@ -167,8 +179,9 @@ def audit_settings(data: dict[str, Any], errors: list[str] | None = None, where:
     return AuditSettings(rotate, keep, compress)
 
 
-def build_policy(raw: RawConfig, *, older_than: str | None = None, action: str | None = None,
-                 managed: RawConfig | None = None) -> Policy:
+def build_policy(
+    raw: RawConfig, *, older_than: str | None = None, action: str | None = None, managed: RawConfig | None = None
+) -> Policy:
     """Validate the janitor config (plus one-run overrides) into a Policy. Claude windows come later.
 
     ``managed`` is the system-wide policy file (config management / MDM): every key it sets wins over
@@ -181,15 +194,18 @@ def build_policy(raw: RawConfig, *, older_than: str | None = None, action: str |
                 build_policy(layer)
             except ConfigError as e:
                 problems.append(str(e))
-        locked = [f"{flag}: {key} is set by the managed policy {managed.path} and cannot be overridden"
-                  for flag, key, given in (("--older-than", "retention", older_than),
-                                           ("--action", "action", action)) if given and key in managed.data]
+        locked = [
+            f"{flag}: {key} is set by the managed policy {managed.path} and cannot be overridden"
+            for flag, key, given in (("--older-than", "retention", older_than), ("--action", "action", action))
+            if given and key in managed.data
+        ]
         if problems or locked:
             raise ConfigError("\n".join(problems + locked))
         msrc = f"managed policy {managed.path}"
         merged = RawConfig(raw.path, {**raw.data, **managed.data})
-        return build_policy_layer(merged, older_than=older_than, action=action,
-                                  _key_sources=dict.fromkeys(managed.data, msrc))
+        return build_policy_layer(
+            merged, older_than=older_than, action=action, _key_sources=dict.fromkeys(managed.data, msrc)
+        )
     return build_policy_layer(raw, older_than=older_than, action=action)
 
 
@@ -276,10 +292,9 @@ def _daemon_and_audit(c: _Layer) -> None:
     if "sweep_interval" in data:
         _duration(data["sweep_interval"], c.at("sweep_interval"), errors, allow_forever=False)
     if "sweep_cron" in data and not isinstance(data["sweep_cron"], str):
-        errors.append(f"{c.where}: sweep_cron: must be a crontab string like \"0 3 * * *\"")
+        errors.append(f'{c.where}: sweep_cron: must be a crontab string like "0 3 * * *"')
     if "audit_sink" in data and data["audit_sink"] not in ("journald", "syslog", "none"):
-        errors.append(f"{c.where}: audit_sink: must be \"journald\", \"syslog\" or \"none\", "
-                      f"got {data['audit_sink']!r}")
+        errors.append(f'{c.where}: audit_sink: must be "journald", "syslog" or "none", got {data["audit_sink"]!r}')
     audit_settings(data, errors, c.where)
 
 
@@ -314,11 +329,12 @@ def _rule_selector_problem(r: dict[str, Any], where: str) -> str | None:
         return f"{where}: project: must be a glob string, got {pattern!r}"
     kind = r.get("kind")
     if kind is not None and kind not in KINDS:
-        return (f"{where}: kind: must be one of {', '.join(repr(k) for k in KINDS)}, got {kind!r}"
-                + (_suggest(kind, KINDS) if isinstance(kind, str) else ""))
+        return f"{where}: kind: must be one of {', '.join(repr(k) for k in KINDS)}, got {kind!r}" + (
+            _suggest(kind, KINDS) if isinstance(kind, str) else ""
+        )
     ep = r.get("entrypoint")
     if ep is not None and (not isinstance(ep, str) or not ep.strip() or len(ep) > 64):
-        return f"{where}: entrypoint: must be a name or glob like \"sdk-cli\" or \"sdk-*\", got {ep!r}"
+        return f'{where}: entrypoint: must be a name or glob like "sdk-cli" or "sdk-*", got {ep!r}'
     replied = r.get("replied")
     if replied is not None and not isinstance(replied, bool):
         return f"{where}: replied: must be true or false, got {replied!r}"
@@ -349,9 +365,19 @@ def _rules(c: _Layer) -> None:
                 continue
         act = _action(r["action"], f"{where}: action", errors) if "action" in r else None
         keep = _nonneg_int(r["keep_last"], f"{where}: keep_last", errors) if "keep_last" in r else None
-        policy.rules.append(Rule(pattern=r.get("project"), retention=retention, action=act, keep_last=keep,
-                                 retention_set=retention_set, index=i, kind=r.get("kind"),
-                                 entrypoint=r.get("entrypoint"), replied=r.get("replied")))
+        policy.rules.append(
+            Rule(
+                pattern=r.get("project"),
+                retention=retention,
+                action=act,
+                keep_last=keep,
+                retention_set=retention_set,
+                index=i,
+                kind=r.get("kind"),
+                entrypoint=r.get("entrypoint"),
+                replied=r.get("replied"),
+            )
+        )
 
 
 def _overrides(c: _Layer, older_than: str | None, action: str | None) -> None:
@@ -371,8 +397,13 @@ def _overrides(c: _Layer, older_than: str | None, action: str | None) -> None:
             c.policy.sources["action"] = "--action"
 
 
-def build_policy_layer(raw: RawConfig, *, older_than: str | None = None, action: str | None = None,
-                       _key_sources: dict[str, str] | None = None) -> Policy:
+def build_policy_layer(
+    raw: RawConfig,
+    *,
+    older_than: str | None = None,
+    action: str | None = None,
+    _key_sources: dict[str, str] | None = None,
+) -> Policy:
     """One config file (plus the one-run flags) into a Policy; every problem gathered into one ConfigError."""
     c = _Layer(raw, _key_sources or {})
     for step in (_known_keys, _windows, _archive_and_guard, _daemon_and_audit, _extras, _rules):
@@ -380,8 +411,9 @@ def build_policy_layer(raw: RawConfig, *, older_than: str | None = None, action:
     _overrides(c, older_than, action)
     if c.errors:
         errors = c.errors
-        raise ConfigError("; ".join(errors) if len(errors) < 2 else
-                          f"{len(errors)} problems:\n  " + "\n  ".join(errors))
+        raise ConfigError(
+            "; ".join(errors) if len(errors) < 2 else f"{len(errors)} problems:\n  " + "\n  ".join(errors)
+        )
     return c.policy
 
 
@@ -389,7 +421,7 @@ def _stores(table: object, where_file: str, source: str, policy: Policy, errors:
     from claude_janitor.cache.layout import STORE_KEYS
 
     if not isinstance(table, dict):
-        errors.append(f"{where_file}: stores: must be a [stores] table of store = \"duration\"")
+        errors.append(f'{where_file}: stores: must be a [stores] table of store = "duration"')
         return
     for key, value in table.items():
         where = f"{where_file}: stores.{key}"

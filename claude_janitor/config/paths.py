@@ -50,8 +50,9 @@ POLICY_ENV = "CLAUDE_JANITOR_POLICY"
 
 def managed_policy_path() -> Path:
     """The janitor's own system-wide policy file (rolled out by config management / MDM)."""
-    return _system_path(POLICY_ENV, "/Library/Application Support/claude-janitor/policy.toml",
-                        "/etc/claude-janitor/policy.toml")
+    return _system_path(
+        POLICY_ENV, "/Library/Application Support/claude-janitor/policy.toml", "/etc/claude-janitor/policy.toml"
+    )
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,6 @@ def mkdirs_private(path: Path) -> None:
         fsync_dir(d.parent)
 
 
-
-
 def _clean_stale(parent: Path, name: str) -> None:
     """Temp files of this target left by writers that were killed (their pid is gone)."""
     prefix = f".{name}."
@@ -66,7 +64,7 @@ def _clean_stale(parent: Path, name: str) -> None:
     for e in entries:
         if not (e.startswith(prefix) and e.endswith(".tmp")):
             continue
-        pid = e[len(prefix):-len(".tmp")].split(".")[0]
+        pid = e[len(prefix) : -len(".tmp")].split(".")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.unlink(parent / e)
@@ -88,9 +86,17 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600, hook: str 
         os.close(dfd)
 
 
-def write_atomic_at(dfd: int, name: str, data: bytes | str, *, mode: int = 0o600, hook: str | None = None,
-                    tmp_name: str | None = None, owner: tuple[int, int] | None = None,
-                    before_rename: Callable[[], None] | None = None) -> None:
+def write_atomic_at(
+    dfd: int,
+    name: str,
+    data: bytes | str,
+    *,
+    mode: int = 0o600,
+    hook: str | None = None,
+    tmp_name: str | None = None,
+    owner: tuple[int, int] | None = None,
+    before_rename: Callable[[], None] | None = None,
+) -> None:
     """``write_atomic`` in the dir open as ``dfd`` (which the caller keeps).
 
     ``tmp_name``: the temp file's name (default ``.<name>.<pid>.<random>.tmp``); ``owner``: (uid, gid) to
@@ -107,7 +113,7 @@ def write_atomic_at(dfd: int, name: str, data: bytes | str, *, mode: int = 0o600
                 os.fchown(fd, *owner)
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

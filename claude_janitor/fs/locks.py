@@ -47,8 +47,9 @@ class SweepLock:
                 if time.monotonic() >= deadline:
                     os.close(self.fd)
                     self.fd = -1
-                    raise LockBusy(f"another sweep is running (lock {self.path} is held); "
-                                   "try again later or pass --wait SECONDS") from None
+                    raise LockBusy(
+                        f"another sweep is running (lock {self.path} is held); try again later or pass --wait SECONDS"
+                    ) from None
                 time.sleep(0.1)
         os.ftruncate(self.fd, 0)
         os.write(self.fd, f"{os.getpid()}\n".encode())
@@ -147,8 +148,14 @@ class RootLock:
 class SweepLocks:
     """Every lock a one-shot sweep holds: the state dir's (fs/locks.SweepLock), then each Claude dir's."""
 
-    def __init__(self, state_lock: Path, roots: Iterable[str | Path], *, wait: float = 0.0,
-                 daemon_pid: Callable[[], int | None] | None = None) -> None:
+    def __init__(
+        self,
+        state_lock: Path,
+        roots: Iterable[str | Path],
+        *,
+        wait: float = 0.0,
+        daemon_pid: Callable[[], int | None] | None = None,
+    ) -> None:
 
         self.state = SweepLock(state_lock, wait=wait)
         self.roots = RootLock(roots)

@@ -20,8 +20,10 @@ def validate_root(path: Path) -> Path:
     if not os.path.lexists(p):
         raise ConfigError(f"Claude config dir {p} does not exist (pass --claude-dir or set CLAUDE_CONFIG_DIR)")
     if os.path.islink(p):
-        raise ConfigError(f"Claude config dir {p} is a symlink; refusing to sweep through it. "
-                          f"Pass the real path: {os.path.realpath(p)}")
+        raise ConfigError(
+            f"Claude config dir {p} is a symlink; refusing to sweep through it. "
+            f"Pass the real path: {os.path.realpath(p)}"
+        )
     if not p.is_dir():
         raise ConfigError(f"Claude config dir {p} is not a directory")
     real = Path(os.path.realpath(p))
@@ -84,8 +86,9 @@ class Root:
             os.close(self.fd)
             self.fd = -1
 
-    def _open_dir(self, parent: int, name: str, parts: tuple[str, ...],
-                  ids: dict[int, tuple[int, int]] | None = None) -> int:
+    def _open_dir(
+        self, parent: int, name: str, parts: tuple[str, ...], ids: dict[int, tuple[int, int]] | None = None
+    ) -> int:
         fd = os.open(name, DIR_FLAGS, dir_fd=parent)
         st = os.fstat(fd)
         if st.st_dev != self.dev:
@@ -139,7 +142,7 @@ class Root:
         fds = [self.fd]
         try:
             for i, comp in enumerate(dirs):
-                fds.append(self._open_dir(fds[-1], comp, dirs[:i + 1]))
+                fds.append(self._open_dir(fds[-1], comp, dirs[: i + 1]))
         except BaseException:
             for fd in fds[1:]:
                 os.close(fd)
@@ -227,5 +230,3 @@ class Root:
         if not same:
             raise Changed(f"{piece.rel} changed since the scan")
         return st
-
-

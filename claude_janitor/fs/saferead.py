@@ -29,8 +29,14 @@ SETTINGS_MAX = 4 << 20  # a Claude Code settings file: a few KiB in practice
 CONFIG_MAX = 1 << 20  # the janitor's TOML config / managed policy
 STATE_MAX = 16 << 20  # pins.json, daemon.json
 
-_KIND = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
-         stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFLNK: "a symlink"}
+_KIND = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFLNK: "a symlink",
+}
 
 
 class InputError(ConfigError):
@@ -45,8 +51,9 @@ def kind_of(mode: int) -> str:
     return _KIND.get(stat.S_IFMT(mode), "not a regular file")
 
 
-def open_input(path: str | os.PathLike[str], *, what: str, follow: bool,
-               dir_fd: int | None = None) -> tuple[int, os.stat_result]:
+def open_input(
+    path: str | os.PathLike[str], *, what: str, follow: bool, dir_fd: int | None = None
+) -> tuple[int, os.stat_result]:
     """Open ``path`` read-only and non-blocking; (fd, fstat) of a regular file, else InputError.
 
     FileNotFoundError (and NotADirectoryError for a missing parent) pass through: callers decide whether a
@@ -73,8 +80,15 @@ def open_input(path: str | os.PathLike[str], *, what: str, follow: bool,
     return fd, st
 
 
-def read_input(path: str | os.PathLike[str], *, what: str, limit: int, follow: bool,
-               missing_ok: bool = True, dir_fd: int | None = None) -> bytes | None:
+def read_input(
+    path: str | os.PathLike[str],
+    *,
+    what: str,
+    limit: int,
+    follow: bool,
+    missing_ok: bool = True,
+    dir_fd: int | None = None,
+) -> bytes | None:
     """The whole content of a regular input file of at most ``limit`` bytes; None if it does not exist
     (with ``missing_ok``). Everything else that is wrong is an InputError naming the file."""
     try:
@@ -85,8 +99,11 @@ def read_input(path: str | os.PathLike[str], *, what: str, limit: int, follow: b
         raise InputError(f"{what} {path} does not exist", path) from None
     try:
         if st.st_size > limit:
-            raise InputError(f"{what} {path} is {st.st_size} bytes, more than the {limit} bytes such a file "
-                             "can sensibly be; not read", path)
+            raise InputError(
+                f"{what} {path} is {st.st_size} bytes, more than the {limit} bytes such a file "
+                "can sensibly be; not read",
+                path,
+            )
         chunks: list[bytes] = []
         got = 0
         while True:

@@ -270,5 +270,3 @@ def walk_at(dir_fd: int, name: str, dev: int) -> Iterator[tuple[str, os.stat_res
     finally:
         for sfd, _, _ in stack:
             os.close(sfd)
-
-

@@ -74,6 +74,7 @@ class HistoryResult:
 
 # ---- reading and deciding (pure) -------------------------------------------------------------------------
 
+
 def split_lines(data: bytes) -> list[bytes]:
     """The lines of ``data``, each with its newline (a last line without one is kept as it is)."""
     return data.splitlines(keepends=True)
@@ -204,7 +205,7 @@ class Index:
             if got is None or got[0] != ident:
                 data = _read_all(fd, st.st_size)
                 by_sid: dict[str, list[bytes]] = {}
-                for x in split_lines(data[:data.rfind(b"\n") + 1]):
+                for x in split_lines(data[: data.rfind(b"\n") + 1]):
                     sid = session_of(x)
                     if sid is not None:
                         by_sid.setdefault(sid, []).append(x)
@@ -222,6 +223,7 @@ def lines_of(root: str, session_id: str) -> list[bytes]:
 
 
 # ---- the lock folder ----------------------------------------------------------------------------------------
+
 
 class Lock:
     """Claude Code's history lock: the folder ``history.jsonl.lock`` (mkdir), stale after 10 s."""
@@ -305,6 +307,7 @@ class Lock:
 
 # ---- rewriting ------------------------------------------------------------------------------------------------
 
+
 def _read_all(fd: int, size: int) -> bytes:
     chunks, got = [], 0
     while got < size:
@@ -325,8 +328,13 @@ def _open(dir_fd: int) -> tuple[int, os.stat_result]:
     return fd, st
 
 
-def rewrite(root: str, transform: Callable[[list[bytes]], list[bytes] | None], *, dry_run: bool = False,
-            lock_wait: float = LOCK_WAIT) -> bool:
+def rewrite(
+    root: str,
+    transform: Callable[[list[bytes]], list[bytes] | None],
+    *,
+    dry_run: bool = False,
+    lock_wait: float = LOCK_WAIT,
+) -> bool:
     """Replace ``root``/history.jsonl by ``transform(lines)`` (None: leave it), as described in the module
     docstring. Lines appended after the first read are kept after the transformed ones. True if rewritten
     (or, in a dry run, if it would be). Raises HistoryBusy/HistoryChanged (nothing changed) or OSError."""
@@ -344,7 +352,7 @@ def rewrite(root: str, transform: Callable[[list[bytes]], list[bytes] | None], *
             os.close(fd)
         # Whole lines only: a line being appended right now (or one never finished) is left to the tail,
         # which is re-read under the lock and kept as it is.
-        data = data[:data.rfind(b"\n") + 1]
+        data = data[: data.rfind(b"\n") + 1]
         new = transform(split_lines(data))
         if new is None or dry_run:
             return new is not None
@@ -366,12 +374,15 @@ def _replace(dfd: int, st: os.stat_result, data: bytes, new: list[bytes], lock: 
     try:
         if now.st_ino != st.st_ino or now.st_dev != st.st_dev:
             raise HistoryChanged(f"{NAME} was replaced since it was read")
-        if now.st_size < len(data) or hashlib.sha256(_read_all(fd, len(data))).digest() != \
-                hashlib.sha256(data).digest():
+        if (
+            now.st_size < len(data)
+            or hashlib.sha256(_read_all(fd, len(data))).digest() != hashlib.sha256(data).digest()
+        ):
             raise HistoryChanged(f"{NAME} was rewritten since it was read")
         tail = os.pread(fd, now.st_size - len(data), len(data)) if now.st_size > len(data) else b""
     finally:
         os.close(fd)
+
     def unchanged() -> None:
         testhooks.point("history-written")
         last = os.stat(NAME, dir_fd=dfd, follow_symlinks=False)
@@ -380,12 +391,19 @@ def _replace(dfd: int, st: os.stat_result, data: bytes, new: list[bytes], lock: 
         if lock.lost or not lock.held():
             raise HistoryBusy(f"{LOCK} was lost while rewriting")
 
-    write_atomic_at(dfd, NAME, b"".join(new) + tail, mode=stat.S_IMODE(now.st_mode),
-                    tmp_name=f"{NAME}.tmp.{secrets.token_hex(4)}",
-                    owner=(now.st_uid, now.st_gid) if os.geteuid() == 0 else None, before_rename=unchanged)
+    write_atomic_at(
+        dfd,
+        NAME,
+        b"".join(new) + tail,
+        mode=stat.S_IMODE(now.st_mode),
+        tmp_name=f"{NAME}.tmp.{secrets.token_hex(4)}",
+        owner=(now.st_uid, now.st_gid) if os.geteuid() == 0 else None,
+        before_rename=unchanged,
+    )
 
 
 # ---- the sweep's and restore's entry points ------------------------------------------------------------------
+
 
 def prune(root: str, drop: Drop, *, dry_run: bool) -> HistoryResult:
     """Drop the lines ``drop`` names from one Claude dir's history; never raises (the result says why not)."""
@@ -422,8 +440,9 @@ def put_back(root: str, lines: list[bytes]) -> HistoryResult:
     dfd = os.open(root, DIR_FLAGS)
     try:
         try:
-            os.close(os.open(NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                             dir_fd=dfd))
+            os.close(
+                os.open(NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+            )
         except FileExistsError:
             pass
     finally:
@@ -437,8 +456,9 @@ def put_back(root: str, lines: list[bytes]) -> HistoryResult:
     return res
 
 
-def after_sweep(decisions: list[Any], outcomes: list[Any], pol: Any, now: float, *, dry_run: bool,
-                audit: Any = None) -> list[HistoryResult]:
+def after_sweep(
+    decisions: list[Any], outcomes: list[Any], pol: Any, now: float, *, dry_run: bool, audit: Any = None
+) -> list[HistoryResult]:
     """[history]: once the sessions are acted on, drop from each Claude dir's history.jsonl the lines of the
     sessions this run removed (deleted: all their lines; archived: the lines their archive holds) and, with
     ``retention``, the lines older than it. One intent and one result audit record per Claude dir changed
@@ -473,16 +493,38 @@ def after_sweep(decisions: list[Any], outcomes: list[Any], pol: Any, now: float,
             drop.cutoff_ms = (now - hp.retention) * 1000.0
         if not drop:
             continue
-        base = {"action": "prune-history", "root": root, "session_ids": sorted(drop.deleted | set(drop.archived)),
-                "reason": "[history] " + ", ".join(x for x in (
+        base = {
+            "action": "prune-history",
+            "root": root,
+            "session_ids": sorted(drop.deleted | set(drop.archived)),
+            "reason": "[history] "
+            + ", ".join(
+                x
+                for x in (
                     "removed_sessions" if hp.removed_sessions else "",
-                    f"retention {hp.retention:g}s" if hp.retention is not None else "") if x)}
+                    f"retention {hp.retention:g}s" if hp.retention is not None else "",
+                )
+                if x
+            ),
+        }
         if audit is not None and not dry_run:
             audit.append([{**base, "phase": "intent", "result": "pending"}])
         res = prune(root, drop, dry_run=dry_run)
         if audit is not None and not dry_run:
-            audit.append([{**base, "phase": "result", "result": res.result.split(":")[0], "detail": res.result,
-                           "lines": res.lines, "dropped": res.dropped, "dropped_sessions": res.dropped_sessions,
-                           "dropped_age": res.dropped_age, "kept_archived": res.kept_archived}])
+            audit.append(
+                [
+                    {
+                        **base,
+                        "phase": "result",
+                        "result": res.result.split(":")[0],
+                        "detail": res.result,
+                        "lines": res.lines,
+                        "dropped": res.dropped,
+                        "dropped_sessions": res.dropped_sessions,
+                        "dropped_age": res.dropped_age,
+                        "kept_archived": res.kept_archived,
+                    }
+                ]
+            )
         out.append(res)
     return out

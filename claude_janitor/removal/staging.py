@@ -70,6 +70,7 @@ STORE_ACTION = "delete-store"  # a store entry's removal (stores.py): its entry 
 ORIGIN = "origin.json"  # only when a piece's path is too long to be its staged name
 _NAME_MAX = 240
 
+
 # what a verify sees: per piece (its rel), (rel, lstat) of the piece and of everything below it
 class Check(Protocol):
     """What a verify compares the staged entries with, fed one entry at a time (memory stays bounded
@@ -139,8 +140,10 @@ def stage_fd(root: Root) -> int:
         raise Unsafe(f"{name} in {root.path} is on another filesystem; nothing removed")
     if root.stage_name and (st.st_uid != os.geteuid() or st.st_mode & 0o077):
         os.close(fd)
-        raise Unsafe(f"{name} in {root.path} is not this user's private staging dir (owner uid {st.st_uid}, "
-                     f"mode {stat.S_IMODE(st.st_mode):o}); nothing removed")
+        raise Unsafe(
+            f"{name} in {root.path} is not this user's private staging dir (owner uid {st.st_uid}, "
+            f"mode {stat.S_IMODE(st.st_mode):o}); nothing removed"
+        )
     root.stage_fd = fd
     return fd
 
@@ -224,7 +227,7 @@ class Removal:
         for m in self.moved:
             try:
                 for rel, st in walk_at(self.fd, m.staged, self.root.dev):
-                    orig = m.piece.rel + rel[len(m.staged):]
+                    orig = m.piece.rel + rel[len(m.staged) :]
                     if st.st_dev != self.root.dev:
                         raise Unsafe(f"{orig} is a mount point or on another filesystem (kept)")
                     if busy:
@@ -274,10 +277,12 @@ class Removal:
                 self.moved = self.moved[n:]
                 self.rollback(DOOMED)
                 why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-                raise OSError(getattr(e, "errno", None) or errno.EIO,
-                              f"deleting {m.piece.rel} failed: {why}; what is left of the session was put "
-                              f"back{'; ' if self.notes else ''}{'; '.join(self.notes)}",
-                              getattr(e, "filename", None)) from None
+                raise OSError(
+                    getattr(e, "errno", None) or errno.EIO,
+                    f"deleting {m.piece.rel} failed: {why}; what is left of the session was put "
+                    f"back{'; ' if self.notes else ''}{'; '.join(self.notes)}",
+                    getattr(e, "filename", None),
+                ) from None
             if not n:
                 testhooks.point("removal-purging")
         if self.origin:
@@ -309,9 +314,11 @@ class Removal:
             return
         with contextlib.suppress(OSError):
             os.rename(self.entry + state, self.entry + KEPT, src_dir_fd=sfd, dst_dir_fd=sfd)
-        self.notes.append(f"the removed copy of {', '.join(m.piece.rel for m in left)} is kept in "
-                          f"{self.root.path}/{stage_name(self.root)}/{self.entry}{KEPT} (names: the original paths, "
-                          "%-encoded; move it back by hand)")
+        self.notes.append(
+            f"the removed copy of {', '.join(m.piece.rel for m in left)} is kept in "
+            f"{self.root.path}/{stage_name(self.root)}/{self.entry}{KEPT} (names: the original paths, "
+            "%-encoded; move it back by hand)"
+        )
 
     def _close(self) -> None:
         for m in self.moved:
@@ -340,8 +347,15 @@ def _put_back(src_fd: int, staged: str, pfd: int, name: str, rel: str, note: Cal
         return False
 
 
-def remove(root: Root, session: Session, action: str, check: Check, *, into: tuple[int, str] | None = None,
-           fates: dict[str, str] | None = None) -> None:
+def remove(
+    root: Root,
+    session: Session,
+    action: str,
+    check: Check,
+    *,
+    into: tuple[int, str] | None = None,
+    fates: dict[str, str] | None = None,
+) -> None:
     """Remove the session's pieces (transcript last) through stage → verify → commit → purge.
 
     ``into`` (dir fd, name): instead of the purge, the committed entry is moved there by one rename (the
@@ -379,8 +393,12 @@ def remove(root: Root, session: Session, action: str, check: Check, *, into: tup
         os.rename(r.entry + DOOMED, into[1], src_dir_fd=root.stage_fd, dst_dir_fd=into[0])
     except OSError as e:
         r.rollback(DOOMED)
-        raise OSError(e.errno, f"moving it to the trash failed: {e.strerror or e}; put back"
-                      + (f"; {'; '.join(r.notes)}" if r.notes else ""), e.filename) from None
+        raise OSError(
+            e.errno,
+            f"moving it to the trash failed: {e.strerror or e}; put back"
+            + (f"; {'; '.join(r.notes)}" if r.notes else ""),
+            e.filename,
+        ) from None
     r._close()
 
 
@@ -413,8 +431,7 @@ class matches_scan:  # noqa: N801 (a Check, used like a function: staging.matche
             if got is None:
                 return f"{p.rel} vanished during removal"
             st, total, newest = got
-            if p.is_dir and (st.st_mtime_ns != p.mtime_ns or total != p.bytes
-                             or max(newest, st.st_mtime) != p.mtime):
+            if p.is_dir and (st.st_mtime_ns != p.mtime_ns or total != p.bytes or max(newest, st.st_mtime) != p.mtime):
                 return f"something in {p.rel} changed since the scan"
         return None
 
@@ -452,8 +469,9 @@ def _store_entry(key: str, parts: list[str]) -> bool:
         n = len(sel.dirs)
         if len(parts) < n + 1 or (len(parts) > n + 1 and not sel.recursive):
             continue
-        if all(re.fullmatch(d.replace("{uid}", uid), c) for d, c in zip(sel.dirs, parts, strict=False)) \
-                and re.fullmatch(sel.name, parts[-1]):
+        if all(
+            re.fullmatch(d.replace("{uid}", uid), c) for d, c in zip(sel.dirs, parts, strict=False)
+        ) and re.fullmatch(sel.name, parts[-1]):
             return True
     return False
 
@@ -488,15 +506,31 @@ class Recovered:
 
     def record(self, root: str) -> dict[str, Any]:
         if self.action == STORE_ACTION:  # like the stores' own records: counts, no names
-            return {"action": "recover-store", "phase": "result", "store": self.session_id, "place": root,
-                    "files": len(self.paths), "reason": "recovery after an interrupted sweep",
-                    "result": "ok" if self.state == "purged" else "skipped",
-                    "error": None if self.state == "purged" else self.message, "recovered": self.state}
+            return {
+                "action": "recover-store",
+                "phase": "result",
+                "store": self.session_id,
+                "place": root,
+                "files": len(self.paths),
+                "reason": "recovery after an interrupted sweep",
+                "result": "ok" if self.state == "purged" else "skipped",
+                "error": None if self.state == "purged" else self.message,
+                "recovered": self.state,
+            }
         project = next((p.split("/")[1] for p in self.paths if p.startswith("projects/")), "")
-        return {"action": self.action, "phase": "result", "session_id": self.session_id, "root": root,
-                "project": project, "paths": self.paths, "bytes": 0, "reason": "recovery after an interrupted sweep",
-                "result": "ok" if self.state == "purged" else "skipped", "error": None
-                if self.state == "purged" else self.message, "recovered": self.state}
+        return {
+            "action": self.action,
+            "phase": "result",
+            "session_id": self.session_id,
+            "root": root,
+            "project": project,
+            "paths": self.paths,
+            "bytes": 0,
+            "reason": "recovery after an interrupted sweep",
+            "result": "ok" if self.state == "purged" else "skipped",
+            "error": None if self.state == "purged" else self.message,
+            "recovered": self.state,
+        }
 
 
 def pending(root: Root) -> bool:
@@ -532,16 +566,30 @@ def recover(root: Root) -> list[Recovered]:
                     got.message = f"finishing the removal of {_what(sid, action)} failed ({e}): {got.message}"
                     out.append(got)
                     continue
-                out.append(Recovered(sid, action, "purged", paths,
-                                     f"finished removing {_what(sid, action)} (an earlier sweep was interrupted)"))
+                out.append(
+                    Recovered(
+                        sid,
+                        action,
+                        "purged",
+                        paths,
+                        f"finished removing {_what(sid, action)} (an earlier sweep was interrupted)",
+                    )
+                )
             elif "." + state == STAGING:
                 out.append(_roll_back(root, sfd, entry, sid, action))
             elif "." + state == SPARE:  # an emptied entry a killed process was keeping for reuse
                 os.rmdir(entry, dir_fd=sfd)
             elif "." + state == KEPT:
-                out.append(Recovered(sid, action, "kept", _staged_paths(sfd, entry),
-                                     f"{where}/{entry} holds pieces of {_what(sid, action)} that "
-                                     "could not be put back: move them back by hand"))
+                out.append(
+                    Recovered(
+                        sid,
+                        action,
+                        "kept",
+                        _staged_paths(sfd, entry),
+                        f"{where}/{entry} holds pieces of {_what(sid, action)} that "
+                        "could not be put back: move them back by hand",
+                    )
+                )
             else:
                 out.append(Recovered(sid, action, "kept", [], f"{where}/{entry}: not the janitor's; left alone"))
         except (OSError, Unsafe, Changed) as e:
@@ -569,8 +617,13 @@ def _staged_paths(sfd: int, entry: str) -> list[str]:
         origin = _read_origin(efd)
         sid, _, rest = entry.partition(".")
         action = rest.partition(".")[0]
-        return sorted(r for n in os.listdir(efd) if n not in (ORIGIN, ORIGIN + ".tmp")
-                      for r in [_origin_rel(n, origin, sid, action)] if r)
+        return sorted(
+            r
+            for n in os.listdir(efd)
+            if n not in (ORIGIN, ORIGIN + ".tmp")
+            for r in [_origin_rel(n, origin, sid, action)]
+            if r
+        )
     finally:
         os.close(efd)
 
@@ -609,10 +662,21 @@ def _roll_back(root: Root, sfd: int, entry: str, sid: str, action: str) -> Recov
     if left:
         kept = entry.rpartition(".")[0] + KEPT
         os.rename(entry, kept, src_dir_fd=sfd, dst_dir_fd=sfd)
-        return Recovered(sid, action, "kept", paths, f"{_what(sid, action)}: an interrupted removal could not "
-                         f"be fully undone: {'; '.join(notes)}; the rest is in "
-                         f"{root.path}/{stage_name(root)}/{kept}")
+        return Recovered(
+            sid,
+            action,
+            "kept",
+            paths,
+            f"{_what(sid, action)}: an interrupted removal could not "
+            f"be fully undone: {'; '.join(notes)}; the rest is in "
+            f"{root.path}/{stage_name(root)}/{kept}",
+        )
     os.rmdir(entry, dir_fd=sfd)
     extra = f" ({'; '.join(notes)})" if notes else ""
-    return Recovered(sid, action, "rolled back", paths,
-                     f"{_what(sid, action)}: an interrupted removal was undone, it is back in place{extra}")
+    return Recovered(
+        sid,
+        action,
+        "rolled back",
+        paths,
+        f"{_what(sid, action)}: an interrupted removal was undone, it is back in place{extra}",
+    )

@@ -75,22 +75,38 @@ class StoreDecision:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "store": self.key, "root": self.root, "place": self.place, "what": self.what,
+            "store": self.key,
+            "root": self.root,
+            "place": self.place,
+            "what": self.what,
             "window": None if self.window.seconds is None else self.window.seconds,
-            "window_source": self.window.source, "entries": self.entries, "bytes": self.bytes,
-            "to_remove": len(self.remove), "bytes_to_remove": self.remove_bytes,
-            "kept": dict(sorted(self.kept.items())), "notes": list(self.notes),
+            "window_source": self.window.source,
+            "entries": self.entries,
+            "bytes": self.bytes,
+            "to_remove": len(self.remove),
+            "bytes_to_remove": self.remove_bytes,
+            "kept": dict(sorted(self.kept.items())),
+            "notes": list(self.notes),
         }
         if self.next_expiry is not None:
             out["next_expiry"] = self.next_expiry
         if self.result is not None:
-            out.update({"result": self.result, "removed": self.removed, "bytes_removed": self.removed_bytes,
-                        "kept_changed": self.changed, "vanished": self.vanished, "failed": self.failed,
-                        "errors": list(self.errors)})
+            out.update(
+                {
+                    "result": self.result,
+                    "removed": self.removed,
+                    "bytes_removed": self.removed_bytes,
+                    "kept_changed": self.changed,
+                    "vanished": self.vanished,
+                    "failed": self.failed,
+                    "errors": list(self.errors),
+                }
+            )
         return out
 
 
 # ---- where the stores are ------------------------------------------------------------------------------
+
 
 def tmp_dir() -> str:
     """Claude Code's temp dir: $CLAUDE_CODE_TMPDIR, else the system's."""
@@ -116,6 +132,7 @@ def places(root: str) -> dict[str, str]:
 
 
 # ---- finding entries (read-only) ------------------------------------------------------------------------
+
 
 @dataclass
 class Found:
@@ -204,12 +221,17 @@ class Claimed:
 
     def dirs(self) -> set[str]:
         """The dirs holding a claimed path."""
-        return {rel.rsplit("/", 1)[0] for got in self.by_id.values()
-                for s in (got if isinstance(got, list) else [got]) for rel in s.pieces.rels()}
+        return {
+            rel.rsplit("/", 1)[0]
+            for got in self.by_id.values()
+            for s in (got if isinstance(got, list) else [got])
+            for rel in s.pieces.rels()
+        }
 
 
-def find(base: str, fam: StoreFamily, claimed: Container[str], notes: list[str],
-         claimed_dirs: set[str] | None = None) -> Iterator[Found]:
+def find(
+    base: str, fam: StoreFamily, claimed: Container[str], notes: list[str], claimed_dirs: set[str] | None = None
+) -> Iterator[Found]:
     """Every entry of one store family under ``base`` (read-only). ``claimed``: paths that are a session's
     pieces; ``claimed_dirs``: the dirs holding them (never empty)."""
     st = _lstat(base)
@@ -222,8 +244,11 @@ def find(base: str, fam: StoreFamily, claimed: Container[str], notes: list[str],
     for sel in fam.selectors:
         rx = re.compile(sel.name)
         for d in _dirs(base, sel, dev, uid, notes):
-            names = (_files_below(base, d, dev) if sel.recursive and d else
-                     ((f"{d}/{n}" if d else n, n) for n in _list(os.path.join(base, d))))
+            names = (
+                _files_below(base, d, dev)
+                if sel.recursive and d
+                else ((f"{d}/{n}" if d else n, n) for n in _list(os.path.join(base, d)))
+            )
             for rel, name in names:
                 if rel in seen or rel in claimed or name in sel.exempt or not rx.fullmatch(name):
                     continue
@@ -234,8 +259,12 @@ def find(base: str, fam: StoreFamily, claimed: Container[str], notes: list[str],
                     notes.append(f"{rel} (symlink, not followed)")
                     continue
                 is_dir = stat.S_ISDIR(est.st_mode)
-                if not (is_dir and sel.kind in ("dir", "any", "empty-dir") or stat.S_ISREG(est.st_mode)
-                        and sel.kind in ("file", "any")):
+                if not (
+                    is_dir
+                    and sel.kind in ("dir", "any", "empty-dir")
+                    or stat.S_ISREG(est.st_mode)
+                    and sel.kind in ("file", "any")
+                ):
                     continue
                 if sel.kind == "empty-dir" and (_list(os.path.join(base, rel)) or rel in claimed_dirs):
                     continue
@@ -254,6 +283,7 @@ def find(base: str, fam: StoreFamily, claimed: Container[str], notes: list[str],
 
 # ---- deciding (pure) --------------------------------------------------------------------------------------
 
+
 def default_window(fam: StoreFamily, sel: Selector, claude: Window) -> Window:
     """Claude Code's own rule for one selector of a family, given its effective cleanupPeriodDays window."""
     if sel.age == "none":
@@ -268,8 +298,7 @@ def window_for(fam: StoreFamily, sel: Selector, pol: Policy, claude: Window) -> 
     return pol.stores.get(fam.key) or default_window(fam, sel, claude)
 
 
-def decide_entry(f: Found, win: Window, grace: float, now: float, live_ids: set[str]
-                 ) -> tuple[bool, str, float | None]:
+def decide_entry(f: Found, win: Window, grace: float, now: float, live_ids: set[str]) -> tuple[bool, str, float | None]:
     """(remove?, reason kept, when it would expire) for one entry. Pure."""
     t = name_time(f.name) if f.selector.age == "name" else f.piece.mtime
     if t is None:
@@ -298,8 +327,7 @@ class Sessions:
     removing: set[str]  # decided for removal by this sweep
 
 
-def decide_session_dir(f: Found, win: Window, grace: float, now: float, ss: Sessions
-                       ) -> tuple[bool, str, float | None]:
+def decide_session_dir(f: Found, win: Window, grace: float, now: float, ss: Sessions) -> tuple[bool, str, float | None]:
     """A folder named by a session id (tmp ``claude-<uid>/<cwd>/<id>/``): Claude Code removes it when it
     removes the session's transcript. Here it goes with its session (checked again right before: its
     transcript must be gone), stays with a kept one, and one of no session here ages by its mtime. Pure."""
@@ -313,8 +341,9 @@ def decide_session_dir(f: Found, win: Window, grace: float, now: float, ss: Sess
     return decide_entry(f, win, grace, now, set())
 
 
-def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, claude: Window,
-              removing: set[str] | None = None) -> tuple[list[StoreDecision], set[str]]:
+def plan_root(
+    root: str, sessions: Iterable[Session], pol: Policy, now: float, claude: Window, removing: set[str] | None = None
+) -> tuple[list[StoreDecision], set[str]]:
     """Every store of one Claude dir, decided; and the store entries seen (paths relative to the Claude dir),
     so that the session scan's "unknown" list can leave them out. ``removing``: the (canonical) ids of this
     dir's sessions the sweep removes."""
@@ -326,8 +355,11 @@ def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, c
     # Sessions Claude Code is running (its registry, as it reads it; a new one may have no transcript yet)
     # and sessions kept as in use: their image-cache entries stay, as Claude Code spares its own.
     live = {s.session_id for s in sessions if s.in_use} | set(live_sessions(root).live)
-    ss = Sessions({canonical_id(x) for x in live}, {canonical_id(s.session_id) for s in sessions if s.transcript},
-                  removing or set())
+    ss = Sessions(
+        {canonical_id(x) for x in live},
+        {canonical_id(s.session_id) for s in sessions if s.transcript},
+        removing or set(),
+    )
     out: list[StoreDecision] = []
     seen: set[str] = set()
     where = places(root)
@@ -352,8 +384,9 @@ def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, c
                 if go and canonical_id(f.name) in ss.removing:
                     sd.with_session[f.piece.rel] = f.name
             else:
-                go, why, expires = decide_entry(f, wins[f.selector], pol.grace, now,
-                                                live if fam.key == "image-cache" else set())
+                go, why, expires = decide_entry(
+                    f, wins[f.selector], pol.grace, now, live if fam.key == "image-cache" else set()
+                )
             if go:
                 sd.remove.append(f.piece)
             else:
@@ -361,16 +394,23 @@ def plan_root(root: str, sessions: Iterable[Session], pol: Policy, now: float, c
                 if expires is not None and (sd.next_expiry is None or expires < sd.next_expiry):
                     sd.next_expiry = expires
         if sd.entries and len(set(wins.values())) > 1:
-            sd.notes.append("windows: " + "; ".join(f"{'/'.join(s.dirs) or '.'}/{s.name}: "
-                                                    f"{human_duration(w.seconds)}" for s, w in wins.items()))
+            sd.notes.append(
+                "windows: "
+                + "; ".join(f"{'/'.join(s.dirs) or '.'}/{s.name}: {human_duration(w.seconds)}" for s, w in wins.items())
+            )
         if sd.entries or sd.notes:
             out.append(sd)
     return out, seen
 
 
-def plan(roots: list[Path], sessions: list[Session], pol: Policy, now: float,
-         claude_windows: dict[str, Window], removing: Iterable[Session] = ()
-         ) -> tuple[list[StoreDecision], dict[str, set[str]]]:
+def plan(
+    roots: list[Path],
+    sessions: list[Session],
+    pol: Policy,
+    now: float,
+    claude_windows: dict[str, Window],
+    removing: Iterable[Session] = (),
+) -> tuple[list[StoreDecision], dict[str, set[str]]]:
     """Every store of every root, decided. ``removing``: the sessions this sweep removes (their tmp folders
     go with them)."""
     decisions: list[StoreDecision] = []
@@ -389,31 +429,53 @@ def windows(root: str, pol: Policy, claude: Window) -> list[dict[str, Any]]:
     out = []
     for fam in STORE_FAMILIES:
         wins = list(dict.fromkeys(window_for(fam, sel, pol, claude) for sel in fam.selectors))
-        out.append({"store": fam.key, "what": fam.what, "place": where.get(fam.place),
-                    "windows": [w.seconds for w in wins], "sources": [w.source for w in wins]})
+        out.append(
+            {
+                "store": fam.key,
+                "what": fam.what,
+                "place": where.get(fam.place),
+                "windows": [w.seconds for w in wins],
+                "sources": [w.source for w in wins],
+            }
+        )
     return out
 
 
 # ---- acting ------------------------------------------------------------------------------------------------
 
+
 def _record(sd: StoreDecision, phase: str, dry: bool = False) -> dict[str, Any]:
     rec: dict[str, Any] = {
-        "action": "delete-store", "phase": phase, "store": sd.key, "root": sd.root, "place": sd.place,
-        "files": len(sd.remove), "bytes": sd.remove_bytes,
+        "action": "delete-store",
+        "phase": phase,
+        "store": sd.key,
+        "root": sd.root,
+        "place": sd.place,
+        "files": len(sd.remove),
+        "bytes": sd.remove_bytes,
         "reason": f"older than {human_duration(sd.window.seconds)} ({sd.window.source})",
     }
     if phase == "intent":
         rec["result"] = "pending"
     else:
-        rec.update({"result": sd.result, "removed": sd.removed, "bytes_removed": sd.removed_bytes,
-                    "kept_changed": sd.changed, "vanished": sd.vanished, "failed": sd.failed})
+        rec.update(
+            {
+                "result": sd.result,
+                "removed": sd.removed,
+                "bytes_removed": sd.removed_bytes,
+                "kept_changed": sd.changed,
+                "vanished": sd.vanished,
+                "failed": sd.failed,
+            }
+        )
         if sd.errors:
             rec["errors"] = list(sd.errors)
     return rec
 
 
-def execute(decisions: list[StoreDecision], *, dry_run: bool, audit: Any = None,
-            should_stop: Callable[[], bool] | None = None) -> None:
+def execute(
+    decisions: list[StoreDecision], *, dry_run: bool, audit: Any = None, should_stop: Callable[[], bool] | None = None
+) -> None:
     """Remove what each store decision says, each entry re-checked right before it goes: an entry changed
     since the scan (inode, size, mtime; a dir's own mtime) is kept. A dry run makes every check and removes
     nothing. One intent record before a store is touched, one result record after (counts and bytes)."""

@@ -74,17 +74,25 @@ def actor(root: Root, d: Decision, *, tdir: Path, now: float, fallback: Any = No
     try:
         if os.fstat(fd).st_dev != root.dev:
             if fallback is None:
-                raise Unsafe(f"the trash {tdir} is on another filesystem than {root.path} and archives are "
-                             "unavailable: kept (put the janitor's data dir on the same filesystem)")
+                raise Unsafe(
+                    f"the trash {tdir} is on another filesystem than {root.path} and archives are "
+                    "unavailable: kept (put the janitor's data dir on the same filesystem)"
+                )
             extra = dict(fallback(root, d) or {})
-            extra["trash_fallback"] = (f"the trash {tdir} is on another filesystem than {root.path}: "
-                                       "archived instead")
+            extra["trash_fallback"] = f"the trash {tdir} is on another filesystem than {root.path}: archived instead"
             return extra
         name = f"{d.session.session_id}.{secrets.token_hex(4)}"
         staging.remove(root, d.session, d.action.value, staging.matches_scan(d.session), into=(fd, name))
-        meta = {"session_id": d.session.session_id, "root": root.path, "project": d.session.project,
-                "project_path": d.session.project_path, "removed_at": now,
-                "pieces": [p.rel for p in d.session.pieces], "bytes": d.session.bytes, "reason": d.reason}
+        meta = {
+            "session_id": d.session.session_id,
+            "root": root.path,
+            "project": d.session.project,
+            "project_path": d.session.project_path,
+            "removed_at": now,
+            "pieces": [p.rel for p in d.session.pieces],
+            "bytes": d.session.bytes,
+            "reason": d.reason,
+        }
         with contextlib.suppress(OSError):  # the entry is complete without it (names say where each piece goes)
             write_atomic(tdir / name / META, json.dumps(meta))
         return {"trash": str(tdir / name)}
@@ -107,6 +115,7 @@ def bind(actors: dict[Any, Any], pol: Policy, dirs: JanitorDirs, now: float, fal
 
 # ---- what is in the trash ----------------------------------------------------------------------------
 
+
 @dataclass
 class Entry:
     name: str
@@ -123,9 +132,17 @@ class Entry:
     def to_dict(self) -> dict[str, Any]:
         from claude_janitor.render.report import iso
 
-        return {"path": str(self.path), "session_id": self.session_id, "removed_at": iso(self.removed_at),
-                "project": self.project, "project_path": self.project_path, "root": self.root,
-                "bytes": self.bytes, "pieces": sorted(self.pieces.values()), "problem": self.problem}
+        return {
+            "path": str(self.path),
+            "session_id": self.session_id,
+            "removed_at": iso(self.removed_at),
+            "project": self.project,
+            "project_path": self.project_path,
+            "root": self.root,
+            "bytes": self.bytes,
+            "pieces": sorted(self.pieces.values()),
+            "problem": self.problem,
+        }
 
 
 def _read_json(dfd: int, name: str) -> Any:
@@ -159,8 +176,12 @@ def _entry(tfd: int, tdir: Path, name: str) -> Entry | None:
         meta = meta if isinstance(meta, dict) else {}
         origin = _read_json(fd, ORIGIN)
         origin = origin if isinstance(origin, dict) else {}
-        e = Entry(name, tdir / name, sid, float(meta["removed_at"]) if isinstance(meta.get("removed_at"),
-                                                                                   int | float) else st.st_mtime)
+        e = Entry(
+            name,
+            tdir / name,
+            sid,
+            float(meta["removed_at"]) if isinstance(meta.get("removed_at"), int | float) else st.st_mtime,
+        )
         project = meta.get("project")
         e.project = project if isinstance(project, str) else ""
         e.project_path = meta.get("project_path") if isinstance(meta.get("project_path"), str) else None
@@ -169,8 +190,11 @@ def _entry(tfd: int, tdir: Path, name: str) -> Entry | None:
             if staged in (META, ORIGIN) or staged.startswith("."):
                 continue
             named = origin.get(staged)
-            rel: str | None = (named if isinstance(named, str) else None) if staged in origin \
+            rel: str | None = (
+                (named if isinstance(named, str) else None)
+                if staged in origin
                 else unquote(staged, errors="surrogateescape")
+            )
             try:
                 pst = os.stat(staged, dir_fd=fd, follow_symlinks=False)
             except OSError:
@@ -213,6 +237,7 @@ def usage(tdir: Path) -> tuple[int, int]:
 
 # ---- purge ------------------------------------------------------------------------------------------
 
+
 def maintain(pol: Policy, dirs: JanitorDirs, now: float, *, dry_run: bool, audit: Any) -> dict[str, Any] | None:
     """Purge trash entries older than the trash period (none while trash is off: `janitor undo`/`restore`
     still find them)."""
@@ -230,9 +255,16 @@ def maintain(pol: Policy, dirs: JanitorDirs, now: float, *, dry_run: bool, audit
     try:
         dev = os.fstat(tfd).st_dev
         for e in due:
-            rec = {"action": "purge-trash", "session_id": e.session_id, "root": e.root, "project": e.project,
-                   "paths": sorted(e.pieces.values()), "bytes": e.bytes, "trash": str(e.path),
-                   "reason": f"in the trash longer than {pol.trash.source if pol.trash else 'trash is off'}"}
+            rec = {
+                "action": "purge-trash",
+                "session_id": e.session_id,
+                "root": e.root,
+                "project": e.project,
+                "paths": sorted(e.pieces.values()),
+                "bytes": e.bytes,
+                "trash": str(e.path),
+                "reason": f"in the trash longer than {pol.trash.source if pol.trash else 'trash is off'}",
+            }
             if dry_run:
                 info["purged"].append({**rec, "result": "dry-run"})
                 continue
@@ -254,6 +286,7 @@ def maintain(pol: Policy, dirs: JanitorDirs, now: float, *, dry_run: bool, audit
 
 # ---- restore ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Restored:
     entry: Entry
@@ -264,8 +297,11 @@ class Restored:
 
 def find(tdir: Path, session_id: str, project: str | None = None) -> Entry | None:
     """The newest trash entry of a session (of ``project`` when given: its path or encoded name)."""
-    got = [e for e in entries(tdir) if same_id(e.session_id, session_id)
-           and (project is None or project in (e.project, e.project_path))]
+    got = [
+        e
+        for e in entries(tdir)
+        if same_id(e.session_id, session_id) and (project is None or project in (e.project, e.project_path))
+    ]
     return got[-1] if got else None
 
 
@@ -285,17 +321,27 @@ def restore(e: Entry, target: Path, *, audit: Any = None, now: float | None = No
     when = time.time() if now is None else now
     out = Restored(e, str(target))
     root = Root(target)
-    rec = {"action": "restore-trash", "session_id": e.session_id, "root": str(target), "project": e.project,
-           "paths": sorted(e.pieces.values()), "bytes": e.bytes, "trash": str(e.path),
-           "reason": "janitor restore / undo"}
+    rec = {
+        "action": "restore-trash",
+        "session_id": e.session_id,
+        "root": str(target),
+        "project": e.project,
+        "paths": sorted(e.pieces.values()),
+        "bytes": e.bytes,
+        "trash": str(e.path),
+        "reason": "janitor restore / undo",
+    }
     if audit:
         audit.append([{**rec, "phase": "intent", "result": "pending"}])
     try:
         efd = os.open(str(e.path), DIR_FLAGS)
         try:
             if os.fstat(efd).st_dev != root.dev:
-                raise JanitorError(f"the trash {e.path.parent} is on another filesystem than {target}: cannot "
-                                   "restore by a rename; nothing restored", ExitStatus.ACTIONS_FAILED)
+                raise JanitorError(
+                    f"the trash {e.path.parent} is on another filesystem than {target}: cannot "
+                    "restore by a rename; nothing restored",
+                    ExitStatus.ACTIONS_FAILED,
+                )
             for staged, rel in sorted(e.pieces.items(), key=lambda kv: kv[1].endswith(".jsonl")):
                 pfd, name = root.open_parent(rel, create=True)
                 try:
@@ -322,12 +368,22 @@ def restore(e: Entry, target: Path, *, audit: Any = None, now: float | None = No
     finally:
         root.close()
         if audit:
-            audit.append([{**rec, "phase": "result", "result": "ok" if not out.refused else "failed",
-                           "restored": out.restored, **({"error": "; ".join(out.refused)} if out.refused else {})}])
+            audit.append(
+                [
+                    {
+                        **rec,
+                        "phase": "result",
+                        "result": "ok" if not out.refused else "failed",
+                        "restored": out.restored,
+                        **({"error": "; ".join(out.refused)} if out.refused else {}),
+                    }
+                ]
+            )
     return out
 
 
 # ---- the last sweep, for undo ---------------------------------------------------------------------
+
 
 def record_last_sweep(dirs: JanitorDirs, now: float, outcomes: list[Any]) -> None:
     """What a sweep removed, where each session went (trash, archive, or deleted for good): for undo.
@@ -337,8 +393,16 @@ def record_last_sweep(dirs: JanitorDirs, now: float, outcomes: list[Any]) -> Non
         if o.result != "ok":
             continue
         s = o.decision.session
-        removed.append({"session_id": s.session_id, "root": s.root, "project": s.project,
-                        "project_path": s.project_path, "trash": getattr(o, "trash", None), "archive": o.archive})
+        removed.append(
+            {
+                "session_id": s.session_id,
+                "root": s.root,
+                "project": s.project,
+                "project_path": s.project_path,
+                "trash": getattr(o, "trash", None),
+                "archive": o.archive,
+            }
+        )
     if removed:
         write_atomic(dirs.state / LAST_SWEEP, json.dumps({"at": now, "removed": removed}, indent=1))
 

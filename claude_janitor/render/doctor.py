@@ -36,8 +36,9 @@ def _truthy(v: str) -> str:
     return "set"
 
 
-def privacy(root: Path, environ: dict[str, str] | None = None,
-            layers: list[claude_settings.SettingsLayer] | None = None) -> list[dict[str, Any]]:
+def privacy(
+    root: Path, environ: dict[str, str] | None = None, layers: list[claude_settings.SettingsLayer] | None = None
+) -> list[dict[str, Any]]:
     """Each privacy variable: its effective value and where it came from.
 
     Claude Code applies settings.json's ``env`` object over its process environment, and managed settings
@@ -57,8 +58,15 @@ def privacy(root: Path, environ: dict[str, str] | None = None,
         for label, env in found:
             if var in env:
                 value, source = env[var], label
-        out.append({"name": var, "effect": what, "value": value, "source": source,
-                    "state": "not set" if value is None else _truthy(value)})
+        out.append(
+            {
+                "name": var,
+                "effect": what,
+                "value": value,
+                "source": source,
+                "state": "not set" if value is None else _truthy(value),
+            }
+        )
     umbrella = out[-1]
     if umbrella["state"] == "on":
         for item in out[:-1]:
@@ -74,8 +82,11 @@ def last_cleanup(root: Path, now: float) -> dict[str, Any]:
     try:
         st = f.lstat()
     except FileNotFoundError:
-        return {"file": str(f), "last_run": None,
-                "status": "no record of a cleanup: it runs at the next Claude Code start"}
+        return {
+            "file": str(f),
+            "last_run": None,
+            "status": "no record of a cleanup: it runs at the next Claude Code start",
+        }
     except OSError as e:
         return {"file": str(f), "last_run": None, "status": f"unreadable: {e.strerror}"}
     age = now - st.st_mtime
@@ -116,18 +127,33 @@ def own_sweep_skips(layers: list[claude_settings.SettingsLayer], where: str = ""
     out = []
     for layer in layers:
         if layer.unparseable:
-            out.append({"reason": "settings_unknowable", "file": str(layer.path),
-                        "why": f"Claude Code's own cleanup skips itself{where}: {layer.error}"})
+            out.append(
+                {
+                    "reason": "settings_unknowable",
+                    "file": str(layer.path),
+                    "why": f"Claude Code's own cleanup skips itself{where}: {layer.error}",
+                }
+            )
         elif layer.invalid_keys:
             keys = ", ".join(f"{k} = {layer.data.get(k)!r:.20}" for k in layer.invalid_keys) if layer.data else ""
-            out.append({"reason": "settings_invalid_key_set", "file": str(layer.path),
-                        "why": f"Claude Code's own cleanup skips itself{where}: {layer.path} sets {keys}, which "
-                               "it rejects (a whole number ≥ 1 is required; 0 does not mean 'never')"})
+            out.append(
+                {
+                    "reason": "settings_invalid_key_set",
+                    "file": str(layer.path),
+                    "why": f"Claude Code's own cleanup skips itself{where}: {layer.path} sets {keys}, which "
+                    "it rejects (a whole number ≥ 1 is required; 0 does not mean 'never')",
+                }
+            )
     if not where and not any(layer.days is not None and layer.kind != "user" for layer in layers):
-        out.append({"reason": "user_source_disabled", "file": "",
-                    "why": "if Claude Code is started with --setting-sources leaving out 'user', its own cleanup "
-                           "skips itself unless a project or managed settings file sets cleanupPeriodDays",
-                    "conditional": "yes"})
+        out.append(
+            {
+                "reason": "user_source_disabled",
+                "file": "",
+                "why": "if Claude Code is started with --setting-sources leaving out 'user', its own cleanup "
+                "skips itself unless a project or managed settings file sets cleanupPeriodDays",
+                "conditional": "yes",
+            }
+        )
     return out
 
 
@@ -147,8 +173,11 @@ def _project_overrides(root: Path) -> list[dict[str, Any]]:
         if not pe.is_dir(follow_symlinks=False):
             continue
         try:
-            newest = max((e for e in os.scandir(pe.path) if e.name.endswith(".jsonl")
-                          and e.is_file(follow_symlinks=False)), key=lambda e: e.stat().st_mtime, default=None)
+            newest = max(
+                (e for e in os.scandir(pe.path) if e.name.endswith(".jsonl") and e.is_file(follow_symlinks=False)),
+                key=lambda e: e.stat().st_mtime,
+                default=None,
+            )
         except OSError:
             continue
         if newest is None:
@@ -169,8 +198,14 @@ def _project_overrides(root: Path) -> list[dict[str, Any]]:
         skips = own_sweep_skips(own, f" when started in {cwd}")
         for layer in own:
             if layer.error:
-                out.append({"project": cwd, "file": str(layer.path), "error": layer.error,
-                            "own_sweep_skips": [x for x in skips if x["file"] == str(layer.path)]})
+                out.append(
+                    {
+                        "project": cwd,
+                        "file": str(layer.path),
+                        "error": layer.error,
+                        "own_sweep_skips": [x for x in skips if x["file"] == str(layer.path)],
+                    }
+                )
             elif layer.days is not None:
                 out.append({"project": cwd, "file": str(layer.path), "cleanupPeriodDays": layer.days})
     return out
@@ -185,23 +220,40 @@ def _policy_rows(pol: Policy, raw: dict[str, Any], dirs: JanitorDirs) -> list[di
     d = "default"
     aud = config.audit_settings(raw)
     rows = [
-        ("retention", _fmt_window(pol.retention.seconds) if pol.retention else
-         "Claude Code's cleanupPeriodDays (per config dir / project, below)", src.get("retention", d)),
+        (
+            "retention",
+            _fmt_window(pol.retention.seconds)
+            if pol.retention
+            else "Claude Code's cleanupPeriodDays (per config dir / project, below)",
+            src.get("retention", d),
+        ),
         ("action", pol.action.value, src.get("action", d)),
         ("grace", human_duration(pol.grace), src.get("grace", d)),
         ("keep_last", str(pol.keep_last), src.get("keep_last", d)),
         ("archive_dir", pol.archive_dir or str(dirs.archive_dir), src.get("archive_dir", d)),
-        ("archive_retention", _fmt_window(pol.archive_retention.seconds) if pol.archive_retention
-         else "forever", src.get("archive_retention", d)),
-        ("max_delete_count", "none" if pol.max_delete_count is None else str(pol.max_delete_count),
-         src.get("max_delete_count", d)),
-        ("max_delete_percent", "none" if pol.max_delete_percent is None else f"{pol.max_delete_percent:g}%",
-         src.get("max_delete_percent", d)),
+        (
+            "archive_retention",
+            _fmt_window(pol.archive_retention.seconds) if pol.archive_retention else "forever",
+            src.get("archive_retention", d),
+        ),
+        (
+            "max_delete_count",
+            "none" if pol.max_delete_count is None else str(pol.max_delete_count),
+            src.get("max_delete_count", d),
+        ),
+        (
+            "max_delete_percent",
+            "none" if pol.max_delete_percent is None else f"{pol.max_delete_percent:g}%",
+            src.get("max_delete_percent", d),
+        ),
         ("sweep_interval", str(raw.get("sweep_interval", "1d")), src.get("sweep_interval", d)),
         ("sweep_cron", str(raw.get("sweep_cron", "-")), src.get("sweep_cron", d)),
         ("audit_sink", str(raw.get("audit_sink", "none")), src.get("audit_sink", d)),
-        ("audit_rotate_size", human_bytes(aud.rotate_bytes) if aud.rotate_bytes else "never",
-         src.get("audit_rotate_size", d)),
+        (
+            "audit_rotate_size",
+            human_bytes(aud.rotate_bytes) if aud.rotate_bytes else "never",
+            src.get("audit_rotate_size", d),
+        ),
         ("audit_keep_files", str(aud.keep) if aud.keep else "all", src.get("audit_keep_files", d)),
         ("audit_compress", "true" if aud.compress else "false", src.get("audit_compress", d)),
     ]
@@ -216,10 +268,14 @@ def collect(roots: list[Path], config_path: str | None, dirs: JanitorDirs, now: 
     user_cfg = Path(config_path) if config_path else config.default_config_path()
     mpath = managed_policy_path()
     report["janitor"] = {
-        "config_file": str(user_cfg), "config_exists": user_cfg.exists(),
-        "managed_policy": str(mpath), "managed_policy_exists": mpath.exists(),
+        "config_file": str(user_cfg),
+        "config_exists": user_cfg.exists(),
+        "managed_policy": str(mpath),
+        "managed_policy_exists": mpath.exists(),
         "claude_managed_settings_dir": str(managed_settings_dir()),
-        "state_dir": str(dirs.state), "audit_log": str(dirs.audit_log), "pins_file": str(dirs.pins_file),
+        "state_dir": str(dirs.state),
+        "audit_log": str(dirs.audit_log),
+        "pins_file": str(dirs.pins_file),
     }
     try:
         from claude_janitor.cache.pins import load_pins
@@ -235,12 +291,20 @@ def collect(roots: list[Path], config_path: str | None, dirs: JanitorDirs, now: 
         pol = None
     if pol is not None:
         report["policy"] = _policy_rows(pol, raw, dirs)
-        report["rules"] = [{"project": r.pattern, "kind": r.kind, "entrypoint": r.entrypoint,
-                            "replied": r.replied, "label": r.label,
-                            "retention": _fmt_window(r.retention) if r.retention_set else "(default)",
-                            "action": r.action.value if r.action else "(default)",
-                            "keep_last": r.keep_last, "source": pol.sources.get("rule", "janitor config")}
-                           for r in pol.rules]
+        report["rules"] = [
+            {
+                "project": r.pattern,
+                "kind": r.kind,
+                "entrypoint": r.entrypoint,
+                "replied": r.replied,
+                "label": r.label,
+                "retention": _fmt_window(r.retention) if r.retention_set else "(default)",
+                "action": r.action.value if r.action else "(default)",
+                "keep_last": r.keep_last,
+                "source": pol.sources.get("rule", "janitor config"),
+            }
+            for r in pol.rules
+        ]
     report["claude"] = []
     managed = claude_settings.managed_layers()
     for root in roots:
@@ -267,11 +331,17 @@ def collect(roots: list[Path], config_path: str | None, dirs: JanitorDirs, now: 
         if pol is not None:
             from claude_janitor.removal.stores import windows
 
-            cw = w if not isinstance(w, str) else Window(None, "Claude Code's window is unknown (settings "
-                                                                "unreadable): kept")
+            cw = (
+                w
+                if not isinstance(w, str)
+                else Window(None, "Claude Code's window is unknown (settings unreadable): kept")
+            )
             item["stores"] = windows(str(root), pol, cw)
-            item["history"] = {"removed_sessions": pol.history.removed_sessions,
-                               "retention": pol.history.retention, "source": pol.history.source}
+            item["history"] = {
+                "removed_sessions": pol.history.removed_sessions,
+                "retention": pol.history.retention,
+                "source": pol.history.source,
+            }
         report["claude"].append(item)
     return report
 
@@ -279,7 +349,7 @@ def collect(roots: list[Path], config_path: str | None, dirs: JanitorDirs, now: 
 def _short(error: str | None, file: str) -> str | None:
     """A settings error without the file name the line already shows."""
     if error and error.startswith(f"settings file {file}: "):
-        return error[len(f"settings file {file}: "):]
+        return error[len(f"settings file {file}: ") :]
     return error
 
 
@@ -294,8 +364,9 @@ def _janitor_lines(rep: dict[str, Any]) -> list[str]:
     L.append(f"  managed policy   {j['managed_policy']}{'  (in force)' if j['managed_policy_exists'] else '  (none)'}")
     L.append(f"  audit log        {j['audit_log']}")
     pins = j.get("pinned_sessions", [])
-    L.append(f"  pinned sessions  {len(pins)}" + (f": {', '.join(pins[:5])}{' …' if len(pins) > 5 else ''}"
-                                                  if pins else ""))
+    L.append(
+        f"  pinned sessions  {len(pins)}" + (f": {', '.join(pins[:5])}{' …' if len(pins) > 5 else ''}" if pins else "")
+    )
     if "policy" in rep:
         L += ["", "Effective policy (value, then where it came from)"]
         w = max(len(r["key"]) for r in rep["policy"])
@@ -303,8 +374,11 @@ def _janitor_lines(rep: dict[str, Any]) -> list[str]:
         for r in rep["policy"]:
             L.append(f"  {r['key'].ljust(w)}  {r['value'].ljust(v)}  {r['source']}")
         for r in rep.get("rules", []):
-            L.append(f"  {r['label']}  retention {r['retention']}, action {r['action']}"
-                     + (f", keep_last {r['keep_last']}" if r["keep_last"] is not None else "") + f"  ({r['source']})")
+            L.append(
+                f"  {r['label']}  retention {r['retention']}, action {r['action']}"
+                + (f", keep_last {r['keep_last']}" if r["keep_last"] is not None else "")
+                + f"  ({r['source']})"
+            )
     return L
 
 
@@ -317,17 +391,26 @@ def _settings_lines(c: dict[str, Any]) -> list[str]:
     else:
         L.append(f"  cleanupPeriodDays  unknown: {shown(c['cleanup_unknown'])}")
     for s in c["settings"]:
-        state = ("missing" if not s["exists"] else _short(s.get("error"), s["file"]) or
-                 (f"cleanupPeriodDays = {s['cleanupPeriodDays']}" if s.get("cleanupPeriodDays") is not None
-                  else "no cleanupPeriodDays"))
+        state = (
+            "missing"
+            if not s["exists"]
+            else _short(s.get("error"), s["file"])
+            or (
+                f"cleanupPeriodDays = {s['cleanupPeriodDays']}"
+                if s.get("cleanupPeriodDays") is not None
+                else "no cleanupPeriodDays"
+            )
+        )
         L.append(f"    {'managed' if s['managed'] else 'user   '}  {s['file']}: {state}")
     for o in c["project_overrides"]:
         if "error" in o:
             L.append(f"    project  {shown(o['error'])}")
             L += [f"      {shown(x['why'])} ({x['reason']})" for x in o.get("own_sweep_skips", [])]
         else:
-            L.append(f"    project  {o['file']}: cleanupPeriodDays = {o['cleanupPeriodDays']} "
-                     "(when Claude Code starts there, its sweep applies this to every project)")
+            L.append(
+                f"    project  {o['file']}: cleanupPeriodDays = {o['cleanupPeriodDays']} "
+                "(when Claude Code starts there, its sweep applies this to every project)"
+            )
     return L
 
 
@@ -340,8 +423,10 @@ def _own_sweep_lines(c: dict[str, Any]) -> list[str]:
         if x.get("conditional"):
             L.append(f"    note: {x['why']} ({x['reason']})")
         else:
-            L.append(f"    SKIPPED: {shown(x['why'])} ({x['reason']}); nothing is cleaned by Claude Code "
-                     "while this lasts (image-cache is still wiped)")
+            L.append(
+                f"    SKIPPED: {shown(x['why'])} ({x['reason']}); nothing is cleaned by Claude Code "
+                "while this lasts (image-cache is still wiped)"
+            )
     return L
 
 
@@ -354,14 +439,22 @@ def _stores_lines(c: dict[str, Any]) -> list[str]:
             if st["place"] is None:
                 where = "  (only with the user's own Claude dir)"
             win = " / ".join(_fmt_window(w) for w in st["windows"])
-            L.append(f"    {st['store'].ljust(17)} {win.ljust(8)} {st['what']}  ({'; '.join(st['sources'])})"
-                     f"{where}")
+            L.append(f"    {st['store'].ljust(17)} {win.ljust(8)} {st['what']}  ({'; '.join(st['sources'])}){where}")
     if "history" in c:
         h = c["history"]
-        hs = ("not pruned (opt in with [history])" if not h["removed_sessions"] and h["retention"] is None else
-              ", ".join(x for x in ("lines of removed sessions dropped" if h["removed_sessions"] else "",
-                                    f"lines older than {_fmt_window(h['retention'])} dropped"
-                                    if h["retention"] is not None else "") if x) + f" ({h['source']})")
+        hs = (
+            "not pruned (opt in with [history])"
+            if not h["removed_sessions"] and h["retention"] is None
+            else ", ".join(
+                x
+                for x in (
+                    "lines of removed sessions dropped" if h["removed_sessions"] else "",
+                    f"lines older than {_fmt_window(h['retention'])} dropped" if h["retention"] is not None else "",
+                )
+                if x
+            )
+            + f" ({h['source']})"
+        )
         L.append(f"  history.jsonl      {hs}")
     return L
 
@@ -376,7 +469,9 @@ def _privacy_lines(c: dict[str, Any]) -> list[str]:
         elif p.get("implied_by"):
             val = f"on (implied by {p['implied_by']}" + (
                 f"; {p['name']}={shown(p['value'])} from {p['source']} does not turn it back on)"
-                if p["value"] is not None else ")")
+                if p["value"] is not None
+                else ")"
+            )
         else:
             val = f"{p['state']} ({p['name']}={shown(p['value'])} from {p['source']})"
         L.append(f"    {p['name'].ljust(41)}  {val}")
@@ -388,11 +483,16 @@ def _problem_lines(rep: dict[str, Any]) -> list[str]:
 
     L: list[str] = []
     if rep["problems"]:
-        L += ["", "Problems (janitor config, managed policy or pins: sweeps and reports stop, exit 2, nothing "
-                  "changed)"] + [f"  {shown(p)}" for p in rep["problems"]]
+        L += [
+            "",
+            "Problems (janitor config, managed policy or pins: sweeps and reports stop, exit 2, nothing changed)",
+        ] + [f"  {shown(p)}" for p in rep["problems"]]
     if rep.get("settings_problems"):
-        L += ["", "Claude Code settings problems (sweeps go on: sessions whose window would come from these "
-                  "files are kept; janitor retention, rules and --older-than still apply)"]
+        L += [
+            "",
+            "Claude Code settings problems (sweeps go on: sessions whose window would come from these "
+            "files are kept; janitor retention, rules and --older-than still apply)",
+        ]
         L += [f"  {shown(p)}" for p in rep["settings_problems"]]
     if not rep["problems"] and not rep.get("settings_problems"):
         L += ["", "No problems found."]

@@ -39,8 +39,16 @@ class Sample:
     kind: str = "oneshot"  # oneshot | full | incremental
 
 
-def from_run(plan: Any, outcomes: list[Any], *, started: float, finished: float, guard: str | None,
-             error: str | None = None, kind: str = "oneshot") -> Sample:
+def from_run(
+    plan: Any,
+    outcomes: list[Any],
+    *,
+    started: float,
+    finished: float,
+    guard: str | None,
+    error: str | None = None,
+    kind: str = "oneshot",
+) -> Sample:
     """A Sample from a plan and the outcomes of acting on it."""
     decisions = {"keep": 0, "delete": 0, "archive": 0}
     store_bytes: dict[tuple[str, str], int] = {}
@@ -60,12 +68,21 @@ def from_run(plan: Any, outcomes: list[Any], *, started: float, finished: float,
             reclaimed += o.decision.session.bytes
     for sd in getattr(plan, "stores", None) or ():
         reclaimed += getattr(sd, "removed_bytes", 0) or 0
-    failures = results.get("failed", 0) + sum(1 for sd in getattr(plan, "stores", None) or ()
-                                               if getattr(sd, "result", None) == "failed")
-    return Sample(finished=finished, duration=max(0.0, finished - started),
-                  success=error is None and guard is None and failures == 0, decisions=decisions, results=results,
-                  reclaimed_bytes=reclaimed, failures=failures + (1 if error else 0), guard_tripped=guard is not None,
-                  store_bytes=store_bytes, kind=kind)
+    failures = results.get("failed", 0) + sum(
+        1 for sd in getattr(plan, "stores", None) or () if getattr(sd, "result", None) == "failed"
+    )
+    return Sample(
+        finished=finished,
+        duration=max(0.0, finished - started),
+        success=error is None and guard is None and failures == 0,
+        decisions=decisions,
+        results=results,
+        reclaimed_bytes=reclaimed,
+        failures=failures + (1 if error else 0),
+        guard_tripped=guard is not None,
+        store_bytes=store_bytes,
+        kind=kind,
+    )
 
 
 def _label(v: str) -> str:
@@ -91,23 +108,43 @@ def render(s: Sample, last_success: float | None) -> str:
         metric("daemon_up", "1 while janitor daemon runs, 0 once it has stopped", [({}, int(s.daemon_up))])
     metric("last_sweep_timestamp_seconds", "When the last sweep ended (Unix time)", [({}, round(s.finished, 3))])
     metric("last_sweep_duration_seconds", "How long the last sweep took", [({}, round(s.duration, 3))])
-    metric("last_sweep_success", "1 if the last sweep acted on everything it meant to, else 0",
-           [({"kind": s.kind}, int(s.success))])
+    metric(
+        "last_sweep_success",
+        "1 if the last sweep acted on everything it meant to, else 0",
+        [({"kind": s.kind}, int(s.success))],
+    )
     if last_success is not None:
-        metric("last_success_timestamp_seconds", "When the last successful sweep ended (Unix time)",
-               [({}, round(last_success, 3))])
-    metric("sessions", "Sessions by the last sweep's decision",
-           [({"decision": k}, v) for k, v in sorted(s.decisions.items())])
-    metric("sessions_acted", "Sessions the last sweep acted on, by result",
-           [({"result": k}, v) for k, v in sorted(s.results.items())])
-    metric("last_sweep_reclaimed_bytes", "Bytes the last sweep removed (sessions and stores; trash not counted "
-           "until purged)", [({}, s.reclaimed_bytes)])
-    metric("last_sweep_failures", "Sessions or stores the last sweep failed to act on (and 1 for a failed run)",
-           [({}, s.failures)])
+        metric(
+            "last_success_timestamp_seconds",
+            "When the last successful sweep ended (Unix time)",
+            [({}, round(last_success, 3))],
+        )
+    metric(
+        "sessions",
+        "Sessions by the last sweep's decision",
+        [({"decision": k}, v) for k, v in sorted(s.decisions.items())],
+    )
+    metric(
+        "sessions_acted",
+        "Sessions the last sweep acted on, by result",
+        [({"result": k}, v) for k, v in sorted(s.results.items())],
+    )
+    metric(
+        "last_sweep_reclaimed_bytes",
+        "Bytes the last sweep removed (sessions and stores; trash not counted until purged)",
+        [({}, s.reclaimed_bytes)],
+    )
+    metric(
+        "last_sweep_failures",
+        "Sessions or stores the last sweep failed to act on (and 1 for a failed run)",
+        [({}, s.failures)],
+    )
     metric("guard_tripped", "1 if the mass-removal guard refused the last sweep", [({}, int(s.guard_tripped))])
-    metric("store_bytes", "Bytes left in each store of each Claude dir after the last sweep (sessions, and the "
-           "stores beyond sessions)",
-           [({"root": r, "store": k}, v) for (r, k), v in sorted(s.store_bytes.items())])
+    metric(
+        "store_bytes",
+        "Bytes left in each store of each Claude dir after the last sweep (sessions, and the stores beyond sessions)",
+        [({"root": r, "store": k}, v) for (r, k), v in sorted(s.store_bytes.items())],
+    )
     if s.trash_bytes is not None:
         metric("trash_bytes", "Bytes in the janitor's trash (removed sessions not yet purged)", [({}, s.trash_bytes)])
     return "\n".join(lines) + "\n"

@@ -18,8 +18,9 @@ WIDTH = 28
 
 
 class Progress:
-    def __init__(self, stream: TextIO | None = None, *, delay: float | None = None,
-                 enabled: bool | None = None) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, delay: float | None = None, enabled: bool | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         if delay is None:
             try:

@@ -20,9 +20,12 @@ def shown(text: str) -> str:
     """A name as it can be printed safely: control characters and undecodable bytes escaped."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else
-                   (f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c.encode("unicode_escape").decode())
-                   for c in text)
+    return "".join(
+        c
+        if c.isprintable()
+        else (f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c.encode("unicode_escape").decode())
+        for c in text
+    )
 
 
 def iso(t: float | None) -> str | None:
@@ -71,8 +74,7 @@ def session_dict(d: Decision, now: float, outcome: Outcome | None, *, titles: bo
 
 def totals(res: RunResult) -> dict[str, Any]:
     counts = {a.value: 0 for a in Action}
-    by_project: dict[str, dict[str, int]] = defaultdict(lambda: {"sessions": 0, "bytes": 0,
-                                                                 "bytes_reclaimable": 0})
+    by_project: dict[str, dict[str, int]] = defaultdict(lambda: {"sessions": 0, "bytes": 0, "bytes_reclaimable": 0})
     reclaim = 0
     total = 0
     to_trash = 0
@@ -152,8 +154,7 @@ def kind_cell(s: Session) -> str:
     from claude_janitor.cache.titles import KIND_LABEL
 
     kind: str = s.kind
-    return KIND_LABEL.get(kind, kind) + (", replied" if s.replied and s.kind not in ("interactive",
-                                                                                        "desktop") else "")
+    return KIND_LABEL.get(kind, kind) + (", replied" if s.replied and s.kind not in ("interactive", "desktop") else "")
 
 
 def title_cell(s: Session, width: int = TITLE_WIDTH) -> str:
@@ -177,14 +178,18 @@ def store_lines(res: RunResult) -> list[str]:
         if sd.remove:
             why = f"older than {window_text(sd)} ({sd.window.source})"
             if res.dry_run or sd.result in (None, "dry-run"):
-                out.append(f"store {sd.key} in {where}: would remove {len(sd.remove)} of {sd.entries} entries "
-                           f"({human_bytes(sd.remove_bytes)}), {why}")
+                out.append(
+                    f"store {sd.key} in {where}: would remove {len(sd.remove)} of {sd.entries} entries "
+                    f"({human_bytes(sd.remove_bytes)}), {why}"
+                )
             else:
-                out.append(f"store {sd.key} in {where}: removed {sd.removed} of {sd.entries} entries "
-                           f"({human_bytes(sd.removed_bytes)}), {why}"
-                           + (f"; {sd.changed} changed since the scan, kept" if sd.changed else "")
-                           + (f"; {sd.vanished} already gone" if sd.vanished else "")
-                           + (f"; {sd.result}" if sd.result not in ("ok", None) else ""))
+                out.append(
+                    f"store {sd.key} in {where}: removed {sd.removed} of {sd.entries} entries "
+                    f"({human_bytes(sd.removed_bytes)}), {why}"
+                    + (f"; {sd.changed} changed since the scan, kept" if sd.changed else "")
+                    + (f"; {sd.vanished} already gone" if sd.vanished else "")
+                    + (f"; {sd.result}" if sd.result not in ("ok", None) else "")
+                )
         for e in sd.errors:
             out.append(f"  failed: {shown(e)}")
         for n in sd.notes:
@@ -196,16 +201,20 @@ def store_lines(res: RunResult) -> list[str]:
 def summary_lines(res: RunResult) -> list[str]:
     t = totals(res)
     verb = "would " if res.dry_run else ""
-    lines = [f"{t['sessions']} sessions, {human_bytes(t['bytes'])}: {verb}keep {t['keep']}, "
-             f"{verb}delete {t['delete']}, {verb}archive {t['archive']} "
-             f"({human_bytes(t['bytes_reclaimable'])} {'reclaimable' if res.dry_run else 'to reclaim'})"]
+    lines = [
+        f"{t['sessions']} sessions, {human_bytes(t['bytes'])}: {verb}keep {t['keep']}, "
+        f"{verb}delete {t['delete']}, {verb}archive {t['archive']} "
+        f"({human_bytes(t['bytes_reclaimable'])} {'reclaimable' if res.dry_run else 'to reclaim'})"
+    ]
     if t.get("bytes_to_trash"):
         win = res.policy.trash
         assert win is not None  # bytes go to the trash only when it is on
-        lines.append(f"{human_bytes(t['bytes_to_trash'])} of deleted sessions {'would go' if res.dry_run else 'go'} "
-                     "to the trash: not freed until purged"
-                     + (f" after {human_duration(win.seconds)}" if win.seconds is not None else " (kept forever)")
-                     + "; `janitor undo` puts the last sweep back")
+        lines.append(
+            f"{human_bytes(t['bytes_to_trash'])} of deleted sessions {'would go' if res.dry_run else 'go'} "
+            "to the trash: not freed until purged"
+            + (f" after {human_duration(win.seconds)}" if win.seconds is not None else " (kept forever)")
+            + "; `janitor undo` puts the last sweep back"
+        )
     r = t["results"]
     if not res.dry_run and res.outcomes:
         lines.append("results: " + ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
@@ -216,8 +225,10 @@ def summary_lines(res: RunResult) -> list[str]:
     for h in res.plan.history:
         what = f"{h.dropped_sessions} of removed sessions, {h.dropped_age} past the [history] retention"
         if h.result in ("ok", "dry-run"):
-            lines.append(f"history {shown(h.root)}/history.jsonl: {'would drop' if res.dry_run else 'dropped'} "
-                         f"{h.dropped} of {h.lines} lines ({what})")
+            lines.append(
+                f"history {shown(h.root)}/history.jsonl: {'would drop' if res.dry_run else 'dropped'} "
+                f"{h.dropped} of {h.lines} lines ({what})"
+            )
         elif h.result != "nothing to do":
             lines.append(f"history {shown(h.root)}/history.jsonl: {shown(h.result)}")
         if h.kept_archived:

@@ -38,8 +38,10 @@ def _when(t: float) -> str:
 def to_dict(x: Shown, now: float, titles: bool) -> dict[str, Any]:
     s = x.decision.session
     out = session_dict(x.decision, now, None, titles=titles)
-    out["pieces"] = [{"path": f"{s.root}/{p.rel}", "store": p.store, "dir": p.is_dir, "bytes": p.bytes,
-                      "mtime": iso(p.mtime)} for p in s.pieces]
+    out["pieces"] = [
+        {"path": f"{s.root}/{p.rel}", "store": p.store, "dir": p.is_dir, "bytes": p.bytes, "mtime": iso(p.mtime)}
+        for p in s.pieces
+    ]
     out["last_record_time"] = iso(s.last_record_time)
     out["in_use"] = s.in_use
     out["reasoning"] = [{"step": k, "detail": v} for k, v in x.steps]
@@ -49,8 +51,9 @@ def to_dict(x: Shown, now: float, titles: bool) -> dict[str, Any]:
 
 
 def to_json(found: list[Shown], now: float, titles: bool) -> str:
-    return json.dumps({"now": iso(now), "sessions": [to_dict(x, now, titles) for x in found]}, indent=2,
-                      ensure_ascii=True)
+    return json.dumps(
+        {"now": iso(now), "sessions": [to_dict(x, now, titles) for x in found]}, indent=2, ensure_ascii=True
+    )
 
 
 def render(found: list[Shown], now: float, titles: bool) -> str:
@@ -61,20 +64,26 @@ def render(found: list[Shown], now: float, titles: bool) -> str:
         s = x.decision.session
         out.append(f"session {shown(s.session_id)}")
         if titles:
-            out.append(f"  title:     {shown(s.title) if s.title else '-'}"
-                       + (f"  ({s.title_source})" if s.title else ""))
-        out.append(f"  kind:      {kind_cell(s)}  (entrypoint {shown(s.entrypoint or '-')}; replied: "
-                   f"{'yes' if s.replied else 'no'})")
-        out.append(f"  project:   {shown(s.display_project)}" + (f"  [projects/{shown(s.project)}]" if s.project
-                                                                  else ""))
+            out.append(
+                f"  title:     {shown(s.title) if s.title else '-'}" + (f"  ({s.title_source})" if s.title else "")
+            )
+        out.append(
+            f"  kind:      {kind_cell(s)}  (entrypoint {shown(s.entrypoint or '-')}; replied: "
+            f"{'yes' if s.replied else 'no'})"
+        )
+        out.append(
+            f"  project:   {shown(s.display_project)}" + (f"  [projects/{shown(s.project)}]" if s.project else "")
+        )
         out.append(f"  root:      {shown(s.root)}")
         out.append(f"  size:      {human_bytes(s.bytes)} in {len(s.pieces)} pieces")
         out.append(f"  pinned:    {'yes' if s.pinned else 'no'}")
         out.append("  pieces:")
         width = max((len(p.rel) for p in s.pieces), default=0)
         for p in s.pieces:
-            out.append(f"    {shown(p.rel + ('/' if p.is_dir else '')).ljust(width + 1)}  {p.store:<13}"
-                       f"{human_bytes(p.bytes):>10}  {_when(p.mtime)}")
+            out.append(
+                f"    {shown(p.rel + ('/' if p.is_dir else '')).ljust(width + 1)}  {p.store:<13}"
+                f"{human_bytes(p.bytes):>10}  {_when(p.mtime)}"
+            )
         out.append(f"  decision:  {x.decision.action.value}")
         out.append("  how it was decided:")
         for k, v in x.steps:
@@ -84,8 +93,10 @@ def render(found: list[Shown], now: float, titles: bool) -> str:
         if x.archives:
             out.append("  archives:")
             for a in x.archives:
-                out.append(f"    {shown(a['path'])}  archived {a.get('archived_at') or '?'}"
-                           + (f"  ERROR: {shown(a['error'])}" if a.get("error") else ""))
+                out.append(
+                    f"    {shown(a['path'])}  archived {a.get('archived_at') or '?'}"
+                    + (f"  ERROR: {shown(a['error'])}" if a.get("error") else "")
+                )
         else:
             out.append("  archives:  none")
         if x.trash:

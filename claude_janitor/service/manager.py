@@ -29,8 +29,13 @@ LAUNCHD_DAEMON = "org.claude-janitor.daemon"
 LAUNCHD_SWEEP = "org.claude-janitor.sweep"
 # Passed on to the service when set. The last three say where Claude Code's own dir, user cache and temp dir
 # are, so the service takes the same stores for the user's (cli-logs, tmp: removal.stores.places) as the shell.
-PASS_ENV = ("CLAUDE_JANITOR_MANAGED_DIR", "CLAUDE_JANITOR_POLICY", "CLAUDE_CONFIG_DIR", "XDG_CACHE_HOME",
-            "CLAUDE_CODE_TMPDIR")
+PASS_ENV = (
+    "CLAUDE_JANITOR_MANAGED_DIR",
+    "CLAUDE_JANITOR_POLICY",
+    "CLAUDE_CONFIG_DIR",
+    "XDG_CACHE_HOME",
+    "CLAUDE_CODE_TMPDIR",
+)
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 
@@ -131,8 +136,7 @@ def setup_for(roots: list[Path], dirs: JanitorDirs, config_path: str | None, *, 
 
     pol = config.load_policy(config_path)
     archive = Path(pol.archive_dir) if pol.archive_dir else dirs.archive_dir
-    s = Setup(roots=[Path(os.path.abspath(r)) for r in roots], dirs=dirs, archive_dir=archive,
-              config_path=config_path)
+    s = Setup(roots=[Path(os.path.abspath(r)) for r in roots], dirs=dirs, archive_dir=archive, config_path=config_path)
     if at:
         m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", at.strip())
         if not m:
@@ -189,9 +193,11 @@ def private_tmp_warning(setup: Setup) -> list[str]:
     tmp = setup.under_tmp()
     if not tmp:
         return []
-    return [f"warning: {', '.join(str(p) for p in tmp)} {'is' if len(tmp) == 1 else 'are'} under /tmp or "
-            "/var/tmp, which a service with PrivateTmp=yes cannot see: the unit is written with PrivateTmp=no. "
-            "Files there may also be removed by tmp cleaners (systemd-tmpfiles) or at reboot."]
+    return [
+        f"warning: {', '.join(str(p) for p in tmp)} {'is' if len(tmp) == 1 else 'are'} under /tmp or "
+        "/var/tmp, which a service with PrivateTmp=yes cannot see: the unit is written with PrivateTmp=no. "
+        "Files there may also be removed by tmp cleaners (systemd-tmpfiles) or at reboot."
+    ]
 
 
 def systemd_unit_dir() -> Path:
@@ -200,6 +206,7 @@ def systemd_unit_dir() -> Path:
 
 
 # ---- launchd ------------------------------------------------------------------------------------------
+
 
 def _subst(value: Any, values: dict[str, list[str] | str]) -> Any:
     if isinstance(value, dict):
@@ -251,6 +258,7 @@ def launchd_agent_dir() -> Path:
 
 # ---- install / uninstall / status ----------------------------------------------------------------------
 
+
 def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(list(cmd), capture_output=True, text=True, timeout=60)
@@ -269,9 +277,11 @@ class Result:
         p = runner(cmd)
         self.commands.append((cmd, p.returncode, (p.stdout or "") + (p.stderr or "")))
         if check and p.returncode != 0:
-            raise JanitorError(f"`{' '.join(cmd)}` failed (exit {p.returncode}): "
-                               f"{((p.stderr or '') + (p.stdout or '')).strip() or 'no output'}",
-                               exit_code=ExitStatus.ACTIONS_FAILED)
+            raise JanitorError(
+                f"`{' '.join(cmd)}` failed (exit {p.returncode}): "
+                f"{((p.stderr or '') + (p.stdout or '')).strip() or 'no output'}",
+                exit_code=ExitStatus.ACTIONS_FAILED,
+            )
         return p
 
 
@@ -286,8 +296,9 @@ def _make_dirs(setup: Setup) -> None:
         ensure_private_dir(p)
 
 
-def install(setup: Setup, backend: str, *, timer: bool = False, runner: Runner = _run,
-            unit_dir: Path | None = None) -> Result:
+def install(
+    setup: Setup, backend: str, *, timer: bool = False, runner: Runner = _run, unit_dir: Path | None = None
+) -> Result:
     res = Result()
     _make_dirs(setup)
     if backend == "systemd":

@@ -16,8 +16,9 @@ from claude_janitor.removal import staging
 Actor = Callable[[Root, Decision], dict[str, Any] | None]
 
 
-def audit_record(d: Decision, phase: str, result: str, error: str | None = None,
-            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def audit_record(
+    d: Decision, phase: str, result: str, error: str | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     s = d.session
     rec: dict[str, Any] = {
         "action": d.action.value,
@@ -66,8 +67,7 @@ def check_session(root: Root, d: Decision) -> str | None:
 class InUseWatch:
     """Re-reads which files other processes are using, at most every ``every`` seconds while acting."""
 
-    def __init__(self, roots: list[str], every: float = 2.0,
-                 start: tuple[float, activity.InUse] | None = None) -> None:
+    def __init__(self, roots: list[str], every: float = 2.0, start: tuple[float, activity.InUse] | None = None) -> None:
         """``start``: (monotonic time, snapshot) already read, e.g. the plan's, used while fresh."""
         self.roots, self.every, self.at = roots, every, -1e9
         self.inuse = activity.InUse()
@@ -107,8 +107,9 @@ def act_one(d: Decision, roots: dict[str, Root], dry_run: bool, actors: dict[Act
         if actor is None:
             return Outcome(d, Result.FAILED, f"action {d.action.value!r} is not available")
         extra = actor(root, d) or {}
-        return Outcome(d, Result.OK, extra.get("trash_fallback"), archive=extra.get("archive"),
-                       trash=extra.get("trash"))
+        return Outcome(
+            d, Result.OK, extra.get("trash_fallback"), archive=extra.get("archive"), trash=extra.get("trash")
+        )
     except staging.Busy as e:
         return Outcome(d, Result.SKIPPED, f"in use, kept: {e}")
     except staging.Interfered as e:

@@ -23,9 +23,17 @@ BATCH = 256  # intents recorded (and fsync'd) per batch before acting on it
 # Complexity 29, on purpose: the run loop keeps, in one place a reader can check, the order the guarantees
 # depend on (a batch's intents fsync'd before any of it is acted on, results recorded in plan order, a stop
 # only between sessions, the workers' outcomes folded back as they come); its steps are the closures below.
-def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: ProgressFn | None = None,  # noqa: C901
-            actors: dict[Action, Actor] | None = None,
-            should_stop: Callable[[], bool] | None = None, parallel: bool = True) -> list[Outcome]:
+def execute(  # noqa: C901 (see the comment above)
+    plan: Plan,
+    pol: Policy,
+    env: Env,
+    *,
+    dry_run: bool,
+    progress: ProgressFn | None = None,
+    actors: dict[Action, Actor] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    parallel: bool = True,
+) -> list[Outcome]:
     """Act on the plan. Dry runs perform every check but the mutation and write no audit records.
     ``parallel=False``: act in the calling thread (the daemon's own process, for a small wake-up: a pool of
     removal threads would stay with it for good).
@@ -55,14 +63,20 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
             roots[d.session.root].busy = watch.inuse.inodes
     # With the trash on, a removal is a few renames (nothing to overlap), and its actor (trash.actor) must be
     # the one used: sessions are acted on here, not by the removal workers (which only delete).
-    removers = None if dry_run or not parallel or actors.get(Action.DELETE) is not delete_session \
+    removers = (
+        None
+        if dry_run or not parallel or actors.get(Action.DELETE) is not delete_session
         else Removers(todo, roots, actors, inline=thread_workers() == 1)
+    )
     results: list[dict[str, Any]] = []  # result records not appended yet
 
     def finish(d: Decision, o: Outcome) -> None:
         outcomes.append(o)
-        results.append(audit_record(d, "result", o.result, o.error, {k: v for k, v in (("archive", o.archive),
-                                                                                   ("trash", o.trash)) if v}))
+        results.append(
+            audit_record(
+                d, "result", o.result, o.error, {k: v for k, v in (("archive", o.archive), ("trash", o.trash)) if v}
+            )
+        )
         if progress:
             progress(1)
 
@@ -104,7 +118,7 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
             if n == written:
                 if stopped or (should_stop and should_stop()):
                     break
-                flush(todo[n:n + BATCH])
+                flush(todo[n : n + BATCH])
                 written = n + BATCH
                 testhooks.point("after-intent")
             testhooks.point("before-session")
@@ -138,8 +152,7 @@ def execute(plan: Plan, pol: Policy, env: Env, *, dry_run: bool, progress: Progr
         if pol.history.enabled:  # the lines of the sessions removed above (and old lines), under Claude's lock
             from claude_janitor.removal import history
 
-            plan.history = history.after_sweep(plan.decisions, outcomes, pol, plan.now, dry_run=dry_run,
-                                               audit=audit)
+            plan.history = history.after_sweep(plan.decisions, outcomes, pol, plan.now, dry_run=dry_run, audit=audit)
     finally:
         if removers:  # an exception above never leaves a session being acted on in the background
             removers.close()
@@ -181,9 +194,14 @@ def audit_log(env: Env) -> AuditLog:
         raw = {}
     sink = raw.get("audit_sink")
     st = config.audit_settings(raw)
-    return AuditLog(env.dirs.audit_log, sinks=(sink,) if sink in ("journald", "syslog") else (),
-                    anchor=env.dirs.audit_anchor, rotate_bytes=st.rotate_bytes, keep=st.keep,
-                    compress=st.compress)
+    return AuditLog(
+        env.dirs.audit_log,
+        sinks=(sink,) if sink in ("journald", "syslog") else (),
+        anchor=env.dirs.audit_anchor,
+        rotate_bytes=st.rotate_bytes,
+        keep=st.keep,
+        compress=st.compress,
+    )
 
 
 def with_archive(actors: dict[Action, Actor], pol: Policy, env: Env, now: float) -> dict[Action, Actor]:

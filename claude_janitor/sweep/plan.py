@@ -37,8 +37,9 @@ class Env:
     default_root: bool = False  # roots came from the default (~/.claude), not from the user
 
 
-def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None,
-               pol: Policy | None = None) -> tuple[Plan, Policy, int]:
+def build_plan(
+    env: Env, now: float, *, progress: ProgressFn | None = None, pol: Policy | None = None
+) -> tuple[Plan, Policy, int]:
     """Read config and settings, scan the cache and decide. Reads only; raises ConfigError on bad input.
 
     ``pol``: an already loaded policy to use instead of reading the config (the daemon's, kept until SIGHUP).
@@ -47,8 +48,10 @@ def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None,
     skipped: list[str] = []
     if env.default_root and not any(os.path.lexists(r) for r in env.roots):
         # Nobody asked for this dir: a machine without Claude Code has nothing to sweep.
-        skipped = [f"no Claude Code cache at {r}: nothing to do (pass --claude-dir or set CLAUDE_CONFIG_DIR)"
-                   for r in env.roots]
+        skipped = [
+            f"no Claude Code cache at {r}: nothing to do (pass --claude-dir or set CLAUDE_CONFIG_DIR)"
+            for r in env.roots
+        ]
         env = dataclasses.replace(env, roots=[])
     roots = [validate_root(r) for r in env.roots]
     if pol.archive_dir or uses_archive(pol):
@@ -57,8 +60,9 @@ def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None,
     # would come from it, and says so in the plan's warnings.
     res = cache.scan(roots, progress=progress)
     plan = plan_for(res.sessions, pol, now, roots, env.dirs)
-    plan.stores, in_stores = stores.plan(roots, res.sessions, pol, now, pol.claude_root_windows,
-                                         removing=[d.session for d in plan.to_act])
+    plan.stores, in_stores = stores.plan(
+        roots, res.sessions, pol, now, pol.claude_root_windows, removing=[d.session for d in plan.to_act]
+    )
     # Entries of the session stores (debug/, todos/ …) that no session claims are store entries, not unknown.
     plan.unknown = [u for u in res.unknown if not _in_stores(u, in_stores)]
     plan.warnings += skipped + warnings_for(pol, roots)
@@ -68,7 +72,7 @@ def build_plan(env: Env, now: float, *, progress: ProgressFn | None = None,
 def _in_stores(unknown: str, in_stores: dict[str, set[str]]) -> bool:
     for root, rels in in_stores.items():
         if unknown.startswith(root + "/"):
-            return unknown[len(root) + 1:].split(" (")[0].rstrip("/") in rels
+            return unknown[len(root) + 1 :].split(" (")[0].rstrip("/") in rels
     return False
 
 
@@ -121,8 +125,9 @@ def warnings_for(pol: Policy, roots: list[Path]) -> list[str]:
         default = pol.retention.seconds if pol.retention else cw.seconds
         windows: list[tuple[str, float | None]] = []
         if pol.action is Action.ARCHIVE:
-            windows.append(("the janitor's default retention"
-                            + ("" if pol.retention else " (Claude Code's own window)"), default))
+            windows.append(
+                ("the janitor's default retention" + ("" if pol.retention else " (Claude Code's own window)"), default)
+            )
         for rule in pol.rules:
             if (rule.action or pol.action) is Action.ARCHIVE:
                 windows.append((rule.label, rule.retention if rule.retention_set else default))
@@ -136,9 +141,10 @@ def warnings_for(pol: Policy, roots: list[Path]) -> list[str]:
             out.append(
                 f"Claude Code deletes sessions in {r} once they are {_days(cw.seconds)} old ({cw.source}), "
                 f"but {label} archives them {when}: Claude Code may delete sessions before they are "
-                f"archived. Fix: set a shorter retention for the janitor (e.g. retention = \"{suggest}\" in "
+                f'archived. Fix: set a shorter retention for the janitor (e.g. retention = "{suggest}" in '
                 f"its config{', or in that rule' if label.startswith('rule') else ''}). Raising "
                 f"cleanupPeriodDays instead would also keep pasted text, shell snapshots and the other stores "
                 f"that long (Claude Code's and the janitor's default for them), unless [stores] sets their "
-                f"windows.")
+                f"windows."
+            )
     return out

@@ -38,13 +38,10 @@ class RunResult:
     @property
     def exit_code(self) -> ExitStatus:
         stores_failed = any(sd.failed for sd in self.plan.stores) or any(
-            h.result.startswith("failed") for h in self.plan.history)
+            h.result.startswith("failed") for h in self.plan.history
+        )
         failed = self.failed or stores_failed or (self.archives and self.archives.get("errors"))
         return ExitStatus.ACTIONS_FAILED if failed else ExitStatus.OK
-
-
-
-
 
 
 def _once(fn: Callable[[], None]) -> Callable[[], None]:
@@ -54,6 +51,7 @@ def _once(fn: Callable[[], None]) -> Callable[[], None]:
         if not done:
             done.append(True)
             fn()
+
     return call
 
 
@@ -118,10 +116,17 @@ def maintain_trash(env: Env, pol: Policy, now: float, *, dry_run: bool) -> dict[
     return trash.maintain(pol, env.dirs, now, dry_run=dry_run, audit=None if dry_run else audit_log(env))
 
 
-def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = None,
-        actors: dict[Action, Actor] | None = None, should_stop: Callable[[], bool] | None = None,
-        phase: Callable[[str, int | None, str], ProgressFn] | None = None,
-        acting: Callable[[], None] | None = None) -> RunResult:
+def run(
+    env: Env,
+    now: float,
+    *,
+    dry_run: bool,
+    progress: ProgressFn | None = None,
+    actors: dict[Action, Actor] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    phase: Callable[[str, int | None, str], ProgressFn] | None = None,
+    acting: Callable[[], None] | None = None,
+) -> RunResult:
     """The whole sweep: plan, guard, execute.
 
     ``phase(label, total, unit)``, if given, is told when scanning and acting start and returns the
@@ -150,6 +155,7 @@ def run(env: Env, now: float, *, dry_run: bool, progress: ProgressFn | None = No
     result.archives = maintain_archives(env, pol, now, dry_run=dry_run)
     result.trash = maintain_trash(env, pol, now, dry_run=dry_run)
     act_progress = phase("checking" if dry_run else "sweeping", len(plan.to_act), "sessions") if phase else None
-    result.outcomes = execute(plan, pol, env, dry_run=dry_run, progress=act_progress, actors=actors,
-                              should_stop=should_stop)
+    result.outcomes = execute(
+        plan, pol, env, dry_run=dry_run, progress=act_progress, actors=actors, should_stop=should_stop
+    )
     return result

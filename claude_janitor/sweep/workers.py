@@ -52,8 +52,9 @@ class Removers:
     the order (one slow session no longer idles the other workers: the caller puts them back in plan
     order). Once stopped, sessions not yet begun come back cancelled."""
 
-    def __init__(self, todo: list[Decision], roots: dict[str, Root], actors: dict[Action, Actor], *,
-                 inline: bool = False) -> None:
+    def __init__(
+        self, todo: list[Decision], roots: dict[str, Root], actors: dict[Action, Actor], *, inline: bool = False
+    ) -> None:
         from multiprocessing.sharedctypes import RawValue
 
         self.todo, self.roots, self.actors = todo, roots, actors
@@ -66,16 +67,21 @@ class Removers:
         self.archives = callable(getattr(actors.get(Action.ARCHIVE), "prepare", None))
         self.inline = inline  # fault injection (thread_workers() == 1): archives in chunks, in this thread
         removals = sum(self.takes(d) for d in todo)
-        if not inline and removals >= MIN_PROCESSES and sys.platform.startswith("linux") \
-                and threading.active_count() == 1:
+        if (
+            not inline
+            and removals >= MIN_PROCESSES
+            and sys.platform.startswith("linux")
+            and threading.active_count() == 1
+        ):
             for d in todo:  # opened before the fork, so every worker has them
                 open_root(d, roots)
             try:
                 self.procs = Procs(todo, roots, self.flag, actors, removal_processes())
             except OSError:  # e.g. EAGAIN from fork: the threads do it
                 self.procs = None
-        self.size, self.chunk = (len(self.procs.workers), CHUNK) if self.procs else (1, CHUNK) if inline \
-            else (WORKERS, 1)
+        self.size, self.chunk = (
+            (len(self.procs.workers), CHUNK) if self.procs else (1, CHUNK) if inline else (WORKERS, 1)
+        )
 
     def takes(self, d: Decision) -> bool:
         """Is this decision acted on here (else in the calling thread, a session at a time)?"""
@@ -96,8 +102,9 @@ class Removers:
 
     def submit(self, ns: list[int]) -> None:
         if self.inline:
-            self.ready += zip(ns, act_chunk([self.todo[n] for n in ns], self.roots, self.actors, self.flag),
-                              strict=True)
+            self.ready += zip(
+                ns, act_chunk([self.todo[n] for n in ns], self.roots, self.actors, self.flag), strict=True
+            )
             return
         if self.procs is not None and self.procs.send(ns):
             return
@@ -112,8 +119,7 @@ class Removers:
         if self.futures:
             from concurrent.futures import FIRST_COMPLETED, wait
 
-            done, _ = wait(list(self.futures), timeout=None if block and not out else 0,
-                           return_when=FIRST_COMPLETED)
+            done, _ = wait(list(self.futures), timeout=None if block and not out else 0, return_when=FIRST_COMPLETED)
             for fut in done:
                 ns = self.futures.pop(fut)
                 out += zip(ns, fut.result(), strict=True)
@@ -132,14 +138,14 @@ class Removers:
             self.procs.close()
 
 
-def act_chunk(ds: list[Decision], roots: dict[str, Root], actors: dict[Action, Actor], flag: Any
-               ) -> list[Outcome]:
+def act_chunk(ds: list[Decision], roots: dict[str, Root], actors: dict[Action, Actor], flag: Any) -> list[Outcome]:
     prepare = getattr(actors.get(Action.ARCHIVE), "prepare", None)
     if prepare is not None and not flag.value:  # the chunk's archives made together, before any original goes
-        prepare([(roots[d.session.root], d) for d in ds if d.action is Action.ARCHIVE and d.session.root in roots],
-                lambda: bool(flag.value))
-    return [Outcome(d, Result.CANCELLED, CANCELLED) if flag.value else act_one(d, roots, False, actors)
-            for d in ds]
+        prepare(
+            [(roots[d.session.root], d) for d in ds if d.action is Action.ARCHIVE and d.session.root in roots],
+            lambda: bool(flag.value),
+        )
+    return [Outcome(d, Result.CANCELLED, CANCELLED) if flag.value else act_one(d, roots, False, actors) for d in ds]
 
 
 def removal_processes(cpus: int | None = None, running: int | None = None) -> int:
@@ -166,8 +172,9 @@ class Procs:
     cancelled); each is killed if the main process dies, as a thread would be. A worker that dies has its
     chunks reported failed (its session in hand may be partly removed) and gets no more."""
 
-    def __init__(self, todo: list[Decision], roots: dict[str, Root], flag: Any, actors: dict[Action, Actor],
-                 n: int) -> None:
+    def __init__(
+        self, todo: list[Decision], roots: dict[str, Root], flag: Any, actors: dict[Action, Actor], n: int
+    ) -> None:
         import gc
 
         self.todo = todo
@@ -229,8 +236,9 @@ class Procs:
                 while w.sent and b"\n" in w.buf:
                     line, _, w.buf = w.buf.partition(b"\n")
                     ns = w.sent.popleft()
-                    out += ((n, Outcome(self.todo[n], Result(r), e)) for n, (r, e) in zip(ns, json.loads(line),
-                                                                                    strict=True))
+                    out += (
+                        (n, Outcome(self.todo[n], Result(r), e)) for n, (r, e) in zip(ns, json.loads(line), strict=True)
+                    )
             if out or not busy:
                 return out
             ready, _, _ = select.select([w.results for w in busy], [], [], None if block else 0)
@@ -244,8 +252,16 @@ class Procs:
                     w.buf += got
                     continue
                 w.end()  # died: what it was given is reported failed (its session in hand may be partial)
-                out += ((n, Outcome(self.todo[n], Result.FAILED, "the process removing it died; some of its "
-                                    "pieces may be gone")) for ns in w.sent for n in ns)
+                out += (
+                    (
+                        n,
+                        Outcome(
+                            self.todo[n], Result.FAILED, "the process removing it died; some of its pieces may be gone"
+                        ),
+                    )
+                    for ns in w.sent
+                    for n in ns
+                )
                 w.sent.clear()
 
     def close(self) -> None:
@@ -275,8 +291,9 @@ class Worker:
             self.task = -1
 
 
-def remover_main(todo: list[Decision], roots: dict[str, Root], flag: Any, tasks: int, results: int,
-                  actors: dict[Action, Actor]) -> None:
+def remover_main(
+    todo: list[Decision], roots: dict[str, Root], flag: Any, tasks: int, results: int, actors: dict[Action, Actor]
+) -> None:
     """A removal worker's whole life: chunks in until end of input, outcomes out; never returns."""
     import signal
 
@@ -293,8 +310,9 @@ def remover_main(todo: list[Decision], roots: dict[str, Root], flag: Any, tasks:
         actors = {a: actors[a] for a in (Action.DELETE, Action.ARCHIVE) if a in actors}
         with os.fdopen(tasks, "rb") as inp, os.fdopen(results, "wb", buffering=0) as out:
             for line in inp:
-                res = [(o.result, o.error) for o in act_chunk([todo[int(n)] for n in line.split()], roots,
-                                                                actors, flag)]
+                res = [
+                    (o.result, o.error) for o in act_chunk([todo[int(n)] for n in line.split()], roots, actors, flag)
+                ]
                 out.write(json.dumps(res).encode() + b"\n")
         code = 0
     except BaseException:

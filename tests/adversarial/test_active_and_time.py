@@ -64,10 +64,12 @@ def test_transcript_opened_for_writing_after_the_plan_is_kept(root, jenv, now, t
     """Acting starts from the plan's view of /proc only while it is fresh (2 s); then it is read again."""
     g = make_session(root, "/p", now - 90 * DAY)
     other = make_session(root, "/q", now - 90 * DAY)
-    run = Paused(["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv, "after-plan",
-                 tmp_path / "hook")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(g.paths[0]), "a", "open"], stdout=subprocess.PIPE,
-                              text=True)
+    run = Paused(
+        ["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv, "after-plan", tmp_path / "hook"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(g.paths[0]), "a", "open"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
         time.sleep(2.2)  # past the plan snapshot's freshness: the sweep must look at /proc again

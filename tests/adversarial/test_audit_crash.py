@@ -60,8 +60,13 @@ def open_intents(recs: list[dict]) -> list[dict]:
     pending: dict[tuple, list[dict]] = {}
     for r in recs:
         by_archive = r.get("action") in ("prune-archive", "restore")  # an archive's result names its archive
-        key = (r.get("action"), r.get("root"), r.get("session_id"), r.get("store"),
-               r.get("archive") if by_archive else None)
+        key = (
+            r.get("action"),
+            r.get("root"),
+            r.get("session_id"),
+            r.get("store"),
+            r.get("archive") if by_archive else None,
+        )
         if r.get("phase") == "intent":
             pending.setdefault(key, []).append(r)
         elif r.get("phase") == "result" and pending.get(key):
@@ -95,13 +100,13 @@ def settle(root: Path, now: float, jenv: dict[str, str]) -> None:
 # results (2). Each append: the records written and fsync'd ("audit-written"), then the anchor, then the head,
 # each a temp file made durable ("-tmp-synced") and renamed ("-renamed") before the dir is fsync'd.
 APPEND_POINTS = [
-    "audit-write:1",              # the intents written (one piece: under 64 KiB), not fsync'd yet
-    "audit-written:1",            # intents durable; anchor and head still say the run before
+    "audit-write:1",  # the intents written (one piece: under 64 KiB), not fsync'd yet
+    "audit-written:1",  # intents durable; anchor and head still say the run before
     "audit-anchor-tmp-synced:1",
     "audit-anchor-renamed:1",
-    "audit-head-tmp-synced:1",    # the issue's case: log fsync'd, the head's rename never happens
+    "audit-head-tmp-synced:1",  # the issue's case: log fsync'd, the head's rename never happens
     "audit-head-renamed:1",
-    "audit-written:2",            # results durable, marks not
+    "audit-written:2",  # results durable, marks not
     "audit-head-tmp-synced:2",
 ]
 
@@ -139,7 +144,7 @@ def test_kill_9_mid_write_leaves_a_torn_record_that_is_set_aside(root, jenv, now
     verify_ok(jenv)
     recs = records(jenv)
     chained(recs)
-    cut = torn[torn.rfind(b"\n") + 1:]
+    cut = torn[torn.rfind(b"\n") + 1 :]
     rec = next(r for r in recs if r.get("action") == "audit-recovery")
     assert rec["dropped_bytes"] == len(cut) and rec["dropped_sha256"] == hashlib.sha256(cut).hexdigest()
     assert not open_intents(recs)
@@ -152,11 +157,27 @@ def test_kill_9_between_the_log_fsync_and_the_head_rename_with_strace(root, jenv
     head's of the intents' append here; on the code before the fix, the head's of the results' append)."""
     settle(root, now, jenv)
     gens = [make_session(root, "/w/p", now - 60 * DAY, side=False) for _ in range(3)]
-    cmd = ["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=rename,renameat,renameat2",
-           "-e", "inject=rename,renameat,renameat2:signal=KILL:when=2",
-           sys.executable, "-m", "claude_janitor", "sweep", "--force", "--claude-dir", str(root), "--now", str(now)]
-    p = subprocess.run(cmd, env=dict(jenv, PYTHONDONTWRITEBYTECODE="1"), capture_output=True, text=True,
-                       timeout=120)
+    cmd = [
+        "strace",
+        "-f",
+        "-qq",
+        "-o",
+        os.devnull,
+        "-e",
+        "trace=rename,renameat,renameat2",
+        "-e",
+        "inject=rename,renameat,renameat2:signal=KILL:when=2",
+        sys.executable,
+        "-m",
+        "claude_janitor",
+        "sweep",
+        "--force",
+        "--claude-dir",
+        str(root),
+        "--now",
+        str(now),
+    ]
+    p = subprocess.run(cmd, env=dict(jenv, PYTHONDONTWRITEBYTECODE="1"), capture_output=True, text=True, timeout=120)
     if "ptrace" in p.stderr and "Operation not permitted" in p.stderr:
         pytest.skip("strace cannot trace here (ptrace not permitted)")
     assert p.returncode in (-9, 137), p.stderr
@@ -171,6 +192,7 @@ def test_kill_9_between_the_log_fsync_and_the_head_rename_with_strace(root, jenv
 
 
 # ---- the anchor ----------------------------------------------------------------------------------------
+
 
 def test_deleting_the_log_and_its_head_is_detected(root, jenv, now):
     settle(root, now, jenv)
@@ -193,8 +215,9 @@ def rechain(path: Path, edit) -> dict:
         edit(r)
         r["prev"] = prev
         body = {k: v for k, v in r.items() if k != "hash"}
-        r["hash"] = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
-                                              ensure_ascii=True).encode()).hexdigest()
+        r["hash"] = hashlib.sha256(
+            json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+        ).hexdigest()
         prev = r["hash"]
     path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in recs))
     return recs[-1]
@@ -251,17 +274,35 @@ def test_a_rotating_delete_sweep_does_not_load_zstandard(root, jenv, now):
     write_config(jenv, ROTATE)
     for i in range(6):
         make_session(root, f"/w/z{i}", now - 60 * DAY, side=False)
-        p = subprocess.run([sys.executable, "-X", "importtime", "-m", "claude_janitor", "sweep", "--force",
-                            "--claude-dir", str(root), "--now", str(now)], env=jenv, capture_output=True,
-                           text=True, timeout=120)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-X",
+                "importtime",
+                "-m",
+                "claude_janitor",
+                "sweep",
+                "--force",
+                "--claude-dir",
+                str(root),
+                "--now",
+                str(now),
+            ],
+            env=jenv,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert p.returncode == 0, p.stderr
         assert "zstandard" not in p.stderr
     assert len(all_files(jenv)) > 1
     verify_ok(jenv)
 
 
-@pytest.mark.parametrize("point", ["audit-rotated:1", "audit-compress-tmp-synced:1", "audit-compress-renamed:1",
-                                   "audit-written:1", "audit-pruned:1"])
+@pytest.mark.parametrize(
+    "point",
+    ["audit-rotated:1", "audit-compress-tmp-synced:1", "audit-compress-renamed:1", "audit-written:1", "audit-pruned:1"],
+)
 def test_kill_9_while_rotating_leaves_a_log_that_verifies(root, jenv, now, point):
     write_config(jenv, 'audit_rotate_size = "4KiB"\naudit_keep_files = 2\naudit_compress = true\n')
     for i in range(5):
@@ -291,6 +332,7 @@ def test_kill_9_while_rotating_leaves_a_log_that_verifies(root, jenv, now, point
 
 # ---- what a killed run did -----------------------------------------------------------------------------
 
+
 def test_after_kill_9_mid_sweep_every_intent_gets_an_outcome_from_the_disk(root, jenv, now):
     write_config(jenv, 'action = "archive"\n')
     gens = [make_session(root, "/w/a", now - 60 * DAY) for _ in range(4)]
@@ -318,8 +360,12 @@ def test_after_kill_9_mid_sweep_every_intent_gets_an_outcome_from_the_disk(root,
 
 
 def start_daemon(root: Path, env: dict[str, str], out) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root), "-v"],
-                            env=env, stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root), "-v"],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the daemon test runs on Linux")
@@ -344,8 +390,10 @@ def test_daemon_start_settles_the_intents_of_a_killed_run(root, jenv, tmp_path, 
         assert open_intents(records(jenv))
         d = start_daemon(root, jenv, out)
         try:
-            ok = wait_for(lambda: all(intact_or_gone(g.paths) == "gone" for g in gens)
-                          and not open_intents(records(jenv)), timeout=60)
+            ok = wait_for(
+                lambda: all(intact_or_gone(g.paths) == "gone" for g in gens) and not open_intents(records(jenv)),
+                timeout=60,
+            )
             out.seek(0)
             assert ok, out.read()
         finally:

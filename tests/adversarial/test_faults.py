@@ -48,8 +48,9 @@ def test_session_vanishing_mid_sweep_is_not_an_error(root, jenv, now, tmp_path):
     gone = make_session(root, "/p", now - 90 * DAY)
     partly = make_session(root, "/p", now - 90 * DAY)
     stays = make_session(root, "/q", now - 90 * DAY)
-    run = Paused(["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv, "after-plan",
-                 tmp_path / "hook")
+    run = Paused(
+        ["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv, "after-plan", tmp_path / "hook"
+    )
     for p in gone.paths:  # e.g. Claude Code's own cleanup got there first
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     (root / "debug" / f"{partly.session_id}.txt").unlink()
@@ -69,9 +70,13 @@ def test_two_sweeps_at_once_second_exits_3_or_waits(root, jenv, now, tmp_path):
     second = run_cli(["sweep", "--claude-dir", str(root), "--now", str(now)], jenv)
     assert second.returncode == 3 and "another sweep is running" in second.stderr
     assert all(intact_or_gone(g.paths) == "intact" for g in gens)
-    waiting = subprocess.Popen([*first.proc.args[:3], "sweep", "--wait", "60", "--claude-dir", str(root),
-                                "--now", str(now)], env=jenv, text=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    waiting = subprocess.Popen(
+        [*first.proc.args[:3], "sweep", "--wait", "60", "--claude-dir", str(root), "--now", str(now)],
+        env=jenv,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     p = first.release()
     assert p.returncode == 0, p.stderr
     out, err = waiting.communicate(timeout=60)
@@ -85,8 +90,9 @@ def test_two_sweeps_at_once_second_exits_3_or_waits(root, jenv, now, tmp_path):
 def test_signal_mid_sweep_stops_between_sessions(root, jenv, now, tmp_path, sig):
     gens = [make_session(root, f"/p{i}", now - 90 * DAY) for i in range(6)]
     make_session(root, "/recent", now - DAY)  # not every session expires: the mass-removal guard stays quiet
-    run = Paused(["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv, "before-session@3",
-                 tmp_path / "hook")
+    run = Paused(
+        ["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv, "before-session@3", tmp_path / "hook"
+    )
     run.proc.send_signal(sig)
     p = run.release()
     assert p.returncode == 128 + sig, p.stderr

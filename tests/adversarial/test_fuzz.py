@@ -29,10 +29,12 @@ SLOW = settings(max_examples=25, deadline=None, suppress_health_check=list(Healt
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 settings_docs = st.one_of(
-    st.dictionaries(st.sampled_from(["cleanupPeriodDays", "env", "permissions", "model", "x"]), json_values,
-                    max_size=4).map(json.dumps),
+    st.dictionaries(
+        st.sampled_from(["cleanupPeriodDays", "env", "permissions", "model", "x"]), json_values, max_size=4
+    ).map(json.dumps),
     json_values.map(json.dumps),
     st.text(max_size=60),
     st.binary(max_size=60).map(lambda b: b.decode("latin-1")),
@@ -52,15 +54,34 @@ def test_random_settings_never_crash(tmp_path_factory, text):
         assert days is None or (isinstance(days, int) and days >= 1)
 
 
-toml_values = st.one_of(st.text(max_size=12), st.integers(-5, 10**6), st.booleans(), st.floats(allow_nan=False),
-                        st.sampled_from(["30d", "0d", "-1d", "forever", "12h", "delete", "archive", "1y"]))
-toml_keys = st.sampled_from(["retention", "action", "grace", "keep_last", "retension", "archive_dir",
-                             "max_delete_count", "max_delete_percent", "sweep_interval", "audit_sink", "zzz"])
+toml_values = st.one_of(
+    st.text(max_size=12),
+    st.integers(-5, 10**6),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.sampled_from(["30d", "0d", "-1d", "forever", "12h", "delete", "archive", "1y"]),
+)
+toml_keys = st.sampled_from(
+    [
+        "retention",
+        "action",
+        "grace",
+        "keep_last",
+        "retension",
+        "archive_dir",
+        "max_delete_count",
+        "max_delete_percent",
+        "sweep_interval",
+        "audit_sink",
+        "zzz",
+    ]
+)
 
 
 def toml_text(d: dict, rules: list[dict]) -> str:
     def val(v):
         return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
     out = [f"{k} = {val(v)}" for k, v in d.items()]
     for r in rules:
         out.append("[[rule]]")
@@ -69,10 +90,16 @@ def toml_text(d: dict, rules: list[dict]) -> str:
 
 
 @FUZZ
-@given(st.dictionaries(toml_keys, toml_values, max_size=5),
-       st.lists(st.dictionaries(st.sampled_from(["project", "retention", "action", "keep_last", "projet"]),
-                                toml_values, max_size=4), max_size=3),
-       st.text(max_size=40))
+@given(
+    st.dictionaries(toml_keys, toml_values, max_size=5),
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["project", "retention", "action", "keep_last", "projet"]), toml_values, max_size=4
+        ),
+        max_size=3,
+    ),
+    st.text(max_size=40),
+)
 def test_random_toml_is_a_policy_or_a_clear_error(d, rules, junk):
     for text in (toml_text(d, rules), junk):
         try:
@@ -91,11 +118,17 @@ def test_random_toml_is_a_policy_or_a_clear_error(d, rules, junk):
 lines = st.one_of(
     st.binary(max_size=200),
     json_values.map(lambda v: json.dumps(v).encode()),
-    st.builds(lambda ts, cwd: json.dumps({"timestamp": ts, "cwd": cwd}).encode(),
-              st.one_of(st.text(max_size=30), st.integers(), st.floats(allow_nan=True), st.none(),
-                        st.sampled_from(["2020-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "not a date",
-                                         "2026-13-45T99:99:99Z"])),
-              st.one_of(st.text(max_size=20), st.integers(), st.none())),
+    st.builds(
+        lambda ts, cwd: json.dumps({"timestamp": ts, "cwd": cwd}).encode(),
+        st.one_of(
+            st.text(max_size=30),
+            st.integers(),
+            st.floats(allow_nan=True),
+            st.none(),
+            st.sampled_from(["2020-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "not a date", "2026-13-45T99:99:99Z"]),
+        ),
+        st.one_of(st.text(max_size=20), st.integers(), st.none()),
+    ),
 )
 
 
@@ -130,8 +163,13 @@ def test_cli_with_random_settings_and_config(tmp_path_factory, settings_text, cf
     now = 1_790_000_000.0
     made = {make_session(root, "/p", now - age * DAY, side=age % 20 == 0).session_id for age in (1, 10, 40, 100)}
     (root / "settings.json").write_text(settings_text, encoding="utf-8", errors="surrogateescape")
-    env = dict(os.environ, XDG_CONFIG_HOME=str(top / "cfg"), XDG_STATE_HOME=str(top / "state"),
-               XDG_DATA_HOME=str(top / "data"), CLAUDE_JANITOR_MANAGED_DIR=str(top / "managed"))
+    env = dict(
+        os.environ,
+        XDG_CONFIG_HOME=str(top / "cfg"),
+        XDG_STATE_HOME=str(top / "state"),
+        XDG_DATA_HOME=str(top / "data"),
+        CLAUDE_JANITOR_MANAGED_DIR=str(top / "managed"),
+    )
     cfgfile = top / "janitor.toml"
     cfgfile.write_text(toml_text(cfg, []))
     args = ["--claude-dir", str(root), "--config", str(cfgfile), "--now", str(now)]
@@ -154,21 +192,48 @@ def test_cli_with_random_settings_and_config(tmp_path_factory, settings_text, cf
 
 # ---- untrusted input, part 2: numbers, nesting, dates and encodings no parser expected -------------------
 
-big_ints = st.one_of(st.integers(), st.integers(min_value=10**17, max_value=10**400),
-                     st.integers(min_value=-(10**400), max_value=-(10**17)))
+big_ints = st.one_of(
+    st.integers(),
+    st.integers(min_value=10**17, max_value=10**400),
+    st.integers(min_value=-(10**400), max_value=-(10**17)),
+)
 any_floats = st.floats(allow_nan=True, allow_infinity=True)
-offsets = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: f"{'+' if m >= 0 else '-'}{abs(m) // 60:02d}:"
-                                                                 f"{abs(m) % 60:02d}")
+offsets = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(
+    lambda m: f"{'+' if m >= 0 else '-'}{abs(m) // 60:02d}:{abs(m) % 60:02d}"
+)
 date_strings = st.one_of(
-    st.builds(lambda y, mo, d, h, mi, off: f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:00{off}",
-              st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
-              st.integers(0, 61), st.one_of(st.just("Z"), st.just(""), offsets)),
-    st.sampled_from(["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "2026-02-30T00:00:00Z", "Z",
-                     "2026-01-01T00:00:00.9999999999Z", "1e400", "NaN", "-inf"]),
+    st.builds(
+        lambda y, mo, d, h, mi, off: f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:00{off}",
+        st.integers(0, 9999),
+        st.integers(0, 13),
+        st.integers(0, 32),
+        st.integers(0, 25),
+        st.integers(0, 61),
+        st.one_of(st.just("Z"), st.just(""), offsets),
+    ),
+    st.sampled_from(
+        [
+            "0001-01-01T00:00:00+23:59",
+            "9999-12-31T23:59:59-23:59",
+            "2026-02-30T00:00:00Z",
+            "Z",
+            "2026-01-01T00:00:00.9999999999Z",
+            "1e400",
+            "NaN",
+            "-inf",
+        ]
+    ),
     st.text(max_size=80),
 )
-timestamp_values = st.one_of(big_ints, any_floats, date_strings, st.none(), st.booleans(),
-                             st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.none()))
+timestamp_values = st.one_of(
+    big_ints,
+    any_floats,
+    date_strings,
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.none()),
+)
 
 
 def nested(depth: int, leaf: str = "1") -> str:
@@ -186,11 +251,14 @@ def number_text(n: int | float) -> str:
 hostile_records = st.one_of(
     st.builds(lambda v: json.dumps({"timestamp": v, "cwd": "/p"}, allow_nan=True).encode(), timestamp_values),
     st.builds(lambda n: b'{"timestamp": ' + number_text(n).encode() + b"}", st.one_of(big_ints, any_floats)),
-    st.builds(lambda d: ('{"timestamp": "2020-01-01T00:00:00Z", "x": ' + nested(d) + "}").encode(),
-              st.integers(1, 100_000)),
+    st.builds(
+        lambda d: ('{"timestamp": "2020-01-01T00:00:00Z", "x": ' + nested(d) + "}").encode(), st.integers(1, 100_000)
+    ),
     st.builds(lambda d: ('{"timestamp": ' + nested(d) + "}").encode(), st.integers(1, 50_000)),
-    st.builds(lambda c: json.dumps({"cwd": c}).encode(), st.one_of(st.text(max_size=40), st.just("\x00/x"),
-                                                                   st.just("/a\ud800"))),
+    st.builds(
+        lambda c: json.dumps({"cwd": c}).encode(),
+        st.one_of(st.text(max_size=40), st.just("\x00/x"), st.just("/a\ud800")),
+    ),
     st.binary(max_size=120),
     st.builds(lambda b: b'{"timestamp": "2020-01-01T00:00:00Z", "t": "' + b + b'"}', st.binary(max_size=40)),
 )
@@ -226,8 +294,11 @@ settings_bytes = st.one_of(
     settings_docs.map(lambda t: t.encode("utf-8", "surrogateescape")),
     st.builds(lambda n: b'{"cleanupPeriodDays": ' + number_text(n).encode() + b"}", st.one_of(big_ints, any_floats)),
     st.builds(lambda d: ('{"cleanupPeriodDays": 7, "x": ' + nested(d) + "}").encode(), st.integers(1, 100_000)),
-    st.builds(lambda k, v: json.dumps({k: v}, allow_nan=True).encode(),
-              st.sampled_from(["cleanupPeriodDays", "desktopSessionCleanupPeriodDays"]), timestamp_values),
+    st.builds(
+        lambda k, v: json.dumps({k: v}, allow_nan=True).encode(),
+        st.sampled_from(["cleanupPeriodDays", "desktopSessionCleanupPeriodDays"]),
+        timestamp_values,
+    ),
     st.binary(max_size=200),
     st.just(b"\xef\xbb\xbf{}"),
 )
@@ -267,19 +338,44 @@ header_values = st.one_of(json_values, big_ints, any_floats, st.text(max_size=30
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["format", "version", "session_id", "project", "root", "archived_at",
-                                        "pieces", "last_activity", "bytes", "project_path", "reason", "x"]),
-                       header_values, max_size=8),
-       st.booleans())
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "format",
+                "version",
+                "session_id",
+                "project",
+                "root",
+                "archived_at",
+                "pieces",
+                "last_activity",
+                "bytes",
+                "project_path",
+                "reason",
+                "x",
+            ]
+        ),
+        header_values,
+        max_size=8,
+    ),
+    st.booleans(),
+)
 def test_archive_header_check_is_a_header_or_archive_invalid(h, wellformed):
     from claude_janitor.archive.format import FORMAT, VERSION, ArchiveInvalid, check_header, iso
     from claude_janitor.archive.reader import ArchiveInfo
     from claude_janitor.render.archives import render_list
 
     if wellformed:
-        base = {"format": FORMAT, "version": VERSION, "session_id": "s", "project": "-p",
-                "root": "/r", "archived_at": 1.0,
-                "pieces": [{"rel": "projects/-p/s.jsonl", "store": "transcript", "is_dir": False}]}
+        base = {
+            "format": FORMAT,
+            "version": VERSION,
+            "session_id": "s",
+            "project": "-p",
+            "root": "/r",
+            "archived_at": 1.0,
+            "pieces": [{"rel": "projects/-p/s.jsonl", "store": "transcript", "is_dir": False}],
+        }
         h = {**base, **h}
     try:
         got = check_header(h)
@@ -293,9 +389,14 @@ def test_archive_header_check_is_a_header_or_archive_invalid(h, wellformed):
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["pid", "sessionId", "procStart", "kind", "status", "pidDomain"]),
-                       st.one_of(header_values, big_ints), max_size=6),
-       st.one_of(big_ints.map(str), st.text(max_size=8)))
+@given(
+    st.dictionaries(
+        st.sampled_from(["pid", "sessionId", "procStart", "kind", "status", "pidDomain"]),
+        st.one_of(header_values, big_ints),
+        max_size=6,
+    ),
+    st.one_of(big_ints.map(str), st.text(max_size=8)),
+)
 def test_session_record_judge_never_raises(rec, name):
     from claude_janitor.cache import livesessions
 
@@ -317,9 +418,15 @@ def test_cli_report_and_sweep_survive_hostile_transcripts(tmp_path_factory, bodi
         with open(g.paths[0], "ab") as f:
             f.write(b"\n".join(body) + b"\n")
         set_times(g.paths[0], now - 90 * DAY)
-    env = dict(os.environ, XDG_CONFIG_HOME=str(top / "cfg"), XDG_STATE_HOME=str(top / "state"),
-               XDG_DATA_HOME=str(top / "data"), CLAUDE_JANITOR_MANAGED_DIR=str(top / "managed"),
-               CLAUDE_JANITOR_POLICY=str(top / "policy.toml"), HOME=str(top / "home"))
+    env = dict(
+        os.environ,
+        XDG_CONFIG_HOME=str(top / "cfg"),
+        XDG_STATE_HOME=str(top / "state"),
+        XDG_DATA_HOME=str(top / "data"),
+        CLAUDE_JANITOR_MANAGED_DIR=str(top / "managed"),
+        CLAUDE_JANITOR_POLICY=str(top / "policy.toml"),
+        HOME=str(top / "home"),
+    )
     args = ["--claude-dir", str(root), "--now", str(now)]
     for cmd in (["report"], ["report", "--format", "markdown"]):
         p = run_cli([*cmd, *args], env)
@@ -335,16 +442,22 @@ def test_cli_report_and_sweep_survive_hostile_transcripts(tmp_path_factory, bodi
 
 title_records = st.one_of(
     hostile_records,
-    st.builds(lambda t, c: json.dumps({"type": t, "message": {"role": "user", "content": c},
-                                       "customTitle": c, "summary": c, "entrypoint": c}).encode(),
-              st.sampled_from(["user", "summary", "custom-title", "ai-title", "x"]),
-              st.one_of(json_values, st.text(max_size=50), st.just("\x1b[31mred\x07"))),
+    st.builds(
+        lambda t, c: json.dumps(
+            {"type": t, "message": {"role": "user", "content": c}, "customTitle": c, "summary": c, "entrypoint": c}
+        ).encode(),
+        st.sampled_from(["user", "summary", "custom-title", "ai-title", "x"]),
+        st.one_of(json_values, st.text(max_size=50), st.just("\x1b[31mred\x07")),
+    ),
 )
 
 
 @FUZZ
-@given(st.lists(title_records, min_size=1, max_size=8), st.lists(title_records, max_size=4),
-       st.one_of(st.none(), st.binary(max_size=80), settings_bytes))
+@given(
+    st.lists(title_records, min_size=1, max_size=8),
+    st.lists(title_records, max_size=4),
+    st.one_of(st.none(), st.binary(max_size=80), settings_bytes),
+)
 def test_transcript_head_tail_and_title_file_never_stop_a_scan(tmp_path_factory, head, tail, title_file):
     """The head (titles, entrypoint), the tail and custom-title.json are untrusted too: scan_root reads all
     of them for a session and never raises; whatever title comes out is one printable line."""

@@ -76,8 +76,16 @@ def test_fifos_sockets_and_devices_are_never_opened(root, jenv, now, tmp_path, m
     s.close()
 
 
-HOSTILE = [b"-rf", b"--help", b"new\nline", b"bad\xff\xfeutf8", b"tab\tand space", b"x" * 249, b"$(reboot)",
-           b"..jsonl-dots"]
+HOSTILE = [
+    b"-rf",
+    b"--help",
+    b"new\nline",
+    b"bad\xff\xfeutf8",
+    b"tab\tand space",
+    b"x" * 249,
+    b"$(reboot)",
+    b"..jsonl-dots",
+]
 
 
 def test_hostile_names_are_handled(root, jenv, now):
@@ -85,9 +93,12 @@ def test_hostile_names_are_handled(root, jenv, now):
     made = []
     for i, proj in enumerate([b"-ok", b"--dash-project", b"-nl\nproj", b"-bad\xffproj", b"y" * 255]):
         os.makedirs(base + b"/" + proj)
-        for sid in HOSTILE[i:i + 4]:
-            p = base + b"/" + proj + b"/" + sid + b".jsonl"[: 255 - len(sid)] if len(sid) > 249 else \
-                base + b"/" + proj + b"/" + sid + b".jsonl"
+        for sid in HOSTILE[i : i + 4]:
+            p = (
+                base + b"/" + proj + b"/" + sid + b".jsonl"[: 255 - len(sid)]
+                if len(sid) > 249
+                else base + b"/" + proj + b"/" + sid + b".jsonl"
+            )
             with open(p, "wb") as f:
                 f.write(b'{"timestamp": "2020-01-01T00:00:00Z", "cwd": "/w\\nx"}\n\xff\n')
             os.utime(p, (now - 90 * DAY, now - 90 * DAY))
@@ -190,8 +201,13 @@ def fast_root(tmp_path):
     """A cache root on tmpfs where we may mount one (creating 200k files on a busy disk is slow)."""
     top = tmp_path / "fast"
     top.mkdir()
-    mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(top)], capture_output=True).returncode == 0
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(top)], capture_output=True
+        ).returncode
+        == 0
+    )
     (top / "claude").mkdir()
     yield top / "claude"
     if mounted:
@@ -207,8 +223,13 @@ def test_200k_entry_directory_bounded_memory(fast_root, jenv, now, tmp_path):
         os.close(os.open(f"r{i}", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
     os.close(fd)
     _set_tree_times(root / "projects" / "-p" / g.session_id, now - 90 * DAY)
-    out = subprocess.run([sys.executable, "-c", MEM_CHECK, "sweep", "--claude-dir", str(root), "--now", str(now)],
-                         env=jenv, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", MEM_CHECK, "sweep", "--claude-dir", str(root), "--now", str(now)],
+        env=jenv,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     rc, rss_kib = (int(x) for x in out.stdout.split())
     assert rc == 0, out.stderr
     assert intact_or_gone(g.paths) == "gone"

@@ -28,6 +28,7 @@ def tree_state(top: Path) -> dict:
     """The tree's state, without any lock file of the janitor's own in the Claude dir."""
     return {k: v for k, v in _tree_state(top).items() if not k.startswith(".claude-janitor")}
 
+
 MEM_LIMIT = 1 << 30  # the code under test must never need this much; on old code it stops a runaway read
 
 
@@ -37,8 +38,14 @@ def _limit_memory() -> None:
 
 def cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """run_cli with an address-space cap, so a runaway read fails fast instead of eating the machine."""
-    return subprocess.run([sys.executable, "-m", "claude_janitor", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=_limit_memory)
+    return subprocess.run(
+        [sys.executable, "-m", "claude_janitor", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=_limit_memory,
+    )
 
 
 def args(root: Path, now: float, *more: str) -> list[str]:
@@ -57,6 +64,7 @@ def lock_is_free(jenv: dict[str, str], root: Path, now: float) -> bool:
 
 # ---- 11.4: settings files that are not plain, bounded files -------------------------------------------
 
+
 def test_fifo_settings_never_block_a_sweep(root, jenv, tmp_path, now):
     """FIFOs as the user's settings.json and as a project's .claude/settings.json (a path the transcript's
     cwd chose): the sweep neither blocks nor guesses; it keeps what depends on them, names them, and ends."""
@@ -66,8 +74,13 @@ def test_fifo_settings_never_block_a_sweep(root, jenv, tmp_path, now):
     os.mkfifo(root / "settings.json")
     a = make_session(root, str(proj), now - 90 * DAY)
     b = make_session(root, "/elsewhere", now - 90 * DAY)
-    p = subprocess.Popen([sys.executable, "-m", "claude_janitor", "sweep", "--json", *args(root, now)], env=jenv,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", "sweep", "--json", *args(root, now)],
+        env=jenv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         out, err = p.communicate(timeout=60)
     finally:
@@ -91,8 +104,13 @@ def test_sigterm_stops_a_sweep_at_once_before_it_acts_and_releases_the_lock(root
     folder = tmp_path / "pause"
     folder.mkdir()
     env = dict(jenv, JANITOR_TEST_PAUSE_AT=f"after-plan:{folder}")
-    p = subprocess.Popen([sys.executable, "-m", "claude_janitor", "sweep", *args(root, now)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", "sweep", *args(root, now)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert wait_for(lambda: (folder / "after-plan.reached").exists() or p.poll() is not None, 60)
         assert p.poll() is None, p.communicate()
@@ -111,8 +129,11 @@ def test_sigterm_stops_a_sweep_at_once_before_it_acts_and_releases_the_lock(root
 def test_dev_zero_behind_a_symlink_is_refused_not_read(root, jenv, tmp_path, now, where):
     proj = tmp_path / "proj"
     (proj / ".claude").mkdir(parents=True)
-    target = {"user": root / "settings.json", "project": proj / ".claude" / "settings.json",
-              "managed": Path(jenv["CLAUDE_JANITOR_MANAGED_DIR"]) / "managed-settings.d" / "50-x.json"}[where]
+    target = {
+        "user": root / "settings.json",
+        "project": proj / ".claude" / "settings.json",
+        "managed": Path(jenv["CLAUDE_JANITOR_MANAGED_DIR"]) / "managed-settings.d" / "50-x.json",
+    }[where]
     target.parent.mkdir(parents=True, exist_ok=True)
     os.symlink("/dev/zero", target)
     a = make_session(root, str(proj), now - 90 * DAY)
@@ -173,8 +194,9 @@ NO_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
 
 def without_dac(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The CLI as root without the capabilities that let root read any dir: file modes apply to it."""
-    return subprocess.run([*NO_DAC, sys.executable, "-m", "claude_janitor", *cmd], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [*NO_DAC, sys.executable, "-m", "claude_janitor", *cmd], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
@@ -203,6 +225,7 @@ def test_unreadable_managed_settings_dir_is_named_never_a_crash(root, jenv, now)
 
 
 # ---- 12.7: a malformed settings.json stops only what depends on it ------------------------------------
+
 
 def test_malformed_settings_keep_only_the_sessions_whose_window_depends_on_them(root, jenv, tmp_path, now):
     (root / "settings.json").write_text('{"cleanupPeriodDays": 7,')
@@ -241,10 +264,14 @@ def test_config_retention_acts_despite_malformed_settings(root, jenv, now):
     assert p.returncode == 0 and not old.paths[0].exists(), p.stderr
 
 
-@pytest.mark.parametrize("content,reason", [("{oops", "settings_unknowable"),
-                                            ('{"cleanupPeriodDays": 0}', "settings_invalid_key_set"),
-                                            ('{"desktopSessionCleanupPeriodDays": -1}',
-                                             "settings_invalid_key_set")])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        ("{oops", "settings_unknowable"),
+        ('{"cleanupPeriodDays": 0}', "settings_invalid_key_set"),
+        ('{"desktopSessionCleanupPeriodDays": -1}', "settings_invalid_key_set"),
+    ],
+)
 def test_doctor_says_when_claude_codes_own_sweep_skips_itself(root, jenv, now, content, reason):
     (root / "settings.json").write_text(content)
     d = cli(["doctor", "--json", "--claude-dir", str(root)], jenv)
@@ -302,7 +329,8 @@ def test_one_hostile_transcript_line_stops_nothing(root, jenv, now):
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     dec = decisions(p.stdout)
     assert {g.session_id: dec[g.session_id]["decision"] for g in hostile} == dict.fromkeys(
-        (g.session_id for g in hostile), "delete")
+        (g.session_id for g in hostile), "delete"
+    )
     t = cli(["report", *args(root, now)], jenv)
     assert t.returncode == 0 and "Traceback" not in t.stderr, t.stderr
     p = cli(["sweep", "--force", *args(root, now)], jenv)  # every session is old: the guard would refuse
@@ -316,9 +344,26 @@ def test_overflow_line_does_not_stop_the_daemons_full_sweep(root, jenv, now):
         f.write(b'{"timestamp": 1' + b"0" * 400 + b"}\n")
     set_times(hostile.paths[0], now - 90 * DAY)
     other = make_session(root, "/q", now - 90 * DAY)
-    p = subprocess.run([sys.executable, "-m", "claude_janitor", "_daemon-full-sweep", "--claude-dir", str(root),
-                        "--now", str(now), "--parent-pid", str(os.getpid())], env=jenv, input="",
-                       capture_output=True, text=True, timeout=120, preexec_fn=_limit_memory)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "claude_janitor",
+            "_daemon-full-sweep",
+            "--claude-dir",
+            str(root),
+            "--now",
+            str(now),
+            "--parent-pid",
+            str(os.getpid()),
+        ],
+        env=jenv,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limit_memory,
+    )
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     result = json.loads(p.stdout.strip().splitlines()[-1])
     assert not result.get("error"), result
@@ -357,6 +402,7 @@ def test_restores_pin_protects_an_upper_case_session(root, jenv, now):
 
 # ---- 11.8: the same id in two projects ---------------------------------------------------------------
 
+
 def test_side_stores_of_an_id_in_two_projects_stay_while_a_copy_is_kept(root, jenv, now):
     sid = "abcdefab-1111-4222-8333-444455556666"
     expired = make_session(root, "/a", now - 90 * DAY, sid=sid)  # projects/-a: alphabetically first
@@ -386,14 +432,22 @@ def test_side_stores_of_an_id_in_two_projects_stay_while_a_copy_is_kept(root, je
 
 # ---- 11.10: restore goes only where every command goes -------------------------------------------------
 
+
 def test_restore_ignores_the_root_a_crafted_header_names(root, jenv, tmp_path):
     sid = "0b6f3c1e-7a2d-4c8e-9f10-2b3c4d5e6f70"
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "projects").mkdir(parents=True)  # looks like a Claude dir: the old code went there
     rel = f"projects/-p/{sid}.jsonl"
-    header = {"format": FORMAT, "version": VERSION, "session_id": sid, "root": str(elsewhere),
-              "project": "-p", "project_path": "/p", "archived_at": 1_700_000_000.0,
-              "pieces": [{"rel": rel, "store": "transcript", "is_dir": False}]}
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "session_id": sid,
+        "root": str(elsewhere),
+        "project": "-p",
+        "project_path": "/p",
+        "archived_at": 1_700_000_000.0,
+        "pieces": [{"rel": rel, "store": "transcript", "is_dir": False}],
+    }
     arc = craft(tmp_path / "a.tar.zst", header, [(tar_member(rel), b'{"type":"user"}\n')])
     env = dict(jenv, CLAUDE_CONFIG_DIR=str(root))
     p = cli(["restore", sid, "--archive", str(arc)], env)
@@ -411,6 +465,7 @@ def test_restore_ignores_the_root_a_crafted_header_names(root, jenv, tmp_path):
 
 
 # ---- 11.b: symlinked projects/ and store dirs: report and sweep agree -----------------------------------
+
 
 @pytest.mark.parametrize("link", ["projects", "file-history", "debug", "todos"])
 def test_symlinked_store_dirs_are_not_followed_and_report_agrees_with_sweep(root, jenv, tmp_path, now, link):
@@ -437,10 +492,14 @@ def test_symlinked_store_dirs_are_not_followed_and_report_agrees_with_sweep(root
 
 # ---- Claude Code's live-session registry is input too ----------------------------------------------------
 
-@pytest.mark.parametrize("body", [
-    lambda sid, name: {"pid": int(name), "sessionId": sid},  # a pid no kernel has: kill() would overflow
-    lambda sid, name: {"pid": 2**31 + 5, "sessionId": sid},
-])
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        lambda sid, name: {"pid": int(name), "sessionId": sid},  # a pid no kernel has: kill() would overflow
+        lambda sid, name: {"pid": 2**31 + 5, "sessionId": sid},
+    ],
+)
 def test_a_hostile_session_record_stops_nothing(root, jenv, now, body):
     old = make_session(root, "/p", now - 90 * DAY)
     keep = make_session(root, "/q", now - DAY)
@@ -456,16 +515,31 @@ def test_a_hostile_session_record_stops_nothing(root, jenv, now, body):
     assert not old.paths[0].exists() and keep.paths[0].exists()
 
 
-@pytest.mark.parametrize("field,value,refused", [("last_activity", 1e300, True), ("last_activity", 1e9, False),
-                                                  ("last_activity", "x", True),
-                                                  ("last_activity", float("nan"), True), ("bytes", "lots", True),
-                                                  ("archived_at", 1e300, True)])
+@pytest.mark.parametrize(
+    "field,value,refused",
+    [
+        ("last_activity", 1e300, True),
+        ("last_activity", 1e9, False),
+        ("last_activity", "x", True),
+        ("last_activity", float("nan"), True),
+        ("bytes", "lots", True),
+        ("archived_at", 1e300, True),
+    ],
+)
 def test_archive_list_survives_a_crafted_header(root, jenv, tmp_path, field, value, refused):
     sid = "0b6f3c1e-7a2d-4c8e-9f10-2b3c4d5e6f70"
     rel = f"projects/-p/{sid}.jsonl"
-    header = {"format": FORMAT, "version": VERSION, "session_id": sid, "root": str(root),
-              "project": "-p", "project_path": "/p", "archived_at": 1_700_000_000.0, field: value,
-              "pieces": [{"rel": rel, "store": "transcript", "is_dir": False}]}
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "session_id": sid,
+        "root": str(root),
+        "project": "-p",
+        "project_path": "/p",
+        "archived_at": 1_700_000_000.0,
+        field: value,
+        "pieces": [{"rel": rel, "store": "transcript", "is_dir": False}],
+    }
     adir = Path(jenv["XDG_DATA_HOME"]) / "claude-janitor" / "archives" / "-p"
     craft(adir / f"{sid}.20231114T221320Z.tar.zst", header, [(tar_member(rel), b'{"type":"user"}\n')])
     for extra in ([], ["--json"], ["--verify"]):

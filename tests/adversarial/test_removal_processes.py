@@ -30,15 +30,22 @@ def big_cache(root: Path, now: float, n: int = BIG) -> dict[str, list[Path]]:
 
 
 def start(root: Path, jenv, now: float) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "claude_janitor", "sweep", "--json", "--claude-dir", str(root),
-                             "--now", str(now)], env=jenv, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", "sweep", "--json", "--claude-dir", str(root), "--now", str(now)],
+        env=jenv,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def removing(proc: subprocess.Popen[str], root: Path, n: int) -> bool:
     """Wait until the run has removed something (its debug logs go first)."""
-    return wait_for(lambda: len(os.listdir(root / "debug")) < n + 1 or proc.poll() is not None,
-                    timeout=60, interval=0.001) and proc.poll() is None
+    return (
+        wait_for(lambda: len(os.listdir(root / "debug")) < n + 1 or proc.poll() is not None, timeout=60, interval=0.001)
+        and proc.poll() is None
+    )
 
 
 def children(pid: int) -> list[int]:
@@ -103,8 +110,9 @@ def test_a_removal_worker_killed_mid_run_fails_only_its_sessions(root, jenv, now
     assert len(partial) <= 1 and set(partial) <= died  # at most the session it had in hand
     assert run_cli(["audit", "verify"], jenv).returncode == 0
     assert time.monotonic() - t < 60
-    assert not any(Path(f"/proc/{w}").exists() and "janitor" in Path(f"/proc/{w}/cmdline").read_text()
-                   for w in workers)  # no worker is left behind
+    assert not any(
+        Path(f"/proc/{w}").exists() and "janitor" in Path(f"/proc/{w}/cmdline").read_text() for w in workers
+    )  # no worker is left behind
 
 
 def test_removal_workers_fit_the_cpus_and_what_is_running():

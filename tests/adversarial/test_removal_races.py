@@ -91,10 +91,13 @@ def append(path: Path, data: bytes) -> None:
 
 # ---- (1) data written after the check ------------------------------------------------------------
 
+
 def test_append_deep_inside_a_session_after_the_scan_is_kept_delete_mode(root, jenv, now, tmp_path):
     g = expired(root, now)
-    deep = [root / "file-history" / g.session_id / "abc@v1",
-            root / "projects" / "-p" / g.session_id / "subagents" / "agent-a1.jsonl"]
+    deep = [
+        root / "file-history" / g.session_id / "abc@v1",
+        root / "projects" / "-p" / g.session_id / "subagents" / "agent-a1.jsonl",
+    ]
     run = Paused(sweep(root, now), jenv, "before-session", tmp_path / "hook")
     for f in deep:
         append(f, b"written after the scan\n")  # a nested file: its folder's own mtime does not move
@@ -179,6 +182,7 @@ def test_a_session_changed_while_staged_is_put_back(how, root, jenv, now, tmp_pa
 
 # ---- (2) never outside the Claude dir ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("leave_symlink", [False, True])
 @pytest.mark.parametrize("point", ["before-session@2", "removal-staged@2", "removal-verified@2"])
 def test_a_project_dir_moved_out_mid_sweep_is_not_touched(point, leave_symlink, root, jenv, now, tmp_path):
@@ -239,22 +243,27 @@ def test_the_staging_dir_moved_out_mid_removal_puts_the_session_back(root, jenv,
 
 # ---- (6) locks and open files at any depth -------------------------------------------------------
 
+
 @pytest.mark.parametrize("what", ["flock-subagent", "flock-file-history", "posix-lock-tasks", "write-fd-deep"])
 def test_a_file_locked_or_open_deep_inside_a_session_keeps_it(what, root, jenv, now):
     g = expired(root, now)
     other = expired(root, now, cwd="/q")
     sid = g.session_id
-    target = {"flock-subagent": root / "projects" / "-p" / sid / "subagents" / "agent-a1.jsonl",
-              "flock-file-history": root / "file-history" / sid / "abc@v1",
-              "posix-lock-tasks": root / "tasks" / sid / "1.json",
-              "write-fd-deep": root / "projects" / "-p" / sid / "tool-results" / "r1.txt"}[what]
+    target = {
+        "flock-subagent": root / "projects" / "-p" / sid / "subagents" / "agent-a1.jsonl",
+        "flock-file-history": root / "file-history" / sid / "abc@v1",
+        "posix-lock-tasks": root / "tasks" / sid / "1.json",
+        "write-fd-deep": root / "projects" / "-p" / sid / "tool-results" / "r1.txt",
+    }[what]
     if what.startswith("flock"):
         holder = subprocess.Popen(["flock", "--shared", str(target), "sleep", "120"])
     else:
-        code = ("import fcntl,sys,time\n"
-                f"f=open({str(target)!r}, {'r+' if what.startswith('posix') else 'a'!r})\n"
-                f"{'fcntl.lockf(f, fcntl.LOCK_EX)' if what.startswith('posix') else 'pass'}\n"
-                "print('held', flush=True)\ntime.sleep(120)\n")
+        code = (
+            "import fcntl,sys,time\n"
+            f"f=open({str(target)!r}, {'r+' if what.startswith('posix') else 'a'!r})\n"
+            f"{'fcntl.lockf(f, fcntl.LOCK_EX)' if what.startswith('posix') else 'pass'}\n"
+            "print('held', flush=True)\ntime.sleep(120)\n"
+        )
         holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     try:
@@ -275,11 +284,19 @@ def test_a_file_locked_or_open_deep_inside_a_session_keeps_it(what, root, jenv, 
 
 # ---- (a) the mass-removal guard ------------------------------------------------------------------
 
+
 def test_one_session_open_for_writing_does_not_disarm_the_guard(root, jenv, now):
     gs = [make_session(root, f"/p{i}", now - 90 * DAY) for i in range(10)]
     busy = make_session(root, "/busy", now - 90 * DAY)
-    holder = subprocess.Popen([sys.executable, "-c", f"f=open({str(busy.paths[0])!r},'a');print('ok',flush=True)"
-                               ";import time;time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"f=open({str(busy.paths[0])!r},'a');print('ok',flush=True);import time;time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
         p = run_cli(["sweep", "--claude-dir", str(root), "--now", str(now)], jenv)
@@ -297,9 +314,11 @@ def test_one_session_open_for_writing_does_not_disarm_the_guard(root, jenv, now)
 
 # ---- (9) kill -9 at every step, then the next sweep ----------------------------------------------
 
+
 @pytest.mark.parametrize("action", ["delete", "archive"])
-@pytest.mark.parametrize("point", ["removal-staged:1", "removal-verified:1", "removal-committed:1",
-                                   "removal-purging:1", "removal-purging:2"])
+@pytest.mark.parametrize(
+    "point", ["removal-staged:1", "removal-verified:1", "removal-committed:1", "removal-purging:1", "removal-purging:2"]
+)
 def test_kill_at_each_removal_step_then_the_next_sweep_finishes(point, action, root, jenv, now):
     write_config(jenv, f'action = "{action}"\n')
     gs = [expired(root, now, cwd=f"/p{i}") for i in range(3)]
@@ -329,8 +348,12 @@ def test_kill_while_a_big_session_is_being_deleted_then_the_next_sweep_finishes(
         set_times(fh / f"f{i}@v1", now - 91 * DAY)
     set_times(fh, now - 91 * DAY)
     make_session(root, "/recent", now - DAY)
-    proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", *sweep(root, now)], env=jenv,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", *sweep(root, now)],
+        env=jenv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
     def emptying() -> bool:
         try:
@@ -352,12 +375,16 @@ def _fh_dirs(root: Path, sid: str) -> list[Path]:
     out = [d for d in [root / "file-history" / sid] if d.is_dir()]
     if (root / STAGE).is_dir():
         for e in os.listdir(root / STAGE):
-            out += [root / STAGE / e / n for n in os.listdir(root / STAGE / e) if n.endswith(sid)
-                    and n.startswith("file-history")]
+            out += [
+                root / STAGE / e / n
+                for n in os.listdir(root / STAGE / e)
+                if n.endswith(sid) and n.startswith("file-history")
+            ]
     return out
 
 
 # ---- randomized: a writer appending all the time, many sweeps ------------------------------------
+
 
 class Writer(threading.Thread):
     """Appends numbered records every few ms, as Claude Code does (open by path, append, close; parent dirs
@@ -419,8 +446,9 @@ def test_a_writer_appending_all_the_time_loses_no_byte(action, root, jenv, tmp_p
         for _ in range(15):
             p = run_cli(sweep(root, later), jenv)
             assert p.returncode in (0, 1), p.stderr
-            outcomes += [(s.get("result"), s.get("error")) for s in json.loads(p.stdout)["sessions"]
-                         if s["decision"] != "keep"]
+            outcomes += [
+                (s.get("result"), s.get("error")) for s in json.loads(p.stdout)["sessions"] if s["decision"] != "keep"
+            ]
     finally:
         w.stop.set()
         w.join()
@@ -429,15 +457,19 @@ def test_a_writer_appending_all_the_time_loses_no_byte(action, root, jenv, tmp_p
     if action == "archive":
         held = all_bytes(root) + archived_bytes(jenv)
         missing = [i for i, r in enumerate(recs) if r not in held]
-        assert set(missing) <= w.raced, f"{len(missing)} of {len(recs)} records lost: {missing[:3]}; " \
-                                        f"outcomes {outcomes}"
+        assert set(missing) <= w.raced, (
+            f"{len(missing)} of {len(recs)} records lost: {missing[:3]}; outcomes {outcomes}"
+        )
     else:
         # What is gone is exactly what the sweeps reported deleting (their scans' bytes): nothing written
         # after a session was checked went with it — but for writes caught in the residual race.
         log = Path(jenv["XDG_STATE_HOME"]) / "claude-janitor" / "log" / "audit.jsonl"
         recs_ = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
-        deleted = sum(r["bytes"] for r in recs_ if r.get("phase") == "result" and r.get("result") == "ok"
-                      and r.get("action") == "delete")
+        deleted = sum(
+            r["bytes"]
+            for r in recs_
+            if r.get("phase") == "result" and r.get("result") == "ok" and r.get("action") == "delete"
+        )
         present = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
         lost = initial + w.written - present
         assert deleted <= lost <= deleted + w.raced_bytes, f"outcomes {outcomes}"

@@ -35,8 +35,11 @@ def age(path: Path, t: float) -> None:
 
 def make_entry(path: Path, t: float, tag: str = "x") -> dict[str, bytes]:
     """A store entry that is a dir with files at several depths, all of time ``t``; its files' contents."""
-    files = {"a.png": b"image " + tag.encode(), "sub/b.bin": b"bytes " + tag.encode(),
-             "sub/deeper/c.txt": b"deep " + tag.encode()}
+    files = {
+        "a.png": b"image " + tag.encode(),
+        "sub/b.bin": b"bytes " + tag.encode(),
+        "sub/deeper/c.txt": b"deep " + tag.encode(),
+    }
     for rel, data in files.items():
         (path / rel).parent.mkdir(parents=True, exist_ok=True)
         (path / rel).write_bytes(data)
@@ -95,10 +98,10 @@ KINDS = ["image-cache", "session-leftovers", "tmp"]
 
 # ---- (a) the store dir moved out of the Claude dir mid-removal ------------------------------------
 
+
 @pytest.mark.parametrize("point", ["store-before-remove", "removal-staged", "removal-verified", "rmtree-opened"])
 @pytest.mark.parametrize("kind", ["image-cache", "tmp"])
-def test_a_store_dir_moved_out_mid_removal_keeps_every_file_at_its_new_place(kind, point, root, jenv, now,
-                                                                             tmp_path):
+def test_a_store_dir_moved_out_mid_removal_keeps_every_file_at_its_new_place(kind, point, root, jenv, now, tmp_path):
     pl = Place(kind, root, jenv)
     entry = pl.entry()
     files = make_entry(entry, now - OLD)
@@ -117,8 +120,7 @@ def test_a_store_dir_moved_out_mid_removal_keeps_every_file_at_its_new_place(kin
         assert p.returncode == 1, p.stdout + p.stderr
         assert sd["failed"] == 1 and sd["removed"] == 0, sd
         assert {k: after.get(f"{entry.name}/{k}") for k in files} == files
-        assert set(after) - set(moved) <= {entry.name, *(f"{entry.name}/{k}" for k in
-                                                         ["sub", "sub/deeper", *files])}
+        assert set(after) - set(moved) <= {entry.name, *(f"{entry.name}/{k}" for k in ["sub", "sub/deeper", *files])}
     else:
         # verified inside the Claude dir before the move: its staged copy went, nothing else
         assert p.returncode == 0, p.stdout + p.stderr
@@ -127,6 +129,7 @@ def test_a_store_dir_moved_out_mid_removal_keeps_every_file_at_its_new_place(kin
 
 
 # ---- (b) written to after the check -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("how", ["append-deep", "new-file-deep", "replace-deep"])
 @pytest.mark.parametrize("kind", KINDS)
@@ -173,11 +176,11 @@ def test_a_store_file_appended_deep_in_a_second_entry_keeps_only_that_entry(root
 
 # ---- (c) swapped for a symlink or another dir ----------------------------------------------------
 
+
 @pytest.mark.parametrize("point", ["store-before-remove", "removal-staged"])
 @pytest.mark.parametrize("swap", ["symlink", "other-dir"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_store_dir_swapped_after_its_check_is_not_followed_nor_lost(kind, swap, point, root, jenv, now,
-                                                                      tmp_path):
+def test_a_store_dir_swapped_after_its_check_is_not_followed_nor_lost(kind, swap, point, root, jenv, now, tmp_path):
     pl = Place(kind, root, jenv)
     entry = pl.entry()
     make_entry(entry, now - OLD)
@@ -212,6 +215,7 @@ def test_a_store_dir_swapped_after_its_check_is_not_followed_nor_lost(kind, swap
 
 # ---- a store dir that vanished meanwhile is not a failure ---------------------------------------
 
+
 def test_a_store_dir_removed_by_claude_code_meanwhile_is_counted_vanished(root, jenv, now, tmp_path):
     pl = Place("image-cache", root, jenv)
     entry = pl.entry()
@@ -225,6 +229,7 @@ def test_a_store_dir_removed_by_claude_code_meanwhile_is_counted_vanished(root, 
 
 
 # ---- randomized: every pause point, every kind of interference -----------------------------------
+
 
 def test_random_interference_never_loses_a_byte_nor_touches_outside(root, jenv, now, tmp_path):
     rng = random.Random(12)
@@ -317,8 +322,10 @@ def test_a_foreign_staging_dir_in_the_tmp_dir_is_refused(root, jenv, now, tmp_pa
 
 # ---- kill -9 at every step of a store entry's removal, then the next sweep ----------------------
 
-@pytest.mark.parametrize("point", ["removal-staged:1", "removal-verified:1", "removal-committed:1",
-                                   "removal-purging:1", "rmtree-opened:1"])
+
+@pytest.mark.parametrize(
+    "point", ["removal-staged:1", "removal-verified:1", "removal-committed:1", "removal-purging:1", "rmtree-opened:1"]
+)
 @pytest.mark.parametrize("kind", ["image-cache", "tmp"])
 def test_kill_while_a_store_entry_is_removed_then_the_next_sweep_finishes(kind, point, root, jenv, now):
     pl = Place(kind, root, jenv)
@@ -336,8 +343,10 @@ def test_kill_while_a_store_entry_is_removed_then_the_next_sweep_finishes(kind, 
     if kind == "tmp" and point.startswith(("removal-staged", "removal-verified")):
         # undone, back in place (the tmp dir's removals are recovered when its store is acted on, after the
         # scan): the following sweep removes it
-        assert {k: (entry / k).read_bytes() for k in ["a.png", "sub/b.bin"]} == {"a.png": b"image x",
-                                                                                 "sub/b.bin": b"bytes x"}
+        assert {k: (entry / k).read_bytes() for k in ["a.png", "sub/b.bin"]} == {
+            "a.png": b"image x",
+            "sub/b.bin": b"bytes x",
+        }
         p = run_cli(sweep(root, now), pl.env)
         assert p.returncode == 0, p.stdout + p.stderr
     assert not entry.exists() and pl.stage_left() == []  # rolled back and removed again, or finished
@@ -350,6 +359,7 @@ def test_kill_while_a_store_entry_is_removed_then_the_next_sweep_finishes(kind, 
 
 
 # ---- files go in batches: one changed file keeps only itself ------------------------------------
+
 
 def paste_files(root: Path, n: int, t: float) -> dict[str, bytes]:
     out = {}

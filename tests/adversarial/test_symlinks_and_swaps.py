@@ -27,8 +27,12 @@ def outside(tmp_path: Path) -> Path:
 def test_file_and_dir_symlinks_inside_expired_sessions_are_not_followed(root, jenv, now, outside):
     g = make_session(root, "/p", now - 90 * DAY)
     sid = g.session_id
-    links = [root / "projects" / "-p" / sid / "dirlink", root / "projects" / "-p" / sid / "filelink",
-             root / "file-history" / sid / "escape", root / "tasks" / sid / "up"]
+    links = [
+        root / "projects" / "-p" / sid / "dirlink",
+        root / "projects" / "-p" / sid / "filelink",
+        root / "file-history" / sid / "escape",
+        root / "tasks" / sid / "up",
+    ]
     os.symlink(outside, links[0])
     os.symlink(outside / "precious.txt", links[1])
     os.symlink(outside / "sub", links[2])
@@ -36,8 +40,10 @@ def test_file_and_dir_symlinks_inside_expired_sessions_are_not_followed(root, je
     for p in [*links, *g.paths[1:]]:
         set_times(p, now - 90 * DAY)
     # a transcript that is a symlink to a file outside, and a side-store entry that is a symlink
-    os.symlink(outside / "11111111-2222-3333-4444-555555555555.jsonl",
-               root / "projects" / "-p" / "11111111-2222-3333-4444-555555555555.jsonl")
+    os.symlink(
+        outside / "11111111-2222-3333-4444-555555555555.jsonl",
+        root / "projects" / "-p" / "11111111-2222-3333-4444-555555555555.jsonl",
+    )
     os.symlink(outside, root / "file-history" / "11111111-2222-3333-4444-555555555555")
     before = tree_state(outside)
     p = run_cli(["sweep", "--claude-dir", str(root), "--now", str(now)], jenv)
@@ -73,8 +79,9 @@ def test_dangerous_roots_are_refused(root, jenv, now, tmp_path, which):
 def test_dir_swapped_for_symlink_between_scan_and_delete(root, jenv, now, outside, tmp_path):
     g = make_session(root, "/p", now - 90 * DAY)
     fh = root / "file-history" / g.session_id
-    run = Paused(["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv, "after-plan",
-                 tmp_path / "hook")
+    run = Paused(
+        ["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv, "after-plan", tmp_path / "hook"
+    )
     shutil.rmtree(fh)
     os.symlink(outside, fh)  # the scanned dir is now a link to precious data outside
     before = tree_state(outside)
@@ -103,8 +110,9 @@ def test_file_changed_between_scan_and_act_is_skipped_and_reported(root, jenv, n
     g = make_session(root, "/p", now - 90 * DAY)
     other = make_session(root, "/q", now - 90 * DAY)
     tr = g.paths[0]
-    run = Paused(["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv, "after-plan",
-                 tmp_path / "hook")
+    run = Paused(
+        ["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv, "after-plan", tmp_path / "hook"
+    )
     if change == "append":
         with open(tr, "a") as f:
             f.write('{"type":"user"}\n')

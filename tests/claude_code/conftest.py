@@ -22,16 +22,26 @@ PACKAGE = f"@anthropic-ai/claude-code@{VERSION}"
 # From the real environment at import time: the jenv fixture points XDG_CACHE_HOME at tmp_path for the code
 # under test, and the install must outlive a test.
 _CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-INSTALL_DIR = Path(os.environ.get("CLAUDE_JANITOR_TEST_CLAUDE_DIR")
-                   or _CACHE / "claude-janitor-tests" / f"claude-code-{VERSION}")
+INSTALL_DIR = Path(
+    os.environ.get("CLAUDE_JANITOR_TEST_CLAUDE_DIR") or _CACHE / "claude-janitor-tests" / f"claude-code-{VERSION}"
+)
 BIN = INSTALL_DIR / "node_modules" / ".bin" / "claude"
 
 
 def _version_ok() -> bool:
     try:
-        p = subprocess.run([str(BIN), "--version"], capture_output=True, text=True, timeout=60,
-                           env={"PATH": os.environ.get("PATH", ""), "HOME": str(INSTALL_DIR),
-                                "DISABLE_AUTOUPDATER": "1", "DISABLE_TELEMETRY": "1"})
+        p = subprocess.run(
+            [str(BIN), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "HOME": str(INSTALL_DIR),
+                "DISABLE_AUTOUPDATER": "1",
+                "DISABLE_TELEMETRY": "1",
+            },
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return p.returncode == 0 and p.stdout.startswith(VERSION)
@@ -60,8 +70,12 @@ def _do_install() -> str | None:
         if npm is None:
             return "npm is not installed"
         try:
-            p = subprocess.run([npm, "install", "--prefix", str(INSTALL_DIR), "--no-audit", "--no-fund",
-                                "--no-save", PACKAGE], capture_output=True, text=True, timeout=600)
+            p = subprocess.run(
+                [npm, "install", "--prefix", str(INSTALL_DIR), "--no-audit", "--no-fund", "--no-save", PACKAGE],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
         except subprocess.TimeoutExpired:
             return "npm install timed out after 600 s"
         if p.returncode != 0:
@@ -85,8 +99,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     why = _install()
     if why is None:
         return
-    _unavailable.append(f"tests/claude_code: {len(mine)} tests not run: real Claude Code {VERSION} "
-                        f"unavailable ({why})")
+    _unavailable.append(f"tests/claude_code: {len(mine)} tests not run: real Claude Code {VERSION} unavailable ({why})")
     config.hook.pytest_deselected(items=mine)
     drop = set(mine)
     items[:] = [i for i in items if i not in drop]
@@ -128,11 +141,18 @@ class Claude:
         # here (a held turn would otherwise delete what a test aged); tests of it remove this file.
         (self.config / ".last-cleanup").write_text(time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()))
         self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home), "LANG": "C.UTF-8",
-            "CLAUDE_CONFIG_DIR": str(self.config), "TMPDIR": str(self.tmp),
-            "XDG_CACHE_HOME": jenv["XDG_CACHE_HOME"], "XDG_CONFIG_HOME": str(base / "cc-xdg-config"),
-            "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "fake",
-            "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "LANG": "C.UTF-8",
+            "CLAUDE_CONFIG_DIR": str(self.config),
+            "TMPDIR": str(self.tmp),
+            "XDG_CACHE_HOME": jenv["XDG_CACHE_HOME"],
+            "XDG_CONFIG_HOME": str(base / "cc-xdg-config"),
+            "ANTHROPIC_BASE_URL": api.url,
+            "ANTHROPIC_API_KEY": "fake",
+            "DISABLE_TELEMETRY": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
             "CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING": "1",
         }
 
@@ -143,19 +163,28 @@ class Claude:
 
     def argv(self, prompt: str, *args: str) -> list[str]:
         # the prompt first: --debug and --allowedTools take optional/variadic values
-        return [str(self.bin), prompt, "-p", "--output-format", "json",
-                "--allowedTools=Read,Write,Edit,Bash,Task,Agent", *args]
+        return [
+            str(self.bin),
+            prompt,
+            "-p",
+            "--output-format",
+            "json",
+            "--allowedTools=Read,Write,Edit,Bash,Task,Agent",
+            *args,
+        ]
 
     def run(self, prompt: str, *args: str, cwd: Path, timeout: float = 120) -> dict[str, Any]:
         """One `claude -p` turn; its JSON result (``session_id``, ``result``)."""
-        p = subprocess.run(self.argv(prompt, *args), cwd=cwd, env=self.env, capture_output=True, text=True,
-                           timeout=timeout)
+        p = subprocess.run(
+            self.argv(prompt, *args), cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         assert p.returncode == 0, f"claude exited {p.returncode}: {p.stderr[-2000:]} {p.stdout[-2000:]}"
         return json.loads(p.stdout)
 
     def start(self, prompt: str, *args: str, cwd: Path) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.argv(prompt, *args), cwd=cwd, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            self.argv(prompt, *args), cwd=cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     def finish(self, proc: subprocess.Popen[str], timeout: float = 120) -> dict[str, Any]:
         out, err = proc.communicate(timeout=timeout)

@@ -79,9 +79,12 @@ def current_prompt(body: dict[str, Any]) -> tuple[str, int]:
         m = msgs[i]
         if m.get("role") == "user" and not _is_results(m):
             c = m.get("content")
-            t = c if isinstance(c, str) else "\n".join(
-                b.get("text", "") for b in c or [] if isinstance(b, dict) and b.get("type") == "text")
-            return t, sum(1 for x in msgs[i + 1:] if x.get("role") == "user" and _is_results(x))
+            t = (
+                c
+                if isinstance(c, str)
+                else "\n".join(b.get("text", "") for b in c or [] if isinstance(b, dict) and b.get("type") == "text")
+            )
+            return t, sum(1 for x in msgs[i + 1 :] if x.get("role") == "user" and _is_results(x))
     return "", 0
 
 
@@ -89,12 +92,14 @@ def scripted(turns: dict[str, list[list[Block]]]) -> Callable[[dict[str, Any]], 
     """A reply function: a prompt containing a marker (a key of ``turns``) gets that list of replies in
     order, one per model call of the turn (tool calls, then whatever follows), then "done"; anything else
     (subagents' own prompts, side requests) gets "ok"."""
+
     def reply(body: dict[str, Any]) -> list[Block]:
         prompt, n = current_prompt(body)
         for marker, seq in turns.items():
             if marker in prompt:
                 return seq[n] if n < len(seq) else text(f"done {marker}")
         return text("ok")
+
     return reply
 
 
@@ -140,8 +145,11 @@ class FakeAPI:
 
     def messages(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [b for m, p, b in self.requests if p.startswith("/v1/messages") and "count_tokens" not in p
-                    and b is not None]
+            return [
+                b
+                for m, p, b in self.requests
+                if p.startswith("/v1/messages") and "count_tokens" not in p and b is not None
+            ]
 
     def other_paths(self) -> list[str]:
         with self.lock:
@@ -216,16 +224,34 @@ class FakeAPI:
                 content = []
                 for b in blocks:
                     if b["type"] == "tool_use":
-                        content.append({"type": "tool_use", "id": f"toolu_{n:04d}_{len(content)}",
-                                        "name": b["name"], "input": b["input"]})
+                        content.append(
+                            {
+                                "type": "tool_use",
+                                "id": f"toolu_{n:04d}_{len(content)}",
+                                "name": b["name"],
+                                "input": b["input"],
+                            }
+                        )
                     else:
                         content.append({"type": "text", "text": b["text"]})
                 stop = "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn"
                 model = body.get("model") or "claude-sonnet-4-5"
-                usage = {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 0,
-                         "cache_read_input_tokens": 0}
-                msg = {"id": f"msg_fake{n:06d}", "type": "message", "role": "assistant", "model": model,
-                       "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage}
+                usage = {
+                    "input_tokens": 10,
+                    "output_tokens": 5,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                }
+                msg = {
+                    "id": f"msg_fake{n:06d}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": content,
+                    "stop_reason": stop,
+                    "stop_sequence": None,
+                    "usage": usage,
+                }
                 if not body.get("stream"):
                     self._json(msg)
                     return
@@ -238,23 +264,43 @@ class FakeAPI:
                 def ev(name: str, data: dict[str, Any]) -> None:
                     self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
-                ev("message_start", {"type": "message_start", "message": {**msg, "content": [],
-                                                                         "stop_reason": None}})
+                ev("message_start", {"type": "message_start", "message": {**msg, "content": [], "stop_reason": None}})
                 for i, b in enumerate(content):
                     if b["type"] == "tool_use":
-                        ev("content_block_start", {"type": "content_block_start", "index": i,
-                                                   "content_block": {**b, "input": {}}})
-                        ev("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {
-                            "type": "input_json_delta", "partial_json": json.dumps(b["input"])}})
+                        ev(
+                            "content_block_start",
+                            {"type": "content_block_start", "index": i, "content_block": {**b, "input": {}}},
+                        )
+                        ev(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": i,
+                                "delta": {"type": "input_json_delta", "partial_json": json.dumps(b["input"])},
+                            },
+                        )
                     else:
-                        ev("content_block_start", {"type": "content_block_start", "index": i,
-                                                   "content_block": {"type": "text", "text": ""}})
-                        ev("content_block_delta", {"type": "content_block_delta", "index": i,
-                                                   "delta": {"type": "text_delta", "text": b["text"]}})
+                        ev(
+                            "content_block_start",
+                            {"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}},
+                        )
+                        ev(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": i,
+                                "delta": {"type": "text_delta", "text": b["text"]},
+                            },
+                        )
                     ev("content_block_stop", {"type": "content_block_stop", "index": i})
-                ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop,
-                                                                        "stop_sequence": None},
-                                     "usage": {"output_tokens": 5}})
+                ev(
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": stop, "stop_sequence": None},
+                        "usage": {"output_tokens": 5},
+                    },
+                )
                 ev("message_stop", {"type": "message_stop"})
                 self.wfile.flush()
                 self.close_connection = True

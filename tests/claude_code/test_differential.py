@@ -29,9 +29,11 @@ TS_RE = re.compile(r'"timestamp":"([0-9T:.\-]+Z)"')
 
 def shift_records(path: Path, by: float) -> None:
     """Move every record timestamp of a real transcript ``by`` seconds (an old session, as it would be)."""
+
     def sub(m: re.Match) -> str:
         t = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp() + by
         return f'"timestamp":"{datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")}"'
+
     path.write_text(TS_RE.sub(sub, path.read_text()))
 
 
@@ -58,13 +60,20 @@ class Copy:
 
     def tree(self) -> set[str]:
         """Every path of the three, the cache's and tmp's prefixed "cache:" and "tmp:"."""
-        return (tree(self.config) | {f"cache:{r}" for r in tree(self.cache / "claude-cli-nodejs")}
-                | {f"tmp:{r}" for r in tree(self.tmp)})
+        return (
+            tree(self.config)
+            | {f"cache:{r}" for r in tree(self.cache / "claude-cli-nodejs")}
+            | {f"tmp:{r}" for r in tree(self.tmp)}
+        )
 
     def janitor_env(self, jenv: dict[str, str]) -> dict[str, str]:
         """The janitor, sweeping this copy as the user's own Claude dir: its cache and tmp dirs too."""
-        return {**jenv, "CLAUDE_CONFIG_DIR": str(self.config), "XDG_CACHE_HOME": str(self.cache),
-                "CLAUDE_CODE_TMPDIR": str(self.tmp)}
+        return {
+            **jenv,
+            "CLAUDE_CONFIG_DIR": str(self.config),
+            "XDG_CACHE_HOME": str(self.cache),
+            "CLAUDE_CODE_TMPDIR": str(self.tmp),
+        }
 
 
 def claude_cleanups(claude, copies: list[Copy]) -> list[set[str]]:
@@ -79,11 +88,20 @@ def claude_cleanups(claude, copies: list[Copy]) -> list[set[str]]:
         for c in copies:
             holds.append(claude.api.hold(lambda b: "CLEANUP" in current_prompt(b)[0]))
             env = dict(claude.env, CLAUDE_CONFIG_DIR=str(c.config), XDG_CACHE_HOME=str(c.cache), TMPDIR=str(c.tmp))
-            procs.append(subprocess.Popen(claude.argv("CLEANUP run"), cwd=claude.project("cleanup"), env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            procs.append(
+                subprocess.Popen(
+                    claude.argv("CLEANUP run"),
+                    cwd=claude.project("cleanup"),
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         assert all(h.arrived.wait(60) for h in holds)
-        assert wait_for(lambda: all((c / ".last-cleanup").exists() for c in configs), timeout=60), \
+        assert wait_for(lambda: all((c / ".last-cleanup").exists() for c in configs), timeout=60), (
             "Claude Code's cleanup never ran"
+        )
     finally:
         for h in holds:
             h.release.set()
@@ -181,11 +199,16 @@ def test_after_a_janitor_sweep_claude_code_removes_only_what_the_janitor_names(c
     cfg = claude.config
     a, b = claude.project("alpha"), claude.project("beta")
     (a / "f.txt").write_text("one\n")
-    claude.api.reply = scripted({
-        "EDIT": [tool("Edit", {"file_path": str(a / "f.txt"), "old_string": "one", "new_string": "two"}),
-                 tool("Bash", {"command": "true", "description": "nothing"}), text("edited")],
-        "AGENT": [tool("Task", {"description": "d", "prompt": "say hi", "subagent_type": "general-purpose"})],
-    })
+    claude.api.reply = scripted(
+        {
+            "EDIT": [
+                tool("Edit", {"file_path": str(a / "f.txt"), "old_string": "one", "new_string": "two"}),
+                tool("Bash", {"command": "true", "description": "nothing"}),
+                text("edited"),
+            ],
+            "AGENT": [tool("Task", {"description": "d", "prompt": "say hi", "subagent_type": "general-purpose"})],
+        }
+    )
     old = time.time() - 60 * DAY
     # Real sessions: old in every way; old files but recent records; a desktop session; fresh; old debug log.
     r_old = claude.run("EDIT old", "--debug", cwd=a)["session_id"]
@@ -229,26 +252,37 @@ def test_after_a_janitor_sweep_claude_code_removes_only_what_the_janitor_names(c
         else:
             unexplained.append((rel, s["reason"] if s else None))
     janitor_gone = before - after_janitor
-    fates = {rel: ("gone" if rel in janitor_gone or rel in removed_a else "kept",
-                   "janitor" if rel in janitor_gone else "Claude Code" if rel in removed_a else None,
-                   rel in removed_b) for rel in want}
+    fates = {
+        rel: (
+            "gone" if rel in janitor_gone or rel in removed_a else "kept",
+            "janitor" if rel in janitor_gone else "Claude Code" if rel in removed_a else None,
+            rel in removed_b,
+        )
+        for rel in want
+    }
     summary = {
         "janitor_removed": sorted(x["session_id"] for x in swept["sessions"] if x.get("result") == "ok"),
-        "janitor_stores": {d["store"]: {k: d.get(k) for k in ("removed", "failed", "kept", "errors")}
-                           for d in swept["stores"] if d.get("removed") or d.get("failed")},
+        "janitor_stores": {
+            d["store"]: {k: d.get(k) for k in ("removed", "failed", "kept", "errors")}
+            for d in swept["stores"]
+            if d.get("removed") or d.get("failed")
+        },
         "claude_code_removed_after_janitor": {r: explained.get(r) for r in sorted(removed_a)},
         "unexplained": unexplained,
         "claude_code_alone_removed": len(removed_b),
         # removed by the janitor though Claude Code alone kept it, but for what it removes on purpose
         # (another cwd's logs, an old session folder of no session: see tmp_leftovers, cli_logs)
-        "janitor_removed_paths_claude_code_kept": sorted(r for r in janitor_gone - removed_b
-                                                         if not any(r == k or r.startswith(k + "/") for k, f
-                                                                    in want.items() if f == "janitor")),
+        "janitor_removed_paths_claude_code_kept": sorted(
+            r
+            for r in janitor_gone - removed_b
+            if not any(r == k or r.startswith(k + "/") for k, f in want.items() if f == "janitor")
+        ),
         # removed by Claude Code alone, but by neither the janitor nor Claude Code after it: the janitor's
         # removal must not make Claude Code forget what it would have removed
         "claude_code_alone_removed_kept_after_both": sorted(removed_b - janitor_gone - removed_a),
-        "cache_and_tmp": {r: f"{f[0]} (by {f[1]}); Claude Code alone: {'gone' if f[2] else 'kept'}"
-                          for r, f in sorted(fates.items())},
+        "cache_and_tmp": {
+            r: f"{f[0]} (by {f[1]}); Claude Code alone: {'gone' if f[2] else 'kept'}" for r, f in sorted(fates.items())
+        },
         "desktop": by_id.get(r_desk, {}).get("reason"),
         "recent_records": by_id.get(r_rec, {}).get("reason"),
         "mixed": by_id.get(r_mixed, {}).get("reason"),

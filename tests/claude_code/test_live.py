@@ -28,8 +28,11 @@ def session_paths(cfg: Path, sid: str) -> list[Path]:
     for top in cfg.iterdir():
         if top.name in ("sessions",) or not top.is_dir():
             continue
-        for p in ([q for d in top.iterdir() if d.is_dir() for q in d.iterdir()] if top.name == "projects"
-                  else list(top.iterdir())):
+        for p in (
+            [q for d in top.iterdir() if d.is_dir() for q in d.iterdir()]
+            if top.name == "projects"
+            else list(top.iterdir())
+        ):
             if sid in p.name:
                 out.append(p)
     return out
@@ -72,16 +75,16 @@ def test_a_live_turn_survives_a_sweep_with_grace_zero(claude, jenv):
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
         (cfg / "sessions" / f"{dead.pid}.json").write_text(json.dumps({**rec, "pid": dead.pid, "sessionId": stale}))
-        (cfg / "sessions" / f"{os.getpid()}.json").write_text(json.dumps(
-            {**rec, "pid": os.getpid(), "sessionId": reused, "procStart": "1"}))
+        (cfg / "sessions" / f"{os.getpid()}.json").write_text(
+            json.dumps({**rec, "pid": os.getpid(), "sessionId": reused, "procStart": "1"})
+        )
         # Files two months old; the turn's prompt (its last record) older than the 2 s window when the
         # sweep runs: a reply that takes a while, with a short window and no grace.
         for sid in (first, old, stale, reused):
             age_session(cfg, sid, time.time() - 60 * DAY)
         assert wait_for(lambda: time.time() > asked + WINDOW + 0.5, timeout=10)
         write_config(jenv, 'grace = "0s"\n')
-        _, rep = run_json(["report", "--format", "json", "--older-than", f"{WINDOW}s", "--claude-dir", str(cfg)],
-                          jenv)
+        _, rep = run_json(["report", "--format", "json", "--older-than", f"{WINDOW}s", "--claude-dir", str(cfg)], jenv)
         by = {s["session_id"]: s for s in rep["sessions"]}
         assert by[first]["decision"] == "keep", by[first]
         assert f"Claude Code is running it, pid {proc.pid}" in by[first]["reason"]
@@ -105,8 +108,7 @@ def indexed_reason(sid: str) -> str | None:
     """What the daemon last decided about a session (its index row), read-only."""
     db = sqlite3.connect(f"file:{janitor_dirs().index_db}?mode=ro", uri=True, timeout=10)
     try:
-        row = db.execute("SELECT reason FROM sessions WHERE session_id = ? AND decided IS NOT NULL",
-                         (sid,)).fetchone()
+        row = db.execute("SELECT reason FROM sessions WHERE session_id = ? AND decided IS NOT NULL", (sid,)).fetchone()
     except sqlite3.Error:
         return None
     finally:
@@ -121,8 +123,12 @@ def test_a_live_turn_survives_the_daemon(claude, jenv, tmp_path):
     age_session(cfg, old, time.time() - 60 * DAY)
     write_config(jenv, 'retention = "3s"\ngrace = "0s"\nsweep_interval = "1d"\n')
     log = open(tmp_path / "daemon.log", "w+")
-    d = subprocess.Popen([sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(cfg), "-v"],
-                         env=jenv, stdout=log, stderr=subprocess.STDOUT)
+    d = subprocess.Popen(
+        [sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(cfg), "-v"],
+        env=jenv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     h = None
 
     def output() -> str:
@@ -141,8 +147,10 @@ def test_a_live_turn_survives_the_daemon(claude, jenv, tmp_path):
         # due. The expiry wake-up re-reads it and keeps it: Claude Code is running it.
         proc, h = held_turn(claude, "HELD turn", cwd=w)
         live = registry(cfg)[proc.pid]["sessionId"]
-        assert wait_for(lambda: "Claude Code is running it" in (indexed_reason(live) or ""), timeout=60), \
-            (indexed_reason(live), output())
+        assert wait_for(lambda: "Claude Code is running it" in (indexed_reason(live) or ""), timeout=60), (
+            indexed_reason(live),
+            output(),
+        )
         assert "incremental sweep:" in output()
         # A full sweep (SIGHUP re-plans with one) keeps it too, its files two months old.
         age_session(cfg, live, time.time() - 60 * DAY)

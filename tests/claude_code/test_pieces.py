@@ -13,15 +13,19 @@ from .fakeapi import scripted, text, tool
 def test_every_piece_of_real_sessions_is_recognised(claude, jenv):
     a, b = claude.project("alpha"), claude.project("beta dir")
     (a / "notes.txt").write_text("hello\n")
-    claude.api.reply = scripted({
-        "EDITFILE": [tool("Read", {"file_path": str(a / "notes.txt")}),
-                     tool("Edit", {"file_path": str(a / "notes.txt"), "old_string": "hello",
-                                   "new_string": "bye"}),
-                     tool("Bash", {"command": "echo hi > made.txt", "description": "make a file"})],
-        "SUBAGENT": [tool("Task", {"description": "look around", "prompt": "say hi",
-                                   "subagent_type": "general-purpose"})],
-        "AGAIN": [text("again")],
-    })
+    claude.api.reply = scripted(
+        {
+            "EDITFILE": [
+                tool("Read", {"file_path": str(a / "notes.txt")}),
+                tool("Edit", {"file_path": str(a / "notes.txt"), "old_string": "hello", "new_string": "bye"}),
+                tool("Bash", {"command": "echo hi > made.txt", "description": "make a file"}),
+            ],
+            "SUBAGENT": [
+                tool("Task", {"description": "look around", "prompt": "say hi", "subagent_type": "general-purpose"})
+            ],
+            "AGAIN": [text("again")],
+        }
+    )
     s1 = claude.run("EDITFILE please", "--debug", cwd=a)["session_id"]
     s2 = claude.run("SUBAGENT please", cwd=b)["session_id"]
     s3 = claude.run("AGAIN, resumed", "--resume", s2, cwd=b)["session_id"]
@@ -32,8 +36,12 @@ def test_every_piece_of_real_sessions_is_recognised(claude, jenv):
     # What Claude Code writes beside a transcript in other situations (compaction, remote, desktop; see
     # CLAUDE-CODE-CLEANUP.md), written here under the names it uses, for a real session.
     pa = next((cfg / "projects").glob("*alpha"))
-    extra = [pa / f"{s1}.precompact.json", pa / f"{s1}.ccr-tip.json", pa / f"{s1}.desktop-released.json",
-             pa / f"{s1}.precompact.json.tmp.0badcafe"]
+    extra = [
+        pa / f"{s1}.precompact.json",
+        pa / f"{s1}.ccr-tip.json",
+        pa / f"{s1}.desktop-released.json",
+        pa / f"{s1}.precompact.json.tmp.0badcafe",
+    ]
     for p in extra:
         p.write_text(json.dumps({"reason": "delete"}))
     (pa / s1 / "workflows").mkdir(parents=True)
@@ -43,15 +51,16 @@ def test_every_piece_of_real_sessions_is_recognised(claude, jenv):
     _, rep = run_json(["report", "--format", "json", "--claude-dir", str(cfg)], jenv)
     sessions = {s["session_id"]: s for s in rep["sessions"]}
     assert {s1, s2, s4} <= set(sessions), sorted(sessions)
-    paths = {sid: {p[len(str(cfg)) + 1:] for p in s["paths"]} for sid, s in sessions.items()}
+    paths = {sid: {p[len(str(cfg)) + 1 :] for p in s["paths"]} for sid, s in sessions.items()}
 
     # every entry of projects/ (but auto-memory) and of the per-session stores belongs to the session
     # whose id it carries
     files = claude.files()
     for sid in {s1, s2, s3, s4}:
         mine = {f for f in files if sid in f and not f.startswith("sessions/")}
-        covered = {f for f in mine if any(f == p or f.rstrip("/") == p or f.startswith(p + "/")
-                                          for p in paths.get(sid, ()))}
+        covered = {
+            f for f in mine if any(f == p or f.rstrip("/") == p or f.startswith(p + "/") for p in paths.get(sid, ()))
+        }
         assert mine - covered == set(), (sid, sorted(mine - covered))
     assert any(p.startswith("file-history/") for p in paths[s1])
     assert any(p.startswith("session-env/") for p in paths[s1])

@@ -16,21 +16,31 @@ from .test_live import DAY, session_paths
 def test_archive_restore_resume_and_claude_codes_own_cleanup(claude, jenv):
     cfg, w = claude.config, claude.project("restored")
     (w / "notes.txt").write_text("hello\n")
-    claude.api.reply = scripted({
-        "ORIGINAL": [tool("Edit", {"file_path": str(w / "notes.txt"), "old_string": "hello", "new_string": "bye"}),
-                     tool("Task", {"description": "look", "prompt": "say hi", "subagent_type": "general-purpose"}),
-                     tool("Bash", {"command": "true", "description": "nothing"}),
-                     text("ORIGINAL-REPLY")],
-        "RESUMED": [text("resumed reply")],
-    })
+    claude.api.reply = scripted(
+        {
+            "ORIGINAL": [
+                tool("Edit", {"file_path": str(w / "notes.txt"), "old_string": "hello", "new_string": "bye"}),
+                tool("Task", {"description": "look", "prompt": "say hi", "subagent_type": "general-purpose"}),
+                tool("Bash", {"command": "true", "description": "nothing"}),
+                text("ORIGINAL-REPLY"),
+            ],
+            "RESUMED": [text("resumed reply")],
+        }
+    )
     sid = claude.run("ORIGINAL prompt, with a Read first", "--debug", cwd=w)["session_id"]
     control = claude.run("control", cwd=w)["session_id"]
     pdir = next((cfg / "projects").glob("*restored"))
     (pdir / f"{sid}.precompact.json").write_text("{}")  # what compaction leaves beside a transcript
     (pdir / sid / "custom-title.json").write_text('{"title": "mine"}')
     before = {str(p.relative_to(cfg)) for p in session_paths(cfg, sid)}
-    assert {f"file-history/{sid}", f"session-env/{sid}", f"debug/{sid}.txt", f"projects/{pdir.name}/{sid}",
-            f"projects/{pdir.name}/{sid}.jsonl", f"projects/{pdir.name}/{sid}.precompact.json"} <= before
+    assert {
+        f"file-history/{sid}",
+        f"session-env/{sid}",
+        f"debug/{sid}.txt",
+        f"projects/{pdir.name}/{sid}",
+        f"projects/{pdir.name}/{sid}.jsonl",
+        f"projects/{pdir.name}/{sid}.precompact.json",
+    } <= before
     assert (pdir / sid / "subagents").is_dir()
     old = time.time() - 60 * DAY
     for s in (sid, control):
@@ -39,8 +49,7 @@ def test_archive_restore_resume_and_claude_codes_own_cleanup(claude, jenv):
 
     # Archived by the janitor (two months later as far as the janitor is told), restored now.
     later = time.time() + 60 * DAY
-    p, doc = run_json(["sweep", "--json", "--action", "archive", "--claude-dir", str(cfg), "--now", str(later)],
-                      jenv)
+    p, doc = run_json(["sweep", "--json", "--action", "archive", "--claude-dir", str(cfg), "--now", str(later)], jenv)
     assert p.returncode == 0, p.stderr
     assert {s["session_id"]: s["result"] for s in doc["sessions"]}.get(sid) == "ok", doc
     assert session_paths(cfg, sid) == []

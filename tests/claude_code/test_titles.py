@@ -35,8 +35,10 @@ def test_real_sessions_have_titles_kinds_and_replied(claude, jenv):
     _, rep = run_json(["report", "--format", "json", "--claude-dir", str(claude.config)], jenv)
     s = {x["session_id"]: x for x in rep["sessions"]}
     assert (s[headless]["kind"], s[headless]["entrypoint"]) == ("headless", "sdk-cli")
-    assert (s[headless]["title"], s[headless]["title_source"]) == ("Nightly: summarise the failing CI jobs",
-                                                                   "first prompt")
+    assert (s[headless]["title"], s[headless]["title_source"]) == (
+        "Nightly: summarise the failing CI jobs",
+        "first prompt",
+    )
     assert (s[sdk]["kind"], s[sdk]["title"]) == ("sdk", "Classify these support tickets")
     assert s[stepped]["kind"] == "headless" and s[stepped]["replied"] is True
     assert s[rerun]["replied"] is False and s[headless]["replied"] is False

@@ -24,11 +24,18 @@ def write_config(jenv: dict[str, str], text: str) -> Path:
     return p
 
 
-def run_cli(args: list[str], env: dict[str, str], *, timeout: float = 120,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], env: dict[str, str], *, timeout: float = 120, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """The real CLI, as a subprocess."""
-    return subprocess.run([sys.executable, "-m", "claude_janitor", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, input=input)
+    return subprocess.run(
+        [sys.executable, "-m", "claude_janitor", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
 
 
 def run_json(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], Any]:

@@ -30,8 +30,13 @@ def entries(root: Path, sid: str) -> dict[str, tuple]:
             elif stat.S_ISLNK(st.st_mode):
                 out[rel] = ("link", os.readlink(p))
             else:
-                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_size,
-                            hashlib.sha256(p.read_bytes()).hexdigest())
+                out[rel] = (
+                    "file",
+                    stat.S_IMODE(st.st_mode),
+                    st.st_mtime_ns,
+                    st.st_size,
+                    hashlib.sha256(p.read_bytes()).hexdigest(),
+                )
     return out
 
 
@@ -61,27 +66,38 @@ def archive_files(adir: Path) -> list[Path]:
 
 
 def leftovers(*dirs: Path) -> list[Path]:
-    return sorted(p for d in dirs if d.exists() for p in d.rglob("*")
-                  if PARTIAL in p.name or RESTORE_TMP in p.name)
+    return sorted(p for d in dirs if d.exists() for p in d.rglob("*") if PARTIAL in p.name or RESTORE_TMP in p.name)
 
 
-def craft(path: Path, header: dict, members: list[tuple[tarfile.TarInfo, bytes | None]], *,
-          manifest_members: list[dict] | None = None) -> Path:
+def craft(
+    path: Path,
+    header: dict,
+    members: list[tuple[tarfile.TarInfo, bytes | None]],
+    *,
+    manifest_members: list[dict] | None = None,
+) -> Path:
     """Write an archive by hand (for hostile-input tests): the manifest matches what is written unless
     ``manifest_members`` is given."""
     hb = json.dumps(header).encode()
     listed = []
     for ti, data in members:
-        m = {"path": ti.name[len(DATA):], "type": "dir" if ti.isdir() else "file", "mode": ti.mode,
-             "mtime_ns": int(ti.mtime * 1e9)}
+        m = {
+            "path": ti.name[len(DATA) :],
+            "type": "dir" if ti.isdir() else "file",
+            "mode": ti.mode,
+            "mtime_ns": int(ti.mtime * 1e9),
+        }
         if ti.isreg():
             m.update(size=len(data or b""), sha256=hashlib.sha256(data or b"").hexdigest())
         elif not ti.isdir():
             m["type"] = "link"
         listed.append(m)
-    manifest = {"format": FORMAT, "version": VERSION,
-                "header_sha256": hashlib.sha256(hb).hexdigest(),
-                "members": manifest_members if manifest_members is not None else listed}
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "header_sha256": hashlib.sha256(hb).hexdigest(),
+        "members": manifest_members if manifest_members is not None else listed,
+    }
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for name, data in ((HEADER_NAME, hb),):
@@ -103,8 +119,9 @@ def craft(path: Path, header: dict, members: list[tuple[tarfile.TarInfo, bytes |
     return path
 
 
-def tar_member(name: str, kind: bytes = tarfile.REGTYPE, mode: int = 0o600, mtime: float = 1_700_000_000,
-               linkname: str = "") -> tarfile.TarInfo:
+def tar_member(
+    name: str, kind: bytes = tarfile.REGTYPE, mode: int = 0o600, mtime: float = 1_700_000_000, linkname: str = ""
+) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(DATA + name)
     ti.type, ti.mode, ti.mtime, ti.linkname = kind, mode, mtime, linkname
     return ti

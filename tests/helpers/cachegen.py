@@ -16,8 +16,9 @@ def encode(cwd: str) -> str:
     return "".join(c if c.isascii() and c.isalnum() else "-" for c in cwd)
 
 
-def record(sid: str, cwd: str, t: float, i: int, kind: str = "user", text: str = "hello",
-           entrypoint: str | None = None) -> dict:
+def record(
+    sid: str, cwd: str, t: float, i: int, kind: str = "user", text: str = "hello", entrypoint: str | None = None
+) -> dict:
     from datetime import UTC, datetime
 
     return {
@@ -49,9 +50,19 @@ class GenSession:
     paths: list[Path] = field(default_factory=list)
 
 
-def make_session(root: Path, cwd: str, last: float, *, sid: str | None = None, records: int = 5,
-                 side: bool = True, pad: int = 0, rng: random.Random | None = None,
-                 entrypoint: str | None = None, prompts: list[str] | None = None) -> GenSession:
+def make_session(
+    root: Path,
+    cwd: str,
+    last: float,
+    *,
+    sid: str | None = None,
+    records: int = 5,
+    side: bool = True,
+    pad: int = 0,
+    rng: random.Random | None = None,
+    entrypoint: str | None = None,
+    prompts: list[str] | None = None,
+) -> GenSession:
     """One session: transcript with ``records`` lines ending at ``last``, plus side stores. ``entrypoint``
     goes on every record (as Claude Code writes it: cli, sdk-cli, sdk-py …); ``prompts`` are the user
     records' texts, in order (default "message N")."""
@@ -66,8 +77,7 @@ def make_session(root: Path, cwd: str, last: float, *, sid: str | None = None, r
             text = "x" * pad if pad else f"message {i}"
             if prompts and i % 2 == 0 and i // 2 < len(prompts):
                 text = prompts[i // 2]
-            f.write(json.dumps(record(sid, cwd, t, i, "user" if i % 2 == 0 else "assistant", text,
-                                      entrypoint)) + "\n")
+            f.write(json.dumps(record(sid, cwd, t, i, "user" if i % 2 == 0 else "assistant", text, entrypoint)) + "\n")
         f.write(json.dumps({"type": "last-prompt", "sessionId": sid}) + "\n")  # no timestamp
     os.chmod(tr, 0o600)
     set_times(tr, last)
@@ -105,15 +115,30 @@ def make_session(root: Path, cwd: str, last: float, *, sid: str | None = None, r
 # runs from scripts and CI, SDK apps. Not the desktop app: Claude Code's own cleanup exempts desktop
 # sessions, which would change the default decisions the tests built on make_cache expect.
 ENTRYPOINTS = ("cli", "sdk-cli", "cli", "sdk-cli", "sdk-py", "cli", "sdk-ts")
-PROMPTS = ("Fix the flaky test in tests/test_api.py", "Summarise yesterday's CI failures",
-           "Why does the login page 500 on Safari?", "nightly: update the changelog from merged PRs",
-           "Refactor the billing module into smaller functions", "Review this diff for security issues",
-           "Write a migration that adds an index on orders.created_at", "triage new issues and label them",
-           "Explain how the cache invalidation works here")
+PROMPTS = (
+    "Fix the flaky test in tests/test_api.py",
+    "Summarise yesterday's CI failures",
+    "Why does the login page 500 on Safari?",
+    "nightly: update the changelog from merged PRs",
+    "Refactor the billing module into smaller functions",
+    "Review this diff for security issues",
+    "Write a migration that adds an index on orders.created_at",
+    "triage new issues and label them",
+    "Explain how the cache invalidation works here",
+)
 
 
-def make_cache(root: Path, now: float, *, projects: int = 6, per_project: int = 8, seed: int = 1,
-               max_age_days: float = 120, side: bool = True, extras: bool = True) -> list[GenSession]:
+def make_cache(
+    root: Path,
+    now: float,
+    *,
+    projects: int = 6,
+    per_project: int = 8,
+    seed: int = 1,
+    max_age_days: float = 120,
+    side: bool = True,
+    extras: bool = True,
+) -> list[GenSession]:
     """A cache with many projects and sessions of many ages, side stores, and the odd hostile entry."""
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -123,8 +148,17 @@ def make_cache(root: Path, now: float, *, projects: int = 6, per_project: int = 
         for _ in range(per_project):
             age = rng.uniform(0, max_age_days) * DAY
             n = len(out)  # entrypoint and prompt by position: the rng's sequence (ages, ids) stays as it was
-            out.append(make_session(root, cwd, now - age, side=side, rng=rng, entrypoint=ENTRYPOINTS[n % 7],
-                                    prompts=[PROMPTS[n % len(PROMPTS)]]))
+            out.append(
+                make_session(
+                    root,
+                    cwd,
+                    now - age,
+                    side=side,
+                    rng=rng,
+                    entrypoint=ENTRYPOINTS[n % 7],
+                    prompts=[PROMPTS[n % len(PROMPTS)]],
+                )
+            )
             if side and len(out) % 4 == 1:  # what compaction / remote sessions leave beside a transcript
                 g = out[-1]
                 for suffix in (".precompact.json", ".ccr-tip.json"):

@@ -33,8 +33,12 @@ class Daemon:
             self.env["NOTIFY_SOCKET"] = "@" + name
             threading.Thread(target=self._read, args=(self.sock,), daemon=True).start()
         self.log = open(tmp / "daemon.log", "w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root),
-                                      "-v"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root), "-v"],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def _read(self, sock: socket.socket) -> None:
         while True:
@@ -52,13 +56,13 @@ class Daemon:
         assert self.sock is not None
 
         def came() -> bool:
-            return until in [m for _, m in self.received[self._seen:]]
+            return until in [m for _, m in self.received[self._seen :]]
 
         with self._came:
             self._came.wait_for(came, timeout)
-            got = [m for _, m in self.received[self._seen:]]
+            got = [m for _, m in self.received[self._seen :]]
             if until in got:
-                got = got[:got.index(until) + 1]
+                got = got[: got.index(until) + 1]
             self._seen += len(got)
             return got
 

@@ -40,10 +40,16 @@ class Paused:
         folder.mkdir(parents=True, exist_ok=True)
         self.point, self.folder = point.split("@")[0], folder
         env = dict(env, JANITOR_TEST_PAUSE_AT=f"{point}:{folder}")
-        self.proc = subprocess.Popen([sys.executable, "-m", "claude_janitor", *args], env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        reached = wait_for(lambda: (folder / f"{self.point}.reached").exists() or self.proc.poll() is not None,
-                           timeout=60)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "claude_janitor", *args],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        reached = wait_for(
+            lambda: (folder / f"{self.point}.reached").exists() or self.proc.poll() is not None, timeout=60
+        )
         assert reached and self.proc.poll() is None, self.proc.communicate()
 
     def release(self) -> subprocess.CompletedProcess[str]:
