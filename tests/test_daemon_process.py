@@ -16,6 +16,7 @@ import pytest
 from claude_janitor.audit.records import iter_records
 from claude_janitor.audit.verify import verify
 from claude_janitor.config.paths import janitor_dirs
+from claude_janitor.daemon.child import STOP_DEADLINE
 from claude_janitor.fs.locks import SweepLock
 from tests.helpers import run_cli, wait_for, write_config
 from tests.helpers.cachegen import make_session
@@ -334,8 +335,11 @@ def test_a_sigkilled_daemon_leaves_no_full_sweep_running(root, jenv, tmp_path):
         # BrokenPipeError traceback for the result nobody reads any more). Not a timing assertion: it exits
         # in well under a second, but what it still writes (audit records, the index) is fsynced, and a
         # disk shared with other test runs can stall an fsync for seconds.
-        assert wait_for(lambda: not alive(child), timeout=60), where(child) + d.output()
+        # Stuck instead, it would dump its stacks and exit after child.STOP_DEADLINE (120 s): waited for
+        # longer, and failed below (the dump says where it was stuck).
+        assert wait_for(lambda: not alive(child), timeout=STOP_DEADLINE + 60), where(child) + d.output()
         assert "Traceback" not in d.output() and "BrokenPipeError" not in d.output(), d.output()
+        assert "Timeout (" not in d.output(), "it was stuck: " + d.output()
     finally:
         d.log.close()
     results = assert_whole(gs)
@@ -352,6 +356,31 @@ def test_a_sigkilled_daemon_leaves_no_full_sweep_running(root, jenv, tmp_path):
             d2.proc.kill()
         d2.log.close()
     assert set(assert_whole(gs).values()) == {"ok"}
+
+
+@pytest.mark.timeout(STOP_DEADLINE + 120)
+def test_a_full_sweep_process_stuck_after_its_daemon_died_dumps_its_stacks_and_exits(root, jenv, tmp_path):
+    """Orphaned and stuck (here: held at a test hook that is never released), the full sweep's process does
+    not keep the daemon's locks for good: past its stop deadline it writes every thread's stack to the log
+    and exits; the next sweep finishes what it left."""
+    gs = [make_session(root, f"/w/p{i}", time.time() - 600) for i in range(4)]
+    (root / "projects").mkdir(exist_ok=True)
+    jenv = dict(jenv, JANITOR_TEST_STOP_DEADLINE="2")
+    d, hold, child = paused_daemon(root, jenv, tmp_path, "before-session@2")
+    try:
+        d.proc.kill()
+        d.proc.wait(timeout=10)
+        assert wait_for(lambda: not alive(child), timeout=50), where(child) + d.output()  # the hook holds 60 s
+        out = d.output()
+        assert "Timeout (0:00:02)!" in out and "testhooks.py" in out and "child_main" in out, out
+    finally:
+        d.log.close()
+    # Its locks went with it: the next sweep recovers the interrupted run and removes the rest.
+    assert run_cli(["sweep", "--claude-dir", str(root)], jenv).returncode == 0
+    results = assert_whole(gs)
+    assert all(not p.exists() for g in gs for p in g.paths)
+    # The one it removed before it was stuck had no result record yet: the recovery records it interrupted.
+    assert sorted(results.values()) == ["interrupted", "ok", "ok", "ok"], results
 
 
 def test_a_crashed_full_sweep_is_reported_and_the_daemon_goes_on(root, jenv, tmp_path):

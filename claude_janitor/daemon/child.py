@@ -44,6 +44,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("janitor.daemon")
 
 CHILD_COMMAND = "_daemon-full-sweep"  # hidden `janitor` command: the daemon's full sweep in a process of its own
+# Told to stop (or orphaned), the process finishes at most the session in hand. Still running this long after,
+# it is stuck: it dumps every thread's stack to the log and exits (faulthandler's own C thread does it, so
+# it works even when no Python code can run), rather than hold the daemon's locks for good. A removal it
+# left half done is finished by the next sweep's recovery, as after a kill -9.
+STOP_DEADLINE = 120.0
+STOP_DEADLINE_ENV = "JANITOR_TEST_STOP_DEADLINE"  # tests: a shorter deadline (seconds)
 
 
 class ChildFailed(JanitorError):
@@ -154,6 +160,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
 
     def on_signal(_sig: int, _frame: Any) -> None:
         stop.set()
+        arm_stop_deadline()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -164,7 +171,12 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
     setup_logging(verbose)
 
     def should_stop() -> bool:
-        return stop.is_set() or os.getppid() != parent_pid
+        if stop.is_set():
+            return True
+        if os.getppid() != parent_pid:
+            arm_stop_deadline()
+            return True
+        return False
 
     from claude_janitor.config.paths import janitor_dirs
     from claude_janitor.sweep.plan import Env
@@ -191,6 +203,25 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
         log.exception("full sweep failed")
         _emit({"error": f"unexpected {type(e).__name__}: {e}", "crash": True})
         return ExitStatus.ACTIONS_FAILED
+
+
+_deadline_armed = False
+
+
+def arm_stop_deadline() -> None:
+    """Once told to stop: exit with a dump of every thread's stack if still running STOP_DEADLINE seconds
+    from now (see STOP_DEADLINE)."""
+    global _deadline_armed
+    if _deadline_armed:
+        return
+    _deadline_armed = True
+    import faulthandler
+
+    try:
+        deadline = float(os.environ.get(STOP_DEADLINE_ENV) or STOP_DEADLINE)
+    except ValueError:
+        deadline = STOP_DEADLINE
+    faulthandler.dump_traceback_later(deadline, exit=True, file=sys.stderr)
 
 
 def _locked_sweep(env: Env, pol: Policy | None, due: list[Any] | None, now: float, lock_fds: list[int],
