@@ -359,6 +359,21 @@ def test_after_kill_9_mid_sweep_every_intent_gets_an_outcome_from_the_disk(root,
     verify_ok(jenv)
 
 
+def live_children(pid: int) -> list[int]:
+    """The running (not zombie) child processes of ``pid``."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            for c in f.read().split():
+                try:
+                    with open(f"/proc/{c}/stat") as st:
+                        if st.read().rpartition(")")[2].split()[0] != "Z":
+                            out.append(int(c))
+                except FileNotFoundError:
+                    pass
+    return out
+
+
 def start_daemon(root: Path, env: dict[str, str], out) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "claude_janitor", "daemon", "--claude-dir", str(root), "-v"],
@@ -384,6 +399,9 @@ def test_daemon_start_settles_the_intents_of_a_killed_run(root, jenv, tmp_path, 
             d = start_daemon(root, dict(jenv, JANITOR_TEST_KILL_AT="after-intent"), out)
             try:
                 assert wait_for(lambda: open_intents(records(jenv)), timeout=60)
+                # The intents are durable a moment before the full sweep's process reaches its kill point:
+                # it must be gone before the next daemon starts (else that one finds the locks still held).
+                assert wait_for(lambda: not live_children(d.pid), timeout=60)
             finally:
                 d.kill()
                 d.wait(timeout=30)
