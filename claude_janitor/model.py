@@ -107,13 +107,38 @@ class Pieces:
             return [p.rel for p in self._list]
         if not self._nums:
             return []
+        return [self._unpack_rel(rel) for rel in self._rels.split(_SEP)]
+
+    def _unpack_rel(self, rel: str) -> str:
+        if self._sid:
+            rel = rel.replace(_SID, self._sid)
+        return self._prefix() + rel[2:] if rel.startswith(_PROJECT) else rel
+
+    def has(self, rel: str) -> bool:
+        """Is ``rel`` the path of one of these pieces? (Asked of every store entry a scan lists: answered
+        in the packed form, without making the list of paths.)"""
+        if self._list is not None:
+            return any(p.rel == rel for p in self._list)
+        if not self._nums:
+            return False
+        packed = rel.replace(self._sid, _SID) if self._sid else rel
         pre = self._prefix()
-        out = []
-        for rel in self._rels.split(_SEP):
-            if self._sid:
-                rel = rel.replace(_SID, self._sid)
-            out.append(pre + rel[2:] if rel.startswith(_PROJECT) else rel)
-        return out
+        if pre and packed.startswith(pre):
+            packed = _PROJECT + packed[len(pre) :]
+        return f"{_SEP}{packed}{_SEP}" in f"{_SEP}{self._rels}{_SEP}"
+
+    def first(self, store: str) -> Piece | None:
+        """The first piece of ``store`` (e.g. the transcript), made alone."""
+        if self._list is not None:
+            return next((p for p in self._list if p.store == store), None)
+        want = _STORE_INDEX.get(store)
+        if want is None or not self._nums:
+            return None
+        for n, (st, is_dir, b, mtime, ino, dev, mtime_ns, size) in enumerate(_NUMS.iter_unpack(self._nums)):
+            if st == want:
+                rel = self._unpack_rel(self._rels.split(_SEP)[n])
+                return Piece(rel, store, bool(is_dir), b, mtime, ino, dev, mtime_ns, size)
+        return None
 
     def __iter__(self) -> Iterator[Piece]:
         if self._list is not None:
@@ -205,10 +230,7 @@ class Session:
 
     @property
     def transcript(self) -> Piece | None:
-        for p in self.pieces:
-            if p.store == "transcript":
-                return p
-        return None
+        return self.pieces.first("transcript")
 
     @property
     def key(self) -> tuple[str, str, str]:

@@ -51,6 +51,8 @@ class InUse:
             )
             if live is not None:
                 return live.reason
+        if not by_piece and not self.inodes:  # nothing open or locked under the roots (the usual case)
+            return None
         for p in session.pieces:
             hit = by_piece.get((session.root, p.rel))
             if hit is None and not p.is_dir:

@@ -200,7 +200,7 @@ class TailTitles:
     human_prompts: set[str] | None = None  # ids of prompts from an interactive/desktop entrypoint
 
 
-_TITLE_MARKS = (b'"custom-title"', b'"ai-title"', b'"summary"', b'"last-prompt"')
+_TITLE_MARKS = re.compile(rb'"(?:custom-title|ai-title|summary|last-prompt)"')
 
 
 def tail_scan(lines: Iterable[bytes], parse: Callable[[Iterable[bytes]], Iterable[dict[str, Any]]]) -> TailTitles:
@@ -209,7 +209,7 @@ def tail_scan(lines: Iterable[bytes], parse: Callable[[Iterable[bytes]], Iterabl
     prompts: set[str] = set()
     out = TailTitles(human_prompts=prompts)
     for line in lines:
-        title = any(m in line for m in _TITLE_MARKS)
+        title = _TITLE_MARKS.search(line) is not None
         has_ep = b'"entrypoint"' in line
         user = has_ep and b'"user"' in line
         if not title and not user and not (has_ep and out.last_entrypoint is None):

@@ -215,7 +215,7 @@ class Claimed:
             owner = piece_owner(rel, is_dir)
             got = self.by_id.get(owner[1]) if owner else None
             for s in got if isinstance(got, list) else [got] if got else []:
-                if rel in s.pieces.rels():
+                if s.pieces.has(rel):
                     return True
         return False
 
@@ -250,7 +250,7 @@ def find(
                 else ((f"{d}/{n}" if d else n, n) for n in _list(os.path.join(base, d)))
             )
             for rel, name in names:
-                if rel in seen or rel in claimed or name in sel.exempt or not rx.fullmatch(name):
+                if rel in seen or name in sel.exempt or not rx.fullmatch(name) or rel in claimed:
                     continue
                 est = _lstat(os.path.join(base, rel))
                 if est is None:
