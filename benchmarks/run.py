@@ -11,7 +11,8 @@ session-env, tasks, todos, debug, plus shared stores; some 10 MB and 100 MB tran
              `cp -a` copy, alternating, best of 2 (find's +30 means "31 whole days or more": the same
              sessions) → ratio; also vs `find DIR -mtime +30 -delete`, which removes the emptied dirs too, as
              the janitor does; and, on each fresh copy first, `janitor sweep --dry-run` vs `find -printf`
-             (the scan ratio again, in the same minutes as the sweep's); 1-minute load with each run
+             (the scan ratio again, in the same minutes as the sweep's); 1-minute load with each run; with
+             --baseline DIR also the same sweep by the janitor of another checkout, on its own fresh copy
   sweep-loaded  the same with two CPU burners (`python -c 'while 1: pass'`) running during every timed
              command of both sides
   archive    `janitor sweep --action archive` vs `janitor sweep` (delete) of the same sessions, each on its own
@@ -137,7 +138,13 @@ class Burners:
             p.wait()
 
 
-def bench_sweep(gen: Path, work: Path, reps: int = 2, burners: int = 0) -> dict:
+def baseline_cmd(baseline: Path) -> list[str]:
+    """The janitor of another checkout, run from there (its package before or after the rename)."""
+    pkg = "claude_janitor" if (baseline / "claude_janitor").is_dir() else "janitor"
+    return [sys.executable, "-m", pkg]
+
+
+def bench_sweep(gen: Path, work: Path, reps: int = 2, burners: int = 0, baseline: Path | None = None) -> dict:
     """Removal is noisy on a VM (the disk's discards): ``reps`` rounds of find, janitor alternating, each on
     a fresh copy; the ratio is of the best run of each (all runs are in the result, each with the 1-minute
     load average when it started). On each fresh copy the listing side runs first: `find -printf` before
@@ -149,6 +156,7 @@ def bench_sweep(gen: Path, work: Path, reps: int = 2, burners: int = 0) -> dict:
     prints: list[float] = []
     drys: list[float] = []
     loads: dict[str, list[float]] = {"find": [], "janitor": []}
+    base_runs: list[float] = []
     fmt = "%p %s %T@\n"
     for _ in range(reps):
         copy(gen, a)
@@ -178,6 +186,20 @@ def bench_sweep(gen: Path, work: Path, reps: int = 2, burners: int = 0) -> dict:
         doc = json.loads(p.stdout)
         left_files = count_tree(b)[0]
         shutil.rmtree(b)
+        if baseline is not None:  # the same sweep by another checkout's janitor, on its own fresh copy
+            copy(gen, b)
+            shutil.rmtree(work / "xdg-baseline", ignore_errors=True)
+            with Burners(burners):
+                loads.setdefault("baseline", []).append(os.getloadavg()[0])
+                base_runs.append(
+                    sh(
+                        [*baseline_cmd(baseline), "sweep", "--json", "--older-than", "31d", "--force",
+                         "--claude-dir", str(b)],
+                        env=janitor_env(work, "baseline"),
+                        cwd=baseline,
+                    )
+                )  # fmt: skip
+            shutil.rmtree(b)
     copy(gen, c)  # files and the emptied dirs too (-delete implies -depth): the same work as the janitor's
     with Burners(burners):
         fd = sh(["find", str(c), "-mtime", "+30", "-delete"])
@@ -202,6 +224,16 @@ def bench_sweep(gen: Path, work: Path, reps: int = 2, burners: int = 0) -> dict:
         "janitor_dry_runs": drys,
         "burners": burners,
         "load_at_start": loads,
+        **(
+            {
+                "baseline": str(baseline),
+                "baseline_runs": base_runs,
+                "baseline_ratio": min(base_runs) / f,
+                "ratio_janitor_over_baseline": j / min(base_runs),
+            }
+            if baseline is not None
+            else {}
+        ),
     }
 
 
@@ -728,7 +760,7 @@ def main() -> None:
     ap.add_argument("--clean", action="store_true", help="delete the generated caches at the end")
     ap.add_argument("--no-idle", action="store_true", help="skip the idle-daemon measurement")
     ap.add_argument("--sweep-reps", type=int, default=2, help="rounds of find/janitor sweeps (best of each)")
-    ap.add_argument("--baseline", type=Path, help="stores: also time the janitor of this checkout")
+    ap.add_argument("--baseline", type=Path, help="stores, sweep: also time the janitor of this checkout")
     ap.add_argument("--archive-reps", type=int, default=1, help="rounds of delete/archive sweeps (best of each)")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
@@ -766,11 +798,11 @@ def main() -> None:
             if step == "scan":
                 r["scan"] = bench_scan(gen, a.work, files, entries)
             elif step == "sweep":
-                r["sweep"] = bench_sweep(gen, a.work, a.sweep_reps)
+                r["sweep"] = bench_sweep(gen, a.work, a.sweep_reps, baseline=a.baseline)
             elif step == "archive":
                 r["archive"] = bench_archive(gen, a.work, a.archive_reps)
             elif step == "sweep-loaded":  # two CPU burners during every timed command, both sides
-                r["sweep-loaded"] = bench_sweep(gen, a.work, a.sweep_reps, burners=2)
+                r["sweep-loaded"] = bench_sweep(gen, a.work, a.sweep_reps, burners=2, baseline=a.baseline)
             elif step == "tail":
                 r["tail"] = bench_tail(a.work)
             elif step == "daemon":
