@@ -29,13 +29,13 @@ import hashlib
 import json
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from claude_janitor.cache.layout import piece_owner
 from claude_janitor.cache.transcript import TS_MAX
 from claude_janitor.model import Decision
+from claude_janitor.timefmt import iso
 
 FORMAT = "claude-janitor-archive"
 VERSION = 1
@@ -57,17 +57,6 @@ NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 class ArchiveInvalid(Exception):
     """An archive that cannot be read, or does not match its own manifest, or is unsafe to restore."""
-
-
-def iso(t: object) -> str | None:
-    """A UTC time for display; None for anything that is not a time (header values are untrusted)."""
-    if isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t <= TS_MAX:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def stamp(t: float) -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))
 
 
 def safe_name(text: str, limit: int = 120) -> str:

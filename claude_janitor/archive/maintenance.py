@@ -12,7 +12,6 @@ from claude_janitor.archive.format import (
     ArchiveInvalid,
     archive_files,
     error_text,
-    iso,
     partial_files,
     safe_name,
 )
@@ -24,6 +23,7 @@ from claude_janitor.durations import human_duration
 from claude_janitor.errors import ExitStatus, JanitorError
 from claude_janitor.fs.atomicfile import fsync_dir
 from claude_janitor.model import Policy, Window
+from claude_janitor.timefmt import iso
 
 
 def list_archives(archive_dir: Path, *, full: bool = False) -> list[ArchiveInfo]:

@@ -24,11 +24,11 @@ from claude_janitor.archive.format import (
     ArchiveInvalid,
     check_header,
     history_entry,
-    iso,
     need,
     piece_of,
     plain_rel,
 )
+from claude_janitor.timefmt import iso
 
 T = TypeVar("T")
 

@@ -23,7 +23,6 @@ from claude_janitor.archive.format import (
     make_header,
     project_dir_name,
     safe_name,
-    stamp,
 )
 from claude_janitor.archive.reader import verify
 from claude_janitor.archive.walk import Identity
@@ -34,6 +33,7 @@ from claude_janitor.fs.safefs import Root
 from claude_janitor.fs.tree import DIR_FLAGS, Changed, Unsafe
 from claude_janitor.model import Action, Decision, Policy
 from claude_janitor.removal import staging
+from claude_janitor.timefmt import compact
 
 
 def _drop_cache(fd: int) -> None:
@@ -189,7 +189,7 @@ class ArchiveStore:
 
     def _write(self, root: Root, d: Decision, dfds: dict[Path, int]) -> _Pending:
         s = d.session
-        base = f"{safe_name(s.session_id)}.{stamp(self.now)}"
+        base = f"{safe_name(s.session_id)}.{compact(self.now)}"
         target = self.dir / project_dir_name(s.project)
         p = _Pending(root, d, target, base, f".{base}{PARTIAL}{secrets.token_hex(6)}", make_header(d, self.now))
         try:

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from claude_janitor.timefmt import iso_ms
+
 GENESIS = "0" * 64
 ROTATE_BYTES = 8 * 1024 * 1024  # default audit_rotate_size
 KEEP_ROTATED = 8  # default audit_keep_files
@@ -33,8 +35,8 @@ def digest(rec: dict[str, Any]) -> str:
 
 
 def now_iso(t: float | None = None) -> str:
-    t = time.time() if t is None else t
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
+    """A record's "time": now (or ``t``) to the millisecond."""
+    return iso_ms(time.time() if t is None else t)
 
 
 def head_path_of(path: Path) -> Path:

@@ -76,6 +76,7 @@ def encode_journal(fields: dict[str, str]) -> bytes:
 def encode_syslog(rec: dict[str, Any], now: float | None = None) -> bytes:
     """One RFC 3164 datagram as the local syslog daemon expects it: <PRI>Mmm dd hh:mm:ss ident[pid]: msg."""
     pri = FACILITY_USER * 8 + _severity(rec)
+    # Not timefmt's: RFC 3164 fixes this stamp (local time, English month, day padded with a space).
     t = time.localtime(now)
     stamp = f"{time.strftime('%b', t)} {t.tm_mday:2d} {time.strftime('%H:%M:%S', t)}"
     body = json.dumps(rec, sort_keys=True, ensure_ascii=True)

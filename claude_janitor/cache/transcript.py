@@ -28,6 +28,7 @@ from claude_janitor.cache.titles import (
     tail_scan,
 )
 from claude_janitor.model import Session
+from claude_janitor.timefmt import LATEST
 
 TAIL_CHUNK = 16 * 1024  # first read; grows ×4 up to TAIL_MAX while no timestamped record is found
 TAIL_MAX = 1024 * 1024  # never read more than this from a transcript's end, whatever its size
@@ -37,7 +38,7 @@ HEAD_MAX = 64 * 1024
 # ---- reading a transcript's tail ---------------------------------------------------------------
 
 TS_MIN = 0.0  # 1970: no Claude Code record is older
-TS_MAX = 253402300799.0  # 9999-12-31T23:59:59Z: the last instant a datetime (and every report) can show
+TS_MAX = LATEST  # 9999-12-31T23:59:59Z: the last instant a datetime (and every report) can show
 
 
 def parse_timestamp(value: object) -> float | None:

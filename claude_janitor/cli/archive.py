@@ -215,7 +215,7 @@ def _pin(dirs: JanitorDirs, session_id: str) -> bool:
 
 
 def _restored_dict(session_id: str, res: RestoreResult, pinned: bool) -> dict[str, Any]:
-    from claude_janitor.archive.format import iso
+    from claude_janitor.timefmt import iso
 
     h = res.header
     return {
@@ -236,7 +236,7 @@ def _restored_dict(session_id: str, res: RestoreResult, pinned: bool) -> dict[st
 
 
 def _render_restored(session_id: str, res: RestoreResult, pinned: bool, hist_failed: bool) -> None:
-    from claude_janitor.archive.format import iso
+    from claude_janitor.timefmt import iso
 
     h = res.header
     where = h.get("project_path") or h.get("project") or "(no project)"
@@ -326,8 +326,8 @@ def undo(claude_dir: str | None, config_path: str | None, as_json: bool, wait: f
     from claude_janitor.config.paths import janitor_dirs
     from claude_janitor.fs.locks import SweepLock
     from claude_janitor.removal import trash
-    from claude_janitor.render.report import iso
     from claude_janitor.sweep.execute import audit_log
+    from claude_janitor.timefmt import iso
 
     dirs = janitor_dirs()
     target = _target(claude_dir)
@@ -341,7 +341,7 @@ def undo(claude_dir: str | None, config_path: str | None, as_json: bool, wait: f
             for item in last["removed"]
             if isinstance(item, dict) and isinstance(item.get("session_id"), str)
         ]
-    at = iso(last.get("at")) if isinstance(last.get("at"), int | float) else None
+    at = iso(last.get("at"))
     if as_json:
         echo_json({"sweep_at": at, "sessions": out})
     else:

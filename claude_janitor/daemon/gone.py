@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from claude_janitor.daemon.clock import Clock
 from claude_janitor.daemon.follower import AuditFollower
 from claude_janitor.daemon.index import Entry, Index, Key
-from claude_janitor.daemon.state import iso
 from claude_janitor.daemon.work import MIN_STEP
+from claude_janitor.timefmt import iso_offset
 
 if TYPE_CHECKING:
     from claude_janitor.sweep.plan import Env
@@ -111,6 +111,6 @@ def _external(key: Key, e: Entry, how: str) -> dict[str, Any]:
     root, project, sid = key
     return {
         "action": "external-delete", "phase": "observed", "session_id": sid, "root": root,
-        "project": project, "paths": [e.rel], "bytes": e.bytes, "last_activity": iso(e.last_activity),
+        "project": project, "paths": [e.rel], "bytes": e.bytes, "last_activity": iso_offset(e.last_activity),
         "reason": EXTERNAL, "detected_by": how, "result": "gone",
     }  # fmt: skip

@@ -40,12 +40,13 @@ from claude_janitor.daemon.gone import GONE_DELAY, GoneJudge
 from claude_janitor.daemon.index import Entry, Index, Key
 from claude_janitor.daemon.notify import WatchdogPinger, watchdog_interval
 from claude_janitor.daemon.schedule import Backoff, Jobs, load_settings
-from claude_janitor.daemon.state import StateFile, iso
+from claude_janitor.daemon.state import StateFile
 from claude_janitor.daemon.sweeper import REWATCH, WAKE_IN_PROCESS, Sweeper
 from claude_janitor.daemon.watch import Change, make_watcher
 from claude_janitor.errors import JanitorError
 from claude_janitor.model import Action
 from claude_janitor.render import metrics
+from claude_janitor.timefmt import iso_offset
 
 if TYPE_CHECKING:
     from claude_janitor.fs.locks import RootLock
@@ -149,7 +150,7 @@ class Daemon:
             pol, sched = load_settings(self.env)
         except JanitorError as e:
             log.error("config not reloaded, keeping the previous one: %s", e)
-            self.reload_error = {"at": iso(self.clock.time()), "error": str(e)}
+            self.reload_error = {"at": iso_offset(self.clock.time()), "error": str(e)}
             self.write_state()
             return False
         self.reload_error = None
@@ -174,15 +175,15 @@ class Daemon:
         data: dict[str, Any] = {
             "pid": os.getpid(),
             "version": __version__,
-            "started": iso(self.started),
+            "started": iso_offset(self.started),
             "roots": self.roots,
             "schedule": self.schedule.describe(),
             "last_sweep": self.last_sweep,
-            "last_full_sweep": iso(self.last_full),
-            "next_sweep": None if stopped else iso(min(nxt) if nxt else None),
+            "last_full_sweep": iso_offset(self.last_full),
+            "next_sweep": None if stopped else iso_offset(min(nxt) if nxt else None),
             # The earliest due time in the index (not the wake-up job's time, which is gone from the scheduler
             # while the job waits for the worker): in the past only while a sweep is in progress.
-            "next_expiry": None if stopped else iso(self._wake_at),
+            "next_expiry": None if stopped else iso_offset(self._wake_at),
             "sweeping": None if stopped else self.sweeping,
             "reload_refused": self.reload_error,
             "watching": {r: self.watcher.problems.get(r, "ok") for r in self.roots},
@@ -190,7 +191,7 @@ class Daemon:
             "index_sessions": self.index.count(),
         }
         if stopped:
-            data["stopped"] = iso(self.clock.time())
+            data["stopped"] = iso_offset(self.clock.time())
         return data
 
     # ---- scheduling --------------------------------------------------------------------------------------

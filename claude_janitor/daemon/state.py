@@ -11,7 +11,6 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +37,6 @@ SHOWN = (
     "version",
 )
 WHILE_RUNNING = ("next_sweep", "next_expiry", "sweeping")  # meaningless once the daemon is gone
-
-
-def iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
 def read_state(dirs: JanitorDirs) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from claude_janitor.daemon.child import ChildFailed
 from claude_janitor.daemon.gone import GONE_DELAY
 from claude_janitor.daemon.index import Entry, Key
-from claude_janitor.daemon.state import iso
 from claude_janitor.daemon.work import Stopping, counts, full_sweep_work, incremental_result, incremental_work
 from claude_janitor.durations import human_duration
 from claude_janitor.errors import JanitorError, LockBusy
 from claude_janitor.render import metrics
+from claude_janitor.timefmt import iso_offset
 
 if TYPE_CHECKING:
     from claude_janitor.daemon.main import Daemon
@@ -48,8 +48,8 @@ class Sweeper:
             self._recover()
             kind = "full" if full or d.untrusted else "incremental"
             started = d.clock.time()
-            summary: dict[str, Any] = {"kind": kind, "started": iso(started)}
-            d.sweeping = {"kind": kind, "since": iso(started)}
+            summary: dict[str, Any] = {"kind": kind, "started": iso_offset(started)}
+            d.sweeping = {"kind": kind, "since": iso_offset(started)}
             d.write_state()
             sample = self._run(kind, full, started, summary)
         finally:
@@ -128,7 +128,7 @@ class Sweeper:
         d = self.d
         if d.backoff.failing(d.clock.time()) and kind == "full" and d.untrusted:
             d.jobs.add_once(d.full_sweep, "full-retry", d.backoff.not_before, "full sweep (retry)")
-        summary["finished"] = iso(d.clock.time())
+        summary["finished"] = iso_offset(d.clock.time())
         self._metrics(sample, summary, started)
         d.sweeping = None
         if summary.get("acted") or kind == "full" or summary.get("error"):

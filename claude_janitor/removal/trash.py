@@ -37,6 +37,7 @@ from claude_janitor.fs.atomicfile import DIR_FLAGS, mkdirs_private, write_atomic
 from claude_janitor.fs.safefs import Root
 from claude_janitor.fs.tree import Unsafe, rename_noreplace, rmtree_at, walk_at
 from claude_janitor.model import Decision, Policy
+from claude_janitor.timefmt import iso
 
 META = "trash.json"
 ORIGIN = "origin.json"  # staging's map of long piece names
@@ -130,8 +131,6 @@ class Entry:
     problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        from claude_janitor.render.report import iso
-
         return {
             "path": str(self.path),
             "session_id": self.session_id,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from claude_janitor.archive.format import iso
 from claude_janitor.durations import human_bytes
+from claude_janitor.timefmt import iso
 
 if TYPE_CHECKING:  # (the reader needs zstandard; a report's summary lines do not)
     from claude_janitor.archive.reader import ArchiveInfo

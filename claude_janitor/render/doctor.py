@@ -5,7 +5,6 @@ status, and the privacy settings Claude Code honours. Read-only; reports broken 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from claude_janitor.config.paths import JanitorDirs, managed_policy_path, manage
 from claude_janitor.durations import human_bytes, human_duration
 from claude_janitor.errors import ConfigError
 from claude_janitor.model import Policy, Window
+from claude_janitor.timefmt import display_minute
 
 PRIVACY_VARS: dict[str, str] = {
     "DISABLE_TELEMETRY": "no usage telemetry (Statsig)",
@@ -354,7 +354,7 @@ def _short(error: str | None, file: str) -> str | None:
 
 
 def _when(t: float | None) -> str:
-    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+    return "-" if t is None else f"{display_minute(t)} UTC"
 
 
 def _janitor_lines(rep: dict[str, Any]) -> list[str]:

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from claude_janitor.durations import human_bytes, human_duration
 from claude_janitor.model import Action, Decision, Outcome, Session
+from claude_janitor.timefmt import iso
 
 if TYPE_CHECKING:
     from claude_janitor.sweep.run import RunResult
@@ -26,12 +26,6 @@ def shown(text: str) -> str:
         else (f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c.encode("unicode_escape").decode())
         for c in text
     )
-
-
-def iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def session_dict(d: Decision, now: float, outcome: Outcome | None, *, titles: bool = True) -> dict[str, Any]:

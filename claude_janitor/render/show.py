@@ -6,7 +6,6 @@ so its decision and reasons are exactly a sweep's), plus its pins, archives and 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +13,8 @@ from claude_janitor.cache.ids import same_id
 from claude_janitor.durations import human_bytes
 from claude_janitor.model import Decision, Plan, Policy
 from claude_janitor.policy import explain
-from claude_janitor.render.report import iso, kind_cell, session_dict, shown
+from claude_janitor.render.report import kind_cell, session_dict, shown
+from claude_janitor.timefmt import display_second, iso
 
 
 @dataclass
@@ -29,10 +29,6 @@ def find(plan: Plan, pol: Policy, session_id: str) -> list[Shown]:
     """Every decision of the plan for this id: one per project holding it (the same id in two projects is
     two sessions), and the side stores such an id leaves on their own."""
     return [Shown(d, explain(d, pol, plan.now)) for d in plan.decisions if same_id(d.session.session_id, session_id)]
-
-
-def _when(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
 
 
 def to_dict(x: Shown, now: float, titles: bool) -> dict[str, Any]:
@@ -82,7 +78,7 @@ def render(found: list[Shown], now: float, titles: bool) -> str:
         for p in s.pieces:
             out.append(
                 f"    {shown(p.rel + ('/' if p.is_dir else '')).ljust(width + 1)}  {p.store:<13}"
-                f"{human_bytes(p.bytes):>10}  {_when(p.mtime)}"
+                f"{human_bytes(p.bytes):>10}  {display_second(p.mtime)}"
             )
         out.append(f"  decision:  {x.decision.action.value}")
         out.append("  how it was decided:")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from claude_janitor.durations import human_bytes, human_duration
 from claude_janitor.model import Action, Decision, Outcome
 from claude_janitor.render.report import (
-    iso,
     kind_cell,
     outcome_lookup,
     shown,
@@ -22,6 +20,7 @@ from claude_janitor.render.report import (
     totals,
     window_text,
 )
+from claude_janitor.timefmt import display_minute, iso
 
 if TYPE_CHECKING:
     from claude_janitor.cache.usage import StoreUsage
@@ -52,7 +51,7 @@ def _cells(d: Decision, now: float, outcome: Outcome | None, titles: bool = True
     return [
         shown(s.session_id),
         decision,
-        _when(last),
+        display_minute(last),
         human_duration(now - last) if last is not None else "-",
         human_bytes(s.bytes),
         kind_cell(s),
@@ -79,10 +78,6 @@ def _paint(text: str, style: str, color: bool) -> str:
 def row(cells: list[str], widths: list[int], right: frozenset[int] = frozenset()) -> str:
     out = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=False))]
     return "  ".join(out).rstrip()
-
-
-def _when(t: float | None) -> str:
-    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
 
 
 def _age(now: float, t: float | None) -> str:
@@ -182,7 +177,7 @@ def _line(cells: list[str], w: list[int]) -> str:
 
 def table_lines(res: RunResult, *, sessions: bool = True, color: bool = False, titles: bool = True) -> Iterator[str]:
     title = "DRY RUN: nothing was changed" if res.dry_run else "SWEEP"
-    yield _paint(f"{title} — {_when(res.plan.now)} UTC", "bold", color)
+    yield _paint(f"{title} — {display_minute(res.plan.now)} UTC", "bold", color)
     yield _headline(res, totals(res))
     yield ""
     groups = grouped(res)
@@ -243,7 +238,7 @@ def _markdown_sessions(
 
 
 def markdown_lines(res: RunResult, *, sessions: bool = True, titles: bool = True) -> Iterator[str]:
-    yield f"# claude-janitor {'report (dry run)' if res.dry_run else 'sweep'} — {_when(res.plan.now)} UTC"
+    yield f"# claude-janitor {'report (dry run)' if res.dry_run else 'sweep'} — {display_minute(res.plan.now)} UTC"
     yield ""
     yield _headline(res, totals(res))
     yield ""

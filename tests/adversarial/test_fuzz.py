@@ -362,9 +362,10 @@ header_values = st.one_of(json_values, big_ints, any_floats, st.text(max_size=30
     st.booleans(),
 )
 def test_archive_header_check_is_a_header_or_archive_invalid(h, wellformed):
-    from claude_janitor.archive.format import FORMAT, VERSION, ArchiveInvalid, check_header, iso
+    from claude_janitor.archive.format import FORMAT, VERSION, ArchiveInvalid, check_header
     from claude_janitor.archive.reader import ArchiveInfo
     from claude_janitor.render.archives import render_list
+    from claude_janitor.timefmt import iso
 
     if wellformed:
         base = {
