@@ -184,15 +184,16 @@ def _stop_on_signals() -> _Stop:
     session in hand (no half-done session)."""
     import signal
 
+    from claude_janitor.fs.procs import on_stop_signals
+
     stop = _Stop()
 
-    def handler(signum: int, _frame: object) -> None:
+    def on_signal(signum: int) -> None:
         stop.signum, stop.signame = signum, signal.Signals(signum).name
         if not stop.acting:
             raise _Stopped(signum, stop.signame)
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    on_stop_signals(on_signal)
     return stop
 
 

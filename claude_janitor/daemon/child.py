@@ -35,7 +35,7 @@ from claude_janitor.daemon.notify import WATCHDOG_ENV, sd_notify
 from claude_janitor.daemon.schedule import load_settings
 from claude_janitor.daemon.work import Stopping, full_sweep_work, gone_rows, incremental_result, incremental_work
 from claude_janitor.errors import ExitStatus, JanitorError, LockBusy
-from claude_janitor.fs.procs import die_with_parent
+from claude_janitor.fs.procs import die_with_parent, on_stop_signals
 from claude_janitor.model import Policy
 
 if TYPE_CHECKING:
@@ -158,15 +158,12 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
     else is a crash."""
     stop = threading.Event()
 
-    def on_signal(_sig: int, _frame: Any) -> None:
+    def on_signal(_sig: int) -> None:
         stop.set()
         arm_stop_deadline()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the daemon reloads; its sweep goes on with what it has
-    # The daemon blocks these in every thread (it takes them with sigwait) and the mask survives exec.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    on_stop_signals(on_signal)  # also unblocks them: the daemon's mask survives exec
     die_with_parent(signal.SIGTERM)
     setup_logging(verbose)
 

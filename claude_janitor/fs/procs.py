@@ -1,11 +1,29 @@
-"""Process plumbing shared by the daemon's full-sweep child and the sweep's removal workers."""
+"""Process plumbing shared by `janitor sweep`, the daemon's full-sweep child and the sweep's removal workers."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def on_stop_signals(callback: Callable[[int], None]) -> None:
+    """SIGTERM and SIGINT call ``callback(signum)`` (in the main thread): how a sweeping process is told to
+    stop after the session in hand. The daemon's sigwait loop (daemon/loop.py) takes them its own way.
+
+    They are unblocked too, after the handler is in place (so one already pending reaches it): the daemon
+    blocks them in every thread, and a blocked mask survives fork and exec into its children."""
+
+    def handler(signum: int, _frame: object) -> None:
+        callback(signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def die_with_parent(sig: int) -> bool:

@@ -297,15 +297,14 @@ def remover_main(
     """A removal worker's whole life: chunks in until end of input, outcomes out; never returns."""
     import signal
 
-    from claude_janitor.fs.procs import die_with_parent
+    from claude_janitor.fs.procs import die_with_parent, on_stop_signals
 
-    def stop(_sig: int, _frame: Any) -> None:
+    def stop(_sig: int) -> None:
         flag.value = 1
 
     code = 70
     try:
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+        on_stop_signals(stop)
         die_with_parent(signal.SIGKILL)
         actors = {a: actors[a] for a in (Action.DELETE, Action.ARCHIVE) if a in actors}
         with os.fdopen(tasks, "rb") as inp, os.fdopen(results, "wb", buffering=0) as out:
