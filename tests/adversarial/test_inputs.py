@@ -38,14 +38,7 @@ def _limit_memory() -> None:
 
 def cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """run_cli with an address-space cap, so a runaway read fails fast instead of eating the machine."""
-    return subprocess.run(
-        [sys.executable, "-m", "claude_janitor", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        preexec_fn=_limit_memory,
-    )
+    return run_cli(args, env, timeout=timeout, preexec_fn=_limit_memory)
 
 
 def args(root: Path, now: float, *more: str) -> list[str]:

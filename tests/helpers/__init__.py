@@ -26,9 +26,14 @@ def write_config(jenv: dict[str, str], text: str) -> Path:
 
 
 def run_cli(
-    args: list[str], env: dict[str, str], *, timeout: float = 120, input: str | None = None
+    args: list[str],
+    env: dict[str, str],
+    *,
+    timeout: float = 120,
+    input: str | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """The real CLI, as a subprocess."""
+    """The real CLI, as a subprocess (``preexec_fn`` runs in it before exec, e.g. to set a resource limit)."""
     return subprocess.run(
         [sys.executable, "-m", "claude_janitor", *args],
         env=env,
@@ -36,6 +41,7 @@ def run_cli(
         text=True,
         timeout=timeout,
         input=input,
+        preexec_fn=preexec_fn,
     )
 
 
