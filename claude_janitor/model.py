@@ -127,6 +127,14 @@ class Pieces:
             packed = _PROJECT + packed[len(pre) :]
         return f"{_SEP}{packed}{_SEP}" in f"{_SEP}{self._rels}{_SEP}"
 
+    def inodes(self) -> Iterator[tuple[bool, int, int]]:
+        """(is_dir, dev, ino) of each piece, without making the Piece objects."""
+        if self._list is not None:
+            yield from ((p.is_dir, p.dev, p.ino) for p in self._list)
+            return
+        for _st, is_dir, _b, _mtime, ino, dev, _mtime_ns, _size in _NUMS.iter_unpack(self._nums):
+            yield bool(is_dir), dev, ino
+
     def first(self, store: str) -> Piece | None:
         """The first piece of ``store`` (e.g. the transcript), made alone."""
         if self._list is not None:

@@ -28,6 +28,7 @@ def test_has_and_first_agree_with_the_list(rels, stores, probes, project):
         assert packed.has(r) == (r in rels), r
     for s in STORES:
         assert packed.first(s) == next((p for p in ps if p.store == s), None)
+    assert list(packed.inodes()) == [(p.is_dir, p.dev, p.ino) for p in ps]
 
 
 def test_a_piece_that_does_not_pack_keeps_has_and_first_working():

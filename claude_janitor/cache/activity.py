@@ -51,7 +51,10 @@ class InUse:
             )
             if live is not None:
                 return live.reason
-        if not by_piece and not self.inodes:  # nothing open or locked under the roots (the usual case)
+        if not by_piece:  # nothing open under the roots (the usual case): only locks, known by inode
+            for is_dir, dev, ino in session.pieces.inodes() if self.inodes else ():
+                if not is_dir and (hit := self.inodes.get((dev, ino))):
+                    return hit
             return None
         for p in session.pieces:
             hit = by_piece.get((session.root, p.rel))
