@@ -9,9 +9,10 @@ one shared transcript template, so 100k sessions with all their side stores take
   todos/<sid>-agent-<sid>.json                   debug/<sid>.txt
   plus shell-snapshots/, paste-cache/, image-cache/, plans/, history.jsonl and auto-memory.
 
-Every file's mtime matches its session's last activity (side files a minute earlier), and session ages are
-spread uniformly over ``max_age_days``, so ``find -mtime +N`` and ``janitor --older-than Nd`` select the
-same sessions. A few transcripts are large (``big``: 10 MB each, ``huge``: 100 MB each).
+Records carry ``"entrypoint": "cli"`` as Claude Code 2.1's do. Every file's mtime matches its session's last
+activity (side files a minute earlier), and session ages are spread uniformly over ``max_age_days``, so
+``find -mtime +N`` and ``janitor --older-than Nd`` select the same sessions. A few transcripts are large
+(``big``: 10 MB each, ``huge``: 100 MB each).
 
     python benchmarks/gencache.py DIR --sessions 10000
 """
@@ -28,7 +29,16 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.helpers.cachegen import encode, record  # noqa: E402
+from tests.helpers.cachegen import encode  # noqa: E402
+from tests.helpers.cachegen import record as _bare_record  # noqa: E402
+
+
+def record(*args: object, **kw: object) -> dict:
+    """A transcript record as Claude Code 2.1 writes it: with the run's ``entrypoint`` on every record
+    (what the janitor reads for a session's kind and Claude Code's desktop exemption)."""
+    rec = _bare_record(*args, **kw)  # type: ignore[arg-type]
+    return {"entrypoint": "cli", **rec} if rec.get("type") in ("user", "assistant") else rec
+
 
 DAY = 86400.0
 O_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
