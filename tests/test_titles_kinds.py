@@ -8,6 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from claude_janitor.cache import titles
 from tests.helpers import run_cli, run_json, write_config
 from tests.helpers.cachegen import DAY, encode, make_session, record
 
@@ -363,3 +367,22 @@ def test_cachegen_report_excerpt_shows_titles_and_kinds(root, jenv, now):
     assert p.returncode == 0
     assert all(k in p.stdout for k in ("KIND", "TITLE", "interactive", "headless (-p)"))
     assert encode("/home/dev/work/client 0") not in p.stdout  # the real path is shown, not the dir name
+
+
+@given(
+    prompts=st.lists(st.tuples(st.integers(0, 6), st.sampled_from(["cli", "sdk-cli", "claude-vscode"])), max_size=12),
+    first=st.sampled_from([(), ("p0", "u0"), ("p1", "u1"), ("p0", "u3")]),
+)
+def test_a_tail_scan_stops_at_enough_prompts_and_replied_does_not_change(prompts, first):
+    """tail_scan parses no more user records once it has ENOUGH_PROMPTS ids: replied() answers as it would
+    from every human prompt of the tail."""
+
+    def line(i: int, ep: str) -> bytes:
+        rec = {"type": "user", "entrypoint": ep, "uuid": f"u{i}", "promptId": f"p{i}", "message": {"content": f"q{i}"}}
+        return json.dumps(rec).encode()
+
+    scanned = titles.tail_scan([line(i, ep) for i, ep in prompts], lambda ls: [json.loads(x) for x in ls])
+    assert scanned.human_prompts is not None and len(scanned.human_prompts) <= titles.ENOUGH_PROMPTS
+    every = {f"p{i}" for i, ep in prompts if ep != "sdk-cli"}
+    want = bool(every - set(first)) if first else len(every) > 1
+    assert titles.replied(titles.HeadInfo(first_prompt_ids=first), scanned) is want

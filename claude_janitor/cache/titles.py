@@ -197,9 +197,10 @@ class TailTitles:
     summary: str | None = None
     last_prompt: str | None = None  # Claude Code's last-prompt record: the title when the first is out of reach
     last_entrypoint: str | None = None
-    human_prompts: set[str] | None = None  # ids of prompts from an interactive/desktop entrypoint
+    human_prompts: set[str] | None = None  # ids of prompts from an interactive/desktop entrypoint (≤ ENOUGH_PROMPTS)
 
 
+ENOUGH_PROMPTS = 3  # human prompt ids a tail scan collects at most: enough for replied()
 _TITLE_MARKS = re.compile(rb'"(?:custom-title|ai-title|summary|last-prompt)"')
 
 
@@ -211,7 +212,9 @@ def tail_scan(lines: Iterable[bytes], parse: Callable[[Iterable[bytes]], Iterabl
     for line in lines:
         title = _TITLE_MARKS.search(line) is not None
         has_ep = b'"entrypoint"' in line
-        user = has_ep and b'"user"' in line
+        # Three prompt ids answer replied() as all of them would (the first prompt has at most two): no more
+        # user records are parsed after that (in a real tail most are tool results, each a JSON parse).
+        user = has_ep and len(prompts) < ENOUGH_PROMPTS and b'"user"' in line
         if not title and not user and not (has_ep and out.last_entrypoint is None):
             continue
         for rec in parse((line,)):
