@@ -96,7 +96,7 @@ def desktop_why(s: Session, now: float, cc_window: float | None) -> str | None:
             return None  # released by the desktop app
         if reason == "archive":
             return "released by the desktop app for archiving, within its grace"
-    if tr.bytes == 0 and not any(p.store == "session-dir" for p in s.pieces):
+    if tr.bytes == 0 and s.pieces.first("session-dir") is None:
         return "an empty transcript with no session folder"
     if s.desktop_entrypoint:
         return f"entrypoint {s.desktop_entrypoint}"

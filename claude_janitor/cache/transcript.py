@@ -267,7 +267,7 @@ def read_custom_title(s: Session) -> None:
     small bounded read, never through a symlink; a bad file is no title)."""
     from claude_janitor.fs.saferead import InputError, read_input
 
-    if not any(p.store == "session-dir" for p in s.pieces):
+    if s.pieces.first("session-dir") is None:
         return
     path = os.path.join(s.root, "projects", s.project, s.session_id, "custom-title.json")
     try:
