@@ -54,6 +54,12 @@ def sibling_id(name: str) -> str | None:
     return None
 
 
+def transcript_id(name: str) -> str | None:
+    """The session id a transcript's file name (``<id>.jsonl``, in a project folder) gives; None for any
+    other name. The one rule for "is this a transcript" (the scan, the daemon's watcher, doctor)."""
+    return name[:-6] if name.endswith(".jsonl") and len(name) > 6 else None
+
+
 def piece_owner(rel: str, is_dir: bool) -> tuple[str, str, str] | None:
     """(project, session id, store) of a path (relative to the Claude config dir) that can be a piece of a
     session; project is "" for the per-session stores outside projects/. None: not a place a session's
@@ -63,8 +69,8 @@ def piece_owner(rel: str, is_dir: bool) -> tuple[str, str, str] | None:
         project, name = parts[1], parts[2]
         if is_dir:
             return None if name in NEVER_TOUCHED else (project, name, "session-dir")
-        if name.endswith(".jsonl") and len(name) > 6:
-            return project, name[:-6], "transcript"
+        if (tid := transcript_id(name)) is not None:
+            return project, tid, "transcript"
         sid = sibling_id(name)
         return None if sid is None else (project, sid, SIBLING)
     if len(parts) != 2:

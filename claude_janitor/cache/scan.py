@@ -21,6 +21,7 @@ from claude_janitor.cache.layout import (
     TODO_RE,
     UUID_RE,
     sibling_id,
+    transcript_id,
 )
 from claude_janitor.cache.transcript import MARKER, read_custom_title, read_marker, read_transcript
 from claude_janitor.fs.tree import iter_tree
@@ -171,8 +172,7 @@ class _RootScan:
             if st is None:
                 continue
             res.files_seen += 1
-            if e.name.endswith(".jsonl") and stat.S_ISREG(st.st_mode) and len(e.name) > 6:
-                sid = e.name[:-6]
+            if stat.S_ISREG(st.st_mode) and (sid := transcript_id(e.name)) is not None:
                 new = Session(session_id=sid, root=r, project=pe.name)
                 piece, _, _ = make_piece(r, f"{prel}/{e.name}", "transcript", st)
                 new.pieces.append(piece)

@@ -11,6 +11,7 @@ import os
 import threading
 from typing import Any
 
+from claude_janitor.cache.layout import transcript_id
 from claude_janitor.daemon.batch import Batches, Change
 from claude_janitor.daemon.inotify import (
     EXTRA_MASK,
@@ -35,7 +36,7 @@ def transcript_parts(rel: str) -> tuple[str, str] | None:
 
 
 def is_transcript(name: str) -> bool:
-    return name.endswith(".jsonl") and len(name) > 6
+    return transcript_id(name) is not None
 
 
 class WatchTable:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from claude_janitor import policy
+from claude_janitor.cache.layout import transcript_id
 from claude_janitor.cache.scan import rescan
 from claude_janitor.daemon.clock import REAL, Clock
 from claude_janitor.daemon.follower import audit_since
@@ -314,8 +315,8 @@ def _project_transcripts(root: str, project: str) -> set[tuple[str, str]]:
     try:
         with os.scandir(os.path.join(root, "projects", project)) as it:
             for e in it:
-                if e.name.endswith(".jsonl") and len(e.name) > 6:
-                    out.add((project, e.name[:-6]))
+                if (sid := transcript_id(e.name)) is not None:
+                    out.add((project, sid))
     except OSError:
         pass
     return out
