@@ -32,7 +32,7 @@ from claude_janitor.fs.atomicfile import mkdirs_private
 from claude_janitor.fs.safefs import Root
 from claude_janitor.fs.tree import DIR_FLAGS, Changed, Unsafe
 from claude_janitor.model import Action, Decision, Policy
-from claude_janitor.removal import staging
+from claude_janitor.removal import checks, staging
 from claude_janitor.timefmt import compact
 
 
@@ -335,7 +335,7 @@ class ArchiveStore:
         """Remove the originals through staging: what is removed is checked to be exactly what was
         archived (every entry's kind, inode, size, mtime), after it was moved out of reach."""
         testhooks.point("archive-delete")
-        staging.remove(root, d.session, d.action.value, staging.matches_identities(idents))
+        staging.remove(root, d.session, d.action.value, checks.matches_identities(idents))
 
 
 def _unlink_quiet(name: str, dfd: int) -> None:

@@ -49,7 +49,7 @@ def _dir_usage(path: str, dev: int) -> tuple[int, float, int, str | None]:
 
 def usage_of(stats: Iterable[os.stat_result]) -> tuple[int, float, int]:
     """(bytes of regular files, newest mtime, entries) of these lstats: what a dir piece records of what is
-    in it, and what staging.matches_scan compares a staged dir against (one definition for both)."""
+    in it, and what removal.checks.matches_scan compares a staged dir against (one definition for both)."""
     total = 0
     newest = 0.0
     count = 0

@@ -231,7 +231,7 @@ def _locked_sweep(env: Env, pol: Policy | None, due: list[Any] | None, now: floa
         hold_inherited(lock_fds)
         return _sweep(env, pol, due, now, audit_from, should_stop)
     with SweepLocks(env.dirs.lock_file, [str(r) for r in env.roots], wait=0.0):
-        for note in recover_interrupted(env):  # removals a crash left half way (staging.recover)
+        for note in recover_interrupted(env):  # removals a crash left half way (recovery.recover)
             log.warning("%s", note)
         recover(env)  # run by itself, not by a daemon (which settles the audit log before a sweep)
         return _sweep(env, pol, due, now, audit_from, should_stop)

@@ -81,7 +81,7 @@ class Sweeper:
         """What a killed sweep (this daemon's, a one-shot's) left unsaid in the audit log: said now."""
         from claude_janitor.sweep.run import recover, recover_interrupted
 
-        try:  # removals a crashed sweep left half way first (staging.recover), then the log from the disk
+        try:  # removals a crashed sweep left half way first (recovery.recover), then the log from the disk
             for note in recover_interrupted(self.d.env):
                 log.warning("%s", note)
             done = recover(self.d.env)

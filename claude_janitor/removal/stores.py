@@ -37,7 +37,7 @@ from claude_janitor.durations import human_duration
 from claude_janitor.fs.safefs import Root
 from claude_janitor.fs.tree import Changed, Unsafe
 from claude_janitor.model import Piece, Pieces, Policy, Session, Window
-from claude_janitor.removal import staging
+from claude_janitor.removal import checks, recovery, staging
 
 DAY = 86400.0
 ERRORS_KEPT = 5  # failures named in a store's result (the rest are counted)
@@ -545,10 +545,10 @@ def _pending(base: str, key: str) -> bool:
 def _recover(root: Root, sd: StoreDecision, audit: Any) -> None:
     """Finish or undo what a killed sweep left in a shared place's staging dir (the Claude dir's own is
     recovered by every sweep before its scan: sweep.recover_interrupted)."""
-    if not staging.pending(root):
+    if not recovery.pending(root):
         return
     try:
-        got = staging.recover(root)
+        got = recovery.recover(root)
     except (OSError, Unsafe) as e:
         sd.errors.append(f"{sd.place}/{staging.stage_name(root)}: {e}")
         return
@@ -566,7 +566,7 @@ def _stage(root: Root, sd: StoreDecision, pieces: list[Piece], fates: dict[str, 
     checked there against the scan at any depth and for still being inside the place, then deleted. A
     change or a move puts them back and raises staging.Interfered; nothing outside the place is touched."""
     entry = Session(sd.key, sd.place, "", pieces=Pieces(pieces, sd.key, ""))
-    staging.remove(root, entry, staging.STORE_ACTION, staging.matches_scan(entry), fates=fates)
+    staging.remove(root, entry, staging.STORE_ACTION, checks.matches_scan(entry), fates=fates)
 
 
 def _fail(sd: StoreDecision, p: Piece, why: str) -> None:

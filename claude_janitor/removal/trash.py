@@ -69,7 +69,7 @@ def same_filesystem(tdir: Path, root: Root) -> bool:
 
 def actor(root: Root, d: Decision, *, tdir: Path, now: float, fallback: Any = None) -> dict[str, Any]:
     """Delete with the trash on: the removal transaction, its committed entry moved into the trash."""
-    from claude_janitor.removal import staging
+    from claude_janitor.removal import checks, staging
 
     fd = _open_trash(tdir)
     try:
@@ -83,7 +83,7 @@ def actor(root: Root, d: Decision, *, tdir: Path, now: float, fallback: Any = No
             extra["trash_fallback"] = f"the trash {tdir} is on another filesystem than {root.path}: archived instead"
             return extra
         name = f"{d.session.session_id}.{secrets.token_hex(4)}"
-        staging.remove(root, d.session, d.action.value, staging.matches_scan(d.session), into=(fd, name))
+        staging.remove(root, d.session, d.action.value, checks.matches_scan(d.session), into=(fd, name))
         meta = {
             "session_id": d.session.session_id,
             "root": root.path,

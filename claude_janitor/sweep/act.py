@@ -10,7 +10,7 @@ from claude_janitor.cache import activity
 from claude_janitor.fs.safefs import Root
 from claude_janitor.fs.tree import Changed, Unsafe
 from claude_janitor.model import Action, Decision, Outcome, Result, Session
-from claude_janitor.removal import staging
+from claude_janitor.removal import checks, staging
 
 # acts on one session (delete, archive, trash); what it returns goes into the outcome
 Actor = Callable[[Root, Decision], dict[str, Any] | None]
@@ -46,7 +46,7 @@ CANCELLED = "stopped before acting (signal); nothing changed"
 def delete_session(root: Root, d: Decision) -> None:
     """Remove every piece of a session as one transaction (staging.remove: stage, verify against the
     scan, commit, purge); a session that changed or moved meanwhile is put back and reported."""
-    staging.remove(root, d.session, d.action.value, staging.matches_scan(d.session))
+    staging.remove(root, d.session, d.action.value, checks.matches_scan(d.session))
 
 
 def check_session(root: Root, d: Decision) -> str | None:

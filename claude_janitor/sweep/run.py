@@ -14,7 +14,7 @@ from claude_janitor.errors import ConfigError, ExitStatus, GuardTripped
 from claude_janitor.fs.safefs import Root, validate_root
 from claude_janitor.fs.tree import Unsafe
 from claude_janitor.model import Action, Outcome, Plan, Policy, Result
-from claude_janitor.removal import staging
+from claude_janitor.removal import recovery, staging
 from claude_janitor.sweep.act import Actor
 from claude_janitor.sweep.execute import audit_log, execute
 from claude_janitor.sweep.plan import Env, ProgressFn, build_plan
@@ -56,7 +56,7 @@ def _once(fn: Callable[[], None]) -> Callable[[], None]:
 
 
 def recover_interrupted(env: Env, acting: Callable[[], None] | None = None) -> list[str]:
-    """Finish or undo the removals a crashed sweep left behind (staging.recover), in every root that is
+    """Finish or undo the removals a crashed sweep left behind (recovery.recover), in every root that is
     there; each finished one is recorded in the audit log. Returns what to tell the user.
 
     Called under the sweep lock, before the scan, by every real sweep (one-shot and the daemon's).
@@ -69,9 +69,9 @@ def recover_interrupted(env: Env, acting: Callable[[], None] | None = None) -> l
         except (ConfigError, OSError):
             continue  # build_plan reports it
         try:
-            if acting is not None and staging.pending(root):
+            if acting is not None and recovery.pending(root):
                 acting()
-            for got in staging.recover(root):
+            for got in recovery.recover(root):
                 notes.append(got.message)
                 if got.session_id:
                     records.append(got.record(root.path))
