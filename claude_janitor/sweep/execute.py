@@ -12,7 +12,7 @@ from claude_janitor.config import janitor as config
 from claude_janitor.errors import ConfigError
 from claude_janitor.fs.safefs import Root
 from claude_janitor.model import Action, Decision, Outcome, Plan, Policy, Result
-from claude_janitor.removal import stores
+from claude_janitor.removal import store_removal
 from claude_janitor.sweep.act import CANCELLED, Actor, InUseWatch, act_one, audit_record, delete_session, open_root
 from claude_janitor.sweep.plan import Env, ProgressFn
 from claude_janitor.sweep.workers import Removers, thread_workers
@@ -143,7 +143,7 @@ def execute(  # noqa: C901 (see the comment above)
         flush([])
         if not stopped and not (should_stop and should_stop()):
             # The stores beyond sessions (planned by a full scan only), after the sessions.
-            stores.execute(plan.stores, dry_run=dry_run, audit=audit, should_stop=should_stop)
+            store_removal.execute(plan.stores, dry_run=dry_run, audit=audit, should_stop=should_stop)
         if not dry_run:  # (ux) what this sweep removed and where it went, for `janitor undo`
             from claude_janitor.removal import trash
 
