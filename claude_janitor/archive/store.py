@@ -208,7 +208,7 @@ class ArchiveStore:
         if not self.history:
             return None
         if self._history_index is None:
-            from claude_janitor.removal.history import Index
+            from claude_janitor.removal.history_lines import Index
 
             self._history_index = Index()
         return b"".join(self._history_index.lines_of(root.path, d.session.session_id)) or None

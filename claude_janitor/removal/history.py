@@ -17,19 +17,19 @@ Any doubt (a symlink, another inode, the read part changed, the lock lost or not
 it is and says why. Lines are dropped only when they are whole JSON objects with the right ``sessionId``
 (a session the janitor deleted) or with a numeric ``timestamp`` older than the window; for an archived
 session only the very lines stored in its archive are dropped. Malformed lines are kept.
+
+This module decides and rewrites; the lock folder is history_lock.py's, reading and parsing the lines (and
+the per-session line index archiving uses) history_lines.py's.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import math
 import os
 import secrets
 import stat
-import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,17 +38,8 @@ from typing import Any
 from claude_janitor import testhooks
 from claude_janitor.fs.atomicfile import write_atomic_at
 from claude_janitor.fs.tree import DIR_FLAGS
-
-NAME = "history.jsonl"
-LOCK = NAME + ".lock"
-STALE = 10.0  # proper-lockfile's default, which Claude Code uses: a lock folder older than this is abandoned
-REFRESH = 2.0  # while held, the lock folder's mtime is refreshed this often
-LOCK_WAIT = 15.0  # how long to wait for the lock: longer than STALE, so an abandoned lock is taken over
-MAX_READ = 1 << 30  # a history file bigger than this is left alone (a corrupt or hostile file)
-
-
-class HistoryBusy(Exception):
-    """The lock folder could not be taken (Claude Code is writing), or was lost: nothing was changed."""
+from claude_janitor.removal.history_lines import MAX_READ, NAME, Index, parse, read_all, split_lines, time_ms
+from claude_janitor.removal.history_lock import LOCK, LOCK_WAIT, HistoryBusy, Lock
 
 
 class HistoryChanged(Exception):
@@ -72,36 +63,7 @@ class HistoryResult:
         return dict(self.__dict__)
 
 
-# ---- reading and deciding (pure) -------------------------------------------------------------------------
-
-
-def split_lines(data: bytes) -> list[bytes]:
-    """The lines of ``data``, each with its newline (a last line without one is kept as it is)."""
-    return data.splitlines(keepends=True)
-
-
-def parse(line: bytes) -> dict[str, Any] | None:
-    s = line.strip()
-    if not s.startswith(b"{"):
-        return None
-    try:
-        rec = json.loads(s)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return rec if isinstance(rec, dict) else None
-
-
-def session_of(line: bytes) -> str | None:
-    rec = parse(line)
-    sid = rec.get("sessionId") if rec else None
-    return sid if isinstance(sid, str) else None
-
-
-def _time_ms(rec: dict[str, Any]) -> float | None:
-    t = rec.get("timestamp")
-    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
-        return None
-    return float(t)
+# ---- deciding (pure) -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -135,7 +97,7 @@ def plan_lines(lines: list[bytes], drop: Drop, res: HistoryResult) -> list[bytes
                 res.dropped_sessions += 1
                 continue
             res.kept_archived += 1
-        t = _time_ms(rec)
+        t = time_ms(rec)
         if drop.cutoff_ms is not None and t is not None and t < drop.cutoff_ms:
             res.dropped_age += 1
             continue
@@ -164,7 +126,7 @@ def merge_back(lines: list[bytes], restored: Iterable[bytes], res: HistoryResult
 
     def t(line: bytes) -> float:
         rec = parse(line)
-        v = _time_ms(rec) if rec else None
+        v = time_ms(rec) if rec else None
         return math.inf if v is None else v
 
     add.sort(key=t)
@@ -182,141 +144,7 @@ def merge_back(lines: list[bytes], restored: Iterable[bytes], res: HistoryResult
     return out
 
 
-class Index:
-    """The history lines of each session, read once per file version (read without the lock: the file is
-    only ever appended to or replaced whole) — archiving 1,000 sessions reads a big history once, not
-    1,000 times."""
-
-    def __init__(self) -> None:
-        self._by_root: dict[str, tuple[tuple[int, int, int], dict[str, list[bytes]]]] = {}
-
-    def lines_of(self, root: str, session_id: str) -> list[bytes]:
-        """The whole lines of one session; empty if there are none or the history cannot be read."""
-        try:
-            fd = os.open(os.path.join(root, NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError:
-            return []
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_READ:
-                return []
-            ident = (st.st_ino, st.st_size, st.st_mtime_ns)
-            got = self._by_root.get(root)
-            if got is None or got[0] != ident:
-                data = _read_all(fd, st.st_size)
-                by_sid: dict[str, list[bytes]] = {}
-                for x in split_lines(data[: data.rfind(b"\n") + 1]):
-                    sid = session_of(x)
-                    if sid is not None:
-                        by_sid.setdefault(sid, []).append(x)
-                got = self._by_root[root] = (ident, by_sid)
-        except OSError:
-            return []
-        finally:
-            os.close(fd)
-        return list(got[1].get(session_id, []))
-
-
-def lines_of(root: str, session_id: str) -> list[bytes]:
-    """The history lines of one session (see Index)."""
-    return Index().lines_of(root, session_id)
-
-
-# ---- the lock folder ----------------------------------------------------------------------------------------
-
-
-class Lock:
-    """Claude Code's history lock: the folder ``history.jsonl.lock`` (mkdir), stale after 10 s."""
-
-    def __init__(self, dir_fd: int) -> None:
-        self.dir_fd = dir_fd
-        self.ino: int | None = None
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def acquire(self, wait: float = LOCK_WAIT) -> None:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                os.mkdir(LOCK, 0o700, dir_fd=self.dir_fd)
-            except FileExistsError:
-                try:
-                    st = os.stat(LOCK, dir_fd=self.dir_fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                if time.time() - st.st_mtime > STALE and stat.S_ISDIR(st.st_mode) and self._take_over(st):
-                    continue
-                if time.monotonic() >= deadline:
-                    raise HistoryBusy(f"{LOCK} is held (Claude Code is writing its history)") from None
-                time.sleep(0.05)
-                continue
-            self.ino = os.stat(LOCK, dir_fd=self.dir_fd, follow_symlinks=False).st_ino
-            break
-        self._thread = threading.Thread(target=self._refresh, name="janitor-history-lock", daemon=True)
-        self._thread.start()
-
-    def _take_over(self, seen: os.stat_result) -> bool:
-        """Remove a lock folder abandoned for more than STALE seconds (the same one that was judged);
-        False if it could not be (e.g. something was put in it): then it is waited for like a live one."""
-        try:
-            st = os.stat(LOCK, dir_fd=self.dir_fd, follow_symlinks=False)
-            if st.st_ino == seen.st_ino and st.st_mtime == seen.st_mtime:
-                os.rmdir(LOCK, dir_fd=self.dir_fd)
-        except FileNotFoundError:
-            return True
-        except OSError:
-            return False
-        return True
-
-    def _refresh(self) -> None:
-        while not self._stop.wait(REFRESH):
-            if not self.held():
-                self.lost = True
-                return
-            try:
-                os.utime(LOCK, dir_fd=self.dir_fd, follow_symlinks=False)
-            except OSError:
-                self.lost = True
-                return
-
-    def held(self) -> bool:
-        try:
-            return os.stat(LOCK, dir_fd=self.dir_fd, follow_symlinks=False).st_ino == self.ino
-        except OSError:
-            return False
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self.ino is not None and self.held():
-            try:
-                os.rmdir(LOCK, dir_fd=self.dir_fd)
-            except OSError:
-                pass
-        self.ino = None
-
-    def __enter__(self) -> Lock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
 # ---- rewriting ------------------------------------------------------------------------------------------------
-
-
-def _read_all(fd: int, size: int) -> bytes:
-    chunks, got = [], 0
-    while got < size:
-        b = os.pread(fd, min(1 << 20, size - got), got)
-        if not b:
-            break
-        chunks.append(b)
-        got += len(b)
-    return b"".join(chunks)
 
 
 def _open(dir_fd: int) -> tuple[int, os.stat_result]:
@@ -347,7 +175,7 @@ def rewrite(
         try:
             if st.st_size > MAX_READ:
                 raise HistoryChanged(f"{NAME} is over {MAX_READ >> 20} MiB; left alone")
-            data = _read_all(fd, st.st_size)
+            data = read_all(fd, st.st_size)
         finally:
             os.close(fd)
         # Whole lines only: a line being appended right now (or one never finished) is left to the tail,
@@ -374,10 +202,7 @@ def _replace(dfd: int, st: os.stat_result, data: bytes, new: list[bytes], lock: 
     try:
         if now.st_ino != st.st_ino or now.st_dev != st.st_dev:
             raise HistoryChanged(f"{NAME} was replaced since it was read")
-        if (
-            now.st_size < len(data)
-            or hashlib.sha256(_read_all(fd, len(data))).digest() != hashlib.sha256(data).digest()
-        ):
+        if now.st_size < len(data) or hashlib.sha256(read_all(fd, len(data))).digest() != hashlib.sha256(data).digest():
             raise HistoryChanged(f"{NAME} was rewritten since it was read")
         tail = os.pread(fd, now.st_size - len(data), len(data)) if now.st_size > len(data) else b""
     finally:
