@@ -41,7 +41,8 @@ def doctor(claude_dirs: tuple[str, ...], config_path: str | None, as_json: bool,
 
     from claude_janitor.config.paths import claude_dirs as find_dirs
     from claude_janitor.config.paths import janitor_dirs
-    from claude_janitor.render.doctor import collect, render
+    from claude_janitor.render.doctor import render
+    from claude_janitor.render.doctor_checks import collect
 
     rep = collect(find_dirs(claude_dirs), config_path, janitor_dirs(), now_or(now))
     if as_json:
