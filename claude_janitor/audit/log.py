@@ -4,7 +4,7 @@ Each record carries ``seq``, ``prev`` (the previous record's hash) and ``hash`` 
 canonical JSON without ``hash``. The chain runs across files: when the live log reaches ``rotate_bytes`` it
 is renamed ``<log>.<first seq, 12 digits>`` (older rotated files optionally compressed to ``.zst``) and the
 chain continues in a fresh live log; beyond ``keep`` rotated files the oldest go, each with an
-``audit-prune`` record naming its range and last hash, so what remains still verifies.
+``audit-prune`` record naming its range and last hash, so what remains still verifies (rotation.py).
 
 Two files hold the last (seq, hash) the writer made durable: ``<log>.head`` next to the log and the
 *anchor* in another dir (the data dir, see paths.py). Both are written after the records (log fsync'd
@@ -38,15 +38,12 @@ from claude_janitor.audit.records import (
     GENESIS,
     INTERRUPTED,
     KEEP_ROTATED,
-    PRUNE,
     RECOVERY,
-    ROTATE,
     ROTATE_BYTES,
     TAMPERED,
     WRITE_CHUNK,
     digest,
     file_tail,
-    first_line,
     head_path_of,
     iter_chain,
     now_iso,
@@ -54,6 +51,7 @@ from claude_janitor.audit.records import (
     rotated_files,
     tail_of,
 )
+from claude_janitor.audit.rotation import rotate, rotation_target
 from claude_janitor.audit.verify import verify
 from claude_janitor.fs.atomicfile import fsync_dir, mkdirs_private, write_atomic
 
@@ -129,11 +127,13 @@ class AuditLog:
                 self._write_marks(0, GENESIS, 0)  # before the first record: a missing head is then news
             old_settled = head.get("settled", 0) if isinstance(head, dict) else 0
             pruned: list[Path] = []
-            rotation = self._rotation_target(fd, seq) if self.rotate_bytes and size >= self.rotate_bytes else None
+            rotation = rotation_target(self.path, fd, seq) if self.rotate_bytes and size >= self.rotate_bytes else None
             if rotation is not None:
                 os.close(fd)
                 fd = -1
-                notes += self._rotate(*rotation, seq, prev, rotated, pruned)
+                notes += rotate(
+                    self.path, *rotation, seq, prev, rotated, pruned, compress=self.compress, keep=self.keep
+                )
                 fd = os.open(self.path, OPEN_FLAGS, 0o600)
             out, seq, prev = self._write_records(fd, notes + records, seq, prev)
             testhooks.point("audit-written")
@@ -192,34 +192,6 @@ class AuditLog:
             elif isinstance(head, dict) and head.get("anchored"):
                 notes.append(self._note(TAMPERED, f"the anchor {self.anchor} was missing"))
         return notes
-
-    def _rotation_target(self, fd: int, seq: int) -> tuple[Path, int] | None:
-        """(the name the full live log is renamed to, its first seq), or None if that name is taken."""
-        first_rec = first_line(fd)
-        if first_rec is None:
-            return None
-        try:
-            first = int(json.loads(first_rec)["seq"])
-        except (ValueError, KeyError, TypeError):
-            first = seq
-        name = self.path.with_name(f"{self.path.name}.{first:012d}")
-        return None if os.path.lexists(name) else (name, first)
-
-    def _rotate(
-        self, name: Path, first: int, seq: int, prev: str, rotated: list[Path], pruned: list[Path]
-    ) -> list[dict[str, Any]]:
-        """Rename the (closed) live log to ``name``: the rotate and prune notes. Files beyond ``keep`` go into
-        ``pruned`` (removed by the caller once the notes are durable)."""
-        os.rename(self.path, name)
-        testhooks.point("audit-rotated")
-        fsync_dir(self.path.parent)
-        rotated.append(name)
-        notes: list[dict[str, Any]] = [
-            {"action": ROTATE, "file": name.name, "first": first, "last": seq, "last_hash": prev}
-        ]
-        if self.compress:
-            rotated = self._compress(rotated)
-        return notes + self._prune_notes(rotated, pruned)
 
     @staticmethod
     def _write_records(
@@ -290,38 +262,6 @@ class AuditLog:
             if rec.get("seq") == seq:
                 return str(rec.get("hash"))
         return None
-
-    def _compress(self, rotated: list[Path]) -> list[Path]:
-        """Compress every rotated file but the newest (which a daemon may still be reading)."""
-        import zstandard  # lazily: only a configured, rotating append ever loads it
-
-        out = []
-        for p in rotated:
-            if p is rotated[-1] or p.name.endswith(".zst"):
-                out.append(p)
-                continue
-            z = p.with_name(p.name + ".zst")
-            write_atomic(z, zstandard.ZstdCompressor(level=9).compress(p.read_bytes()), hook="audit-compress")
-            os.unlink(p)
-            fsync_dir(p.parent)
-            out.append(z)
-        return out
-
-    def _prune_notes(self, rotated: list[Path], pruned: list[Path]) -> list[dict[str, Any]]:
-        """Records for the oldest rotated files beyond ``keep`` (removed once the records are durable)."""
-        if not self.keep or len(rotated) <= self.keep:
-            return []
-        notes = []
-        for p in rotated[: len(rotated) - self.keep]:
-            t = file_tail(p)
-            if t is None:
-                continue
-            notes.append({"action": PRUNE, "file": p.name, "first": t[0], "last": t[1], "last_hash": t[2]})
-            pruned.append(p)
-            twin = p.with_name(p.name[:-4]) if p.name.endswith(".zst") else p.with_name(p.name + ".zst")
-            if twin.exists():
-                pruned.append(twin)
-        return notes
 
     def verify(self) -> tuple[bool, str, int]:
         return verify(self.path, anchor=self.anchor)
