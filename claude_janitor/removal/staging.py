@@ -62,7 +62,7 @@ from claude_janitor.model import Piece, Session
 
 STAGE_DIR = ".janitor-removing"
 STAGING, DOOMED, KEPT, SPARE = ".staging", ".doomed", ".kept", ".spare"
-STORE_ACTION = "delete-store"  # a store entry's removal (stores.py): its entry is named <store key>.delete-store…
+STORE_ACTION = "delete-store"  # a store entry's removal (store_removal.py): entry <store key>.delete-store…
 ORIGIN = "origin.json"  # only when a piece's path is too long to be its staged name
 _NAME_MAX = 240
 
