@@ -205,16 +205,31 @@ class Session:
     desktop_entrypoint: str | None = None
     desktop_marker: tuple[str | None, float] | None = None
     ambiguous: str | None = None  # pieces that may belong to another session that is kept: kept, and why
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()  # add with note(): no list of its own for the many sessions without one
     # What it is about and how it was run (janitor.titles): transcript content, shown in reports, never
-    # written to the audit log or a sink.
-    title: str | None = None
+    # written to the audit log or a sink. The title is held without the "…" of a cut one (title_cut): that
+    # one character would make the whole string two bytes a character, ~230 B a session (see ``title``).
+    title_text: str | None = None
+    title_cut: bool = False
     title_source: str | None = None  # title set in Claude Code | Claude Code's title | summary | first/last prompt
     entrypoint: str | None = None  # the records' entrypoint: cli, sdk-cli, sdk-py, sdk-ts, claude-desktop …
     replied: bool = False  # a person typed into it after its first prompt
 
     def __post_init__(self) -> None:
         self.pieces = Pieces(self.pieces, self.session_id, self.project)
+
+    def note(self, text: str) -> None:
+        self.notes = (*self.notes, text)
+
+    @property
+    def title(self) -> str | None:
+        """The session's title as shown (cleaned, cut with "…" where long)."""
+        return f"{self.title_text}…" if self.title_cut else self.title_text
+
+    @title.setter
+    def title(self, value: str | None) -> None:
+        cut = value is not None and value.endswith("…") and value[:-1].isascii()
+        self.title_text, self.title_cut = (value[:-1], True) if cut and value is not None else (value, False)
 
     @property
     def kind(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claude_janitor.model import Piece, Pieces
+from claude_janitor.model import Piece, Pieces, Session
 
 SID = "0f0e0d0c-1111-2222-3333-444455556666"
 STORES = ("transcript", "session-dir", "file-history", "session-env", "debug", "todos")
@@ -37,3 +37,12 @@ def test_a_piece_that_does_not_pack_keeps_has_and_first_working():
     assert packed._list is not None
     assert packed.has("debug/a") and not packed.has("debug/b")
     assert packed.first("debug") == ps[1] and packed.first("todos") is None
+
+
+@given(st.one_of(st.none(), st.text(max_size=30), st.text(max_size=30).map(lambda t: t + "…")))
+def test_a_title_reads_back_as_it_was_set(value):
+    s = Session("0f0e0d0c-1111-2222-3333-444455556666", "/root", "P")
+    s.title = value
+    assert s.title == value
+    if value and value.endswith("…") and value[:-1].isascii():
+        assert s.title_text is not None and s.title_text.isascii()  # held one byte a character

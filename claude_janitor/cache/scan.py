@@ -197,7 +197,7 @@ class _RootScan:
             s = found.get(sid)
             if s is None and UUID_RE.match(sid):
                 s = found[sid] = Session(
-                    session_id=sid, root=r, project=pe.name, notes=["no transcript; files beside it only"]
+                    session_id=sid, root=r, project=pe.name, notes=("no transcript; files beside it only",)
                 )
             if s is None:
                 self.res.unknown.append(f"{prel}/{name} (not a session file)")
@@ -215,10 +215,10 @@ class _RootScan:
             s = found.get(name)
             if s is None and UUID_RE.match(name):
                 s = found[name] = Session(
-                    session_id=name, root=r, project=pe.name, notes=["no transcript; per-session folder only"]
+                    session_id=name, root=r, project=pe.name, notes=("no transcript; per-session folder only",)
                 )
             elif s is not None and s.transcript is None:
-                s.notes = ["no transcript; per-session folder and files beside it only"]
+                s.notes = ("no transcript; per-session folder and files beside it only",)
             if s is None:
                 res.unknown.append(f"{prel}/{name}/ (not a session folder)")
                 continue
@@ -235,7 +235,7 @@ class _RootScan:
                 continue
             names = ", ".join(f"projects/{c.project}" for c in copies)
             for c in copies:
-                c.notes.append(
+                c.note(
                     f"the same session id is also in {names}: its side stores (file-history, "
                     "session-env, tasks, todos, debug) cannot be told apart and are kept apart"
                 )
@@ -247,14 +247,14 @@ class _RootScan:
                     f"side stores of session id {sid}, which is in more than one project ({names}): they may belong "
                     "to a copy that is kept"
                 ),
-                notes=[f"ambiguous: the same id is in {names}"],
+                notes=(f"ambiguous: the same id is in {names}",),
             )
 
     def attach(self, sid: str, rel: str, store: str, st: os.stat_result) -> None:
         s = self.shared.get(sid) or self.by_id.get(sid) or self.orphans.get(sid)
         if s is None:
             s = self.orphans[sid] = Session(
-                session_id=sid, root=self.r, project="", notes=["side files only: no transcript found"]
+                session_id=sid, root=self.r, project="", notes=("side files only: no transcript found",)
             )
         piece, n, problem = make_piece(self.r, rel, store, st)
         self.res.files_seen += n
@@ -388,7 +388,7 @@ class _Rescan:
             if others:
                 # The same id in another project: the side stores cannot be told apart (scan_root keeps
                 # them in a session of their own); this session is its project pieces only.
-                s.notes.append(
+                s.note(
                     "the same session id is also in "
                     + ", ".join(f"projects/{p}" for p in others)
                     + ": its side stores are kept apart"
@@ -399,7 +399,7 @@ class _Rescan:
                 os.path.lexists(os.path.join(self.root, "projects", p, f"{sid}.jsonl")) for p in self.project_names()
             ):
                 return None
-            s.notes.append("side files only: no transcript found")
+            s.note("side files only: no transcript found")
         self.side_pieces(s, sid)
         return s if s.pieces else None
 
@@ -423,7 +423,7 @@ class _Rescan:
             and (s.pieces or UUID_RE.match(sid))
         ):
             if not s.pieces:
-                s.notes.append("no transcript; per-session folder only")
+                s.note("no transcript; per-session folder only")
             s.pieces.append(self.piece(s, rel, "session-dir", st))
             read_custom_title(s)
         if s.pieces or UUID_RE.match(sid):
@@ -431,7 +431,7 @@ class _Rescan:
                 st = self.lst(f"projects/{project}/{name}")
                 if st is not None and stat.S_ISREG(st.st_mode):
                     if not s.pieces:
-                        s.notes.append("no transcript; files beside it only")
+                        s.note("no transcript; files beside it only")
                     s.pieces.append(self.piece(s, f"projects/{project}/{name}", SIBLING, st))
                     if name == sid + MARKER:
                         s.desktop_marker = read_marker(os.path.join(self.root, "projects", project, name), st)

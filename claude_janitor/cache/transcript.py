@@ -223,7 +223,7 @@ def read_transcript(s: Session, path: str, st: os.stat_result) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        s.notes.append("transcript vanished during the scan")
+        s.note("transcript vanished during the scan")
         return
     except OSError as e:
         s.unreadable = f"cannot open transcript: {e.strerror}"
