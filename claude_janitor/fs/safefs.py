@@ -66,6 +66,16 @@ class Root:
         # this user's and private, and is removed on close when empty (nothing of the janitor's stays there).
         self.stage_name = ""
 
+    def take_spare(self) -> str | None:
+        """An emptied staging entry kept by an earlier removal of this process (None if there is none)."""
+        with self._lock:
+            return self.spares.pop() if self.spares else None
+
+    def keep_spare(self, name: str) -> None:
+        """Keep an emptied staging entry for the next removal (``close`` removes those left)."""
+        with self._lock:
+            self.spares.append(name)
+
     def close(self) -> None:
         with self._lock:
             for fd in self._dirs.values():
@@ -73,7 +83,7 @@ class Root:
             self._dirs.clear()
             self._ids.clear()
         if self.stage_fd >= 0:
-            for name in self.spares:  # staging.release_spares, without importing it here
+            for name in self.spares:  # the emptied staging entries kept for reuse (take_spare/keep_spare)
                 with contextlib.suppress(OSError):
                     os.rmdir(name, dir_fd=self.stage_fd)
             self.spares = []

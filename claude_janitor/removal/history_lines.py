@@ -88,8 +88,3 @@ class Index:
         finally:
             os.close(fd)
         return list(got[1].get(session_id, []))
-
-
-def lines_of(root: str, session_id: str) -> list[bytes]:
-    """The history lines of one session (see Index)."""
-    return Index().lines_of(root, session_id)

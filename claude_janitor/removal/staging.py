@@ -172,8 +172,7 @@ class Removal:
         self.entry = f"{_safe(self.session.session_id)}.{_safe(self.action)}.{secrets.token_hex(4)}"
         # An entry emptied by an earlier purge of this process is renamed for this session (same dir: no
         # block to allocate, none to discard, as a mkdir and rmdir per session would cost).
-        with self.root._lock:
-            spare = self.root.spares.pop() if self.root.spares else None
+        spare = self.root.take_spare()
         try:
             if spare is None:
                 raise FileNotFoundError
@@ -286,8 +285,7 @@ class Removal:
         self._close()
         spare = f"{secrets.token_hex(4)}{SPARE}"  # kept for the next session (Root.close removes it)
         os.rename(self.entry + DOOMED, spare, src_dir_fd=self.root.stage_fd, dst_dir_fd=self.root.stage_fd)
-        with self.root._lock:
-            self.root.spares.append(spare)
+        self.root.keep_spare(spare)
 
     # -- rollback ---------------------------------------------------------------------------------
     def rollback(self, state: str = STAGING) -> None:

@@ -37,10 +37,10 @@ from claude_janitor.fs.atomicfile import DIR_FLAGS, mkdirs_private, write_atomic
 from claude_janitor.fs.safefs import Root
 from claude_janitor.fs.tree import Unsafe, rename_noreplace, rmtree_at, walk_at
 from claude_janitor.model import Decision, Policy
+from claude_janitor.removal.staging import ORIGIN  # staging's map of long piece names
 from claude_janitor.timefmt import iso
 
 META = "trash.json"
-ORIGIN = "origin.json"  # staging's map of long piece names
 LAST_SWEEP = "last-sweep.json"
 MAX_META = 1 << 20
 
