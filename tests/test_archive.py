@@ -595,3 +595,71 @@ def test_many_sessions_are_archived_in_batches_by_the_workers_one_verified_archi
     r = run_cli(["restore", "--claude-dir", str(root), sid], jenv)
     assert r.returncode == 0, r.stdout + r.stderr
     assert timeless(entries(root, sid)) == timeless(want[sid])
+
+
+@pytest.mark.parametrize(
+    ("stop_at", "archived"),
+    [
+        ("archive-published@2", True),  # two archives published when the stop comes: the batch is in hand
+        ("archive-written@2", False),  # two written, none published: nothing is archived, nothing removed
+    ],
+)
+def test_a_stop_during_a_chunk_leaves_no_archive_beside_a_session_reported_untouched(
+    stop_at, archived, root, jenv, now, tmp_path, monkeypatch
+):
+    """A stop (a removal worker's SIGTERM raises its stop flag) that comes while a chunk's archives are
+    made: sessions whose archive is published are finished (archived, originals removed), the others are
+    cancelled with no archive and no temp file. Before, published ones were reported cancelled, kept, and
+    archived a second time by the next sweep."""
+    import threading
+    from multiprocessing.sharedctypes import RawValue
+
+    from claude_janitor import testhooks
+    from claude_janitor.config.paths import janitor_dirs
+    from claude_janitor.fs.safefs import Root
+    from claude_janitor.sweep.act import delete_session
+    from claude_janitor.sweep.execute import with_archive
+    from claude_janitor.sweep.plan import Env, build_plan
+    from claude_janitor.sweep.workers import act_chunk
+    from tests.helpers import wait_for
+
+    gens = [make_session(root, "/home/dev/src/app", now - (40 + i) * DAY) for i in range(3)]
+    want = {g.session_id: entries(root, g.session_id) for g in gens}
+    write_config(jenv, CFG)
+    env = Env(roots=[root], dirs=janitor_dirs())
+    plan, pol, _ = build_plan(env, now)
+    assert len(plan.to_act) == 3
+    actors = with_archive({Action.DELETE: delete_session}, pol, env, plan.now)
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    monkeypatch.setenv("JANITOR_TEST_PAUSE_AT", f"{stop_at}:{hold}")
+    monkeypatch.setattr(testhooks, "_counts", {})  # the hooks count per process: from zero for this test
+    flag = RawValue("b", 0)
+    roots = {d.session.root: Root(d.session.root) for d in plan.to_act}
+    outs: list = []
+    t = threading.Thread(target=lambda: outs.extend(act_chunk(plan.to_act, roots, actors, flag)))
+    t.start()
+    try:
+        name = stop_at.partition("@")[0]
+        assert wait_for(lambda: (hold / f"{name}.reached").exists(), timeout=60)
+        flag.value = 1  # what remover_main's SIGTERM handler does
+    finally:
+        (hold / f"{name}.go").touch()
+        t.join(120)
+        for r in roots.values():
+            r.close()
+    assert not t.is_alive()
+    results = sorted(o.result for o in outs)
+    held = {}
+    for path in archive_files(adir_of(jenv)):
+        info = verify(path)
+        held.setdefault(info.session_id, []).append(path)
+    assert not leftovers(adir_of(jenv))
+    if archived:
+        assert results == ["ok", "ok", "ok"]
+        assert sorted(held) == sorted(want) and all(len(v) == 1 for v in held.values())
+        assert all(not entries(root, sid) for sid in want)
+    else:
+        assert results == ["cancelled", "cancelled", "cancelled"]
+        assert held == {}
+        assert all(entries(root, sid) == w for sid, w in want.items())

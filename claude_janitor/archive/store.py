@@ -178,6 +178,11 @@ class ArchiveStore:
             for fd in dfds.values():
                 os.close(fd)
 
+    def published(self, d: Decision) -> bool:
+        """Has ``prepare`` published this session's archive (only its originals are left to remove)?"""
+        p = self._ready.get(id(d))
+        return p is not None and p.d is d and p.error is None and p.final is not None
+
     def _dir_fd(self, target: Path, dfds: dict[Path, int]) -> int:
         if target not in dfds:
             try:
@@ -362,6 +367,9 @@ class ArchiveActor:
 
     def prepare(self, items: list[tuple[Root, Decision]], stopped: Callable[[], bool] | None = None) -> None:
         self.store.prepare(items, stopped)
+
+    def published(self, d: Decision) -> bool:
+        return self.store.published(d)
 
 
 def bind(actors: dict[Action, Any], pol: Policy, dirs: JanitorDirs, now: float) -> dict[Action, Any]:

@@ -139,13 +139,23 @@ class Removers:
 
 
 def act_chunk(ds: list[Decision], roots: dict[str, Root], actors: dict[Action, Actor], flag: Any) -> list[Outcome]:
-    prepare = getattr(actors.get(Action.ARCHIVE), "prepare", None)
+    """Act on a chunk of sessions; once the stop flag is up, the rest are cancelled — except those whose
+    archive is already published: they are in hand (only their originals are left to remove), and are
+    finished, so that no archive is left beside a session reported untouched (the next sweep would archive
+    it a second time)."""
+    archiver = actors.get(Action.ARCHIVE)
+    prepare = getattr(archiver, "prepare", None)
     if prepare is not None and not flag.value:  # the chunk's archives made together, before any original goes
         prepare(
             [(roots[d.session.root], d) for d in ds if d.action is Action.ARCHIVE and d.session.root in roots],
             lambda: bool(flag.value),
         )
-    return [Outcome(d, Result.CANCELLED, CANCELLED) if flag.value else act_one(d, roots, False, actors) for d in ds]
+    published = getattr(archiver, "published", None)
+
+    def cancelled(d: Decision) -> bool:
+        return bool(flag.value) and not (d.action is Action.ARCHIVE and published is not None and published(d))
+
+    return [Outcome(d, Result.CANCELLED, CANCELLED) if cancelled(d) else act_one(d, roots, False, actors) for d in ds]
 
 
 def removal_processes(cpus: int | None = None, running: int | None = None) -> int:
