@@ -358,6 +358,27 @@ def test_a_sigkilled_daemon_leaves_no_full_sweep_running(root, jenv, tmp_path):
     assert set(assert_whole(gs).values()) == {"ok"}
 
 
+def test_a_burst_of_stop_signals_stops_the_full_sweeps_process_between_sessions(root, jenv, tmp_path):
+    """Many SIGTERMs at once (systemd's to the whole service, the daemon's, the kernel's parent-death
+    signal): the stop handler runs again inside itself. It once took a lock there (threading.Event.set) and
+    a second handler waited for the first's lock for good. Now the process stops as for one signal."""
+    gs = [make_session(root, f"/w/p{i}", time.time() - 600) for i in range(4)]
+    (root / "projects").mkdir(exist_ok=True)
+    d, hold, child = paused_daemon(root, jenv, tmp_path, "before-session@2")
+    try:
+        d.proc.kill()
+        d.proc.wait(timeout=10)
+        for _ in range(2000):  # while its handler runs, more come: the handler is re-entered
+            os.kill(child, signal.SIGTERM)
+        (hold / "before-session.go").touch()
+        assert wait_for(lambda: not alive(child), timeout=STOP_DEADLINE + 60), where(child) + d.output()
+        assert "Timeout (" not in d.output(), "it was stuck: " + d.output()
+    finally:
+        d.log.close()
+    results = assert_whole(gs)
+    assert sorted(results.values()) == ["cancelled", "cancelled", "cancelled", "ok"]
+
+
 @pytest.mark.timeout(STOP_DEADLINE + 120)
 def test_a_full_sweep_process_stuck_after_its_daemon_died_dumps_its_stacks_and_exits(root, jenv, tmp_path):
     """Orphaned and stuck (here: held at a test hook that is never released), the full sweep's process does

@@ -17,6 +17,7 @@ and stops between sessions on SIGTERM/SIGINT (forwarded by the daemon), on the d
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -156,10 +157,14 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
     parent (the daemon died before that was set) stop the sweep between sessions. Exit 0 with a result
     (also when stopped), 2/… for a JanitorError, 3 if the sweep lock is held by another sweep; anything
     else is a crash."""
-    stop = threading.Event()
+    # A plain flag, not a threading.Event: the handler runs between any two bytecodes of the main thread and
+    # is re-entered when a second SIGTERM comes while it runs (systemd's and the daemon's, or the kernel's
+    # parent-death signal and a ^C). Event.set takes a non-reentrant lock, and a second handler waiting for
+    # the lock its first holds hung the process for good (seen: three nested handlers in Event.set).
+    stopped: list[bool] = []
 
     def on_signal(_sig: int) -> None:
-        stop.set()
+        stopped.append(True)
         arm_stop_deadline()
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the daemon reloads; its sweep goes on with what it has
@@ -168,7 +173,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
     setup_logging(verbose)
 
     def should_stop() -> bool:
-        if stop.is_set():
+        if stopped:
             return True
         if os.getppid() != parent_pid:
             arm_stop_deadline()
@@ -212,8 +217,6 @@ def arm_stop_deadline() -> None:
     if _deadline_armed:
         return
     _deadline_armed = True
-    import faulthandler
-
     try:
         deadline = float(os.environ.get(STOP_DEADLINE_ENV) or STOP_DEADLINE)
     except ValueError:

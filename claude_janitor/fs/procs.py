@@ -16,7 +16,11 @@ def on_stop_signals(callback: Callable[[int], None]) -> None:
     stop after the session in hand. The daemon's sigwait loop (daemon/loop.py) takes them its own way.
 
     They are unblocked too, after the handler is in place (so one already pending reaches it): the daemon
-    blocks them in every thread, and a blocked mask survives fork and exec into its children."""
+    blocks them in every thread, and a blocked mask survives fork and exec into its children.
+
+    ``callback`` runs between any two bytecodes of the main thread, and again inside itself when another
+    signal comes meanwhile (two SIGTERMs are common: systemd's to every process of the service and the
+    daemon's own): it must take no lock — no threading.Event.set, no logging — only set plain values."""
 
     def handler(signum: int, _frame: object) -> None:
         callback(signum)
