@@ -161,10 +161,10 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
     # is re-entered when a second SIGTERM comes while it runs (systemd's and the daemon's, or the kernel's
     # parent-death signal and a ^C). Event.set takes a non-reentrant lock, and a second handler waiting for
     # the lock its first holds hung the process for good (seen: three nested handlers in Event.set).
-    stopped: list[bool] = []
+    stopped = [False]  # set in place: however many signals come, nothing grows
 
     def on_signal(_sig: int) -> None:
-        stopped.append(True)
+        stopped[0] = True
         arm_stop_deadline()
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the daemon reloads; its sweep goes on with what it has
@@ -173,7 +173,7 @@ def child_main(roots: list[str], config_path: str | None, default_root: bool, no
     setup_logging(verbose)
 
     def should_stop() -> bool:
-        if stopped:
+        if stopped[0]:
             return True
         if os.getppid() != parent_pid:
             arm_stop_deadline()
