@@ -283,6 +283,17 @@ def paused_daemon(root: Path, jenv: dict[str, str], tmp_path: Path, at: str) -> 
     return d, hold, track(kids[0])
 
 
+def orphaned_child(root: Path, jenv: dict[str, str], tmp_path: Path) -> tuple[list, Daemon, Path, int]:
+    """Four expired sessions; a daemon whose full sweep's process waits before its second session; the
+    daemon SIGKILLed. (sessions, daemon, hold dir, the orphaned child's pid)"""
+    gs = [make_session(root, f"/w/p{i}", time.time() - 600) for i in range(4)]
+    (root / "projects").mkdir(exist_ok=True)
+    d, hold, child = paused_daemon(root, jenv, tmp_path, "before-session@2")
+    d.proc.kill()
+    d.proc.wait(timeout=10)
+    return gs, d, hold, child
+
+
 def assert_whole(gs: list) -> dict[str, str]:
     """No session is half removed, and every intent has its result; the results by session id."""
     for g in gs:
@@ -321,12 +332,8 @@ def test_sigterm_stops_the_full_sweeps_process_between_sessions(root, jenv, tmp_
 
 
 def test_a_sigkilled_daemon_leaves_no_full_sweep_running(root, jenv, tmp_path):
-    gs = [make_session(root, f"/w/p{i}", time.time() - 600) for i in range(4)]
-    (root / "projects").mkdir(exist_ok=True)
-    d, hold, child = paused_daemon(root, jenv, tmp_path, "before-session@2")
+    gs, d, hold, child = orphaned_child(root, jenv, tmp_path)
     try:
-        d.proc.kill()
-        d.proc.wait(timeout=10)
         assert alive(child)
         # The sweep lock is the child's too: no other sweep starts while it is still at work.
         assert run_cli(["sweep", "--claude-dir", str(root)], jenv).returncode == 3
@@ -362,12 +369,8 @@ def test_a_burst_of_stop_signals_stops_the_full_sweeps_process_between_sessions(
     """Many SIGTERMs at once (systemd's to the whole service, the daemon's, the kernel's parent-death
     signal): the stop handler runs again inside itself. It once took a lock there (threading.Event.set) and
     a second handler waited for the first's lock for good. Now the process stops as for one signal."""
-    gs = [make_session(root, f"/w/p{i}", time.time() - 600) for i in range(4)]
-    (root / "projects").mkdir(exist_ok=True)
-    d, hold, child = paused_daemon(root, jenv, tmp_path, "before-session@2")
+    gs, d, hold, child = orphaned_child(root, jenv, tmp_path)
     try:
-        d.proc.kill()
-        d.proc.wait(timeout=10)
         end = time.monotonic() + 3  # a stream of them: some come while the handler runs, which re-enters it
         while time.monotonic() < end:
             os.kill(child, signal.SIGTERM)
@@ -385,13 +388,9 @@ def test_a_full_sweep_process_stuck_after_its_daemon_died_dumps_its_stacks_and_e
     """Orphaned and stuck (here: held at a test hook that is never released), the full sweep's process does
     not keep the daemon's locks for good: past its stop deadline it writes every thread's stack to the log
     and exits; the next sweep finishes what it left."""
-    gs = [make_session(root, f"/w/p{i}", time.time() - 600) for i in range(4)]
-    (root / "projects").mkdir(exist_ok=True)
     jenv = dict(jenv, JANITOR_TEST_STOP_DEADLINE="2")
-    d, hold, child = paused_daemon(root, jenv, tmp_path, "before-session@2")
+    gs, d, hold, child = orphaned_child(root, jenv, tmp_path)
     try:
-        d.proc.kill()
-        d.proc.wait(timeout=10)
         assert wait_for(lambda: not alive(child), timeout=50), where(child) + d.output()  # the hook holds 60 s
         out = d.output()
         assert "Timeout (0:00:02)!" in out and "testhooks.py" in out and "child_main" in out, out
