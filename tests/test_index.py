@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from claude_janitor.cache import scan as cache
-from claude_janitor.cache.scan import rescan
+from claude_janitor.cache.rescan import rescan
 from claude_janitor.daemon.index import Entry, Index, count_sessions
 from tests.helpers.cachegen import DAY, make_cache, make_session
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from claude_janitor import testhooks
 from claude_janitor.cache.ids import canonical_id
 from claude_janitor.cache.layout import (
     DEBUG_RE,
@@ -23,6 +25,7 @@ from claude_janitor.cache.layout import (
     sibling_id,
     transcript_id,
 )
+from claude_janitor.cache.readahead import FIELDS, Ahead, dir_ident, readers_for, transcript_ident
 from claude_janitor.cache.transcript import MARKER, read_custom_title, read_marker, read_transcript
 from claude_janitor.fs.tree import iter_tree
 from claude_janitor.model import Piece, Session
@@ -38,7 +41,7 @@ class ScanResult:
 # ---- walking ---------------------------------------------------------------------------------------
 
 
-def _dir_usage(path: str, dev: int) -> tuple[int, float, int, str | None]:
+def dir_usage(path: str, dev: int) -> tuple[int, float, int, str | None]:
     """(bytes of regular files, newest mtime, entries, problem) under a dir (see safefs.iter_tree).
 
     ``problem`` says what could not be read: such a session is in doubt, and kept."""
@@ -62,9 +65,16 @@ def usage_of(stats: Iterable[os.stat_result]) -> tuple[int, float, int]:
     return total, newest, count
 
 
-def make_piece(root: str, rel: str, store: str, st: os.stat_result) -> tuple[Piece, int, str | None]:
+Usage = tuple[int, float, int, str | None]
+
+
+def make_piece(
+    root: str, rel: str, store: str, st: os.stat_result, usage: Usage | None = None
+) -> tuple[Piece, int, str | None]:
+    """The piece for one entry, its entries counted (a dir: itself and all below) and what of it could not
+    be read; ``usage``: a dir's dir_usage already walked (cache/readahead.py)."""
     if stat.S_ISDIR(st.st_mode):
-        b, newest, n, problem = _dir_usage(os.path.join(root, rel), st.st_dev)
+        b, newest, n, problem = usage or dir_usage(os.path.join(root, rel), st.st_dev)
         return (
             Piece(rel, store, True, b, max(newest, st.st_mtime), st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size),
             n + 1,
@@ -73,7 +83,7 @@ def make_piece(root: str, rel: str, store: str, st: os.stat_result) -> tuple[Pie
     return Piece(rel, store, False, st.st_size, st.st_mtime, st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size), 1, None
 
 
-def _entries(path: str) -> list[os.DirEntry[str]]:
+def dir_entries(path: str) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(path) as it:
             return list(it)
@@ -118,23 +128,34 @@ class _RootScan:
         self.where: dict[str, list[Session]] = {}  # every project session of an id (the same id in two projects)
         self.orphans: dict[str, Session] = {}
         self.shared: dict[str, Session] = {}
+        self.ahead: Ahead | None = None
 
     def run(self, progress: Callable[[int], None] | None) -> ScanResult:
         r, res = self.r, self.res
         projects = os.path.join(r, "projects")
-        listing = _entries(projects) if store_dir_ok(r, "projects", self.root_dev, res.unknown) else []
-        for pe in sorted(listing, key=lambda e: e.name):
-            seen = self.project(pe)
-            if progress and seen is not None:
-                progress(seen)
-        self.mark_shared()
-        self.id_stores()
+        n = readers_for(r)
+        self.ahead = Ahead(r, self.root_dev, n) if n else None
+        try:
+            listing = dir_entries(projects) if store_dir_ok(r, "projects", self.root_dev, res.unknown) else []
+            for pe in sorted(listing, key=lambda e: e.name):
+                seen = self.project(pe)
+                if self.ahead:
+                    self.ahead.done(f"projects/{pe.name}")
+                if progress and seen is not None:
+                    progress(seen)
+            self.mark_shared()
+            self.id_stores()
+        finally:
+            if self.ahead:
+                self.ahead.close()
+                self.ahead = None
         res.sessions.extend(self.orphans.values())
         res.sessions.extend(s for s in self.shared.values() if s.pieces)
         return res
 
     def project(self, pe: os.DirEntry[str]) -> int | None:
         """Scan one projects/<dir>: the number of entries in it, or None if it is not entered."""
+        testhooks.point("scan-project")  # the read-ahead tests change a transcript the readers have read
         res, prel = self.res, f"projects/{pe.name}"
         pst = _lstat(pe)
         if pst is None:
@@ -145,7 +166,7 @@ class _RootScan:
         if pst.st_dev != self.root_dev:
             res.unknown.append(prel + " (another filesystem, not entered)")
             return None
-        entries = _entries(pe.path)
+        entries = dir_entries(pe.path)
         found: dict[str, Session] = {}
         dirs, siblings = self.project_files(pe, entries, found)
         self.project_siblings(pe, siblings, found)
@@ -176,7 +197,7 @@ class _RootScan:
                 new = Session(session_id=sid, root=r, project=pe.name)
                 piece, _, _ = make_piece(r, f"{prel}/{e.name}", "transcript", st)
                 new.pieces.append(piece)
-                read_transcript(new, e.path, st)
+                self.read_transcript(prel, new, e.path, st)
                 found[sid] = new
             elif e.name in NEVER_TOUCHED:
                 continue
@@ -222,11 +243,28 @@ class _RootScan:
             if s is None:
                 res.unknown.append(f"{prel}/{name}/ (not a session folder)")
                 continue
-            piece, n, problem = make_piece(r, f"{prel}/{name}", "session-dir", st)
+            rel = f"{prel}/{name}"
+            piece, n, problem = make_piece(r, rel, "session-dir", st, self.usage(prel, rel, st))
             res.files_seen += n - 1
             s.pieces.append(piece)
             if problem:
                 s.unreadable = s.unreadable or f"{prel}/{name}: {problem}"
+
+    def read_transcript(self, section: str, s: Session, path: str, st: os.stat_result) -> None:
+        """read_transcript, or a reader's answer for the same file (cache/readahead.py)."""
+        got = self.ahead.get(section, "t", path, transcript_ident(st)) if self.ahead else None
+        if got is None:
+            read_transcript(s, path, st)
+            return
+        for name, value in zip(FIELDS, got, strict=True):
+            setattr(s, name, sys.intern(value) if name in ("project_path", "entrypoint") and value else value)
+
+    def usage(self, section: str, rel: str, st: os.stat_result) -> Usage | None:
+        """A reader's dir_usage of the dir ``rel`` if it walked the same dir, else None (walk it here)."""
+        if self.ahead is None or not stat.S_ISDIR(st.st_mode):
+            return None
+        got: Usage | None = self.ahead.get(section, "d", os.path.join(self.r, rel), dir_ident(st))
+        return got
 
     def mark_shared(self) -> None:
         """The same id in two projects: its side stores cannot be told apart, and go to a session of their own."""
@@ -256,7 +294,7 @@ class _RootScan:
             s = self.orphans[sid] = Session(
                 session_id=sid, root=self.r, project="", notes=("side files only: no transcript found",)
             )
-        piece, n, problem = make_piece(self.r, rel, store, st)
+        piece, n, problem = make_piece(self.r, rel, store, st, self.usage(store, rel, st))
         self.res.files_seen += n
         s.pieces.append(piece)
         if problem:
@@ -308,151 +346,6 @@ def store_dir_ok(root: str, name: str, root_dev: int, unknown: list[str] | None 
     if why and unknown is not None:
         unknown.append(f"{name} ({why})")
     return why is None
-
-
-def rescan(root: str, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Session | None]:
-    """Re-read the given (project, session_id) sessions of one Claude config dir from disk, each with every
-    piece a full scan (scan_root) would give it; None for a session that is gone. The daemon's wake-ups use
-    it to read only the sessions that are due.
-
-    A session with ``project == ""`` is an orphan (side files only); it is reported gone once a transcript
-    for its id exists in any project (the full scan then attaches the side files to that session)."""
-    try:
-        root_dev = os.lstat(root).st_dev
-    except OSError:
-        return dict.fromkeys(wanted, None)
-    wanted = list(wanted)
-    r = _Rescan(root, root_dev, {sid for _, sid in wanted})
-    return {(project, sid): r.one(project, sid) for project, sid in wanted}
-
-
-class _Rescan:
-    """One rescan: lists (projects/, a project's dir, todos/) are read once, only for the ids wanted."""
-
-    def __init__(self, root: str, root_dev: int, sids: set[str]) -> None:
-        self.root, self.root_dev, self.sids = root, root_dev, sids
-        self.ok = {name: store_dir_ok(root, name, root_dev) for name in ("projects", *DIR_STORES, "todos", "debug")}
-        self._projects: list[str] | None = None
-        self._siblings: dict[str, dict[str, list[str]]] = {}  # project → session id → names beside its transcript
-        self._todos: dict[str, list[str]] | None = None
-
-    def lst(self, rel: str) -> os.stat_result | None:
-        try:
-            return os.lstat(os.path.join(self.root, rel))
-        except OSError:
-            return None
-
-    def piece(self, s: Session, rel: str, store: str, st: os.stat_result) -> Piece:
-        got, _, problem = make_piece(self.root, rel, store, st)
-        if problem:
-            s.unreadable = s.unreadable or f"{rel}: {problem}"
-        return got
-
-    def project_names(self) -> list[str]:
-        if self._projects is None:
-            listing = _entries(os.path.join(self.root, "projects")) if self.ok["projects"] else []
-            self._projects = [e.name for e in listing]
-        return self._projects
-
-    def siblings(self, project: str, sid: str) -> list[str]:
-        if project not in self._siblings:
-            got: dict[str, list[str]] = {}
-            for name in (e.name for e in _entries(os.path.join(self.root, "projects", project))):
-                if not name.endswith(".jsonl") and (o := sibling_id(name)) in self.sids:
-                    got.setdefault(o, []).append(name)
-            self._siblings[project] = got
-        return sorted(self._siblings[project].get(sid, []))
-
-    def todos(self, sid: str) -> list[str]:
-        if self._todos is None:
-            self._todos = {}
-            for name in (e.name for e in (_entries(os.path.join(self.root, "todos")) if self.ok["todos"] else [])):
-                if name[:36] in self.sids and (m := TODO_RE.match(name)):  # only the wanted ids are matched
-                    self._todos.setdefault(m.group(1), []).append(name)
-        return self._todos.get(sid, [])
-
-    def one(self, project: str, sid: str) -> Session | None:
-        s = Session(session_id=sid, root=self.root, project=project)
-        if project:
-            if not self.project_pieces(s, project, sid):
-                return None
-            others = [
-                p
-                for p in self.project_names()
-                if p != project
-                and (
-                    os.path.lexists(os.path.join(self.root, "projects", p, f"{sid}.jsonl"))
-                    or (UUID_RE.match(sid) and os.path.isdir(os.path.join(self.root, "projects", p, sid)))
-                )
-            ]
-            if others:
-                # The same id in another project: the side stores cannot be told apart (scan_root keeps
-                # them in a session of their own); this session is its project pieces only.
-                s.note(
-                    "the same session id is also in "
-                    + ", ".join(f"projects/{p}" for p in others)
-                    + ": its side stores are kept apart"
-                )
-                return s
-        else:
-            if any(
-                os.path.lexists(os.path.join(self.root, "projects", p, f"{sid}.jsonl")) for p in self.project_names()
-            ):
-                return None
-            s.note("side files only: no transcript found")
-        self.side_pieces(s, sid)
-        return s if s.pieces else None
-
-    def project_pieces(self, s: Session, project: str, sid: str) -> bool:
-        """The pieces in projects/<project>/ (transcript, folder, files beside it); False if there are none."""
-        pst = self.lst(f"projects/{project}") if self.ok["projects"] else None
-        if pst is None or not stat.S_ISDIR(pst.st_mode) or pst.st_dev != self.root_dev:
-            return False
-        rel = f"projects/{project}/{sid}.jsonl"
-        st = self.lst(rel)
-        if st is not None and stat.S_ISREG(st.st_mode):
-            s.pieces.append(self.piece(s, rel, "transcript", st))
-            read_transcript(s, os.path.join(self.root, rel), st)
-        rel = f"projects/{project}/{sid}"
-        st = self.lst(rel)
-        if (
-            st is not None
-            and stat.S_ISDIR(st.st_mode)
-            and st.st_dev == self.root_dev
-            and sid not in NEVER_TOUCHED
-            and (s.pieces or UUID_RE.match(sid))
-        ):
-            if not s.pieces:
-                s.note("no transcript; per-session folder only")
-            s.pieces.append(self.piece(s, rel, "session-dir", st))
-            read_custom_title(s)
-        if s.pieces or UUID_RE.match(sid):
-            for name in self.siblings(project, sid):
-                st = self.lst(f"projects/{project}/{name}")
-                if st is not None and stat.S_ISREG(st.st_mode):
-                    if not s.pieces:
-                        s.note("no transcript; files beside it only")
-                    s.pieces.append(self.piece(s, f"projects/{project}/{name}", SIBLING, st))
-                    if name == sid + MARKER:
-                        s.desktop_marker = read_marker(os.path.join(self.root, "projects", project, name), st)
-        return bool(s.pieces)
-
-    def side_pieces(self, s: Session, sid: str) -> None:
-        """The id-keyed pieces outside projects/: DIR_STORES/<id>/, todos/<id>….json, debug/<id>.txt."""
-        if UUID_RE.match(sid):
-            for store in DIR_STORES:
-                if not self.ok[store]:
-                    continue
-                st = self.lst(f"{store}/{sid}")
-                if st is not None and stat.S_ISDIR(st.st_mode) and st.st_dev == self.root_dev:
-                    s.pieces.append(self.piece(s, f"{store}/{sid}", store, st))
-        for name in self.todos(sid):
-            st = self.lst(f"todos/{name}")
-            if st is not None and stat.S_ISREG(st.st_mode):
-                s.pieces.append(self.piece(s, f"todos/{name}", "todos", st))
-        st = self.lst(f"debug/{sid}.txt") if self.ok["debug"] else None
-        if st is not None and stat.S_ISREG(st.st_mode) and DEBUG_RE.match(f"{sid}.txt"):
-            s.pieces.append(self.piece(s, f"debug/{sid}.txt", "debug", st))
 
 
 def scan(roots: list[Path], *, progress: Callable[[int], None] | None = None) -> ScanResult:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from claude_janitor import policy
 from claude_janitor.cache.layout import transcript_id
-from claude_janitor.cache.scan import rescan
+from claude_janitor.cache.rescan import rescan
 from claude_janitor.daemon.clock import REAL, Clock
 from claude_janitor.daemon.follower import audit_since
 from claude_janitor.daemon.index import Entry, Index, Key

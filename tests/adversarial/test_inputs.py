@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from claude_janitor.archive.format import FORMAT, VERSION
-from claude_janitor.cache.scan import rescan
+from claude_janitor.cache.rescan import rescan
 from tests.helpers import run_cli, wait_for, write_config
 from tests.helpers.archivetools import craft, tar_member
 from tests.helpers.cachegen import DAY, make_session, record, set_times

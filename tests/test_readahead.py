@@ -1,0 +1,124 @@
+"""The scan's readers (cache/readahead.py): forked processes that read transcripts and walk session folders
+ahead of the scan. What a scan reports must not depend on them: not on their number, not on a file written
+after a reader read it, not on a reader killed mid-scan. Real CLI runs paused inside the scan."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.helpers import NOW, run_cli, wait_for
+from tests.helpers.cachegen import make_cache, record
+from tests.helpers.races import Paused
+
+DAY = 86400.0
+
+
+def report(root: Path, env: dict[str, str], readers: int) -> dict:
+    p = run_cli(
+        ["report", "--format", "json", "--claude-dir", str(root), "--now", str(NOW)],
+        dict(env, JANITOR_SCAN_READERS=str(readers)),
+    )
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def children(pid: int) -> dict[int, str]:
+    """pid → state letter of each process whose parent is ``pid`` (read from /proc)."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            out[int(d.name)] = fields[0]
+    return out
+
+
+def paused_report(root: Path, env: dict[str, str], folder: Path, readers: int = 3) -> Paused:
+    """A report stopped before the scan's first project, its readers forked (and, given the time, done:
+    a small cache's answers fit in their pipes)."""
+    run = Paused(
+        ["report", "--format", "json", "--claude-dir", str(root), "--now", str(NOW)],
+        dict(env, JANITOR_SCAN_READERS=str(readers)),
+        "scan-project@1",
+        folder,
+    )
+    assert wait_for(lambda: len(children(run.proc.pid)) == readers, timeout=60), children(run.proc.pid)
+    return run
+
+
+def by_id(rep: dict) -> dict[str, dict]:
+    return {s["session_id"]: s for s in rep["sessions"]}
+
+
+def test_a_scan_with_readers_reports_what_a_scan_without_them_does(root: Path, jenv: dict[str, str]) -> None:
+    make_cache(root, NOW, projects=5, per_project=30)
+    serial = report(root, jenv, 0)
+    assert len(serial["sessions"]) == 150
+    for n in (1, 2, 3):
+        assert report(root, jenv, n) == serial, n
+
+
+def test_a_transcript_written_after_its_reader_read_it_is_read_again(
+    root: Path, jenv: dict[str, str], tmp_path: Path
+) -> None:
+    """The reader's answer names the file it read (inode, size, times): the scan's own lstat sees the
+    append, and the scan reads the transcript itself, so the report has the record written last."""
+    gens = make_cache(root, NOW, projects=3, per_project=20, max_age_days=200)
+    old = min(gens, key=lambda g: g.last)
+    assert old.last < NOW - 100 * DAY
+    run = paused_report(root, jenv, tmp_path / "pause")
+    assert wait_for(lambda: set(children(run.proc.pid).values()) == {"Z"}, timeout=60)  # every answer sent
+    transcript = root / "projects" / old.project / f"{old.session_id}.jsonl"
+    with open(transcript, "a") as f:
+        f.write(json.dumps(record(old.session_id, old.cwd, NOW - 3600, 99)) + "\n")
+    os.utime(transcript, (old.last, old.last))  # only the record says it is new (a copy keeping mtimes, say)
+    p = run.release()
+    assert p.returncode == 0, p.stderr
+    got = by_id(json.loads(p.stdout))[old.session_id]
+    assert got["last_activity"] == datetime.fromtimestamp(NOW - 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert got["decision"] == "keep", got
+
+
+def test_a_file_added_to_a_folder_after_its_reader_walked_it_is_counted(
+    root: Path, jenv: dict[str, str], tmp_path: Path
+) -> None:
+    """A folder's answer names its inode and times: a file created in it afterwards changes them, and the
+    scan walks the folder itself (deeper changes are what the removal's own check of the folder catches)."""
+    gens = make_cache(root, NOW, projects=3, per_project=20)
+    g = gens[7]
+    run = paused_report(root, jenv, tmp_path / "pause")
+    assert wait_for(lambda: set(children(run.proc.pid).values()) == {"Z"}, timeout=60)
+    before = report(root, jenv, 0)
+    (root / "file-history" / g.session_id / "big@v2").write_bytes(b"x" * 100_000)
+    p = run.release()
+    assert p.returncode == 0, p.stderr
+    assert by_id(json.loads(p.stdout))[g.session_id]["bytes"] == by_id(before)[g.session_id]["bytes"] + 100_000
+
+
+def test_readers_killed_mid_scan_change_nothing_in_the_report(root: Path, jenv: dict[str, str], tmp_path: Path) -> None:
+    make_cache(root, NOW, projects=4, per_project=25)
+    serial = report(root, jenv, 0)
+    run = paused_report(root, jenv, tmp_path / "pause")
+    for pid in children(run.proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    p = run.release()
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == serial
+    assert children(run.proc.pid) == {}
+
+
+def test_a_cache_too_small_to_be_worth_it_forks_no_reader(root: Path, jenv: dict[str, str], tmp_path: Path) -> None:
+    make_cache(root, NOW, projects=2, per_project=5)
+    env = {k: v for k, v in jenv.items() if k != "JANITOR_SCAN_READERS"}
+    run = Paused(["report", "--claude-dir", str(root), "--now", str(NOW)], env, "scan-project@1", tmp_path / "pause")
+    assert children(run.proc.pid) == {}
+    assert run.release().returncode == 0
