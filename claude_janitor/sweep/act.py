@@ -26,7 +26,7 @@ def audit_record(
         "session_id": s.session_id,
         "root": s.root,
         "project": s.project,
-        "paths": [p.rel for p in s.pieces],
+        "paths": s.pieces.rels(),
         "bytes": s.bytes,
         "reason": d.reason,
         "result": result,
