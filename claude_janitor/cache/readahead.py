@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from claude_janitor.cache.layout import DIR_STORES, NEVER_TOUCHED, UUID_RE, transcript_id
+from claude_janitor.fs.tree import each_entry, lstat_entry
 from claude_janitor.model import Session
 
 READERS_ENV = "JANITOR_SCAN_READERS"  # a number: that many readers whatever the cache (0: none; tests)
@@ -78,15 +79,15 @@ def jobs(root: str, root_dev: int) -> Iterator[tuple[str, str, str, os.stat_resu
 
     projects = os.path.join(root, "projects")
     if store_dir_ok(root, "projects", root_dev):
-        for pe in sorted(_listing(projects), key=lambda e: e.name):
-            pst = _lstat(pe)
+        for pe in sorted(each_entry(projects), key=lambda e: e.name):
+            pst = lstat_entry(pe)
             if pst is None or not stat.S_ISDIR(pst.st_mode) or pst.st_dev != root_dev:
                 continue
             section = f"projects/{pe.name}"
             ids: set[str] = set()
             dirs: list[tuple[str, str, os.stat_result]] = []
-            for e in _listing(pe.path):
-                st = _lstat(e)
+            for e in each_entry(pe.path):
+                st = lstat_entry(e)
                 if st is None:
                     continue
                 if stat.S_ISREG(st.st_mode) and (sid := transcript_id(e.name)) is not None:
@@ -101,26 +102,11 @@ def jobs(root: str, root_dev: int) -> Iterator[tuple[str, str, str, os.stat_resu
     for store in DIR_STORES:
         if not store_dir_ok(root, store, root_dev):
             continue
-        for e in _listing(os.path.join(root, store)):
-            st = _lstat(e)
+        for e in each_entry(os.path.join(root, store)):
+            st = lstat_entry(e)
             if st is not None and stat.S_ISDIR(st.st_mode) and UUID_RE.match(e.name) and st.st_dev == root_dev:
                 yield store, "d", e.path, st
         yield store, "", "", None
-
-
-def _listing(path: str) -> Iterator[os.DirEntry[str]]:
-    try:
-        with os.scandir(path) as it:
-            yield from it
-    except (FileNotFoundError, NotADirectoryError):
-        return
-
-
-def _lstat(e: os.DirEntry[str]) -> os.stat_result | None:
-    try:
-        return e.stat(follow_symlinks=False)
-    except OSError:
-        return None
 
 
 def answer(kind: str, path: str, st: os.stat_result | None) -> tuple[Ident, Any] | None:
@@ -169,9 +155,9 @@ def readers_for(root: str) -> int:
 
 def _many_transcripts(root: str) -> bool:
     n = 0
-    for pe in _listing(os.path.join(root, "projects")):
+    for pe in each_entry(os.path.join(root, "projects")):
         if pe.is_dir(follow_symlinks=False):
-            for e in _listing(pe.path):
+            for e in each_entry(pe.path):
                 n += e.name.endswith(".jsonl")
                 if n >= MIN_TRANSCRIPTS:
                     return True

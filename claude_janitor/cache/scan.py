@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from claude_janitor.cache.layout import (
 )
 from claude_janitor.cache.readahead import FIELDS, Ahead, dir_ident, readers_for, transcript_ident
 from claude_janitor.cache.transcript import MARKER, read_custom_title, read_marker, read_transcript
-from claude_janitor.fs.tree import iter_tree
+from claude_janitor.fs.tree import each_entry, iter_tree, lstat_entry
 from claude_janitor.model import Piece, Session
 
 
@@ -84,28 +84,7 @@ def make_piece(
 
 
 def dir_entries(path: str) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(path) as it:
-            return list(it)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _each_entry(path: str) -> Iterator[os.DirEntry[str]]:
-    """A dir's entries as they are read: a store dir holds one per session (100k sessions: 100k entries and
-    their stat results, ~50 MB as a list)."""
-    try:
-        with os.scandir(path) as it:
-            yield from it
-    except (FileNotFoundError, NotADirectoryError):
-        return
-
-
-def _lstat(e: os.DirEntry[str]) -> os.stat_result | None:
-    try:
-        return e.stat(follow_symlinks=False)
-    except OSError:
-        return None
+    return list(each_entry(path))
 
 
 def scan_root(root: Path, *, progress: Callable[[int], None] | None = None) -> ScanResult:
@@ -157,7 +136,7 @@ class _RootScan:
         """Scan one projects/<dir>: the number of entries in it, or None if it is not entered."""
         testhooks.point("scan-project")  # the read-ahead tests change a transcript the readers have read
         res, prel = self.res, f"projects/{pe.name}"
-        pst = _lstat(pe)
+        pst = lstat_entry(pe)
         if pst is None:
             return None
         if not stat.S_ISDIR(pst.st_mode):
@@ -189,7 +168,7 @@ class _RootScan:
         dirs: dict[str, os.stat_result] = {}
         siblings: list[tuple[str, str, os.stat_result]] = []
         for e in entries:
-            st = _lstat(e)
+            st = lstat_entry(e)
             if st is None:
                 continue
             res.files_seen += 1
@@ -306,8 +285,8 @@ class _RootScan:
         for store in DIR_STORES:
             if not store_dir_ok(r, store, self.root_dev, res.unknown):
                 continue
-            for e in _each_entry(os.path.join(r, store)):
-                st = _lstat(e)
+            for e in each_entry(os.path.join(r, store)):
+                st = lstat_entry(e)
                 if st is None:
                     continue
                 if stat.S_ISDIR(st.st_mode) and UUID_RE.match(e.name) and st.st_dev == self.root_dev:
@@ -317,8 +296,8 @@ class _RootScan:
         for store, rx in (("todos", TODO_RE), ("debug", DEBUG_RE)):
             if not store_dir_ok(r, store, self.root_dev, res.unknown):
                 continue
-            for e in _each_entry(os.path.join(r, store)):
-                st = _lstat(e)
+            for e in each_entry(os.path.join(r, store)):
+                st = lstat_entry(e)
                 if st is None:
                     continue
                 m = rx.match(e.name)

@@ -44,6 +44,24 @@ def raise_fd_limit() -> None:
             pass
 
 
+def each_entry(path: str) -> Iterator[os.DirEntry[str]]:
+    """A dir's entries as they are read (a store dir holds one per session: 100k sessions would be 100k
+    entries and their stat results, ~50 MB, as a list); nothing for a dir that is gone or not a dir."""
+    try:
+        with os.scandir(path) as it:
+            yield from it
+    except (FileNotFoundError, NotADirectoryError):
+        return
+
+
+def lstat_entry(e: os.DirEntry[str]) -> os.stat_result | None:
+    """An entry's own lstat, or None once it is gone or cannot be stat'ed."""
+    try:
+        return e.stat(follow_symlinks=False)
+    except OSError:
+        return None
+
+
 def iter_tree(path: str, dev: int, problems: list[str] | None = None) -> Iterator[os.stat_result]:
     """The lstat of every entry below the dir ``path`` (not of ``path`` itself), read-only.
 
