@@ -122,3 +122,28 @@ def test_a_cache_too_small_to_be_worth_it_forks_no_reader(root: Path, jenv: dict
     run = Paused(["report", "--claude-dir", str(root), "--now", str(NOW)], env, "scan-project@1", tmp_path / "pause")
     assert children(run.proc.pid) == {}
     assert run.release().returncode == 0
+
+
+def test_a_readers_answer_carries_every_field_read_transcript_sets(tmp_path: Path) -> None:
+    """FIELDS is the readers' copy of what read_transcript sets on a session: a field it starts setting
+    that FIELDS lacks would be lost whenever a reader read the transcript. Every slot read_transcript
+    changes, on a transcript that gives it a title, an entrypoint, a cwd, replies and a last record."""
+    from claude_janitor.cache.readahead import FIELDS
+    from claude_janitor.cache.transcript import read_transcript
+    from claude_janitor.model import Session
+
+    sid = "0b6c3a52-5f0e-4d5e-9d0e-6a1f2b3c4d5e"
+    path = tmp_path / f"{sid}.jsonl"
+    lines = [
+        record(sid, "/home/u/app", NOW - DAY + i, i, kind, text, "cli")
+        for i, (kind, text) in enumerate(
+            [("user", "first prompt"), ("assistant", "ok"), ("user", "second prompt"), ("assistant", "done")]
+        )
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    fresh = Session(session_id=sid, root=str(tmp_path), project="p")
+    s = Session(session_id=sid, root=str(tmp_path), project="p")
+    read_transcript(s, str(path), os.lstat(path))
+    changed = {f for f in Session.__slots__ if getattr(s, f) != getattr(fresh, f)}
+    assert {"last_record_time", "project_path", "entrypoint", "title_text"} <= changed, changed
+    assert changed <= set(FIELDS), changed - set(FIELDS)
