@@ -53,6 +53,12 @@ _STORES: list[str] = []
 _STORE_INDEX: dict[str, int] = {}
 _SEP, _SID, _PROJECT = "\0|", "\0s", "\0p"  # no path holds a NUL: these never clash with a name
 
+# The Piece objects last made from a Pieces (the pieces, their packed numbers then, the list): a session
+# being removed is read piece by piece several times (checked, staged, verified, recorded) and unpacked
+# once. One slot, replaced whole (safe across threads); ``_nums`` is an immutable bytes that every change
+# replaces, so a slot whose pieces changed since is never used.
+_hot: tuple[Any, bytes, list[Piece]] = (None, b"", [])
+
 
 def _store_index(store: str) -> int:
     i = _STORE_INDEX.get(store)
@@ -107,6 +113,9 @@ class Pieces:
             return [p.rel for p in self._list]
         if not self._nums:
             return []
+        hot = _hot
+        if hot[0] is self and hot[1] is self._nums:
+            return [p.rel for p in hot[2]]
         return [self._unpack_rel(rel) for rel in self._rels.split(_SEP)]
 
     def _unpack_rel(self, rel: str) -> str:
@@ -150,12 +159,26 @@ class Pieces:
 
     def __iter__(self) -> Iterator[Piece]:
         if self._list is not None:
-            yield from self._list
-            return
-        for rel, (st, is_dir, b, mtime, ino, dev, mtime_ns, size) in zip(
-            self.rels(), _NUMS.iter_unpack(self._nums), strict=True
-        ):
-            yield Piece(rel, _STORES[st], bool(is_dir), b, mtime, ino, dev, mtime_ns, size)
+            return iter(self._list)
+        global _hot
+        hot = _hot
+        if hot[0] is self and hot[1] is self._nums:  # the same pieces unchanged since (_nums is immutable)
+            return iter(hot[2])
+        made = [
+            Piece(rel, _STORES[st], bool(is_dir), b, mtime, ino, dev, mtime_ns, size)
+            for rel, (st, is_dir, b, mtime, ino, dev, mtime_ns, size) in zip(
+                self.rels(), _NUMS.iter_unpack(self._nums), strict=True
+            )
+        ]
+        _hot = (self, self._nums, made)
+        return iter(made)
+
+    def has_store(self, stores: Iterable[str]) -> bool:
+        """Is any piece of one of these stores? (From the packed numbers alone.)"""
+        if self._list is not None:
+            return any(p.store in stores for p in self._list)
+        want = {_STORE_INDEX[x] for x in stores if x in _STORE_INDEX}
+        return any(n[0] in want for n in _NUMS.iter_unpack(self._nums))
 
     def __len__(self) -> int:
         return len(self._list) if self._list is not None else len(self._nums) // _NUMS.size

@@ -31,6 +31,27 @@ def test_has_and_first_agree_with_the_list(rels, stores, probes, project):
     assert list(packed.inodes()) == [(p.is_dir, p.dev, p.ino) for p in ps]
 
 
+@given(
+    first=st.lists(st.sampled_from(STORES), min_size=1, max_size=4),
+    more=st.lists(st.sampled_from(STORES), min_size=1, max_size=4),
+)
+def test_pieces_read_again_after_a_change_or_between_two_sessions_are_the_current_ones(first, more):
+    """The Piece objects last made are made once and given again (a session being removed is read
+    several times): never after a piece was added, and never those of another Pieces."""
+    a_list = [Piece(f"{s}/{SID}-{i}", s, False, i, 1.0, i, 3, 4, 5) for i, s in enumerate(first)]
+    b_list = [Piece(f"{s}/b{i}", s, True, i, 2.0, i, 3, 4, 5) for i, s in enumerate(more)]
+    a, b = Pieces(a_list, SID, "P"), Pieces(b_list, "", "")
+    assert list(a) == a_list and list(a) == a_list and a.rels() == [p.rel for p in a_list]
+    assert list(b) == b_list and list(a) == a_list and list(b) == b_list
+    extra = Piece(f"debug/{SID}.txt", "debug", False, 9, 3.0, 9, 3, 4, 5)
+    assert list(a) == a_list  # made last: then changed
+    a.append(extra)
+    assert list(a) == [*a_list, extra] and a.rels()[-1] == extra.rel
+    for stores in (["debug"], ["transcript", "session-dir"], ["tasks"], []):
+        assert a.has_store(stores) == any(p.store in stores for p in a)
+        assert b.has_store(stores) == any(p.store in stores for p in b)
+
+
 def test_a_piece_that_does_not_pack_keeps_has_and_first_working():
     ps = [Piece(f"projects/P/{SID}.jsonl", "transcript", False, 1, 1.0), Piece("debug/a", "debug", False, 2**70, 1.0)]
     packed = Pieces(ps, SID, "P")  # 2**70 bytes do not fit the packed numbers: kept as a list

@@ -152,9 +152,9 @@ class _RootScan:
         self.project_dirs(pe, dirs, found)
         for sid, s in found.items():
             read_custom_title(s)
-            if any(p.store in _HAS_BODY for p in s.pieces):  # as rescan checks it
+            if s.pieces.has_store(_HAS_BODY):  # as rescan checks it
                 self.where.setdefault(sid, []).append(s)
-                if not any(p.store in _HAS_BODY for p in self.by_id.get(sid, s).pieces):
+                if not self.by_id.get(sid, s).pieces.has_store(_HAS_BODY):
                     self.by_id[sid] = s  # side stores go with a real copy, not with leftovers beside a transcript
             self.by_id.setdefault(sid, s)
             res.sessions.append(s)
