@@ -105,6 +105,16 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)[:80] or "_"
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.~/-]*")  # what quote() leaves as it is, and "/" (every rel a sweep stages)
+
+
+def staged_name(rel: str) -> str:
+    """A piece's name in its staging entry: its rel path %-encoded ("/" too), which recovery decodes."""
+    if _PLAIN.fullmatch(rel):
+        return rel.replace("/", "%2F")  # what quote() makes of it, without its per-character work
+    return quote(rel, safe="", errors="surrogateescape")
+
+
 def stage_name(root: Root) -> str:
     """The name of the root's staging dir: ``.janitor-removing`` in a Claude dir; in a shared place (the tmp
     and cache dirs of stores.py, ``Root.stage_name``) one per user, ``.janitor-removing-<uid>``."""
@@ -183,15 +193,18 @@ class Removal:
 
     # -- 1. stage ---------------------------------------------------------------------------------
     def stage(self, pieces: list[Piece]) -> None:
+        intact: set[tuple[int, ...]] = set()  # dir chains found in place after a rename of this stage
         for i, p in enumerate(pieces):
-            staged = quote(p.rel, safe="", errors="surrogateescape")
+            staged = staged_name(p.rel)
             if len(staged) > _NAME_MAX:
                 staged = f"p{i}"
                 self.origin[staged] = p.rel
                 self._write_origin()
             fds, name, owned = self.root.dir_chain(p.rel)
+            chain = tuple(fds)
             try:
-                if not self.root.inside(fds, p.rel):
+                # (only to refuse early: the check after the rename is the one that counts)
+                if chain not in intact and not self.root.inside(fds, p.rel):
                     raise Interfered(f"{p.rel}: its folder was moved or replaced; nothing removed")
                 try:
                     os.rename(name, staged, src_dir_fd=fds[-1], dst_dir_fd=self.fd)
@@ -211,6 +224,7 @@ class Removal:
                 # the folder moved out (or was replaced) just before the rename: what was renamed may
                 # come from outside the Claude dir. The rollback puts it straight back where it was.
                 raise Interfered(f"{p.rel}: its folder was moved during removal; put back, nothing removed")
+            intact.add(chain)
 
     def _write_origin(self) -> None:
         """Where each ``p<n>`` piece came from, for recovery (only for paths too long to be names)."""
@@ -237,6 +251,12 @@ class Removal:
         why = check.done()
         if why:
             raise Interfered(why)
+        self._in_place()
+
+    def _in_place(self) -> None:
+        """No original path made again, every folder still reachable from the root, the staging dir
+        still inside it and holding only what was staged (else Interfered)."""
+        intact: set[tuple[int, ...]] = set()  # dir chains found in place by this verify (one lstat each)
         for m in self.moved:
             try:
                 os.stat(m.name, dir_fd=m.fds[-1], follow_symlinks=False)
@@ -244,8 +264,11 @@ class Removal:
                 pass
             else:
                 raise Interfered(f"{m.piece.rel} was created again during removal")
-            if not self.root.inside(m.fds, m.piece.rel):
-                raise Interfered(f"{m.piece.rel}: its folder was moved during removal")
+            chain = tuple(m.fds)
+            if chain not in intact:
+                if not self.root.inside(m.fds, m.piece.rel):
+                    raise Interfered(f"{m.piece.rel}: its folder was moved during removal")
+                intact.add(chain)
         if not _stage_inside(self.root):
             raise Interfered(f"{stage_name(self.root)} was moved during removal")
         want = {m.staged for m in self.moved} | ({ORIGIN} if self.origin else set())
