@@ -14,11 +14,26 @@ import time
 from pathlib import Path
 
 _counts: dict[str, int] = {}
+# Read once, when the process starts (a removal passes ~10 points a session); a test that sets them in its
+# own process calls ``arm``.
+_kill = os.environ.get("JANITOR_TEST_KILL_AT")
+_pause = os.environ.get("JANITOR_TEST_PAUSE_AT")
+
+
+def armed() -> bool:
+    """Is a kill or pause point set for this process?"""
+    return bool(_kill or _pause)
+
+
+def arm(*, kill: str | None = None, pause: str | None = None) -> None:
+    """Set this process's points (as the variables would at its start) and count from zero again."""
+    global _kill, _pause
+    _kill, _pause = kill, pause
+    _counts.clear()
 
 
 def point(name: str) -> None:
-    kill = os.environ.get("JANITOR_TEST_KILL_AT")
-    pause = os.environ.get("JANITOR_TEST_PAUSE_AT")
+    kill, pause = _kill, _pause
     if not kill and not pause:
         return
     _counts[name] = _counts.get(name, 0) + 1

@@ -632,8 +632,7 @@ def test_a_stop_during_a_chunk_leaves_no_archive_beside_a_session_reported_untou
     actors = with_archive({Action.DELETE: delete_session}, pol, env, plan.now)
     hold = tmp_path / "hold"
     hold.mkdir()
-    monkeypatch.setenv("JANITOR_TEST_PAUSE_AT", f"{stop_at}:{hold}")
-    monkeypatch.setattr(testhooks, "_counts", {})  # the hooks count per process: from zero for this test
+    testhooks.arm(pause=f"{stop_at}:{hold}")  # this process's act_chunk stops there (counted from zero)
     flag = RawValue("b", 0)
     roots = {d.session.root: Root(d.session.root) for d in plan.to_act}
     outs: list = []
@@ -646,6 +645,7 @@ def test_a_stop_during_a_chunk_leaves_no_archive_beside_a_session_reported_untou
     finally:
         (hold / f"{name}.go").touch()
         t.join(120)
+        testhooks.arm()  # disarmed again for the other tests of this process
         for r in roots.values():
             r.close()
     assert not t.is_alive()

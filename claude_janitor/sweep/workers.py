@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from claude_janitor import testhooks
 from claude_janitor.fs.safefs import Root
 from claude_janitor.model import Action, Decision, Outcome, Result
 from claude_janitor.sweep.act import CANCELLED, Actor, act_one, open_root
@@ -36,7 +37,7 @@ def thread_pool() -> Any:
 
 def thread_workers() -> int:
     # Fault-injection runs act on one session at a time, so that "the N-th session" is well defined.
-    if os.environ.get("JANITOR_TEST_KILL_AT") or os.environ.get("JANITOR_TEST_PAUSE_AT"):
+    if testhooks.armed():
         return 1
     return WORKERS
 
