@@ -51,6 +51,23 @@ def test_report_table_puts_projects_first_most_reclaimable_on_top(cache, root, j
     assert "\x1b[" not in p.stdout  # no colour when stdout is not a terminal
 
 
+def test_json_is_written_as_json_dumps_indent_2_writes_it_byte_for_byte(cache, root, jenv, now):
+    """The JSON report is made a session at a time (render.report._flat_dumps, not json's Python encoder):
+    it must be exactly what json.dumps(doc, indent=2, ensure_ascii=True) writes, also for a project dir
+    name that is not UTF-8, a title with quotes, escapes and non-ASCII, and notes."""
+    title = 't\u00eftle "\\n\u2028 \U0001f600'
+    odd = make_session(root, '/home/dev/caf\u00e9 "q" \\ x', now - 90 * DAY, prompts=[title])
+    bad = root / "projects" / os.fsdecode(b"raw-\xff-name")
+    bad.mkdir()
+    os.rename(root / "projects" / odd.project / f"{odd.session_id}.jsonl", bad / f"{odd.session_id}.jsonl")
+    for cmd in (["report", "--format", "json"], ["sweep", "--dry-run", "--json"]):
+        p = run_cli(args(root, now, *cmd), jenv)
+        assert p.returncode in (0, 1), p.stderr
+        doc = json.loads(p.stdout)
+        assert any("\\udcff" in json.dumps(s["paths"]) for s in doc["sessions"])  # the non-UTF-8 name is there
+        assert p.stdout.rstrip("\n") == json.dumps(doc, indent=2, ensure_ascii=True)
+
+
 def test_report_summary_leaves_out_sessions(cache, root, jenv, now):
     p = run_cli(args(root, now, "report", "--summary"), jenv)
     assert p.returncode == 0, p.stderr

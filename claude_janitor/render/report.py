@@ -42,7 +42,7 @@ def session_dict(d: Decision, now: float, outcome: Outcome | None, *, titles: bo
         "last_activity": iso(last),
         "age_seconds": None if last is None else round(now - last, 3),
         "bytes": s.bytes,
-        "paths": [f"{s.root}/{p.rel}" for p in s.pieces],
+        "paths": [f"{s.root}/{rel}" for rel in s.pieces.rels()],
         "pinned": s.pinned,
         "kind": s.kind,
         "entrypoint": s.entrypoint,
@@ -107,8 +107,54 @@ def outcome_lookup(res: RunResult) -> Callable[[Decision], Outcome | None]:
 
 def _dumps(value: object, level: int) -> str:
     """``value`` as json.dumps(indent=2) writes it ``level`` levels deep in a document."""
+    text = _flat_dumps(value, level) if isinstance(value, dict) else None
+    if text is not None:
+        return text
     text = json.dumps(value, indent=2, ensure_ascii=True)
     return text.replace("\n", "\n" + "  " * level) if level else text
+
+
+_scalar_json: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def _scalar(v: object) -> str | None:
+    """A scalar as json.dumps writes it (None for what it is not, or a float that is not finite)."""
+    if isinstance(v, str):
+        return _scalar_json(v)
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, int):
+        return int.__repr__(v)
+    if isinstance(v, float) and v - v == 0.0:  # finite
+        return float.__repr__(v)
+    return None
+
+
+def _flat_dumps(d: dict[Any, Any], level: int) -> str | None:
+    """json.dumps(d, indent=2, ensure_ascii=True) ``level`` levels deep, byte for byte, for a dict of
+    scalars and lists of scalars (a session's: made a session at a time, json's indenting encoder is
+    written in Python, its C one only writes without indent); None for any other dict."""
+    pad, inner = "\n" + "  " * (level + 1), "\n" + "  " * (level + 2)
+    parts = []
+    for k, v in d.items():
+        if not isinstance(k, str):
+            return None
+        if isinstance(v, list):
+            items = [_scalar(x) for x in v]
+            if None in items:
+                return None
+            text = f"[{inner}{(',' + inner).join(items)}{pad}]" if items else "[]"  # type: ignore[arg-type]
+        else:
+            got = _scalar(v)
+            if got is None:
+                return None
+            text = got
+        parts.append(f"{pad}{_scalar_json(k)}: {text}")
+    return "{" + ",".join(parts) + "\n" + "  " * level + "}" if parts else "{}"
 
 
 def json_chunks(res: RunResult, *, all_sessions: bool = True, titles: bool = True) -> Iterator[str]:
