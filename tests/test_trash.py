@@ -178,3 +178,30 @@ def test_bad_trash_setting_is_refused(root, jenv, now):
     assert p.returncode == 2 and "trash" in p.stderr and g.paths[0].exists()
     p = run_cli(["undo", "--claude-dir", str(root)], jenv)
     assert p.returncode == 2 and "nothing to undo" in p.stderr
+
+
+def test_the_record_of_a_sweep_of_90k_sessions_is_written_whole_and_read_back_for_undo(jenv):
+    """A sweep's record for undo (trash.record_last_sweep) is written a session at a time, and read back
+    whatever its size: at ~200 B a session, 90k removed sessions are past the 16 MB every other state
+    file is bounded by, and undo refused such a record."""
+    from claude_janitor.model import Action, Decision, Outcome, Result, Session
+    from claude_janitor.removal import trash
+
+    dirs = janitor_dirs()
+    sids = [f"{n:08x}-1111-2222-3333-444455556666" for n in range(90_000)]
+    project = ("/home/dev/.claude", "-home-dev-src-some-project", "/home/dev/src/x")
+    outcomes = [
+        Outcome(
+            Decision(Session(sid, *project), Action.DELETE, ""),
+            Result.OK if n % 10 else Result.FAILED,
+            trash=f"{sid}.t" if n % 3 else None,
+        )
+        for n, sid in enumerate(sids)
+    ]
+    trash.record_last_sweep(dirs, 1_796_000_000.5, outcomes)
+    assert (dirs.state / trash.LAST_SWEEP).stat().st_size > 16 << 20
+    got = trash.last_sweep(dirs)
+    assert got is not None and got["at"] == 1_796_000_000.5
+    assert [r["session_id"] for r in got["removed"]] == [s for n, s in enumerate(sids) if n % 10]
+    assert [r["trash"] for r in got["removed"][:3]] == [f"{sids[1]}.t", f"{sids[2]}.t", None]
+    assert not list(dirs.state.glob(".*.tmp"))

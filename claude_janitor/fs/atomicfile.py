@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from claude_janitor import testhooks
@@ -70,7 +70,10 @@ def _clean_stale(parent: Path, name: str) -> None:
                 os.unlink(parent / e)
 
 
-def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600, hook: str | None = None) -> None:
+Data = bytes | str | Iterable[bytes | str]  # a whole, or its chunks (written as they come: never held whole)
+
+
+def write_atomic(path: Path, data: Data, *, mode: int = 0o600, hook: str | None = None) -> None:
     """Replace ``path`` with ``data``: temp file → fsync → rename → fsync the dir (see the module doc).
 
     Missing parent dirs are created 0700. ``hook`` names testhooks points ``<hook>-tmp-synced`` (temp file
@@ -89,7 +92,7 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600, hook: str 
 def write_atomic_at(
     dfd: int,
     name: str,
-    data: bytes | str,
+    data: Data,
     *,
     mode: int = 0o600,
     hook: str | None = None,
@@ -102,8 +105,6 @@ def write_atomic_at(
     ``tmp_name``: the temp file's name (default ``.<name>.<pid>.<random>.tmp``); ``owner``: (uid, gid) to
     give it; ``before_rename``: called once the temp file is durable, just before the rename; whatever it
     raises aborts the write (the temp file is removed, the target left as it was)."""
-    if isinstance(data, str):
-        data = data.encode()
     tmp = tmp_name or f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd)
     try:
@@ -111,9 +112,10 @@ def write_atomic_at(
             os.fchmod(fd, mode)
             if owner is not None:
                 os.fchown(fd, *owner)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for chunk in (data,) if isinstance(data, bytes | str) else data:
+                view = memoryview(chunk.encode() if isinstance(chunk, str) else chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

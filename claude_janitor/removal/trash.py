@@ -24,6 +24,7 @@ import os
 import secrets
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from claude_janitor.timefmt import iso
 
 META = "trash.json"
 LAST_SWEEP = "last-sweep.json"
+LAST_SWEEP_MAX = 256 << 20  # ~200 B a session removed: over a million sessions (STATE_MAX, 16 MB, was ~80k)
 MAX_META = 1 << 20
 
 
@@ -386,14 +388,20 @@ def restore(e: Entry, target: Path, *, audit: Any = None, now: float | None = No
 
 def record_last_sweep(dirs: JanitorDirs, now: float, outcomes: list[Any]) -> None:
     """What a sweep removed, where each session went (trash, archive, or deleted for good): for undo.
-    Written only by a sweep that removed something (an idle sweep leaves the previous one's record)."""
-    removed = []
-    for o in outcomes:
-        if o.result != "ok":
-            continue
-        s = o.decision.session
-        removed.append(
-            {
+    Written only by a sweep that removed something (an idle sweep leaves the previous one's record).
+    Written a session at a time, one line each (~200 B; a sweep of 100k sessions held ~40 MB as a list
+    and its indented JSON): the sweep's memory does not grow with it."""
+    if not any(o.result == "ok" for o in outcomes):
+        return
+
+    def chunks() -> Iterator[str]:
+        yield f'{{"at": {json.dumps(now)}, "removed": ['
+        sep = "\n"
+        for o in outcomes:
+            if o.result != "ok":
+                continue
+            s = o.decision.session
+            rec = {
                 "session_id": s.session_id,
                 "root": s.root,
                 "project": s.project,
@@ -401,15 +409,17 @@ def record_last_sweep(dirs: JanitorDirs, now: float, outcomes: list[Any]) -> Non
                 "trash": getattr(o, "trash", None),
                 "archive": o.archive,
             }
-        )
-    if removed:
-        write_atomic(dirs.state / LAST_SWEEP, json.dumps({"at": now, "removed": removed}, indent=1))
+            yield sep + json.dumps(rec)
+            sep = ",\n"
+        yield "\n]}\n"
+
+    write_atomic(dirs.state / LAST_SWEEP, chunks())
 
 
 def last_sweep(dirs: JanitorDirs) -> dict[str, Any] | None:
-    from claude_janitor.fs.saferead import STATE_MAX, read_input
+    from claude_janitor.fs.saferead import read_input
 
-    raw = read_input(dirs.state / LAST_SWEEP, what="last sweep record", limit=STATE_MAX, follow=False)
+    raw = read_input(dirs.state / LAST_SWEEP, what="last sweep record", limit=LAST_SWEEP_MAX, follow=False)
     if raw is None:
         return None
     try:
