@@ -71,10 +71,20 @@ def section_order(section: str) -> tuple[int, str]:
     return (1, str(DIR_STORES.index(section)) if section in DIR_STORES else section)
 
 
-def jobs(root: str, root_dev: int) -> Iterator[tuple[str, str, str, os.stat_result | None]]:
-    """(section, kind, path, lstat) of what the scan will ask for, in its order: per project (sorted), its
+def _is(e: os.DirEntry[str], want: str) -> bool:
+    """Is the entry a plain file ("f") or a dir ("d"), from its listing's type (no lstat where the
+    filesystem gives the type: a reader lists ~8 entries for every one it reads)."""
+    try:
+        return e.is_file(follow_symlinks=False) if want == "f" else e.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def jobs(root: str, root_dev: int) -> Iterator[tuple[str, str, os.DirEntry[str] | None]]:
+    """(section, kind, entry) of what the scan will ask for, in its order: per project (sorted), its
     transcripts ("t") in listing order, then its session folders ("d") by name; then the id-keyed store
-    folders. Mirrors cache/scan.py's _RootScan; where the two differ the scan just reads for itself."""
+    folders. Mirrors cache/scan.py's _RootScan; where the two differ the scan just reads for itself. Kinds
+    come from the listing's types: each reader lstats only the entries it answers for (``answer``)."""
     from claude_janitor.cache.scan import store_dir_ok
 
     projects = os.path.join(root, "projects")
@@ -85,49 +95,50 @@ def jobs(root: str, root_dev: int) -> Iterator[tuple[str, str, str, os.stat_resu
                 continue
             section = f"projects/{pe.name}"
             ids: set[str] = set()
-            dirs: list[tuple[str, str, os.stat_result]] = []
+            dirs: list[os.DirEntry[str]] = []
             for e in each_entry(pe.path):
-                st = lstat_entry(e)
-                if st is None:
-                    continue
-                if stat.S_ISREG(st.st_mode) and (sid := transcript_id(e.name)) is not None:
+                if _is(e, "f") and (sid := transcript_id(e.name)) is not None:
                     ids.add(sid)
-                    yield section, "t", e.path, st
-                elif stat.S_ISDIR(st.st_mode) and e.name not in NEVER_TOUCHED and st.st_dev == root_dev:
-                    dirs.append((e.name, e.path, st))
-            for name, path, st in sorted(dirs, key=lambda d: d[0]):
-                if name in ids or UUID_RE.match(name):
-                    yield section, "d", path, st
-            yield section, "", "", None  # the section's end
+                    yield section, "t", e
+                elif e.name not in NEVER_TOUCHED and _is(e, "d"):
+                    dirs.append(e)
+            for e in sorted(dirs, key=lambda d: d.name):
+                if e.name in ids or UUID_RE.match(e.name):
+                    yield section, "d", e
+            yield section, "", None  # the section's end
     for store in DIR_STORES:
         if not store_dir_ok(root, store, root_dev):
             continue
         for e in each_entry(os.path.join(root, store)):
-            st = lstat_entry(e)
-            if st is not None and stat.S_ISDIR(st.st_mode) and UUID_RE.match(e.name) and st.st_dev == root_dev:
-                yield store, "d", e.path, st
-        yield store, "", "", None
+            if UUID_RE.match(e.name) and _is(e, "d"):
+                yield store, "d", e
+        yield store, "", None
 
 
-def answer(kind: str, path: str, st: os.stat_result | None) -> tuple[Ident, Any] | None:
+def answer(kind: str, e: os.DirEntry[str], root_dev: int) -> tuple[Ident, Any] | None:
     """What a reader makes of one job: (ident of what was read, answer), or None (the scan reads it)."""
+    st = lstat_entry(e)
     if st is None:
         return None
     if kind == "t":
+        if not stat.S_ISREG(st.st_mode):
+            return None
         from claude_janitor.cache.transcript import read_transcript
 
         s = Session(session_id="", root="", project="")
-        read_transcript(s, path, st)
+        read_transcript(s, e.path, st)
         try:
-            after = os.lstat(path)
+            after = os.lstat(e.path)
         except OSError:
             return None
         if transcript_ident(after) != transcript_ident(st):
             return None  # written to while it was read: the scan reads it itself
         return transcript_ident(st), tuple(getattr(s, f) for f in FIELDS)
+    if not stat.S_ISDIR(st.st_mode) or st.st_dev != root_dev:
+        return None  # not a folder the scan walks (it says why)
     from claude_janitor.cache.scan import dir_usage
 
-    return dir_ident(st), dir_usage(path, st.st_dev)
+    return dir_ident(st), dir_usage(e.path, st.st_dev)
 
 
 def readers_for(root: str) -> int:
@@ -267,14 +278,14 @@ def _reader_main(root: str, root_dev: int, k: int, n: int, w: int) -> None:  # p
             signal.signal(sig, signal.SIG_DFL)  # a reader only reads: any stop signal just ends it
         die_with_parent(signal.SIGKILL)
         out: list[tuple[str, str, str, Any]] = []
-        for i, (section, kind, path, st) in enumerate(jobs(root, root_dev)):
-            if kind and i % n == k:
+        for i, (section, kind, e) in enumerate(jobs(root, root_dev)):
+            if kind and e is not None and i % n == k:
                 try:
-                    got = answer(kind, path, st)
+                    got = answer(kind, e, root_dev)
                 except Exception:  # noqa: BLE001 — the scan reads this one itself, and reports what fails
                     got = None
                 if got is not None:
-                    out.append((section, kind, path, got))
+                    out.append((section, kind, e.path, got))
             elif not kind:
                 out.append((section, "", "", None))
             if len(out) >= CHUNK or (out and not kind):
