@@ -71,14 +71,19 @@ def parse_timestamp(value: object) -> float | None:
     return v
 
 
+_decode = json.JSONDecoder().decode
+
+
 def _records(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
-    """JSON objects from ``lines``, parsed lazily (callers stop early), skipping anything malformed."""
+    """JSON objects from ``lines``, parsed lazily (callers stop early), skipping anything malformed. A line
+    is UTF-8 (it starts with "{": json.loads would take it so too, after a look for another encoding
+    that costs as much as parsing a short record)."""
     for line in lines:
         line = line.strip()
         if not line or line[:1] != b"{":
             continue
         try:
-            rec = json.loads(line)
+            rec = _decode(line.decode("utf-8", "surrogatepass"))
         except (ValueError, UnicodeDecodeError, RecursionError, MemoryError):
             continue
         if isinstance(rec, dict):
