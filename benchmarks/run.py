@@ -46,6 +46,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -688,11 +689,21 @@ def bench_stores(work: Path, files: int = 4000, dirs: int = 400, reps: int = 3, 
 
 
 def peak_rss_kb(cmd: list[str], env: dict[str, str], stdin: int | None = None) -> tuple[int, int]:
-    """(max RSS in KiB, exit status) of one process, its forked workers included (wait4: the largest)."""
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=stdin)
-    _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss, p.returncode
+    """(max RSS in KiB, exit status) of one process, its forked workers included (wait4: the largest).
+
+    Started by GNU time, a small process: Linux carries the RSS of the process that forked into a child's
+    maximum across exec, so a child of this runner (hundreds of MB after generating a 100k cache) would
+    report the runner's size, whatever its own."""
+    with tempfile.NamedTemporaryFile("r") as out:
+        subprocess.run(
+            ["/usr/bin/time", "-o", out.name, "-f", "%M %x", *cmd],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=stdin,
+        )
+        kb, code = out.read().split()[-2:]
+    return int(kb), int(code)
 
 
 MEMORY_COMMANDS = {
