@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import statistics
@@ -746,13 +747,16 @@ def bench_memory(gen: Path, work: Path, sessions: int, now: float) -> dict:
     for name, args in MEMORY_COMMANDS.items():
         one(name, args, gen)
     one("sweep", ["sweep", "--older-than", "31d", "--force"], work / "copy-memory", on_copy=True)
-    # The daemon's full-sweep child, run as the daemon runs it (no policy on stdin: it loads the config).
-    child = [*JANITOR, "_daemon-full-sweep", "--now", str(now), "--parent-pid", str(os.getpid())]
+    # The daemon's full-sweep child, run as the daemon runs it (no policy on stdin: it loads the config). Its
+    # parent is GNU time (peak_rss_kb), which it must name: a child whose parent is not the one named stops
+    # before it scans (the daemon died), as it did here when the runner's pid was passed.
     for name, root in (("daemon_child_empty", empty), ("daemon_child", work / "copy-memory")):
         if root != empty:
             copy(gen, root)
         shutil.rmtree(work / "xdg-memory", ignore_errors=True)
-        kb, rc = peak_rss_kb([*child, "--claude-dir", str(root)], env, stdin=subprocess.DEVNULL)
+        child = [*JANITOR, "_daemon-full-sweep", "--now", str(now), "--claude-dir", str(root), "--parent-pid"]
+        script = " ".join(shlex.quote(w) for w in child) + ' "$PPID"'
+        kb, rc = peak_rss_kb(["sh", "-c", f"exec {script}"], env, stdin=subprocess.DEVNULL)
         out[name] = {"peak_rss_mb": kb / 1024, "exit": rc}
         if root != empty:
             shutil.rmtree(root)
