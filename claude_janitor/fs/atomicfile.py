@@ -89,6 +89,15 @@ def write_atomic(path: Path, data: Data, *, mode: int = 0o600, hook: str | None 
         os.close(dfd)
 
 
+_WRITE_SIZE = 1 << 20
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def write_atomic_at(
     dfd: int,
     name: str,
@@ -112,10 +121,16 @@ def write_atomic_at(
             os.fchmod(fd, mode)
             if owner is not None:
                 os.fchown(fd, *owner)
-            for chunk in (data,) if isinstance(data, bytes | str) else data:
-                view = memoryview(chunk.encode() if isinstance(chunk, str) else chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
+            if isinstance(data, bytes | str):
+                _write_all(fd, data.encode() if isinstance(data, str) else data)
+            else:  # chunks, gathered to ~1 MiB a write (a line each would be a write each)
+                buf = bytearray()
+                for chunk in data:
+                    buf += chunk.encode() if isinstance(chunk, str) else chunk
+                    if len(buf) >= _WRITE_SIZE:
+                        _write_all(fd, buf)
+                        buf.clear()
+                _write_all(fd, buf)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -389,8 +389,8 @@ def restore(e: Entry, target: Path, *, audit: Any = None, now: float | None = No
 def record_last_sweep(dirs: JanitorDirs, now: float, outcomes: list[Any]) -> None:
     """What a sweep removed, where each session went (trash, archive, or deleted for good): for undo.
     Written only by a sweep that removed something (an idle sweep leaves the previous one's record).
-    Written a session at a time, one line each (~200 B; a sweep of 100k sessions held ~40 MB as a list
-    and its indented JSON): the sweep's memory does not grow with it."""
+    Made a session at a time, one line each (~200 B): as a list and its indented JSON it peaked at 116 MB
+    of Python objects for 75k removed sessions; now the sweep's memory does not grow with it."""
     if not any(o.result == "ok" for o in outcomes):
         return
 
