@@ -144,10 +144,10 @@ def _flat_dumps(d: dict[Any, Any], level: int) -> str | None:
         if not isinstance(k, str):
             return None
         if isinstance(v, list):
-            items = [_scalar(x) for x in v]
-            if None in items:
+            items = [t for x in v if (t := _scalar(x)) is not None]
+            if len(items) != len(v):
                 return None
-            text = f"[{inner}{(',' + inner).join(items)}{pad}]" if items else "[]"  # type: ignore[arg-type]
+            text = f"[{inner}{(',' + inner).join(items)}{pad}]" if items else "[]"
         else:
             got = _scalar(v)
             if got is None:
