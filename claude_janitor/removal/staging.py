@@ -225,6 +225,7 @@ class Removal:
                 # come from outside the Claude dir. The rollback puts it straight back where it was.
                 raise Interfered(f"{p.rel}: its folder was moved during removal; put back, nothing removed")
             intact.add(chain)
+            testhooks.point("removal-piece-staged")
 
     def _write_origin(self) -> None:
         """Where each ``p<n>`` piece came from, for recovery (only for paths too long to be names)."""

@@ -213,6 +213,37 @@ def test_a_project_dir_moved_out_mid_sweep_is_not_touched(point, leave_symlink, 
     assert proj.is_symlink() == leave_symlink
 
 
+@pytest.mark.parametrize("n", range(1, 8))  # after each of the first session's 7 pieces (transcript last)
+def test_a_project_dir_moved_out_between_two_pieces_renames_changes_nothing(n, root, jenv, now, tmp_path):
+    """The project dir moved out (a symlink left behind every other time) after the n-th piece of a session
+    was staged: a piece of a folder chain already found in place is renamed without a check before, so the
+    check after that rename is what sees the move. Every piece of every session ends where it was, nothing
+    in the moved dir changes but the session's own pieces put back, and the staging dir is empty."""
+    for _ in range(3):
+        expired(root, now)
+    make_session(root, "/recent", now - DAY)
+    before = tree_state(root)
+    proj = root / "projects" / "-p"
+    elsewhere = tmp_path / "elsewhere" / "-p"
+    elsewhere.parent.mkdir()
+    run = Paused(sweep(root, now), jenv, f"removal-piece-staged@{n}", tmp_path / "hook")
+    os.rename(proj, elsewhere)  # the sweep holds an fd of this dir: a rename through it reaches outside
+    if n % 2:
+        os.symlink(elsewhere, proj)
+    moved = tree_state(elsewhere)
+    p = run.release()
+    assert p.returncode == 1, p.stderr
+    assert [r["result"] for r in results(p).values()] == ["failed"] * 3, p.stdout
+    assert stage_empty(root)
+    after = tree_state(elsewhere)
+    assert all(after[k] == v for k, v in moved.items())  # nothing there changed ...
+    put_back = {f"projects/-p/{k}": v for k, v in after.items() if k not in moved}
+    assert all(before[k] == v for k, v in put_back.items())  # ... but the session's own pieces came back
+    rest = {k: v for k, v in tree_state(root).items() if not k.startswith((STAGE, "projects/-p"))}
+    whole = rest | {"projects/-p": "dir"} | {f"projects/-p/{k}": v for k, v in after.items()}
+    assert whole == before  # every piece of every session where it was
+
+
 def test_a_store_dir_swapped_for_a_symlink_mid_sweep_is_not_followed(root, jenv, now, tmp_path):
     gs = [expired(root, now) for _ in range(3)]
     make_session(root, "/recent", now - DAY)
