@@ -13,7 +13,7 @@ import re
 import stat
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,20 +74,39 @@ def parse_timestamp(value: object) -> float | None:
 _decode = json.JSONDecoder().decode
 
 
-def _records(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
-    """JSON objects from ``lines``, parsed lazily (callers stop early), skipping anything malformed. A line
-    is UTF-8 (it starts with "{": json.loads would take it so too, after a look for another encoding
-    that costs as much as parsing a short record)."""
-    for line in lines:
-        line = line.strip()
-        if not line or line[:1] != b"{":
-            continue
-        try:
-            rec = _decode(line.decode("utf-8", "surrogatepass"))
-        except (ValueError, UnicodeDecodeError, RecursionError, MemoryError):
-            continue
-        if isinstance(rec, dict):
-            yield rec
+def _record(line: bytes) -> dict[str, Any] | None:
+    """The JSON object on one line, or None for anything else (malformed, not an object, empty). A line is
+    UTF-8 (it starts with "{": json.loads would take it so too, after a look for another encoding that
+    costs as much as parsing a short record)."""
+    line = line.strip()
+    if not line or line[:1] != b"{":
+        return None
+    try:
+        rec = _decode(line.decode("utf-8", "surrogatepass"))
+    except (ValueError, UnicodeDecodeError, RecursionError, MemoryError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+class Records:
+    """The JSON objects of ``lines``, parsed lazily (callers stop early), anything malformed skipped; one
+    per transcript read, so that each distinct line is parsed once: the newest lines serve the last
+    activity and then the titles' scan of the same buffer, and a short transcript's head is its tail."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen: dict[bytes, dict[str, Any] | None] = {}
+
+    def __call__(self, lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+        seen = self.seen
+        for line in lines:
+            if line in seen:
+                rec = seen[line]
+            else:
+                rec = seen[line] = _record(line)
+            if rec is not None:
+                yield rec
 
 
 def usable_cwd(value: object) -> bool:
@@ -110,6 +129,7 @@ class TailInfo:
     titles: TailTitles | None = None  # Claude Code's titles and the human prompts among the records read
     whole: bytes | None = None  # the whole transcript, when the tail read covered it (no head read needed)
     tail: bytes = b""  # the last bytes read from the end (desktop detection looks there too: no second read)
+    records: Records = field(default_factory=Records)  # the lines parsed so far (the head's reuse them)
 
 
 def _lines_newest_first(buf: bytes, *, cut_first: bool) -> Iterator[bytes]:
@@ -133,12 +153,13 @@ def read_tail(fd: int, size: int) -> TailInfo:
     the transcript's size.
     """
     info = TailInfo()
+    records = info.records
     want = min(TAIL_CHUNK, size)
     while True:
         start = size - want
         buf = os.pread(fd, want, start)
         info.bytes_read = len(buf)
-        for rec in _records(_lines_newest_first(buf, cut_first=start > 0)):
+        for rec in records(_lines_newest_first(buf, cut_first=start > 0)):
             if info.last_time is None:
                 info.last_time = parse_timestamp(rec.get("timestamp"))
             if info.cwd is None and usable_cwd(rec.get("cwd")):
@@ -149,13 +170,13 @@ def read_tail(fd: int, size: int) -> TailInfo:
             break
         want = min(want * 4, TAIL_MAX, size)
     # the same buffer once more, for titles and prompts: only lines that can hold one are parsed
-    info.titles = tail_scan(_lines_newest_first(buf, cut_first=start > 0), _records)
+    info.titles = tail_scan(_lines_newest_first(buf, cut_first=start > 0), records)
     info.tail = buf
     if start == 0:
         info.whole = buf
     if info.cwd is None and size > want:
         head = os.pread(fd, min(HEAD_MAX, size), 0)
-        for rec in _records(head.split(b"\n")[:-1]):
+        for rec in records(head.split(b"\n")[:-1]):
             if usable_cwd(rec.get("cwd")):
                 info.cwd = rec["cwd"]
                 break
@@ -260,7 +281,7 @@ def _describe(s: Session, info: TailInfo, head: bytes) -> None:
     lines = head.split(b"\n")
     if not complete and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut: read_head looks at it on its own
-    h = read_head(head, _records(lines), complete)
+    h = read_head(head, info.records(lines), complete)
     entrypoint = h.entrypoint or (info.titles.last_entrypoint if info.titles else None)
     s.entrypoint = sys.intern(entrypoint) if entrypoint else entrypoint
     s.title, s.title_source = choose(None, info.titles, h)
