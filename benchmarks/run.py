@@ -412,7 +412,7 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
         t1, t2 = dues[k - 1], dues[2 * k - 1]
         # The first wake-up after a full sweep also reads that sweep's audit records (once).
         t = time.perf_counter()
-        outs = d._incremental(t1)
+        outs = d.sweeper.incremental(t1)
         res["first_incremental_after_full_s"] = time.perf_counter() - t
         res["first_incremental_acted"] = outs["acted"]
         t = time.perf_counter()
@@ -420,19 +420,19 @@ def bench_daemon(gen: Path, work: Path, now: float, idle: bool = True) -> dict:
         res["full_scan_s"] = time.perf_counter() - t
         res["full_scan_sessions"] = len(plan.decisions)
         t = time.perf_counter()
-        outs = d._incremental(t2)  # steady state: the next 1% of sessions come due
+        outs = d.sweeper.incremental(t2)  # steady state: the next 1% of sessions come due
         res["incremental_s"] = time.perf_counter() - t
         res["incremental_due"] = k
         res["incremental_acted"] = outs["acted"]
         res["incremental_in_process"] = k <= sweeper.WAKE_IN_PROCESS
         res["ratio"] = res["incremental_s"] / res["full_scan_s"]
         t = time.perf_counter()
-        d._incremental(t2)  # nothing due any more
+        d.sweeper.incremental(t2)  # nothing due any more
         res["incremental_nothing_due_s"] = time.perf_counter() - t
         # The usual wake-up: the next session to expire, alone.
         nxt = min(e.due for e in d.index.all() if e.due is not None)
         t = time.perf_counter()
-        outs = d._incremental(nxt)
+        outs = d.sweeper.incremental(nxt)
         res["incremental_one_due_s"] = time.perf_counter() - t
         res["incremental_one_due_acted"] = outs["acted"]
         res["ratio_one_due"] = res["incremental_one_due_s"] / res["full_scan_s"]
