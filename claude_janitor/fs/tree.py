@@ -183,6 +183,87 @@ def rmtree_at(parent_fd: int, name: str, dev: int, *, expect_ino: int | None = N
             os.close(sfd)
 
 
+LISTED_MAX = 4096  # entries a Listing holds at most (a bigger tree is listed again by rmtree_at)
+
+
+class Listing:
+    """What a walk (walk_at) saw of one dir tree, fed one entry at a time: per dir, its inode and the names
+    of its non-dirs and of its subdirs, so that rmtree_listed can delete the tree without listing it
+    again. Past LISTED_MAX entries it keeps nothing (``full``): memory stays bounded."""
+
+    __slots__ = ("dirs", "n", "full")
+
+    def __init__(self) -> None:
+        self.dirs: dict[str, tuple[int, list[str], list[str]]] = {}  # path → (ino, non-dirs, subdirs)
+        self.n = 0
+        self.full = False
+
+    def add(self, rel: str, st: os.stat_result) -> None:
+        """One entry, after its parent (walk_at's order): ``rel`` is its path from the walk's start."""
+        if self.full:
+            return
+        self.n += 1
+        parent, _, name = rel.rpartition("/")
+        above = self.dirs.get(parent) if parent else None
+        if self.n > LISTED_MAX or (parent and above is None):
+            self.full, self.dirs = True, {}
+            return
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if is_dir:
+            self.dirs[rel] = (st.st_ino, [], [])
+        if above is not None:
+            (above[2] if is_dir else above[1]).append(name)
+
+
+def rmtree_listed(parent_fd: int, name: str, listing: Listing, dev: int) -> None:
+    """Remove the dir ``name`` under ``parent_fd`` as ``listing`` saw it, without listing it again.
+
+    Each dir is opened by its name in the one above, never through a symlink, and must be the inode the
+    listing saw, on ``dev`` (else Changed or Unsafe, and nothing more is removed); its listed non-dirs
+    are unlinked (one already gone is fine), its subdirs emptied the same way, then it is removed. An
+    entry made since the listing makes that rmdir fail (ENOTEMPTY), as in rmtree_at. Iterative, one fd per
+    level of depth."""
+    raise_fd_limit()
+    stack: list[tuple[int, str, list[str]]] = []  # (fd, path, subdirs still to empty)
+    todo: tuple[int, str] | None = (parent_fd, name)
+    try:
+        while True:
+            if todo is not None:
+                pfd, path = todo
+                todo = None
+                ino, files, subdirs = listing.dirs[path]
+                try:
+                    fd = os.open(path.rpartition("/")[2], DIR_FLAGS, dir_fd=pfd)
+                except FileNotFoundError:
+                    if not stack:
+                        raise
+                    continue  # a listed subdir already gone
+                st = os.fstat(fd)
+                if st.st_dev != dev or st.st_ino != ino:
+                    os.close(fd)
+                    raise (Unsafe if st.st_dev != dev else Changed)(f"{path} changed since it was checked")
+                if not stack:
+                    testhooks.point("rmtree-opened")  # as in rmtree_at: the race tests move things here
+                stack.append((fd, path, list(subdirs)))
+                for f in files:
+                    _unlink_quiet(f, fd)
+            fd, path, subdirs = stack[-1]
+            if subdirs:
+                todo = (fd, f"{path}/{subdirs.pop()}")
+                continue
+            stack.pop()
+            os.close(fd)
+            try:
+                os.rmdir(path.rpartition("/")[2], dir_fd=stack[-1][0] if stack else parent_fd)
+            except FileNotFoundError:
+                pass
+            if not stack:
+                return
+    finally:
+        for sfd, _, _ in stack:
+            os.close(sfd)
+
+
 def _unlink_entries(fd: int) -> list[str]:
     """Unlink every non-dir in the dir ``fd``; return the names of its subdirs."""
     subdirs: list[str] = []

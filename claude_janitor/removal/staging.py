@@ -20,7 +20,8 @@ what was moved is checked, and only then is anything deleted:
    replaced: a piece whose name was taken meanwhile (a writer created the file again) stays in the
    entry, renamed ``….kept``, which no sweep deletes and every sweep reports until it is moved back.
 3. **commit**: one rename, ``….staging`` → ``….doomed``: the point of no return.
-4. **purge**: the doomed entry is emptied (``tree.rmtree_at``) and kept as ``<random>.spare`` for the
+4. **purge**: the doomed entry is emptied (``tree.rmtree_listed``: as the verify's walk listed it, no second
+   listing; ``tree.rmtree_at`` past LISTED_MAX entries) and kept as ``<random>.spare`` for the
    process's next session (one same-dir rename instead of an rmdir and a mkdir); ``Root.close`` removes
    the spares, recovery removes those of a killed process.
 
@@ -57,7 +58,16 @@ from urllib.parse import quote
 from claude_janitor import testhooks
 from claude_janitor.fs.atomicfile import write_atomic_at
 from claude_janitor.fs.safefs import Root
-from claude_janitor.fs.tree import DIR_FLAGS, Changed, Unsafe, rename_noreplace, rmtree_at, walk_at
+from claude_janitor.fs.tree import (
+    DIR_FLAGS,
+    Changed,
+    Listing,
+    Unsafe,
+    rename_noreplace,
+    rmtree_at,
+    rmtree_listed,
+    walk_at,
+)
 from claude_janitor.model import Piece, Session
 
 STAGE_DIR = ".janitor-removing"
@@ -99,6 +109,7 @@ class _Moved:
     name: str  # its name there
     owned: bool  # fds[1:] are ours to close
     staged: str  # its name in the staging entry
+    listing: Listing | None = None  # a dir piece as its verify walked it (the purge deletes it without a listing)
 
 
 def _safe(text: str) -> str:
@@ -235,6 +246,7 @@ class Removal:
     def verify(self, check: Check) -> None:
         busy = self.root.busy
         for m in self.moved:
+            listing = Listing() if m.piece.is_dir else None
             try:
                 for rel, st in walk_at(self.fd, m.staged, self.root.dev):
                     orig = m.piece.rel + rel[len(m.staged) :]
@@ -247,8 +259,11 @@ class Removal:
                     why = check.entry(m.piece, orig, st)
                     if why:
                         raise Interfered(why)
+                    if listing is not None:
+                        listing.add(rel, st)
             except (OSError, Changed) as e:
                 raise Interfered(f"{m.piece.rel} changed during removal ({e})") from None
+            m.listing = listing if listing is not None and not listing.full else None
         why = check.done()
         if why:
             raise Interfered(why)
@@ -287,11 +302,13 @@ class Removal:
         findable, is reported failed, and the next sweep tries again."""
         for n, m in enumerate(self.moved):
             try:
-                if m.piece.is_dir:
+                if m.listing is not None:
+                    rmtree_listed(self.fd, m.staged, m.listing, self.root.dev)
+                elif m.piece.is_dir:
                     rmtree_at(self.fd, m.staged, self.root.dev)
                 else:
                     os.unlink(m.staged, dir_fd=self.fd)
-            except (OSError, Unsafe) as e:
+            except (OSError, Unsafe, Changed) as e:
                 self.purged = [x.piece.rel for x in self.moved[:n]]
                 self.moved = self.moved[n:]
                 self.rollback(DOOMED)

@@ -180,6 +180,31 @@ def test_a_session_changed_while_staged_is_put_back(how, root, jenv, now, tmp_pa
         assert stage_empty(root, kept=1) and new in all_bytes(root)
 
 
+@pytest.mark.parametrize("where", ["subagents", "file-history"])
+def test_a_file_made_through_a_held_dir_fd_after_the_commit_is_kept(where, root, jenv, now, tmp_path):
+    """A writer that opened one of the session's folders before the sweep makes a new file in it after the
+    verify (the entry is committed): the purge deletes what was checked and nothing else, so that
+    folder's removal fails (not empty) and what is left of the session goes back, reported (exit 1)."""
+    g = expired(root, now)
+    held = root / "projects" / "-p" / g.session_id / "subagents" if where == "subagents" else g.paths[2]
+    fd = os.open(held, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        run = Paused(sweep(root, now), jenv, "removal-committed", tmp_path / "hook")
+        new = b'{"type":"user","message":"written after the check"}\n'
+        wfd = os.open("late.jsonl", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600, dir_fd=fd)
+        os.write(wfd, new)
+        os.close(wfd)
+        p = run.release()
+    finally:
+        os.close(fd)
+    assert p.returncode == 1, p.stdout + p.stderr
+    r = results(p)[g.session_id]
+    assert r["result"] == "failed" and "put back" in r["error"], r
+    assert new in all_bytes(root)
+    assert g.paths[0].exists()  # the transcript (purged last) went back: the session is still found
+    assert stage_empty(root)
+
+
 # ---- (2) never outside the Claude dir ------------------------------------------------------------
 
 
