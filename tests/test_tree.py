@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,21 +64,31 @@ def test_a_listed_tree_is_deleted_whole_and_a_symlink_in_it_is_not_followed(tmp_
     assert tree_state(outside) == before
 
 
-def test_a_3000_level_tree_is_deleted_without_recursion(tmp_path):
+def test_a_tree_deeper_than_pythons_recursion_limit_is_deleted(tmp_path):
     d = tmp_path / "deep"
     d.mkdir()
     fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(3000):  # by fd: the path is longer than PATH_MAX
+    levels = 1020  # > sys.getrecursionlimit(), and its dir paths (~1 MB in all) within LISTED_BYTES
+    assert levels > sys.getrecursionlimit()
+    for _ in range(levels):
         os.mkdir("d", dir_fd=fd)
         nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
         os.close(fd)
         fd = nfd
     os.close(os.open("leaf", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
     os.close(fd)
-    listing = listed(tmp_path, "deep")
-    assert not listing.full
-    remove(tmp_path, "deep", listing)
-    assert not d.exists()
+    try:
+        listing = listed(tmp_path, "deep")
+        assert not listing.full
+        remove(tmp_path, "deep", listing)
+        assert not d.exists()
+    finally:
+        if d.exists():  # pytest's own tmp cleanup recurses: it cannot remove this tree
+            fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                tree.rmtree_at(fd, "deep", os.fstat(fd).st_dev)
+            finally:
+                os.close(fd)
 
 
 def test_an_entry_made_after_the_listing_is_kept_and_the_rmdir_fails(tmp_path, outside):
@@ -134,3 +145,84 @@ def test_a_listing_past_its_bound_keeps_nothing(tmp_path):
     assert listing.full and listing.dirs == {}
     os.unlink(tmp_path / "t" / "f0")
     assert not listed(tmp_path, "t").full  # exactly as many as it holds
+
+
+def test_a_listing_of_long_deep_paths_past_its_byte_bound_keeps_nothing(tmp_path):
+    d = tmp_path / "t"
+    d.mkdir()
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(100):  # 100 levels of 255-byte names: ~1.3 MB of dir paths in 101 entries
+        os.mkdir("n" * 255, dir_fd=fd)
+        nfd = os.open("n" * 255, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    os.close(fd)
+    listing = listed(tmp_path, "t")
+    assert listing.n < tree.LISTED_MAX and listing.full and listing.dirs == {}
+
+
+# ---- the removal's purge, through the listing (removal/staging.py) --------------------------------------
+
+
+def test_a_purge_that_fails_closes_the_dir_fds_of_every_piece(root, now):
+    """With the Root's dir cache full (more than MAX_CACHED_DIRS dirs opened), each piece's dir chain is
+    the removal's to close. A file made in the committed entry after the verify makes the purge fail and put
+    back what is left; the fds of every piece, put back or already deleted, are closed all the same (a
+    daemon would otherwise run out of them)."""
+    from claude_janitor.cache.scan import scan_root
+    from claude_janitor.fs.safefs import Root
+    from claude_janitor.removal import checks, staging
+    from tests.helpers.cachegen import DAY, make_session
+
+    g = make_session(root, "/p", now - 90 * DAY)
+    (s,) = [s for s in scan_root(root).sessions if s.session_id == g.session_id]
+    for i in range(Root.MAX_CACHED_DIRS + 10):
+        (root / "filler" / f"d{i}").mkdir(parents=True)
+    r = Root(root)
+    try:
+        for i in range(Root.MAX_CACHED_DIRS + 10):
+            fds, _, owned = r.dir_chain(f"filler/d{i}/x")
+            for fd in fds[1:] if owned else []:
+                os.close(fd)
+        fds, _, owned = r.dir_chain(f"projects/-p/{g.session_id}.jsonl")
+        assert owned  # the session's chains are the removal's from here on
+        for fd in fds[1:]:
+            os.close(fd)
+        staging.stage_fd(r)
+        before = set(os.listdir("/proc/self/fd"))
+        rem = staging.Removal(r, s, "delete")  # as staging.remove does
+        rem.stage(sorted(s.pieces, key=lambda p: p.store == "transcript"))
+        rem.verify(checks.matches_scan(s))
+        rem.commit()
+        staged = staging.staged_name(f"projects/-p/{g.session_id}")
+        late = root / ".janitor-removing" / f"{rem.entry}.doomed" / staged / "subagents" / "late.jsonl"
+        late.write_bytes(b"written after the verify\n")  # as through a dir fd held from before
+        with pytest.raises(OSError):
+            rem.purge()
+        back = root / "projects" / "-p" / g.session_id / "subagents" / "late.jsonl"
+        assert back.read_bytes() == b"written after the verify\n" and g.paths[0].exists()
+        assert set(os.listdir("/proc/self/fd")) == before
+    finally:
+        r.close()
+
+
+def test_a_hostile_tail_of_many_lines_is_not_kept_parsed(tmp_path):
+    """A transcript's Records keep parsed lines for a second use up to RECORDS_KEPT bytes of lines: a tail of
+    thousands of distinct timestamp-less lines (read up to TAIL_MAX) is parsed, not held."""
+    import tracemalloc
+
+    from claude_janitor.cache.transcript import read_tail
+
+    lines = [b'{"a":[' + b",".join([b"[]"] * 330) + b'],"n":%d}\n' % i for i in range(3200)]
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"".join(lines)[: 2 << 20])
+    fd = os.open(path, os.O_RDONLY)
+    tracemalloc.start()
+    try:
+        info = read_tail(fd, path.stat().st_size)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        os.close(fd)
+    assert info.last_time is None and info.bytes_read == 1 << 20
+    assert held < 4 * info.bytes_read, f"{held / 1e6:.1f} MB held after reading {info.bytes_read / 1e6:.1f} MB"

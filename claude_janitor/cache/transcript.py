@@ -72,6 +72,7 @@ def parse_timestamp(value: object) -> float | None:
 
 
 _decode = json.JSONDecoder().decode
+RECORDS_KEPT = 64 * 1024  # bytes of parsed lines a transcript's Records keeps for a second use
 
 
 def _record(line: bytes) -> dict[str, Any] | None:
@@ -93,10 +94,11 @@ class Records:
     per transcript read, so that each distinct line is parsed once: the newest lines serve the last
     activity and then the titles' scan of the same buffer, and a short transcript's head is its tail."""
 
-    __slots__ = ("seen",)
+    __slots__ = ("seen", "room")
 
     def __init__(self) -> None:
         self.seen: dict[bytes, dict[str, Any] | None] = {}
+        self.room = RECORDS_KEPT  # bytes of lines kept at most (a hostile tail of many lines is parsed, not kept)
 
     def __call__(self, lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
         seen = self.seen
@@ -104,7 +106,10 @@ class Records:
             if line in seen:
                 rec = seen[line]
             else:
-                rec = seen[line] = _record(line)
+                rec = _record(line)
+                if len(line) <= self.room:
+                    self.room -= len(line)
+                    seen[line] = rec
             if rec is not None:
                 yield rec
 

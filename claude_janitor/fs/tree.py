@@ -184,18 +184,21 @@ def rmtree_at(parent_fd: int, name: str, dev: int, *, expect_ino: int | None = N
 
 
 LISTED_MAX = 4096  # entries a Listing holds at most (a bigger tree is listed again by rmtree_at)
+LISTED_BYTES = 1 << 20  # and bytes of dir paths (a deep chain of long names would grow with depth squared)
 
 
 class Listing:
     """What a walk (walk_at) saw of one dir tree, fed one entry at a time: per dir, its inode and the names
     of its non-dirs and of its subdirs, so that rmtree_listed can delete the tree without listing it
-    again. Past LISTED_MAX entries it keeps nothing (``full``): memory stays bounded."""
+    again. Past LISTED_MAX entries or LISTED_BYTES of dir paths it keeps nothing (``full``): memory stays
+    bounded."""
 
-    __slots__ = ("dirs", "n", "full")
+    __slots__ = ("dirs", "n", "size", "full")
 
     def __init__(self) -> None:
         self.dirs: dict[str, tuple[int, list[str], list[str]]] = {}  # path → (ino, non-dirs, subdirs)
         self.n = 0
+        self.size = 0
         self.full = False
 
     def add(self, rel: str, st: os.stat_result) -> None:
@@ -210,6 +213,10 @@ class Listing:
             return
         is_dir = stat.S_ISDIR(st.st_mode)
         if is_dir:
+            self.size += len(rel)
+            if self.size > LISTED_BYTES:
+                self.full, self.dirs = True, {}
+                return
             self.dirs[rel] = (st.st_ino, [], [])
         if above is not None:
             (above[2] if is_dir else above[1]).append(name)
@@ -231,7 +238,10 @@ def rmtree_listed(parent_fd: int, name: str, listing: Listing, dev: int) -> None
             if todo is not None:
                 pfd, path = todo
                 todo = None
-                ino, files, subdirs = listing.dirs[path]
+                listed = listing.dirs.get(path)
+                if listed is None:  # not a dir when it was listed
+                    raise Changed(f"{path} changed since it was checked")
+                ino, files, subdirs = listed
                 try:
                     fd = os.open(path.rpartition("/")[2], DIR_FLAGS, dir_fd=pfd)
                 except FileNotFoundError:

@@ -183,7 +183,8 @@ class Removal:
     action: str
     entry: str = ""
     fd: int = -1
-    moved: list[_Moved] = field(default_factory=list)
+    moved: list[_Moved] = field(default_factory=list)  # the pieces in the entry now
+    held: list[_Moved] = field(default_factory=list)  # every piece ever moved: their dir fds are closed at the end
     origin: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     purged: list[str] = field(default_factory=list)  # pieces deleted before a purge failed
@@ -230,7 +231,9 @@ class Removal:
                     for fd in fds[1:]:
                         os.close(fd)
                 raise
-            self.moved.append(_Moved(p, fds, name, owned, staged))
+            moved = _Moved(p, fds, name, owned, staged)
+            self.moved.append(moved)
+            self.held.append(moved)
             if not self.root.inside(fds, p.rel):
                 # the folder moved out (or was replaced) just before the rename: what was renamed may
                 # come from outside the Claude dir. The rollback puts it straight back where it was.
@@ -263,7 +266,7 @@ class Removal:
                         listing.add(rel, st)
             except (OSError, Changed) as e:
                 raise Interfered(f"{m.piece.rel} changed during removal ({e})") from None
-            m.listing = listing if listing is not None and not listing.full else None
+            m.listing = listing if listing is not None and m.staged in listing.dirs else None  # (not full)
         why = check.done()
         if why:
             raise Interfered(why)
@@ -356,7 +359,7 @@ class Removal:
         )
 
     def _close(self) -> None:
-        for m in self.moved:
+        for m in self.held:  # not only self.moved: a rollback or a purge leaves there only what is left
             if m.owned:
                 for fd in m.fds[1:]:
                     with contextlib.suppress(OSError):
