@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from claude_janitor.errors import ConfigError
+from claude_janitor.fs.mounts import mounts_below
 from claude_janitor.fs.tree import DIR_FLAGS, Changed, Unsafe
 from claude_janitor.model import Piece
 
@@ -65,6 +66,9 @@ class Root:
         # In a shared place (stores.py's tmp and cache dirs): the per-user staging dir's name, which must be
         # this user's and private, and is removed on close when empty (nothing of the janitor's stays there).
         self.stage_name = ""
+        # Mount points below the root when it was opened (fs/mounts.py): a bind mount of the same filesystem
+        # has the root's st_dev, so a removal of a piece that holds one is refused (staging.py).
+        self.mounts = mounts_below(self.path)
 
     def take_spare(self) -> str | None:
         """An emptied staging entry kept by an earlier removal of this process (None if there is none)."""

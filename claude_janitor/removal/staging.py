@@ -249,6 +249,7 @@ class Removal:
     def verify(self, check: Check) -> None:
         busy = self.root.busy
         for m in self.moved:
+            self._no_mount_in(m.piece.rel)
             listing = Listing() if m.piece.is_dir else None
             try:
                 for rel, st in walk_at(self.fd, m.staged, self.root.dev):
@@ -271,6 +272,13 @@ class Removal:
         if why:
             raise Interfered(why)
         self._in_place()
+
+    def _no_mount_in(self, rel: str) -> None:
+        """A piece that holds a mount point, even one of the same filesystem (a bind mount: no st_dev
+        tells), is never walked nor deleted: its files are another place's."""
+        for mp in self.root.mounts:
+            if mp == rel or mp.startswith(rel + "/"):
+                raise Unsafe(f"{mp} is a mount point (kept)")
 
     def _in_place(self) -> None:
         """No original path made again, every folder still reachable from the root, the staging dir

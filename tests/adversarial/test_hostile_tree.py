@@ -38,6 +38,42 @@ def test_mount_point_inside_a_session_is_never_entered(root, jenv, now, tmp_path
         subprocess.run(["umount", "-l", str(mnt)])
 
 
+def test_a_bind_mount_of_the_same_filesystem_inside_a_session_is_never_entered(root, jenv, now, tmp_path):
+    """A bind mount has the root's st_dev: only the mount table tells it is one. Its source, outside the
+    Claude dir, keeps every file; the session is kept whole and reported (exit 1)."""
+    g = make_session(root, "/p", now - 90 * DAY)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("not the janitor's")
+    mnt = root / "projects" / "-p" / g.session_id / "subagents" / "mnt"
+    mnt.mkdir()
+    for p in (outside / "precious.txt", outside, mnt, mnt.parent, *g.paths[1:]):
+        set_times(p, now - 90 * DAY)
+    if subprocess.run(["mount", "--bind", str(outside), str(mnt)]).returncode:
+        pytest.skip("cannot bind-mount here")
+    try:
+        assert os.stat(mnt).st_dev == os.stat(root).st_dev  # the case st_dev cannot see
+        p = run_cli(["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv)
+        assert (outside / "precious.txt").read_text() == "not the janitor's"
+        assert p.returncode == 1, p.stdout + p.stderr
+        s = json.loads(p.stdout)["sessions"][0]
+        assert s["result"] == "failed" and "mount point" in s["error"], s
+        assert all(x.exists() for x in g.paths)  # refused before anything was deleted: all put back
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_mount_points_are_read_with_mountinfo_escapes():
+    from claude_janitor.fs.mounts import parse_mount_points
+
+    text = (
+        b"36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 - ext3 /dev/root rw\n"
+        b"37 35 98:0 / /home/u/.claude/a\\134b\\012c rw - ext4 /dev/vda rw\n"
+        b"garbage\n"
+    )
+    assert parse_mount_points(text) == ["/mnt/with space", "/home/u/.claude/a\\b\nc"]
+
+
 def test_hard_linked_file_other_link_untouched(root, jenv, now, tmp_path):
     g = make_session(root, "/p", now - 90 * DAY)
     keep = tmp_path / "elsewhere.jsonl"
