@@ -27,6 +27,7 @@ from claude_janitor.cache.layout import (
 )
 from claude_janitor.cache.readahead import FIELDS, Ahead, dir_ident, readers_for, transcript_ident
 from claude_janitor.cache.transcript import MARKER, read_custom_title, read_marker, read_transcript
+from claude_janitor.fs.mounts import mounts_below
 from claude_janitor.fs.tree import each_entry, iter_tree, lstat_entry
 from claude_janitor.model import Piece, Session
 
@@ -92,6 +93,17 @@ def scan_root(root: Path, *, progress: Callable[[int], None] | None = None) -> S
     return _RootScan(str(root)).run(progress)
 
 
+def holding(sessions: list[Session], mounts: tuple[str, ...]) -> None:
+    """Sessions with a piece that holds one of ``mounts`` (paths below the root) are in doubt, as the removal
+    will refuse them (staging.py): the report says so, and the sweep agrees."""
+    for s in sessions:
+        for rel in s.pieces.rels():
+            mp = next((m for m in mounts if m == rel or m.startswith(rel + "/")), None)
+            if mp is not None:
+                s.unreadable = s.unreadable or f"{mp} is a mount point: never entered"
+                break
+
+
 _HAS_BODY = ("transcript", "session-dir")  # a session copy with these is real, not leftovers beside a transcript
 
 
@@ -130,6 +142,9 @@ class _RootScan:
                 self.ahead = None
         res.sessions.extend(self.orphans.values())
         res.sessions.extend(s for s in self.shared.values() if s.pieces)
+        mounts = mounts_below(r)
+        if mounts:
+            holding(res.sessions, mounts)
         return res
 
     def project(self, pe: os.DirEntry[str]) -> int | None:

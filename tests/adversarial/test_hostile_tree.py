@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import run_cli, run_json
 from tests.helpers.cachegen import DAY, make_session, set_times
-from tests.helpers.races import ROOT_ONLY, intact_or_gone
+from tests.helpers.races import ROOT_ONLY, Paused, intact_or_gone
 
 
 @ROOT_ONLY
@@ -28,19 +28,21 @@ def test_mount_point_inside_a_session_is_never_entered(root, jenv, now, tmp_path
         (mnt / "on-another-fs.txt").write_text("not ours")
         for p in (mnt, *g.paths[1:]):
             set_times(p, now - 90 * DAY)
+        _, doc = run_json(["report", "--format", "json", "--claude-dir", str(root), "--now", str(now)], jenv)
+        assert doc["sessions"][0]["decision"] == "keep" and "mount point" in doc["sessions"][0]["reason"]
         p = run_cli(["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv)
         assert (mnt / "on-another-fs.txt").read_text() == "not ours"
-        assert p.returncode == 1  # the session could not be removed whole: reported as failed
-        s = json.loads(p.stdout)["sessions"][0]
-        assert s["result"] == "failed" and "mount" in s["error"]
-        assert g.paths[0].exists()  # transcript goes last, so the session is still findable
+        assert p.returncode == 0 and json.loads(p.stdout)["sessions"] == []  # kept, as the report said
+        assert all(x.exists() for x in g.paths)
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
 
 
-def test_a_bind_mount_of_the_same_filesystem_inside_a_session_is_never_entered(root, jenv, now, tmp_path):
+@pytest.mark.parametrize("when", ["before-the-sweep", "after-the-plan"])
+def test_a_bind_mount_of_the_same_filesystem_inside_a_session_is_never_entered(when, root, jenv, now, tmp_path):
     """A bind mount has the root's st_dev: only the mount table tells it is one. Its source, outside the
-    Claude dir, keeps every file; the session is kept whole and reported (exit 1)."""
+    Claude dir, keeps every file. Mounted before the sweep, the scan sees it (the session is kept, and the
+    report says so); mounted after the plan, the removal refuses the session (put back whole, exit 1)."""
     g = make_session(root, "/p", now - 90 * DAY)
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -49,16 +51,26 @@ def test_a_bind_mount_of_the_same_filesystem_inside_a_session_is_never_entered(r
     mnt.mkdir()
     for p in (outside / "precious.txt", outside, mnt, mnt.parent, *g.paths[1:]):
         set_times(p, now - 90 * DAY)
+    sweep = ["sweep", "--json", "--claude-dir", str(root), "--now", str(now)]
+    run = Paused(sweep, jenv, "after-plan", tmp_path / "hook") if when == "after-the-plan" else None
     if subprocess.run(["mount", "--bind", str(outside), str(mnt)]).returncode:
+        if run:
+            run.release()
         pytest.skip("cannot bind-mount here")
     try:
         assert os.stat(mnt).st_dev == os.stat(root).st_dev  # the case st_dev cannot see
-        p = run_cli(["sweep", "--json", "--claude-dir", str(root), "--now", str(now)], jenv)
+        if run is None:
+            _, doc = run_json(["report", "--format", "json", "--claude-dir", str(root), "--now", str(now)], jenv)
+            assert doc["sessions"][0]["decision"] == "keep" and "mount point" in doc["sessions"][0]["reason"]
+        p = run.release() if run else run_cli(sweep, jenv)
         assert (outside / "precious.txt").read_text() == "not the janitor's"
-        assert p.returncode == 1, p.stdout + p.stderr
-        s = json.loads(p.stdout)["sessions"][0]
-        assert s["result"] == "failed" and "mount point" in s["error"], s
-        assert all(x.exists() for x in g.paths)  # refused before anything was deleted: all put back
+        acted = json.loads(p.stdout)["sessions"]
+        if run is None:
+            assert p.returncode == 0 and acted == [], p.stdout + p.stderr  # kept: nothing to do
+        else:
+            assert p.returncode == 1, p.stdout + p.stderr
+            assert acted[0]["result"] == "failed" and "mount point" in acted[0]["error"], acted
+        assert all(x.exists() for x in g.paths)  # nothing of the session was deleted
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
 
