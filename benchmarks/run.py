@@ -479,10 +479,13 @@ def _status(pid: int, key: str) -> int:
 
 
 def bench_idle(root: Path, env: dict[str, str], window: float = 20.0) -> dict:
+    state = Path(env["XDG_STATE_HOME"]) / "claude-janitor" / "daemon.json"
+    # An earlier daemon's state (idle_after_bench follows the in-process runs, same state dir) says a full sweep
+    # was done: the wait below would end at once and time this daemon's own first sweep as its idle window.
+    state.unlink(missing_ok=True)
     p = subprocess.Popen(
         [*JANITOR, "daemon", "--claude-dir", str(root)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    state = Path(env["XDG_STATE_HOME"]) / "claude-janitor" / "daemon.json"
     deadline = time.monotonic() + 600
     started = time.monotonic()
     while time.monotonic() < deadline:
