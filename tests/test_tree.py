@@ -137,6 +137,16 @@ def test_a_listed_file_swapped_for_a_dir_is_left_alone(tmp_path, outside):
     assert (tmp_path / "t" / "a" / "g.txt" / "inside").read_bytes() == b"kept"
 
 
+def test_a_listed_file_replaced_by_a_rename_over_its_name_is_kept(tmp_path, outside):
+    make(tmp_path / "t", outside)
+    listing = listed(tmp_path, "t")
+    (tmp_path / "t" / "a" / "new").write_bytes(b"saved after the check")
+    os.rename(tmp_path / "t" / "a" / "new", tmp_path / "t" / "a" / "g.txt")
+    with pytest.raises(Changed):
+        remove(tmp_path, "t", listing)
+    assert (tmp_path / "t" / "a" / "g.txt").read_bytes() == b"saved after the check"
+
+
 def test_a_listing_past_its_bound_keeps_nothing(tmp_path):
     (tmp_path / "t").mkdir()
     for i in range(tree.LISTED_MAX):

@@ -196,7 +196,7 @@ class Listing:
     __slots__ = ("dirs", "n", "size", "full")
 
     def __init__(self) -> None:
-        self.dirs: dict[str, tuple[int, list[str], list[str]]] = {}  # path → (ino, non-dirs, subdirs)
+        self.dirs: dict[str, tuple[int, list[tuple[str, int]], list[str]]] = {}  # path → (ino, non-dirs, subdirs)
         self.n = 0
         self.size = 0
         self.full = False
@@ -219,17 +219,21 @@ class Listing:
                 return
             self.dirs[rel] = (st.st_ino, [], [])
         if above is not None:
-            (above[2] if is_dir else above[1]).append(name)
+            if is_dir:
+                above[2].append(name)
+            else:
+                above[1].append((name, st.st_ino))
 
 
 def rmtree_listed(parent_fd: int, name: str, listing: Listing, dev: int) -> None:
     """Remove the dir ``name`` under ``parent_fd`` as ``listing`` saw it, without listing it again.
 
     Each dir is opened by its name in the one above, never through a symlink, and must be the inode the
-    listing saw, on ``dev`` (else Changed or Unsafe, and nothing more is removed); its listed non-dirs
-    are unlinked (one already gone is fine), its subdirs emptied the same way, then it is removed. An
-    entry made since the listing makes that rmdir fail (ENOTEMPTY), as in rmtree_at. Iterative, one fd per
-    level of depth."""
+    listing saw, on ``dev`` (else Changed or Unsafe, and nothing more is removed); each listed non-dir is
+    lstat'ed and unlinked only if it is still the inode listed (one already gone is fine; one replaced, by a
+    rename over its name, raises Changed), its subdirs emptied the same way, then it is removed. An entry
+    made since the listing makes that rmdir fail (ENOTEMPTY), as in rmtree_at. Iterative, one fd per level
+    of depth."""
     raise_fd_limit()
     stack: list[tuple[int, str, list[str]]] = []  # (fd, path, subdirs still to empty)
     todo: tuple[int, str] | None = (parent_fd, name)
@@ -255,7 +259,12 @@ def rmtree_listed(parent_fd: int, name: str, listing: Listing, dev: int) -> None
                 if not stack:
                     testhooks.point("rmtree-opened")  # as in rmtree_at: the race tests move things here
                 stack.append((fd, path, list(subdirs)))
-                for f in files:
+                for f, fino in files:
+                    try:
+                        if os.stat(f, dir_fd=fd, follow_symlinks=False).st_ino != fino:
+                            raise Changed(f"{path}/{f} was replaced since it was checked")
+                    except FileNotFoundError:
+                        continue
                     _unlink_quiet(f, fd)
             fd, path, subdirs = stack[-1]
             if subdirs:

@@ -205,6 +205,30 @@ def test_a_file_made_through_a_held_dir_fd_after_the_commit_is_kept(where, root,
     assert stage_empty(root)
 
 
+def test_a_file_saved_over_a_checked_one_through_a_held_dir_fd_after_the_commit_is_kept(root, jenv, now, tmp_path):
+    """The usual way to save a file (write a temporary name, rename it over the name) through a folder held
+    open from before the sweep, after the verify: the purge unlinks a name only while it is the inode it
+    checked, so the saved file stays and what is left of the session goes back (exit 1)."""
+    g = expired(root, now)
+    held = root / "projects" / "-p" / g.session_id / "subagents"
+    fd = os.open(held, os.O_RDONLY | os.O_DIRECTORY)
+    new = b'{"type":"user","message":"saved after the check"}\n'
+    try:
+        run = Paused(sweep(root, now), jenv, "removal-committed", tmp_path / "hook")
+        wfd = os.open("agent-a1.jsonl.tmp", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600, dir_fd=fd)
+        os.write(wfd, new)
+        os.close(wfd)
+        os.rename("agent-a1.jsonl.tmp", "agent-a1.jsonl", src_dir_fd=fd, dst_dir_fd=fd)
+        p = run.release()
+    finally:
+        os.close(fd)
+    assert p.returncode == 1, p.stdout + p.stderr
+    r = results(p)[g.session_id]
+    assert r["result"] == "failed" and "replaced" in r["error"], r
+    assert new in all_bytes(root) and g.paths[0].exists()
+    assert stage_empty(root)
+
+
 # ---- (2) never outside the Claude dir ------------------------------------------------------------
 
 
