@@ -180,20 +180,26 @@ def test_a_session_changed_while_staged_is_put_back(how, root, jenv, now, tmp_pa
         assert stage_empty(root, kept=1) and new in all_bytes(root)
 
 
-@pytest.mark.parametrize("where", ["subagents", "file-history"])
-def test_a_file_made_through_a_held_dir_fd_after_the_commit_is_kept(where, root, jenv, now, tmp_path):
-    """A writer that opened one of the session's folders before the sweep makes a new file in it after the
-    verify (the entry is committed): the purge deletes what was checked and nothing else, so that
-    folder's removal fails (not empty) and what is left of the session goes back, reported (exit 1)."""
+@pytest.mark.parametrize(
+    ("where", "how"), [("subagents", "new-name"), ("file-history", "new-name"), ("subagents", "saved-over")]
+)
+def test_a_file_made_through_a_held_dir_fd_after_the_commit_is_kept(where, how, root, jenv, now, tmp_path):
+    """A writer that opened one of the session's folders before the sweep makes a file in it after the verify
+    (the entry is committed): under a new name, or saved over a checked file the usual way (a temporary
+    name renamed over it). The purge deletes only what was checked, each file only while it is the inode
+    checked, so it stops there and what is left of the session goes back, reported (exit 1)."""
     g = expired(root, now)
     held = root / "projects" / "-p" / g.session_id / "subagents" if where == "subagents" else g.paths[2]
+    name = "late.jsonl" if how == "new-name" else "agent-a1.jsonl.tmp"
+    new = b'{"type":"user","message":"written after the check"}\n'
     fd = os.open(held, os.O_RDONLY | os.O_DIRECTORY)
     try:
         run = Paused(sweep(root, now), jenv, "removal-committed", tmp_path / "hook")
-        new = b'{"type":"user","message":"written after the check"}\n'
-        wfd = os.open("late.jsonl", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600, dir_fd=fd)
+        wfd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600, dir_fd=fd)
         os.write(wfd, new)
         os.close(wfd)
+        if how == "saved-over":
+            os.rename(name, "agent-a1.jsonl", src_dir_fd=fd, dst_dir_fd=fd)
         p = run.release()
     finally:
         os.close(fd)
@@ -202,30 +208,6 @@ def test_a_file_made_through_a_held_dir_fd_after_the_commit_is_kept(where, root,
     assert r["result"] == "failed" and "put back" in r["error"], r
     assert new in all_bytes(root)
     assert g.paths[0].exists()  # the transcript (purged last) went back: the session is still found
-    assert stage_empty(root)
-
-
-def test_a_file_saved_over_a_checked_one_through_a_held_dir_fd_after_the_commit_is_kept(root, jenv, now, tmp_path):
-    """The usual way to save a file (write a temporary name, rename it over the name) through a folder held
-    open from before the sweep, after the verify: the purge unlinks a name only while it is the inode it
-    checked, so the saved file stays and what is left of the session goes back (exit 1)."""
-    g = expired(root, now)
-    held = root / "projects" / "-p" / g.session_id / "subagents"
-    fd = os.open(held, os.O_RDONLY | os.O_DIRECTORY)
-    new = b'{"type":"user","message":"saved after the check"}\n'
-    try:
-        run = Paused(sweep(root, now), jenv, "removal-committed", tmp_path / "hook")
-        wfd = os.open("agent-a1.jsonl.tmp", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600, dir_fd=fd)
-        os.write(wfd, new)
-        os.close(wfd)
-        os.rename("agent-a1.jsonl.tmp", "agent-a1.jsonl", src_dir_fd=fd, dst_dir_fd=fd)
-        p = run.release()
-    finally:
-        os.close(fd)
-    assert p.returncode == 1, p.stdout + p.stderr
-    r = results(p)[g.session_id]
-    assert r["result"] == "failed" and "replaced" in r["error"], r
-    assert new in all_bytes(root) and g.paths[0].exists()
     assert stage_empty(root)
 
 
