@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -401,6 +402,29 @@ def test_sd_notify(tmp_path, monkeypatch):
         assert s.recv(100) == b"STOPPING=1"
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody-listens"))
     assert notify.sd_notify("READY=1") is False
+
+
+def test_a_state_change_waits_for_room_in_a_full_manager_queue_and_a_status_line_does_not(tmp_path, monkeypatch):
+    """A manager slow to read (under load) lets its short datagram queue fill: READY=1 dropped there left
+    the unit "activating" until systemd killed it. It waits for room; STATUS= is dropped at once."""
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        queued = 0
+        while notify.sd_notify(f"STATUS=filler {queued}"):  # fill the queue: the first refused is dropped
+            queued += 1
+            assert queued < 100_000
+        sent: list[bool] = []
+        t = threading.Thread(target=lambda: sent.append(notify.sd_notify("READY=1")))
+        t.start()
+        t.join(0.2)
+        assert t.is_alive() and not sent  # waiting for room, not dropped
+        got = [s.recv(100) for _ in range(queued + 1)]  # room made: READY=1 goes in behind the fillers
+        t.join(10)
+        assert sent == [True]
+        assert got[:queued] == [f"STATUS=filler {i}".encode() for i in range(queued)]
+        assert got[queued] == b"READY=1"
 
 
 def test_status_and_the_daemon_lock(jenv):

@@ -131,7 +131,13 @@ def test_the_daemon_as_a_real_systemd_user_service(
     def active() -> bool:
         return m.systemctl("is-active", unit).stdout.strip() == "active"
 
-    assert wait_for(active, timeout=60), m.systemctl("status", unit).stdout
+    assert wait_for(active, timeout=60), (
+        p.stdout,
+        p.stderr,
+        m.systemctl("status", unit).stdout,
+        m.run("journalctl", "--user", "-u", unit).stdout,
+        m.output(),
+    )
     assert wait_for(lambda: not old.paths[0].exists(), timeout=60), m.run("journalctl", "--user", "-u", unit).stdout
     assert keep.paths[0].exists()
     st = m.janitor("status", "--json")

@@ -15,22 +15,36 @@ log = logging.getLogger("janitor.daemon")
 WATCHDOG_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # meant for the daemon, not its children
 
 
+# A state change the manager must see: without READY=1 a Type=notify unit stays "activating" until
+# TimeoutStartSec and is then killed. The manager's socket queue is short (net.unix.max_dgram_qlen, 10 on
+# many machines) and a manager under load drains it late, so these wait for room, as libsystemd's blocking
+# send does, up to this long.
+STATE_CHANGES = ("READY=1", "RELOADING=1", "STOPPING=1")
+STATE_CHANGE_WAIT = 30.0
+
+
 def sd_notify(message: str) -> bool:
     """Send ``message`` (e.g. "READY=1") to the service manager at $NOTIFY_SOCKET; False if there is none.
 
-    Never blocks: a notification the manager has no room for is dropped (a stalled reader must not stall
-    the daemon; the next STATUS= or WATCHDOG=1 follows soon)."""
+    A state change (READY=1, RELOADING=1, STOPPING=1) waits up to STATE_CHANGE_WAIT seconds for room in the
+    manager's queue. Anything else (STATUS=, WATCHDOG=1) never blocks: a message the manager has no room for
+    is dropped (a stalled reader must not stall the daemon; the next STATUS= or WATCHDOG=1 follows soon)."""
     addr = os.environ.get("NOTIFY_SOCKET")
     if not addr or addr[0] not in "/@":
         return False
     target = "\0" + addr[1:] if addr[0] == "@" else addr
+    wait = message.startswith(STATE_CHANGES)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
             s.connect(target)
-            s.send(message.encode(), socket.MSG_DONTWAIT)
+            if wait:
+                s.settimeout(STATE_CHANGE_WAIT)
+                s.send(message.encode())
+            else:
+                s.send(message.encode(), socket.MSG_DONTWAIT)
         return True
-    except OSError as e:
-        log.debug("sd_notify(%r) failed: %s", message, e)
+    except OSError as e:  # socket.timeout is an OSError
+        (log.warning if wait else log.debug)("sd_notify(%r) failed: %s", message, e)
         return False
 
 
