@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import compileall
 import os
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import NOW
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the package's bytecode once, up front. The suite runs the CLI in hundreds of subprocesses, and
+    where PYTHONDONTWRITEBYTECODE is set (this machine's environment sets it) none of them writes the .pyc
+    it compiles, so each compiled all ~100 modules again: 0.13 s of CPU a command, a third of the suite's
+    CPU on 2 cores. Python still reads .pyc files it did not write; a stale one (a source edited since) is
+    compiled again in memory as usual. Idempotent: every xdist worker calls it, only stale files are written
+    (atomically)."""
+    for d in ("claude_janitor", "tests/helpers", "benchmarks"):
+        compileall.compile_dir(REPO / d, quiet=1, workers=1)
 
 
 @pytest.fixture
