@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from claude_janitor.cache import titles
@@ -381,8 +381,112 @@ def test_a_tail_scan_stops_at_enough_prompts_and_replied_does_not_change(prompts
         rec = {"type": "user", "entrypoint": ep, "uuid": f"u{i}", "promptId": f"p{i}", "message": {"content": f"q{i}"}}
         return json.dumps(rec).encode()
 
-    scanned = titles.tail_scan([line(i, ep) for i, ep in prompts], lambda ls: [json.loads(x) for x in ls])
+    tail = b"\n".join(reversed([line(i, ep) for i, ep in prompts]))  # listed newest first
+    scanned = titles.tail_scan(tail, lambda ls: [json.loads(x) for x in ls])
     assert scanned.human_prompts is not None and len(scanned.human_prompts) <= titles.ENOUGH_PROMPTS
     every = {f"p{i}" for i, ep in prompts if ep != "sdk-cli"}
     want = bool(every - set(first)) if first else len(every) > 1
     assert titles.replied(titles.HeadInfo(first_prompt_ids=first), scanned) is want
+
+
+def _tail_scan_line_by_line(buf: bytes, parse, cut_first: bool) -> titles.TailTitles:
+    """tail_scan's rule in its plainest form: every line newest first, parsed when a byte test says it can
+    hold a title, a human prompt wanted, or the newest entrypoint still wanted."""
+    lines = buf.split(b"\n")
+    if cut_first:
+        lines = lines[1:]
+    prompts: set[str] = set()
+    out = titles.TailTitles(human_prompts=prompts)
+    for ln in reversed(lines):
+        if not ln:
+            continue
+        has_ep = b'"entrypoint"' in ln
+        wanted = (
+            any(m in ln for m in titles.TITLE_MARKS)
+            or (has_ep and len(prompts) < titles.ENOUGH_PROMPTS and b'"user"' in ln)
+            or (has_ep and out.last_entrypoint is None)
+        )
+        if not wanted:
+            continue
+        for rec in parse((ln,)):
+            if out.last_entrypoint is None:
+                out.last_entrypoint = titles._entrypoint(rec)
+            t = rec.get("type")
+            key = {
+                "custom-title": "customTitle",
+                "ai-title": "aiTitle",
+                "summary": "summary",
+                "last-prompt": "lastPrompt",
+            }
+            attr = {"custom-title": "custom", "ai-title": "ai", "summary": "summary", "last-prompt": "last_prompt"}
+            if t in key:
+                if getattr(out, attr[t]) is None and isinstance(rec.get(key[t]), str):
+                    setattr(out, attr[t], rec[key[t]])
+            elif t == "user" and titles.ENTRYPOINT_KIND.get(titles._entrypoint(rec) or "") in titles.HUMAN_KINDS:
+                pid = titles._prompt_id(rec)
+                if pid and titles.prompt_text(rec) is not None:
+                    prompts.add(pid)
+    return out
+
+
+_tail_records = st.one_of(
+    st.builds(
+        lambda i, ep, kind: {"type": "user", "entrypoint": ep, "promptId": f"p{i}", "message": {"content": kind}},
+        st.integers(0, 9),
+        st.sampled_from(["cli", "sdk-cli", "claude-vscode", 7]),
+        st.sampled_from(["a prompt", 'mentions "summary" in its text']),
+    ),
+    st.builds(lambda ep: {"type": "assistant", "entrypoint": ep}, st.sampled_from(["cli", "sdk-py"])),
+    st.builds(
+        lambda t, v: {
+            "type": t,
+            {"custom-title": "customTitle", "ai-title": "aiTitle", "summary": "summary", "last-prompt": "lastPrompt"}[
+                t
+            ]: v,
+        },
+        st.sampled_from(["custom-title", "ai-title", "summary", "last-prompt"]),
+        st.one_of(st.text(max_size=5), st.integers()),
+    ),
+    st.builds(
+        lambda ep, t: {"type": "user", "entrypoint": ep, "promptId": "pt", "summary": t},
+        st.just("cli"),
+        st.text(max_size=3),
+    ),
+)
+
+
+_PROMPTS3 = [{"type": "user", "entrypoint": "cli", "promptId": f"p{i}", "message": {"content": "q"}} for i in range(3)]
+
+
+@given(
+    recs=st.lists(st.one_of(_tail_records, st.just(None)), max_size=30),
+    cut_first=st.booleans(),
+    cut=st.integers(0, 40),
+)
+# the newest of two titles of a kind, behind enough prompts (found by the jump, newest first)
+@example(
+    recs=[{"type": "summary", "summary": "old"}, {"type": "summary", "summary": "new"}, *_PROMPTS3],
+    cut_first=False,
+    cut=0,
+)
+# a whole first line, but the read started mid-line: it is not looked at, by the jump either
+@example(recs=[{"type": "summary", "summary": "cut"}, *_PROMPTS3], cut_first=True, cut=0)
+def test_the_tail_scan_finds_what_a_scan_of_every_line_does(recs, cut_first, cut):
+    """tail_scan jumps from title line to title line once it has the entrypoint and enough prompts: it finds
+    the same titles, entrypoint and prompt ids as a parse of every line that could hold one, newest first
+    (a None is a line that is not JSON; ``cut`` bytes of the first line are gone, as in a tail read)."""
+    lines = [json.dumps(r).encode() if r is not None else b'{"broken "summary" line' for r in recs]
+    buf = b"\n".join(lines)[cut if cut_first else 0 :]
+
+    def parse(ls):
+        out = []
+        for x in ls:
+            try:
+                rec = json.loads(x)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+        return out
+
+    assert titles.tail_scan(buf, parse, cut_first=cut_first) == _tail_scan_line_by_line(buf, parse, cut_first)

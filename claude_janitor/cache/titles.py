@@ -201,38 +201,86 @@ class TailTitles:
 
 
 ENOUGH_PROMPTS = 3  # human prompt ids a tail scan collects at most: enough for replied()
-_TITLE_MARKS = re.compile(rb'"(?:custom-title|ai-title|summary|last-prompt)"')
+TITLE_MARKS = (b'"custom-title"', b'"ai-title"', b'"summary"', b'"last-prompt"')  # a line that may hold a title
 
 
-def tail_scan(lines: Iterable[bytes], parse: Callable[[Iterable[bytes]], Iterable[dict[str, Any]]]) -> TailTitles:
-    """Titles and human prompts among the tail's ``lines`` (newest first). Only lines that can hold one are
-    parsed (a byte test first), with the caller's hardened ``parse`` (one line → records)."""
+def _title_marks(buf: bytes) -> list[int]:
+    """Where each of TITLE_MARKS is in ``buf``, in order: one bytes.find per mark and per hit (a regex
+    scan stops at every quote of the JSON; most tails have no mark at all)."""
+    found = []
+    for mark in TITLE_MARKS:
+        at = buf.find(mark)
+        while at >= 0:
+            found.append(at)
+            at = buf.find(mark, at + 1)
+    found.sort()
+    return found
+
+
+def _note(out: TailTitles, prompts: set[str], records: Iterable[dict[str, Any]]) -> None:
+    """What one tail line's records say: the newest entrypoint, the first title of each kind met (newest
+    first), a human prompt's id."""
+    for rec in records:
+        t = rec.get("type")
+        if out.last_entrypoint is None:
+            out.last_entrypoint = _entrypoint(rec)
+        if t == "custom-title" and out.custom is None and isinstance(rec.get("customTitle"), str):
+            out.custom = rec["customTitle"]
+        elif t == "ai-title" and out.ai is None and isinstance(rec.get("aiTitle"), str):
+            out.ai = rec["aiTitle"]
+        elif t == "summary" and out.summary is None and isinstance(rec.get("summary"), str):
+            out.summary = rec["summary"]
+        elif t == "last-prompt" and out.last_prompt is None and isinstance(rec.get("lastPrompt"), str):
+            out.last_prompt = rec["lastPrompt"]
+        elif t == "user" and ENTRYPOINT_KIND.get(_entrypoint(rec) or "") in HUMAN_KINDS:
+            pid = _prompt_id(rec)
+            if pid and prompt_text(rec) is not None:
+                prompts.add(pid)
+
+
+def tail_scan(
+    buf: bytes, parse: Callable[[Iterable[bytes]], Iterable[dict[str, Any]]], *, cut_first: bool = False
+) -> TailTitles:
+    """Titles and human prompts among the lines of ``buf``, a transcript's tail, newest first (with
+    ``cut_first`` its first line is incomplete and skipped). Only lines that can hold one are parsed (a byte
+    test first), with the caller's hardened ``parse`` (one line → records). Once the newest entrypoint and
+    ENOUGH_PROMPTS prompt ids are in hand only title lines can add anything: the rest of the buffer is then
+    searched for them at once, not line by line (most tails have none)."""
     prompts: set[str] = set()
     out = TailTitles(human_prompts=prompts)
-    for line in lines:
-        title = _TITLE_MARKS.search(line) is not None
+
+    def take(line: bytes) -> None:
+        _note(out, prompts, parse((line,)))
+
+    marks = _title_marks(buf)  # consumed from the end as the lines are, newest first
+    end = len(buf)
+    while end > 0:
+        if out.last_entrypoint is not None and len(prompts) >= ENOUGH_PROMPTS:
+            # Only lines with a title mark are parsed from here on (as the loop below would): newest first.
+            while marks:
+                i = buf.rfind(b"\n", 0, marks[-1]) + 1
+                while marks and marks[-1] >= i:  # the line's other marks
+                    marks.pop()
+                if i == 0 and cut_first:
+                    break
+                j = buf.find(b"\n", i, end)
+                take(buf[i : j if j >= 0 else end])
+            break
+        i = buf.rfind(b"\n", 0, end)
+        if i < 0 and cut_first:
+            break
+        line = buf[i + 1 : end]
+        end = max(i, 0)
+        title = False
+        while marks and marks[-1] > i:  # the marks in this line
+            marks.pop()
+            title = True
         has_ep = b'"entrypoint"' in line
         # Three prompt ids answer replied() as all of them would (the first prompt has at most two): no more
         # user records are parsed after that (in a real tail most are tool results, each a JSON parse).
         user = has_ep and len(prompts) < ENOUGH_PROMPTS and b'"user"' in line
-        if not title and not user and not (has_ep and out.last_entrypoint is None):
-            continue
-        for rec in parse((line,)):
-            t = rec.get("type")
-            if out.last_entrypoint is None:
-                out.last_entrypoint = _entrypoint(rec)
-            if t == "custom-title" and out.custom is None and isinstance(rec.get("customTitle"), str):
-                out.custom = rec["customTitle"]
-            elif t == "ai-title" and out.ai is None and isinstance(rec.get("aiTitle"), str):
-                out.ai = rec["aiTitle"]
-            elif t == "summary" and out.summary is None and isinstance(rec.get("summary"), str):
-                out.summary = rec["summary"]
-            elif t == "last-prompt" and out.last_prompt is None and isinstance(rec.get("lastPrompt"), str):
-                out.last_prompt = rec["lastPrompt"]
-            elif t == "user" and ENTRYPOINT_KIND.get(_entrypoint(rec) or "") in HUMAN_KINDS:
-                pid = _prompt_id(rec)
-                if pid and prompt_text(rec) is not None:
-                    prompts.add(pid)
+        if title or user or (has_ep and out.last_entrypoint is None):
+            take(line)
     return out
 
 

@@ -175,7 +175,7 @@ def read_tail(fd: int, size: int) -> TailInfo:
             break
         want = min(want * 4, TAIL_MAX, size)
     # the same buffer once more, for titles and prompts: only lines that can hold one are parsed
-    info.titles = tail_scan(_lines_newest_first(buf, cut_first=start > 0), records)
+    info.titles = tail_scan(buf, records, cut_first=start > 0)
     info.tail = buf
     if start == 0:
         info.whole = buf
