@@ -293,14 +293,17 @@ def _describe(s: Session, info: TailInfo, head: bytes) -> None:
     s.replied = replied(h, info.titles)
 
 
+_SESSION_DIR = ("session-dir",)
+
+
 def read_custom_title(s: Session) -> None:
     """Claude Code's own title file, ``projects/<p>/<id>/custom-title.json``, over any other title (one
     small bounded read, never through a symlink; a bad file is no title)."""
     from claude_janitor.fs.saferead import InputError, read_input
 
-    if s.pieces.first("session-dir") is None:
+    if not s.pieces.has_store(_SESSION_DIR):  # from the packed numbers: no Piece made
         return
-    path = os.path.join(s.root, "projects", s.project, s.session_id, "custom-title.json")
+    path = f"{s.root}/projects/{s.project}/{s.session_id}/custom-title.json"
     try:
         raw = read_input(path, what="title file", limit=CUSTOM_TITLE_MAX, follow=False)
     except (InputError, OSError):
