@@ -204,12 +204,12 @@ ENOUGH_PROMPTS = 3  # human prompt ids a tail scan collects at most: enough for 
 TITLE_MARKS = (b'"custom-title"', b'"ai-title"', b'"summary"', b'"last-prompt"')  # a line that may hold a title
 
 
-def _title_marks(buf: bytes) -> list[int]:
-    """Where each of TITLE_MARKS is in ``buf``, in order: one bytes.find per mark and per hit (a regex
-    scan stops at every quote of the JSON; most tails have no mark at all)."""
+def _title_marks(buf: bytes, start: int) -> list[int]:
+    """Where each of TITLE_MARKS is in ``buf`` from ``start`` on, in order: one bytes.find per mark and per
+    hit (a regex scan stops at every quote of the JSON; most tails have no mark at all)."""
     found = []
     for mark in TITLE_MARKS:
-        at = buf.find(mark)
+        at = buf.find(mark, start)
         while at >= 0:
             found.append(at)
             at = buf.find(mark, at + 1)
@@ -252,7 +252,12 @@ def tail_scan(
     def take(line: bytes) -> None:
         _note(out, prompts, parse((line,)))
 
-    marks = _title_marks(buf)  # consumed from the end as the lines are, newest first
+    start = 0
+    if cut_first:  # the cut first line is never looked at: nor searched (a 1 MiB tail can be all of it)
+        start = buf.find(b"\n") + 1
+        if start == 0:
+            return out
+    marks = _title_marks(buf, start)  # consumed from the end as the lines are, newest first
     end = len(buf)
     while end > 0:
         if out.last_entrypoint is not None and len(prompts) >= ENOUGH_PROMPTS:
