@@ -471,6 +471,11 @@ _PROMPTS3 = [{"type": "user", "entrypoint": "cli", "promptId": f"p{i}", "message
 )
 # a whole first line, but the read started mid-line: it is not looked at, by the jump either
 @example(recs=[{"type": "summary", "summary": "cut"}, *_PROMPTS3], cut_first=True, cut=0)
+@example(
+    recs=[{"type": "summary", "summary": "cut"}, {"type": "assistant", "entrypoint": "cli"}, *_PROMPTS3],
+    cut_first=True,
+    cut=0,
+)
 def test_the_tail_scan_finds_what_a_scan_of_every_line_does(recs, cut_first, cut):
     """tail_scan jumps from title line to title line once it has the entrypoint and enough prompts: it finds
     the same titles, entrypoint and prompt ids as a parse of every line that could hold one, newest first

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,6 +204,21 @@ ENOUGH_PROMPTS = 3  # human prompt ids a tail scan collects at most: enough for 
 TITLE_MARKS = (b'"custom-title"', b'"ai-title"', b'"summary"', b'"last-prompt"')  # a line that may hold a title
 
 
+def lines_newest_first(buf: bytes, *, cut_first: bool) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) of each line of ``buf`` from the last to the first, sliced lazily (a 64 KiB tail is
+    not split whole). With ``cut_first`` the first line is incomplete (the read started mid-line) and is
+    skipped."""
+    end = len(buf)
+    while end > 0:
+        i = buf.rfind(b"\n", 0, end)
+        if i < 0:
+            if not cut_first:
+                yield 0, buf[:end]
+            return
+        yield i + 1, buf[i + 1 : end]
+        end = i
+
+
 def _title_marks(buf: bytes, start: int) -> list[int]:
     """Where each of TITLE_MARKS is in ``buf`` from ``start`` on, in order: one bytes.find per mark and per
     hit (a regex scan stops at every quote of the JSON; most tails have no mark at all)."""
@@ -258,26 +273,19 @@ def tail_scan(
         if start == 0:
             return out
     marks = _title_marks(buf, start)  # consumed from the end as the lines are, newest first
-    end = len(buf)
-    while end > 0:
+    for at, line in lines_newest_first(buf, cut_first=cut_first):
         if out.last_entrypoint is not None and len(prompts) >= ENOUGH_PROMPTS:
-            # Only lines with a title mark are parsed from here on (as the loop below would): newest first.
+            # Only lines with a title mark are parsed from here on (as below they would be): newest first.
+            end = at + len(line)
             while marks:
                 i = buf.rfind(b"\n", 0, marks[-1]) + 1
                 while marks and marks[-1] >= i:  # the line's other marks
                     marks.pop()
-                if i == 0 and cut_first:
-                    break
                 j = buf.find(b"\n", i, end)
                 take(buf[i : j if j >= 0 else end])
             break
-        i = buf.rfind(b"\n", 0, end)
-        if i < 0 and cut_first:
-            break
-        line = buf[i + 1 : end]
-        end = max(i, 0)
         title = False
-        while marks and marks[-1] > i:  # the marks in this line
+        while marks and marks[-1] >= at:  # the marks in this line
             marks.pop()
             title = True
         has_ep = b'"entrypoint"' in line

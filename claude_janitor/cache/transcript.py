@@ -23,6 +23,7 @@ from claude_janitor.cache.titles import (
     TailTitles,
     choose,
     custom_title,
+    lines_newest_first,
     read_head,
     replied,
     tail_scan,
@@ -137,20 +138,6 @@ class TailInfo:
     records: Records = field(default_factory=Records)  # the lines parsed so far (the head's reuse them)
 
 
-def _lines_newest_first(buf: bytes, *, cut_first: bool) -> Iterator[bytes]:
-    """The lines of ``buf`` from the last to the first, sliced lazily (a 64 KiB tail is not split whole).
-    With ``cut_first`` the first line is incomplete (the read started mid-line) and is skipped."""
-    end = len(buf)
-    while end > 0:
-        i = buf.rfind(b"\n", 0, end)
-        if i < 0:
-            if not cut_first:
-                yield buf[:end]
-            return
-        yield buf[i + 1 : end]
-        end = i
-
-
 def read_tail(fd: int, size: int) -> TailInfo:
     """Newest record timestamp (and cwd) from the end of a transcript: reads at most TAIL_MAX bytes.
 
@@ -164,7 +151,7 @@ def read_tail(fd: int, size: int) -> TailInfo:
         start = size - want
         buf = os.pread(fd, want, start)
         info.bytes_read = len(buf)
-        for rec in records(_lines_newest_first(buf, cut_first=start > 0)):
+        for rec in records(line for _, line in lines_newest_first(buf, cut_first=start > 0)):
             if info.last_time is None:
                 info.last_time = parse_timestamp(rec.get("timestamp"))
             if info.cwd is None and usable_cwd(rec.get("cwd")):
