@@ -132,7 +132,7 @@ def test_a_listed_file_swapped_for_a_dir_is_left_alone(tmp_path, outside):
     (tmp_path / "t" / "a" / "g.txt").mkdir()
     (tmp_path / "t" / "a" / "g.txt" / "inside").write_bytes(b"kept")
     # The new dir has another inode number (Changed), or, where the filesystem gave it the unlinked
-    # file's number (tmpfs often does), the unlink is refused for a dir (EISDIR/EPERM). Either way it stays.
+    # file's number (ext4 on this VM often does), the unlink is refused for a dir (EISDIR/EPERM). Either way it stays.
     with pytest.raises((Changed, OSError)) as e:
         remove(tmp_path, "t", listing)
     if isinstance(e.value, OSError):
