@@ -72,11 +72,12 @@ def execute(  # noqa: C901 (see the comment above)
 
     def finish(d: Decision, o: Outcome) -> None:
         outcomes.append(o)
-        results.append(
-            audit_record(
-                d, "result", o.result, o.error, {k: v for k, v in (("archive", o.archive), ("trash", o.trash)) if v}
+        if audit:  # a dry run writes no records: none is built (each lists the session's paths)
+            results.append(
+                audit_record(
+                    d, "result", o.result, o.error, {k: v for k, v in (("archive", o.archive), ("trash", o.trash)) if v}
+                )
             )
-        )
         if progress:
             progress(1)
 
