@@ -4,11 +4,17 @@ after a reader read it, not on a reader killed mid-scan. Real CLI runs paused in
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
+import struct
+import termios
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import NOW, run_cli, wait_for
 from tests.helpers.cachegen import make_cache, record
@@ -147,3 +153,49 @@ def test_a_readers_answer_carries_every_field_read_transcript_sets(tmp_path: Pat
     changed = {f for f in Session.__slots__ if getattr(s, f) != getattr(fresh, f)}
     assert {"last_record_time", "project_path", "entrypoint", "title_text"} <= changed, changed
     assert changed <= set(FIELDS), changed - set(FIELDS)
+
+
+def test_a_reader_ahead_of_a_stopped_one_waits_in_its_pipe_not_in_the_scans_memory(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two readers; one is stopped (SIGSTOP) as the scan asks its first question, and let go once the other
+    is done or blocked writing to its pipe. The scan waits for the stopped one's answers; what the other
+    sends meanwhile must stay in its pipe once HOLD_MAX of its answers are held (it was all taken in: on
+    10k sessions, with one reader slower than the other, 13,711 answers were held at once). The answers
+    held of each reader, after every question the scan asks, stay within HOLD_MAX + CHUNK; and the scan
+    reports what a scan without readers does."""
+    from claude_janitor.cache import readahead, scan
+
+    make_cache(root, NOW, projects=1, per_project=2000, side=False, extras=False)
+    held: list[int] = []
+    get = readahead.Ahead.get
+
+    def let_go(ahead_pid: int, pipe: int, stopped: int) -> None:
+        def waiting() -> bool:  # the reader is done (exited, not reaped yet) or blocked on its full pipe
+            try:
+                state = Path(f"/proc/{ahead_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                blocked = Path(f"/proc/{ahead_pid}/wchan").read_text().endswith("pipe_write")
+                queued = struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\0" * 4))[0]
+            except OSError:
+                return True
+            return state == "Z" or blocked or queued >= 60 << 10
+
+        wait_for(waiting, timeout=60)
+        os.kill(stopped, signal.SIGCONT)
+
+    def counting_get(self: readahead.Ahead, *a: object) -> object:
+        if not held:
+            os.kill(self.pids[1], signal.SIGSTOP)
+            args = (self.pids[0], next(iter(self.pipes)), self.pids[1])
+            threading.Thread(target=let_go, args=args, daemon=True).start()
+        got = get(self, *a)  # type: ignore[arg-type]
+        held.append(max(self.holding.values()))
+        return got
+
+    monkeypatch.setattr(readahead.Ahead, "get", counting_get)
+    monkeypatch.setenv(readahead.READERS_ENV, "2")
+    with_readers = scan.scan_root(root)
+    assert len(held) >= 2000  # every transcript was asked for (the readers were forked)
+    assert max(held) <= readahead.HOLD_MAX + readahead.CHUNK, max(held)
+    monkeypatch.setenv(readahead.READERS_ENV, "0")
+    assert with_readers.sessions == scan.scan_root(root).sessions

@@ -104,6 +104,8 @@ def holding(sessions: list[Session], mounts: tuple[str, ...]) -> None:
                 break
 
 
+# A reader's strings that many sessions share, made one object again (pickle makes a copy for each)
+_INTERNED = frozenset(("project_path", "entrypoint", "title_source"))
 _HAS_BODY = ("transcript", "session-dir")  # a session copy with these is real, not leftovers beside a transcript
 
 
@@ -251,7 +253,7 @@ class _RootScan:
             read_transcript(s, path, st)
             return
         for name, value in zip(FIELDS, got, strict=True):
-            setattr(s, name, sys.intern(value) if name in ("project_path", "entrypoint") and value else value)
+            setattr(s, name, sys.intern(value) if name in _INTERNED and value else value)
 
     def usage(self, section: str, rel: str, st: os.stat_result) -> Usage | None:
         """A reader's dir_usage of the dir ``rel`` if it walked the same dir, else None (walk it here)."""
