@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -47,10 +48,15 @@ class Piece:
     size: int = 0  # lstat size of the entry itself
 
 
-# A piece's numbers, packed: store (index into _STORES), is_dir, bytes, mtime, ino, dev, mtime_ns, size.
-_NUMS = struct.Struct("<BBqdQQqq")
+# A piece's numbers, packed (42 bytes): store (index into _STORES, + _DIR for a dir), bytes, mtime, ino, dev
+# (index into _DEVS: a scan sees one or a few), mtime_ns, size.
+_NUMS = struct.Struct("<BqdQBqq")
+_DIR = 128
 _STORES: list[str] = []
 _STORE_INDEX: dict[str, int] = {}
+_DEVS: list[int] = []
+_DEV_INDEX: dict[int, int] = {}
+_NEW = threading.Lock()
 _SEP, _SID, _PROJECT = "\0|", "\0s", "\0p"  # no path holds a NUL: these never clash with a name
 
 # The Piece objects last made from a Pieces (the pieces, their packed numbers then, the list): a session
@@ -60,11 +66,18 @@ _SEP, _SID, _PROJECT = "\0|", "\0s", "\0p"  # no path holds a NUL: these never c
 _hot: tuple[Any, bytes, list[Piece]] = (None, b"", [])
 
 
-def _store_index(store: str) -> int:
-    i = _STORE_INDEX.get(store)
+def _index(value: Any, values: list[Any], index: dict[Any, int], most: int) -> int:
+    """``value``'s place in ``values`` (added if new; struct.error past ``most``). Added under a lock and
+    listed before it is indexed: a thread that finds the index finds the value."""
+    i = index.get(value)
     if i is None:
-        i = _STORE_INDEX[store] = len(_STORES)
-        _STORES.append(store)
+        with _NEW:
+            i = index.get(value)
+            if i is None:
+                if len(values) >= most:
+                    raise struct.error("too many distinct values to pack")
+                values.append(value)
+                i = index[value] = len(values) - 1
     return i
 
 
@@ -94,9 +107,9 @@ class Pieces:
             self._list.append(p)
             return
         try:
-            if len(_STORES) > 255 and p.store not in _STORE_INDEX:
-                raise struct.error("too many stores")
-            nums = _NUMS.pack(_store_index(p.store), p.is_dir, p.bytes, p.mtime, p.ino, p.dev, p.mtime_ns, p.size)
+            st = _index(p.store, _STORES, _STORE_INDEX, _DIR) + (_DIR if p.is_dir else 0)
+            dev = _index(p.dev, _DEVS, _DEV_INDEX, 256)
+            nums = _NUMS.pack(st, p.bytes, p.mtime, p.ino, dev, p.mtime_ns, p.size)
         except (struct.error, OverflowError, TypeError):  # e.g. a file time past the year 2262 in ns
             self._list = [*self, p]
             self._rels, self._nums = "", b""
@@ -141,8 +154,8 @@ class Pieces:
         if self._list is not None:
             yield from ((p.is_dir, p.dev, p.ino) for p in self._list)
             return
-        for _st, is_dir, _b, _mtime, ino, dev, _mtime_ns, _size in _NUMS.iter_unpack(self._nums):
-            yield bool(is_dir), dev, ino
+        for st, _b, _mtime, ino, dev, _mtime_ns, _size in _NUMS.iter_unpack(self._nums):
+            yield st >= _DIR, _DEVS[dev], ino
 
     def first(self, store: str) -> Piece | None:
         """The first piece of ``store`` (e.g. the transcript), made alone."""
@@ -151,10 +164,10 @@ class Pieces:
         want = _STORE_INDEX.get(store)
         if want is None or not self._nums:
             return None
-        for n, (st, is_dir, b, mtime, ino, dev, mtime_ns, size) in enumerate(_NUMS.iter_unpack(self._nums)):
-            if st == want:
+        for n, (st, b, mtime, ino, dev, mtime_ns, size) in enumerate(_NUMS.iter_unpack(self._nums)):
+            if st & ~_DIR == want:
                 rel = self._unpack_rel(self._rels.split(_SEP)[n])
-                return Piece(rel, store, bool(is_dir), b, mtime, ino, dev, mtime_ns, size)
+                return Piece(rel, store, st >= _DIR, b, mtime, ino, _DEVS[dev], mtime_ns, size)
         return None
 
     def __iter__(self) -> Iterator[Piece]:
@@ -164,9 +177,10 @@ class Pieces:
         hot = _hot
         if hot[0] is self and hot[1] is self._nums:  # the same pieces unchanged since (_nums is immutable)
             return iter(hot[2])
+        stores, devs = _STORES, _DEVS
         made = [
-            Piece(rel, _STORES[st], bool(is_dir), b, mtime, ino, dev, mtime_ns, size)
-            for rel, (st, is_dir, b, mtime, ino, dev, mtime_ns, size) in zip(
+            Piece(rel, stores[st & ~_DIR], st >= _DIR, b, mtime, ino, devs[dev], mtime_ns, size)
+            for rel, (st, b, mtime, ino, dev, mtime_ns, size) in zip(
                 self.rels(), _NUMS.iter_unpack(self._nums), strict=True
             )
         ]
@@ -178,7 +192,7 @@ class Pieces:
         if self._list is not None:
             return any(p.store in stores for p in self._list)
         want = {_STORE_INDEX[x] for x in stores if x in _STORE_INDEX}
-        return any(n[0] in want for n in _NUMS.iter_unpack(self._nums))
+        return any(n[0] & ~_DIR in want for n in _NUMS.iter_unpack(self._nums))
 
     def __len__(self) -> int:
         return len(self._list) if self._list is not None else len(self._nums) // _NUMS.size
@@ -199,17 +213,17 @@ class Pieces:
     def total_bytes(self) -> int:
         if self._list is not None:
             return sum(p.bytes for p in self._list)
-        return sum(n[2] for n in _NUMS.iter_unpack(self._nums))
+        return sum(n[1] for n in _NUMS.iter_unpack(self._nums))
 
     def newest_mtime(self) -> float | None:
         if self._list is not None:
             return max((p.mtime for p in self._list), default=None)
-        return max((n[3] for n in _NUMS.iter_unpack(self._nums)), default=None)
+        return max((n[2] for n in _NUMS.iter_unpack(self._nums)), default=None)
 
     def stores(self) -> set[str]:
         if self._list is not None:
             return {p.store for p in self._list}
-        return {_STORES[n[0]] for n in _NUMS.iter_unpack(self._nums)}
+        return {_STORES[n[0] & ~_DIR] for n in _NUMS.iter_unpack(self._nums)}
 
 
 @dataclass(slots=True)

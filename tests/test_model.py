@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -67,3 +70,44 @@ def test_a_title_reads_back_as_it_was_set(value):
     assert s.title == value
     if value and value.endswith("…") and value[:-1].isascii():
         assert s.title_text is not None and s.title_text.isascii()  # held one byte a character
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(STORES),
+            st.booleans(),
+            st.integers(0, 2**63 - 1),
+            st.integers(0, 2**64 - 1),
+            st.sampled_from([0, 3, 66306, 2**64 - 1]),
+        ),
+        max_size=8,
+    )
+)
+def test_every_number_of_a_piece_reads_back_as_it_was_packed(pieces):
+    """The packed numbers (a store and dir flag in one byte, the device as an index into the devices seen)
+    give back each piece whole, by every way they are read."""
+    ps = [Piece(f"{s}/{i}", s, d, b, 1.5 + i, ino, dev, 10**18 + i, i) for i, (s, d, b, ino, dev) in enumerate(pieces)]
+    packed = Pieces(ps, SID, "P")
+    assert packed._list is None
+    assert list(packed) == ps and len(packed) == len(ps)
+    assert list(packed.inodes()) == [(p.is_dir, p.dev, p.ino) for p in ps]
+    assert packed.total_bytes() == sum(p.bytes for p in ps)
+    assert packed.newest_mtime() == max((p.mtime for p in ps), default=None)
+    assert packed.stores() == {p.store for p in ps}
+    for s in STORES:
+        assert packed.first(s) == next((p for p in ps if p.store == s), None)
+
+
+def test_pieces_on_more_devices_than_pack_are_kept_whole():
+    """Past 256 devices (one process) a new one does not pack: its pieces are kept as a list, and read back
+    the same. In a process of its own, as the devices seen are the process's."""
+    code = (
+        "from claude_janitor.model import Piece, Pieces\n"
+        "made = [Pieces([Piece(f'debug/{d}', 'debug', d % 2 == 0, d, 1.0, d, 1000 + d, 1, 2)]) for d in range(300)]\n"
+        "assert [p._list is None for p in made] == [True] * 256 + [False] * 44\n"
+        "assert [next(iter(p)).dev for p in made] == [1000 + d for d in range(300)]\n"
+        "assert [list(p.inodes()) for p in made] == [[(d % 2 == 0, 1000 + d, d)] for d in range(300)]\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
