@@ -10,8 +10,11 @@ from __future__ import annotations
 
 
 def canonical_id(session_id: str) -> str:
-    """The form an id is compared (and pinned) in: lower case, surrounding whitespace dropped."""
-    return session_id.strip().lower()
+    """The form an id is compared (and pinned) in: lower case, surrounding whitespace dropped. An id already
+    in that form is given back as it is, not copied: sets of every session's id (a sweep makes several) then
+    hold no second string for each (~85 B a session)."""
+    c = session_id.strip().lower()
+    return session_id if c == session_id else c
 
 
 def same_id(a: str, b: str) -> bool:
