@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -460,6 +461,7 @@ class Writer(threading.Thread):
         # (README, "What is not"), which only the kernel could close. Counted, not hidden.
         self.raced: set[int] = set()
         self.raced_bytes = 0
+        self.error: str | None = None
 
     def write(self, path: Path, rec: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -476,7 +478,20 @@ class Writer(threading.Thread):
             self.raced.add(self.n)
             self.raced_bytes += len(rec)
 
+    def where(self) -> str:
+        """What the writer is doing (its stack), or how it ended: for a failure's message."""
+        frame = sys._current_frames().get(self.ident or 0)
+        state = "".join(traceback.format_stack(frame)) if frame else f"not running; {self.error or 'no error'}"
+        return f"{self.n} records written; {state}"
+
     def run(self) -> None:
+        try:
+            self.append_in_phases()
+        except BaseException:
+            self.error = traceback.format_exc()
+            raise
+
+    def append_in_phases(self) -> None:
         rng = random.Random(5)
         while not self.stop.is_set():
             phase, until = rng.choice(["deep", "both", "quiet"]), time.monotonic() + rng.uniform(0.05, 1.2)
@@ -508,12 +523,18 @@ def test_a_writer_appending_all_the_time_loses_no_byte(action, root, jenv, tmp_p
     w.start()
     outcomes = []
     try:
-        for _ in range(sweeps):
+        # The sweeps race a writer that is writing: they start once it has (its first phase is quiet), and
+        # go on past ``sweeps`` until it has written enough to have raced them (once, on a machine loaded by
+        # a 100k-session benchmark, the sweeps were over with nothing written at all).
+        assert wait_for(lambda: w.n > 0 or not w.is_alive(), timeout=60) and w.is_alive(), w.where()
+        done, deadline = 0, time.monotonic() + 120
+        while done < sweeps or (w.n <= 100 and time.monotonic() < deadline):
             p = run_cli(sweep(root, later), jenv)
             assert p.returncode in (0, 1), p.stderr
             outcomes += [
                 (s.get("result"), s.get("error")) for s in json.loads(p.stdout)["sessions"] if s["decision"] != "keep"
             ]
+            done += 1
     finally:
         w.stop.set()
         w.join()
@@ -538,7 +559,7 @@ def test_a_writer_appending_all_the_time_loses_no_byte(action, root, jenv, tmp_p
         present = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
         lost = initial + w.written - present
         assert deleted <= lost <= deleted + w.raced_bytes, f"outcomes {outcomes}"
-    assert w.n > 100
+    assert w.n > 100, w.where()
 
 
 def test_staging_dir_left_as_a_symlink_is_refused(root, jenv, now, tmp_path):
