@@ -111,12 +111,12 @@ def act(
 
 def entries_for(plan: Plan, outcomes: list[Outcome], now: float, pol: Policy) -> list[Entry]:
     """Index rows for the sessions of a plan that are still there, each with when to look again."""
-    by_key = {o.decision.session.key: o for o in outcomes}
+    by_decision = {id(o.decision): o for o in outcomes}  # (the plan's own Decisions: no key tuple made each)
     low = shortest_expiry(pol)
     out: list[Entry] = []
     for d in plan.decisions:
         s = d.session
-        o = by_key.get(s.key)
+        o = by_decision.get(id(d))
         if o is not None and o.result in ("ok", "vanished"):
             continue
         due: float | None = None
@@ -238,14 +238,18 @@ def full_sweep_work(
     index.remove(removed_keys(outcomes))
     # Transcripts the index knew that are not there any more (the session may have left a folder), and the
     # sessions that vanished between the scan and the act: removed by someone else, judged by the daemon.
-    scanned = {d.session.key: d.session for d in plan.decisions}
+    # Gone: what the index knew with a transcript, less what this sweep removed and what it scanned with a
+    # transcript and did not find vanished (worked out in ``before`` itself: sets of every session's key
+    # were ~250 B a session of the child's peak, issue 14).
     vanished = {o.decision.session.key: o.decision.session for o in outcomes if o.result == "vanished"}
-    ours = {o.decision.session.key for o in outcomes if o.result == "ok"}
-    gone = [
-        e
-        for k, e in before.items()
-        if e.rel and k not in ours and (k not in scanned or scanned[k].transcript is None or k in vanished)
-    ]
+    known = {k for k, e in before.items() if e.rel}
+    for o in outcomes:
+        if o.result == "ok":
+            known.discard(o.decision.session.key)
+    for d in plan.decisions:
+        if known and (k := d.session.key) in known and k not in vanished and d.session.transcript is not None:
+            known.discard(k)
+    gone = [before[k] for k in before if k in known]
     for k, s in vanished.items():
         if k not in before and s.transcript is not None:
             gone.append(Entry(s.root, s.project, s.session_id, s.transcript.rel, s.last_activity, s.bytes))
