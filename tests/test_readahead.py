@@ -110,6 +110,35 @@ def test_a_file_added_to_a_folder_after_its_reader_walked_it_is_counted(
     assert by_id(json.loads(p.stdout))[g.session_id]["bytes"] == by_id(before)[g.session_id]["bytes"] + 100_000
 
 
+def test_claude_codes_title_file_is_read_whether_a_reader_walked_its_folder_before_or_after_it_came(
+    root: Path, jenv: dict[str, str], tmp_path: Path
+) -> None:
+    """A reader that walks a session folder says whether it holds custom-title.json; the scan opens the file
+    only where one may be. Folders with one before the scan get its title with readers as without; a title
+    file written into a folder after its reader walked it changes the folder's times, and is read too."""
+    gens = make_cache(root, NOW, projects=3, per_project=20)
+    folders = [g for g in gens if (root / "projects" / g.project / g.session_id).is_dir()]
+    assert len(folders) >= 10
+    for g in folders[:5]:
+        (root / "projects" / g.project / g.session_id / "custom-title.json").write_text(
+            json.dumps({"customTitle": f"renamed {g.session_id[:8]}"})
+        )
+    serial = report(root, jenv, 0)
+    assert [by_id(serial)[g.session_id]["title"] for g in folders[:5]] == [
+        f"renamed {g.session_id[:8]}" for g in folders[:5]
+    ]
+    assert report(root, jenv, 2) == serial
+    late = folders[7]
+    run = paused_report(root, jenv, tmp_path / "pause", readers=2)
+    assert wait_for(lambda: set(children(run.proc.pid).values()) == {"Z"}, timeout=60)  # every folder walked
+    (root / "projects" / late.project / late.session_id / "custom-title.json").write_text(
+        json.dumps({"customTitle": "renamed late"})
+    )
+    p = run.release()
+    assert p.returncode == 0, p.stderr
+    assert by_id(json.loads(p.stdout))[late.session_id]["title"] == "renamed late"
+
+
 def test_readers_killed_mid_scan_change_nothing_in_the_report(root: Path, jenv: dict[str, str], tmp_path: Path) -> None:
     make_cache(root, NOW, projects=4, per_project=25)
     serial = report(root, jenv, 0)

@@ -116,8 +116,9 @@ def jobs(root: str, root_dev: int) -> Iterator[tuple[str, str, os.DirEntry[str] 
         yield store, "", None
 
 
-def answer(kind: str, e: os.DirEntry[str], root_dev: int) -> tuple[Ident, Any] | None:
-    """What a reader makes of one job: (ident of what was read, answer), or None (the scan reads it)."""
+def answer(section: str, kind: str, e: os.DirEntry[str], root_dev: int) -> tuple[Ident, Any] | None:
+    """What a reader makes of one job: (ident of what was read, answer), or None (the scan reads it). A
+    folder's answer is (its dir_usage, whether it holds a title file: None outside projects/)."""
     st = lstat_entry(e)
     if st is None:
         return None
@@ -138,8 +139,12 @@ def answer(kind: str, e: os.DirEntry[str], root_dev: int) -> tuple[Ident, Any] |
     if not stat.S_ISDIR(st.st_mode) or st.st_dev != root_dev:
         return None  # not a folder the scan walks (it says why)
     from claude_janitor.cache.scan import dir_usage
+    from claude_janitor.cache.titles import CUSTOM_TITLE_FILE
 
-    return dir_ident(st), dir_usage(e.path, st.st_dev)
+    # A session folder (in projects/) also says whether it holds Claude Code's title file: the scan opens
+    # it only then (a folder given one after this changes its mtime, and the scan walks it itself)
+    titled = os.path.lexists(os.path.join(e.path, CUSTOM_TITLE_FILE)) if section.startswith("projects/") else None
+    return dir_ident(st), (dir_usage(e.path, st.st_dev), titled)
 
 
 def readers_for(root: str) -> int:
@@ -301,7 +306,7 @@ def _reader_main(root: str, root_dev: int, k: int, n: int, w: int) -> None:  # p
         for i, (section, kind, e) in enumerate(jobs(root, root_dev)):
             if kind and e is not None and i % n == k:
                 try:
-                    got = answer(kind, e, root_dev)
+                    got = answer(section, kind, e, root_dev)
                 except Exception:  # noqa: BLE001 — the scan reads this one itself, and reports what fails
                     got = None
                 if got is not None:

@@ -122,6 +122,7 @@ class _RootScan:
         self.orphans: dict[str, Session] = {}
         self.shared: dict[str, Session] = {}
         self.ahead: Ahead | None = None
+        self.untitled: set[str] = set()  # this project's session folders a reader walked: no title file in them
 
     def run(self, progress: Callable[[int], None] | None) -> ScanResult:
         r, res = self.r, self.res
@@ -168,13 +169,15 @@ class _RootScan:
         self.project_siblings(pe, siblings, found)
         self.project_dirs(pe, dirs, found)
         for sid, s in found.items():
-            read_custom_title(s)
+            if f"{prel}/{sid}" not in self.untitled:  # (a reader saw no title file there: not opened)
+                read_custom_title(s)
             if s.pieces.has_store(_HAS_BODY):  # as rescan checks it
                 self.where.setdefault(sid, []).append(s)
                 if not self.by_id.get(sid, s).pieces.has_store(_HAS_BODY):
                     self.by_id[sid] = s  # side stores go with a real copy, not with leftovers beside a transcript
             self.by_id.setdefault(sid, s)
             res.sessions.append(s)
+        self.untitled.clear()
         return len(entries)
 
     def project_files(
@@ -256,11 +259,16 @@ class _RootScan:
             setattr(s, name, sys.intern(value) if name in _INTERNED and value else value)
 
     def usage(self, section: str, rel: str, st: os.stat_result) -> Usage | None:
-        """A reader's dir_usage of the dir ``rel`` if it walked the same dir, else None (walk it here)."""
+        """A reader's dir_usage of the dir ``rel`` if it walked the same dir, else None (walk it here). A
+        session folder a reader found without a title file goes into ``untitled``."""
         if self.ahead is None or not stat.S_ISDIR(st.st_mode):
             return None
-        got: Usage | None = self.ahead.get(section, "d", os.path.join(self.r, rel), dir_ident(st))
-        return got
+        got: tuple[Usage, bool | None] | None = self.ahead.get(section, "d", os.path.join(self.r, rel), dir_ident(st))
+        if got is None:
+            return None
+        if got[1] is False:
+            self.untitled.add(rel)
+        return got[0]
 
     def mark_shared(self) -> None:
         """The same id in two projects: its side stores cannot be told apart, and go to a session of their own."""

@@ -29,6 +29,7 @@ from typing import Any
 
 TITLE_HEAD = 8 * 1024  # the head read for the first prompt: one pread of at most this
 TITLE_MAX = 200  # longest title kept (JSON); tables cut further
+CUSTOM_TITLE_FILE = "custom-title.json"  # in the session folder, projects/<p>/<id>/
 CUSTOM_TITLE_MAX = 64 * 1024  # custom-title.json is {"customTitle": "..."}: anything bigger is not one
 
 KINDS = ("interactive", "headless", "sdk", "desktop", "side-files", "unknown")

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from claude_janitor.cache.titles import (
+    CUSTOM_TITLE_FILE,
     CUSTOM_TITLE_MAX,
     TITLE_HEAD,
     TailTitles,
@@ -290,7 +291,7 @@ def read_custom_title(s: Session) -> None:
 
     if not s.pieces.has_store(_SESSION_DIR):  # from the packed numbers: no Piece made
         return
-    path = f"{s.root}/projects/{s.project}/{s.session_id}/custom-title.json"
+    path = f"{s.root}/projects/{s.project}/{s.session_id}/{CUSTOM_TITLE_FILE}"
     try:
         raw = read_input(path, what="title file", limit=CUSTOM_TITLE_MAX, follow=False)
     except (InputError, OSError):
