@@ -137,6 +137,48 @@ def test_rescan_gives_each_session_the_pieces_a_full_scan_gives(tmp_path: Path, 
     assert any(p.store == "todos" for p in one.pieces)
 
 
+def test_rescan_finds_every_kind_of_file_beside_a_transcript_whatever_the_ids_lengths(
+    tmp_path: Path, now: float
+) -> None:
+    """The re-read parses only the names in a project dir that begin with a wanted id: each kind of file
+    beside a transcript (every suffix, its .tmp copies, a compaction's and a rewrite's leftovers) is still
+    found, for ids of several lengths and for ids that begin other ids. Fails if a name is passed over
+    that a full scan gives the session (e.g. only 36-character ids looked for)."""
+    from claude_janitor.cache.layout import SIBLING_SUFFIXES
+
+    root = tmp_path / "claude"
+    sids = [
+        "0f8c2a55-1c1e-4a7b-9c1d-2f4e6a8b0c1d",
+        "0f8c2a55-1c1e-4a7b-9c1d-2f4e6a8b0c1d-fork",  # begins with the one above
+        "short",
+        "shorter",  # begins with the one above
+        "a",
+    ]
+    for sid in sids:
+        make_session(root, "/w/p", now - 40 * DAY, sid=sid, side=False)
+    proj = root / "projects" / "-w-p"
+    for sid in sids:
+        for suf in SIBLING_SUFFIXES:
+            (proj / f"{sid}{suf}").write_text("{}")
+            (proj / f"{sid}{suf}.tmp.0123abcd").write_text("{}")
+        (proj / f"{sid}.jsonl.compact.tmp.99").write_text("")
+        (proj / f"{sid}.jsonl.superseded-2026").write_text("")
+    (proj / "unrelated.json").write_text("{}")
+    full = {(s.project, s.session_id): s for s in cache.scan_root(root).sessions}
+    assert set(full) == {("-w-p", sid) for sid in sids}
+
+    def rels(s) -> list[str]:
+        return sorted(p.rel for p in s.pieces)
+
+    for s in full.values():
+        assert len([p for p in s.pieces if p.store == "session-file"]) == 2 * len(SIBLING_SUFFIXES) + 2
+    together = rescan(str(root), sorted(full))
+    for key, s in full.items():
+        assert rels(together[key]) == rels(s), key
+        alone = rescan(str(root), [key])[key]
+        assert alone is not None and rels(alone) == rels(s), key
+
+
 def test_rescan_reports_gone_sessions_and_orphans(tmp_path: Path, now: float) -> None:
     root = tmp_path / "claude"
     g = make_session(root, "/w/a", now - DAY)

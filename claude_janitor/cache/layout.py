@@ -43,7 +43,9 @@ SIBLING = "session-file"  # the store of a file beside the transcript
 
 
 def sibling_id(name: str) -> str | None:
-    """The session id a file beside transcripts in a project dir belongs to (not the transcript itself)."""
+    """The session id a file beside transcripts in a project dir belongs to (not the transcript itself).
+    The id is always where the name begins (the daemon's re-read looks only at names that begin with an id
+    it wants)."""
     m = _TRANSCRIPT_LEFTOVER_RE.match(name)
     if m:
         return m.group(1)

@@ -8,7 +8,7 @@ import stat
 from collections.abc import Iterable
 
 from claude_janitor.cache.layout import DEBUG_RE, DIR_STORES, NEVER_TOUCHED, SIBLING, TODO_RE, UUID_RE, sibling_id
-from claude_janitor.cache.scan import dir_entries, make_piece, store_dir_ok
+from claude_janitor.cache.scan import make_piece, store_dir_ok
 from claude_janitor.cache.transcript import MARKER, read_custom_title, read_marker, read_transcript
 from claude_janitor.model import Piece, Session
 
@@ -38,6 +38,7 @@ class _Rescan:
         self._projects: list[str] | None = None
         self._siblings: dict[str, dict[str, list[str]]] = {}  # project → session id → names beside its transcript
         self._todos: dict[str, list[str]] | None = None
+        self._id_lengths = sorted({len(sid) for sid in sids})
 
     def lst(self, rel: str) -> os.stat_result | None:
         try:
@@ -53,15 +54,17 @@ class _Rescan:
 
     def project_names(self) -> list[str]:
         if self._projects is None:
-            listing = dir_entries(os.path.join(self.root, "projects")) if self.ok["projects"] else []
-            self._projects = [e.name for e in listing]
+            self._projects = _names(os.path.join(self.root, "projects")) if self.ok["projects"] else []
         return self._projects
 
     def siblings(self, project: str, sid: str) -> list[str]:
         if project not in self._siblings:
+            # A project dir holds every session of the project (a transcript and a folder each): only the
+            # names that begin with a wanted id are parsed (a file beside a transcript is named by its id).
             got: dict[str, list[str]] = {}
-            for name in (e.name for e in dir_entries(os.path.join(self.root, "projects", project))):
-                if not name.endswith(".jsonl") and (o := sibling_id(name)) in self.sids:
+            sids, names = self.sids, _names(os.path.join(self.root, "projects", project))
+            for name in {name for n in self._id_lengths for name in names if name[:n] in sids}:
+                if not name.endswith(".jsonl") and (o := sibling_id(name)) in sids:
                     got.setdefault(o, []).append(name)
             self._siblings[project] = got
         return sorted(self._siblings[project].get(sid, []))
@@ -69,7 +72,7 @@ class _Rescan:
     def todos(self, sid: str) -> list[str]:
         if self._todos is None:
             self._todos = {}
-            for name in (e.name for e in (dir_entries(os.path.join(self.root, "todos")) if self.ok["todos"] else [])):
+            for name in _names(os.path.join(self.root, "todos")) if self.ok["todos"] else ():
                 if name[:36] in self.sids and (m := TODO_RE.match(name)):  # only the wanted ids are matched
                     self._todos.setdefault(m.group(1), []).append(name)
         return self._todos.get(sid, [])
@@ -156,3 +159,11 @@ class _Rescan:
         st = self.lst(f"debug/{sid}.txt") if self.ok["debug"] else None
         if st is not None and stat.S_ISREG(st.st_mode) and DEBUG_RE.match(f"{sid}.txt"):
             s.pieces.append(self.piece(s, f"debug/{sid}.txt", "debug", st))
+
+
+def _names(path: str) -> list[str]:
+    """The names in a dir (os.listdir: no entry objects); none for a dir that is gone or not a dir."""
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
