@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -27,6 +29,7 @@ from claude_janitor.model import Action, Policy, Rule, Window
 from claude_janitor.sweep.plan import Env
 from tests.helpers import run_cli, wait_for, write_config
 from tests.helpers.cachegen import DAY, make_session, set_times
+from tests.helpers.races import intact_or_gone
 
 H = 3600.0
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
@@ -100,6 +103,48 @@ def test_full_sweep_builds_the_index_and_incremental_sweeps_act_on_due_sessions(
     assert all(r["result"] == "ok" for r in results)
     d.judge_gone()
     assert audit("external-delete") == []  # the janitor's own deletions are not external
+
+
+HOLD = """
+import fcntl, sys, time
+f = open(sys.argv[1], sys.argv[2])
+if sys.argv[3] == "flock":
+    fcntl.flock(f, fcntl.LOCK_EX)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_wake_up_keeps_the_due_sessions_other_processes_lock_or_write(mkdaemon, root):
+    """A wake-up reads what other processes use on a thread of its own, while it re-reads the due sessions
+    (activity.scan_in_use_ahead): a transcript locked (flock) or open for writing by another process, and a
+    file locked deep in a session's folder, keep their sessions; the free one due with them goes. Fails if
+    the snapshot the wake-up decides with misses /proc/locks or /proc/*/fd."""
+    now = time.time()
+    d = mkdaemon()
+    gs = [make_session(root, f"/w/{c}", now - H + 3) for c in "abcd"]  # all four due in 3 s
+    deep = root / "projects" / gs[2].project / gs[2].session_id / "subagents" / "agent-a1.jsonl"
+    deep.parent.mkdir(parents=True, exist_ok=True)
+    deep.write_text("{}\n")
+    d.full_sweep()
+    assert all(indexed(d, g.session_id) is not None for g in gs)
+    holders = [
+        subprocess.Popen([sys.executable, "-c", HOLD, str(path), *how], stdout=subprocess.PIPE, text=True)
+        for path, how in ((gs[0].paths[0], ("r", "flock")), (gs[1].paths[0], ("a", "open")), (deep, ("r", "flock")))
+    ]
+    try:
+        for h in holders:
+            assert h.stdout is not None and h.stdout.readline().strip() == "ready"
+        d.clock.reach(max(indexed(d, g.session_id).due for g in gs))
+        d.wake()
+    finally:
+        for h in holders:
+            h.kill()
+            h.wait()
+    assert d.last_sweep["kind"] == "incremental" and d.last_sweep["acted"] == 1
+    assert [intact_or_gone(g.paths) for g in gs] == ["intact", "intact", "intact", "gone"]
+    assert indexed(d, gs[3].session_id) is None
+    assert all(indexed(d, g.session_id) is not None for g in gs[:3])
 
 
 def test_new_transcripts_are_indexed_with_a_lower_bound_of_their_expiry(mkdaemon, root):

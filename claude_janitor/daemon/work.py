@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from claude_janitor import policy
+from claude_janitor.cache import activity
 from claude_janitor.cache.layout import transcript_id
 from claude_janitor.cache.rescan import rescan
 from claude_janitor.daemon.clock import REAL, Clock
@@ -53,14 +54,27 @@ def uses_keep_last(pol: Policy) -> bool:
     return bool(pol.keep_last) or any(r.keep_last for r in pol.rules)
 
 
-def plan_for(env: Env, sessions: list[Session], now: float, pol: Policy) -> Plan:
-    """Decide a subset of sessions (already read from disk) the way a full sweep decides them."""
+def plan_for(
+    env: Env,
+    sessions: list[Session],
+    now: float,
+    pol: Policy,
+    inuse: Callable[[], tuple[float, activity.InUse]] | None = None,
+) -> Plan:
+    """Decide a subset of sessions (already read from disk) the way a full sweep decides them. ``inuse``:
+    what other processes use, as begun by in_use_ahead (else read now)."""
     from claude_janitor.fs.safefs import validate_root
     from claude_janitor.sweep.plan import plan_for
 
     roots = [validate_root(r) for r in env.roots]
     # A broken Claude Code settings file keeps the sessions whose window depends on it (as in a full sweep).
-    return plan_for(sessions, pol, now, roots, env.dirs)
+    return plan_for(sessions, pol, now, roots, env.dirs, inuse() if inuse is not None else None)
+
+
+def in_use_ahead(env: Env) -> Callable[[], tuple[float, activity.InUse]]:
+    """What other processes use under the roots, read on a thread while a wake-up re-reads its sessions
+    (the same root strings plan_for's validated roots give)."""
+    return activity.scan_in_use_ahead([os.path.abspath(r) for r in env.roots])
 
 
 def act(
@@ -179,6 +193,7 @@ def incremental_work(
             wanted[root] |= _project_transcripts(root, project)
     sessions: list[Session] = []
     gone: list[Entry] = []
+    inuse = in_use_ahead(env)
     for root, keys in wanted.items():
         for (project, sid), s in rescan(root, sorted(keys)).items():
             if should_stop():
@@ -190,7 +205,7 @@ def incremental_work(
             else:
                 sessions.append(s)
     log.debug("incremental sweep: %d due, %d read", len(rows), len(sessions))
-    plan = plan_for(env, sessions, now, pol)
+    plan = plan_for(env, sessions, now, pol, inuse)
     outcomes = act(plan, pol, env, max(index.count(), len(sessions)), actors, should_stop, index, parallel=parallel)
     index.put(entries_for(plan, outcomes, now, pol))
     index.remove(removed_keys(outcomes))

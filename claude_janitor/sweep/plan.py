@@ -76,16 +76,29 @@ def _in_stores(unknown: str, in_stores: dict[str, set[str]]) -> bool:
     return False
 
 
-def plan_for(sessions: list[Session], pol: Policy, now: float, roots: list[Path], dirs: JanitorDirs) -> Plan:
+def plan_for(
+    sessions: list[Session],
+    pol: Policy,
+    now: float,
+    roots: list[Path],
+    dirs: JanitorDirs,
+    inuse: tuple[float, activity.InUse] | None = None,
+) -> Plan:
     """Decide sessions already read from disk: every session of a scan, or the few the daemon re-read
-    because they may be due (pins, sessions in use and Claude Code's windows are applied the same way)."""
+    because they may be due (pins, sessions in use and Claude Code's windows are applied the same way).
+    ``inuse``: (monotonic time it was begun, snapshot) of what other processes use under ``roots``, read
+    while the sessions were (activity.scan_in_use_ahead); else it is read now."""
     cache.apply_pins(sessions, load_pins(dirs.pins_file))
-    inuse = activity.mark_in_use(sessions, [str(r) for r in roots])
-    taken = time.monotonic()
+    if inuse is None:
+        snapshot = activity.mark_in_use(sessions, [str(r) for r in roots])
+        taken = time.monotonic()
+    else:
+        taken, snapshot = inuse
+        activity.mark_in_use(sessions, [str(r) for r in roots], snapshot)
     problems = claude_settings.resolve_claude_windows(pol, roots, sessions)
     plan = policy.decide(sessions, pol, now)
     plan.warnings += problems
-    plan.in_use = (taken, inuse)
+    plan.in_use = (taken, snapshot)
     return plan
 
 
