@@ -29,7 +29,7 @@ from claude_janitor.model import Action, Policy, Rule, Window
 from claude_janitor.sweep.plan import Env
 from tests.helpers import run_cli, wait_for, write_config
 from tests.helpers.cachegen import DAY, make_session, set_times
-from tests.helpers.races import intact_or_gone
+from tests.helpers.races import HOLD, intact_or_gone
 
 H = 3600.0
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
@@ -103,16 +103,6 @@ def test_full_sweep_builds_the_index_and_incremental_sweeps_act_on_due_sessions(
     assert all(r["result"] == "ok" for r in results)
     d.judge_gone()
     assert audit("external-delete") == []  # the janitor's own deletions are not external
-
-
-HOLD = """
-import fcntl, sys, time
-f = open(sys.argv[1], sys.argv[2])
-if sys.argv[3] == "flock":
-    fcntl.flock(f, fcntl.LOCK_EX)
-print("ready", flush=True)
-time.sleep(120)
-"""
 
 
 def test_a_wake_up_keeps_the_due_sessions_other_processes_lock_or_write(mkdaemon, root):

@@ -11,16 +11,7 @@ import pytest
 
 from tests.helpers import run_cli, run_json, write_config
 from tests.helpers.cachegen import DAY, make_cache, make_session, set_times
-from tests.helpers.races import Paused, intact_or_gone, tree_state
-
-HOLD = """
-import fcntl, sys, time
-f = open(sys.argv[1], sys.argv[2])
-if sys.argv[3] == "flock":
-    fcntl.flock(f, fcntl.LOCK_EX)
-print("ready", flush=True)
-time.sleep(120)
-"""
+from tests.helpers.races import HOLD, Paused, intact_or_gone, tree_state
 
 
 @pytest.mark.parametrize("how", [("a", "open"), ("r", "flock"), ("r+", "open")])

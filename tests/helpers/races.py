@@ -14,6 +14,17 @@ from tests.helpers import wait_for
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount, chattr)")
 
+# A process that holds a file: `python -c HOLD PATH MODE open|flock` opens PATH in MODE ("a", "r", "r+"),
+# with "flock" takes an exclusive flock on it, prints "ready", and keeps it for two minutes.
+HOLD = """
+import fcntl, sys, time
+f = open(sys.argv[1], sys.argv[2])
+if sys.argv[3] == "flock":
+    fcntl.flock(f, fcntl.LOCK_EX)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
 
 def tree_state(top: Path) -> dict[str, bytes | str]:
     """Every entry under ``top``: file contents, 'dir', or 'link -> target'. Never follows links."""
